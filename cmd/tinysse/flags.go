@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	"github.com/spf13/pflag"
+)
+
+// options is every command-line option, after flags and environment.
+type options struct {
+	listen          string
+	logLevel        slog.Level
+	keepAlive       time.Duration
+	keepAliveText   string
+	timeout         time.Duration
+	timeoutRetry    time.Duration
+	capacity        int
+	script          string
+	scriptData      string
+	scriptTick      time.Duration
+	unsafeScript    bool
+	maxBodySize     int64
+	pubPath         string
+	subPath         string
+	staticDir       string
+	staticPath      string
+	corsOrigin      string
+	corsMethods     string
+	corsHeaders     string
+	corsCredentials bool
+	corsMaxAge      time.Duration
+	autoID          bool
+	writeTimeout    time.Duration
+	readTimeout     time.Duration
+	shutdownTimeout time.Duration
+	shards          int
+	help            bool
+	version         bool
+}
+
+// durationValue parses 500ms, 60s, 2m, 1h (and a bare 0).
+type durationValue time.Duration
+
+func (d *durationValue) Set(s string) error {
+	if s == "0" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 500ms, 60s, 2m, 1h)", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("%q is negative", s)
+	}
+	*d = durationValue(v)
+	return nil
+}
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+func (d *durationValue) Type() string   { return "DUR" }
+
+// sizeValue parses 65536, 64KB, 1MB (binary multiples: 1KB = 1024 bytes).
+type sizeValue int64
+
+func (v *sizeValue) Set(s string) error {
+	n, err := units.RAMInBytes(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q is not a size (like 65536, 64KB, 1MB)", s)
+	}
+	*v = sizeValue(n)
+	return nil
+}
+func (v *sizeValue) String() string { return units.BytesSize(float64(*v)) }
+func (v *sizeValue) Type() string   { return "SIZE" }
+
+// levelValue is a log level name; TRACE is below DEBUG.
+type levelValue slog.Level
+
+const levelTrace = slog.Level(-8)
+
+func (l *levelValue) Set(s string) error {
+	switch strings.ToUpper(s) {
+	case "ERROR":
+		*l = levelValue(slog.LevelError)
+	case "WARN", "WARNING":
+		*l = levelValue(slog.LevelWarn)
+	case "INFO":
+		*l = levelValue(slog.LevelInfo)
+	case "DEBUG":
+		*l = levelValue(slog.LevelDebug)
+	case "TRACE":
+		*l = levelValue(levelTrace)
+	default:
+		return fmt.Errorf("%q is not one of ERROR, WARN, INFO, DEBUG, TRACE", s)
+	}
+	return nil
+}
+func (l *levelValue) String() string {
+	if slog.Level(*l) == levelTrace {
+		return "TRACE"
+	}
+	return slog.Level(*l).String()
+}
+func (l *levelValue) Type() string { return "LEVEL" }
+
+// parseOptions reads args, then TINYSSE_* variables for every flag not
+// given on the command line. A bad value is one line naming the option.
+func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*options, error) {
+	o := &options{}
+	fs := pflag.NewFlagSet("tinysse", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+
+	level := levelValue(slog.LevelInfo)
+	keepAlive := durationValue(60 * time.Second)
+	timeout := durationValue(5 * time.Minute)
+	timeoutRetry := durationValue(0)
+	tick := durationValue(500 * time.Millisecond)
+	body := sizeValue(64 << 10)
+	maxAge := durationValue(0)
+	writeTimeout := durationValue(30 * time.Second)
+	readTimeout := durationValue(10 * time.Second)
+	shutdownTimeout := durationValue(10 * time.Second)
+
+	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1:1983", "where to listen (ADDR:PORT)")
+	fs.VarP(&level, "log-level", "L", "log level: ERROR, WARN, INFO, DEBUG, TRACE")
+	fs.VarP(&keepAlive, "keep-alive", "k", "interval of keep-alive comments to each subscriber")
+	fs.StringVarP(&o.keepAliveText, "keep-alive-text", "K", "keep-alive", "text of the keep-alive comment")
+	fs.VarP(&timeout, "timeout", "t", "a subscriber connected this long is closed (0 = never)")
+	fs.VarP(&timeoutRetry, "timeout-retry", "r", "retry hint sent at timeout and on lag")
+	fs.IntVarP(&o.capacity, "capacity", "c", 256, "messages kept per topic (ring size, rounded up to a power of two)")
+	fs.StringVarP(&o.script, "script", "s", "", "Lua script with hooks")
+	fs.StringVar(&o.scriptData, "script-data", "", "handed to the script as cli.script_data in startup")
+	fs.Var(&tick, "script-tick", "interval of the tick hook")
+	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading)")
+	fs.VarP(&body, "max-body-size", "m", "largest publish body accepted (65536, 64KB, 1MB)")
+	fs.StringVarP(&o.pubPath, "pub-path", "P", "/sse", "URL path for POST (publish)")
+	fs.StringVarP(&o.subPath, "sub-path", "S", "/sse", "URL path for GET (subscribe)")
+	fs.StringVarP(&o.staticDir, "serve-static-dir", "D", "", "serve files from DIR")
+	fs.StringVarP(&o.staticPath, "serve-static-path", "U", "/", "URL path of the static files")
+	fs.StringVar(&o.corsOrigin, "cors-allow-origin", "*", "Access-Control-Allow-Origin (comma-separated origins, or *)")
+	fs.StringVar(&o.corsMethods, "cors-allow-methods", "GET, HEAD, POST", "Access-Control-Allow-Methods")
+	fs.StringVar(&o.corsHeaders, "cors-allow-headers", "*", "Access-Control-Allow-Headers")
+	fs.BoolVar(&o.corsCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials: true")
+	fs.Var(&maxAge, "cors-max-age", "Access-Control-Max-Age")
+	fs.BoolVar(&o.autoID, "auto-id", false, "give messages published without an id an increasing server id")
+	fs.Var(&writeTimeout, "write-timeout", "close a subscriber whose socket accepts nothing for this long")
+	fs.Var(&readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
+	fs.Var(&shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
+	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU)")
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
+	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
+
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "help" && f.Name != "version" {
+			f.Usage += fmt.Sprintf(" [env %s]", envName(f.Name))
+		}
+	})
+
+	if err := fs.Parse(args); err != nil {
+		return nil, oneLine(err)
+	}
+	if o.help {
+		fmt.Fprintf(usage, "tinysse %s: a programmable Server-Sent Events server\n\nUsage: tinysse [OPTIONS]\n\nOptions:\n%s", version, fs.FlagUsages())
+		return o, nil
+	}
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if envErr != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("invalid value for --%s (from %s): %v", f.Name, envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.capacity < 1 || o.capacity > 1<<30 {
+		return nil, fmt.Errorf("invalid value for --capacity: %d is not between 1 and %d", o.capacity, 1<<30)
+	}
+	if body > 1<<30 {
+		return nil, errors.New("invalid value for --max-body-size: larger than 1GB")
+	}
+	if o.corsCredentials && (o.corsOrigin == "*" || o.corsHeaders == "*") {
+		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
+	}
+	o.logLevel = slog.Level(level)
+	o.keepAlive = time.Duration(keepAlive)
+	o.timeout = time.Duration(timeout)
+	o.timeoutRetry = time.Duration(timeoutRetry)
+	o.scriptTick = time.Duration(tick)
+	o.maxBodySize = int64(body)
+	o.corsMaxAge = time.Duration(maxAge)
+	o.writeTimeout = time.Duration(writeTimeout)
+	o.readTimeout = time.Duration(readTimeout)
+	o.shutdownTimeout = time.Duration(shutdownTimeout)
+	return o, nil
+}
+
+// envName is the variable of a flag: TINYSSE_ and the name, upper case,
+// dashes as underscores.
+func envName(flag string) string {
+	return "TINYSSE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// oneLine rewrites pflag's errors to name the option in one line.
+func oneLine(err error) error {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return errors.New(strings.TrimSpace(s))
+}

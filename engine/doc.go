@@ -1,0 +1,24 @@
+// Package engine routes published messages to subscribers.
+//
+// In: Publish(*Message) from any goroutine; Serve(*Subscriber, Stream) on
+// the subscriber's own goroutine, for the stream's whole life.
+// Out: SSE frames on the subscribers' sockets.
+//
+// Each topic (the default stream is the topic "") has a ring.Ring of
+// published messages. A publish validates and encodes the message once,
+// appends it to its topics' rings under one lock (the rings' single writer)
+// and wakes the shards that have subscribers on those topics: its cost does
+// not grow with the number of subscribers.
+//
+// Subscribers are partitioned into shards, one goroutine each. A shard that
+// wakes reads, for every subscriber of a dirty topic, all the messages past
+// its cursor and writes their shared frames to the socket in one
+// non-blocking writev. What the socket does not take, and every goodbye
+// (timeout, lag, shutdown), is handed to the subscriber's own goroutine,
+// which otherwise sits in Read to notice the client leaving. So a slow
+// subscriber never holds up its shard, and the publisher never waits for
+// anyone. See ARCHITECTURE.md for the ownership map.
+//
+// Safe from any goroutine: Publish, Serve, Subscribers, Close, Config.
+// Hooks are called as documented on Hooks.
+package engine

@@ -1,0 +1,298 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tinysse/tinysse/ring"
+)
+
+// ErrClosed is returned by Publish and Serve once Close has begun.
+var ErrClosed = errors.New("engine: shutting down")
+
+// Config configures an Engine. The zero value of every field is its
+// documented default.
+type Config struct {
+	// Shards is the number of delivery shards. Default: GOMAXPROCS.
+	Shards int
+	// Capacity is how many messages each topic's ring keeps, rounded up to
+	// a power of two. Default 256.
+	Capacity int
+	// KeepAlive is the interval of keep-alive comments. Default 60s;
+	// negative disables them.
+	KeepAlive time.Duration
+	// KeepAliveText is the keep-alive comment's text. Default "keep-alive".
+	KeepAliveText string
+	// Timeout closes a subscriber after this long; 0 means never.
+	Timeout time.Duration
+	// TimeoutRetry is the retry hint sent at timeout and on lag. Default 0.
+	TimeoutRetry time.Duration
+	// WriteTimeout closes a subscriber whose socket accepts nothing for this
+	// long. Default 30s.
+	WriteTimeout time.Duration
+	// AutoID gives a message published without an id the id Seq.
+	AutoID bool
+	// Hooks are the script's hook points; the zero value defines none.
+	Hooks Hooks
+	// Logger receives the engine's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Shards <= 0 {
+		c.Shards = runtime.GOMAXPROCS(0)
+	}
+	if c.Capacity == 0 {
+		c.Capacity = 256
+	}
+	if c.Capacity < 0 || c.Capacity > 1<<30 {
+		return fmt.Errorf("engine: capacity %d out of range 1..2^30", c.Capacity)
+	}
+	c.Capacity = int(ceilPow2(uint64(c.Capacity)))
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 60 * time.Second
+	}
+	if c.KeepAliveText == "" {
+		c.KeepAliveText = "keep-alive"
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.Timeout < 0 || c.TimeoutRetry < 0 {
+		return errors.New("engine: timeout and timeout retry must not be negative")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func ceilPow2(n uint64) uint64 {
+	p := uint64(1)
+	for p < n {
+		p <<= 1
+	}
+	return p
+}
+
+// Engine routes published messages to subscribers. Publish, Serve,
+// Subscribers and Close are safe to call from any goroutine.
+type Engine struct {
+	cfg    Config
+	shards []*shard
+
+	// pubMu serialises publishes: it is the single writer of every topic's
+	// ring, and it makes Seq increase in every ring.
+	pubMu sync.Mutex
+	seq   uint64 // guarded by pubMu: the last Seq given
+
+	topicsMu sync.RWMutex
+	topics   map[string]*topic // guarded by topicsMu; topics are never removed
+
+	nextShard atomic.Uint32 // round-robin shard choice for new subscribers
+	nextSubID atomic.Uint64
+	closing   atomic.Bool
+	live      sync.WaitGroup // one per running Serve
+	stopTick  chan struct{}
+	keepAlive []byte // the keep-alive frame, immutable
+}
+
+// topic is one named stream: a ring and who reads it.
+type topic struct {
+	name string
+	ring *ring.Ring[*Message] // written under Engine.pubMu only
+	// subscribers counts subscribers of this topic (Serve adds, finish removes).
+	subscribers atomic.Int64
+	// shardMin[i] is the smallest cursor of shard i's subscribers on this
+	// topic as of that shard's last pass (MaxUint64: none). Written by shard
+	// i, read by Publish to answer "queued".
+	shardMin []atomic.Uint64
+	// dirtyFlags[i] is set by a publisher when it queues this topic on
+	// shard i's dirty list, cleared by shard i before it reads the ring.
+	dirtyFlags []atomic.Bool
+}
+
+func (t *topic) dirty(shard int) *atomic.Bool { return &t.dirtyFlags[shard] }
+
+// New builds an Engine and starts its shard goroutines; Close stops them.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:       cfg,
+		topics:    make(map[string]*topic),
+		stopTick:  make(chan struct{}),
+		keepAlive: AppendComment(nil, cfg.KeepAliveText),
+	}
+	e.shards = make([]*shard, cfg.Shards)
+	for i := range e.shards {
+		e.shards[i] = newShard(e, i)
+	}
+	for _, s := range e.shards {
+		go s.run(e.stopTick)
+	}
+	return e, nil
+}
+
+// Config returns the engine's configuration with defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// topic returns the topic called name, creating it on first use.
+func (e *Engine) topic(name string) *topic {
+	e.topicsMu.RLock()
+	t := e.topics[name]
+	e.topicsMu.RUnlock()
+	if t != nil {
+		return t
+	}
+	e.topicsMu.Lock()
+	defer e.topicsMu.Unlock()
+	if t = e.topics[name]; t != nil {
+		return t
+	}
+	r, err := ring.New[*Message](e.cfg.Capacity)
+	if err != nil {
+		panic(err) // Capacity was validated in New
+	}
+	t = &topic{name: name, ring: r, shardMin: make([]atomic.Uint64, len(e.shards)), dirtyFlags: make([]atomic.Bool, len(e.shards))}
+	for i := range t.shardMin {
+		t.shardMin[i].Store(math.MaxUint64)
+	}
+	e.topics[name] = t
+	return t
+}
+
+// PublishResult is what a publisher is told.
+type PublishResult struct {
+	// Queued is how many messages of the published topics some subscriber
+	// has not read yet (the largest over those topics).
+	Queued int
+	// Subscribers is how many subscribers the published topics have.
+	Subscribers int
+}
+
+// Publish validates m, encodes it once, appends it to the ring of each of
+// its topics and wakes the shards that have subscribers there. Its cost
+// does not depend on the number of subscribers. m must not be changed
+// afterwards.
+func (e *Engine) Publish(m *Message) (PublishResult, error) {
+	if e.closing.Load() {
+		return PublishResult{}, ErrClosed
+	}
+	if err := m.Validate(); err != nil {
+		return PublishResult{}, err
+	}
+	names := m.Topics
+	if len(names) == 0 {
+		names = defaultTopic
+	}
+	var ts [4]*topic
+	topics := ts[:0]
+	for _, n := range names {
+		topics = append(topics, e.topic(n))
+	}
+	auto := e.cfg.AutoID && m.ID == ""
+	if !auto {
+		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
+	}
+
+	e.pubMu.Lock()
+	e.seq++
+	m.Seq = e.seq
+	if auto {
+		m.ID = strconv.FormatUint(m.Seq, 10)
+		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
+	}
+	for _, t := range topics {
+		t.ring.Append(m)
+	}
+	e.pubMu.Unlock()
+
+	var res PublishResult
+	for _, t := range topics {
+		res.Subscribers += int(t.subscribers.Load())
+		if q := t.queued(); q > res.Queued {
+			res.Queued = q
+		}
+		for i, s := range e.shards {
+			if t.shardMin[i].Load() != math.MaxUint64 {
+				s.markDirty(t)
+			}
+		}
+	}
+	return res, nil
+}
+
+var defaultTopic = []string{""}
+
+func frameSize(m *Message) int {
+	n := len(m.ID) + len(m.Event) + len(m.Data) + 32
+	for _, c := range m.Comments {
+		n += len(c) + 3
+	}
+	return n
+}
+
+// queued is how many messages in t's ring some subscriber has not read.
+func (t *topic) queued() int {
+	lowest := uint64(math.MaxUint64)
+	for i := range t.shardMin {
+		if v := t.shardMin[i].Load(); v < lowest {
+			lowest = v
+		}
+	}
+	head, tail := t.ring.Head(), t.ring.Tail()
+	if lowest == math.MaxUint64 || lowest >= head {
+		return 0
+	}
+	if lowest < tail {
+		lowest = tail
+	}
+	return int(head - lowest)
+}
+
+// Subscribers returns how many subscribers topic name has.
+func (e *Engine) Subscribers(name string) int {
+	e.topicsMu.RLock()
+	t := e.topics[name]
+	e.topicsMu.RUnlock()
+	if t == nil {
+		return 0
+	}
+	return int(t.subscribers.Load())
+}
+
+// Close stops accepting publishes and subscribers, tells every subscriber
+// when to come back (a retry with jitter) and closes it, and waits for all
+// of them until ctx is done; then it cuts the rest off.
+func (e *Engine) Close(ctx context.Context) error {
+	if e.closing.Swap(true) {
+		return ErrClosed
+	}
+	for _, s := range e.shards {
+		s.shutdown()
+	}
+	done := make(chan struct{})
+	go func() { e.live.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, s := range e.shards {
+			s.forceClose()
+		}
+		<-done
+		err = ctx.Err()
+	}
+	close(e.stopTick)
+	return err
+}

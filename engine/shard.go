@@ -1,0 +1,350 @@
+package engine
+
+import (
+	"math"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxBatch bounds the frames gathered for one write (the kernel's IOV_MAX).
+const maxBatch = 1024
+
+// shard owns a partition of the subscribers and delivers to them from one
+// goroutine (run). Publishers only mark topics dirty and wake it.
+//
+// Lock order: shard.mu, then shard.dirtyMu (never the other way round).
+// The shard goroutine holds mu for a whole delivery pass or sweep; a
+// subscriber's goroutine takes it to register and to leave. Publishers never
+// take mu, so a long pass never slows a publish.
+type shard struct {
+	e    *Engine
+	idx  int
+	wake chan struct{} // capacity 1: a pending wake-up is never lost nor doubled
+
+	mu      sync.Mutex
+	subs    []*Subscriber          // guarded by mu: every subscriber, for sweeps
+	byTopic map[*topic]*shardTopic // guarded by mu
+	dirtyMu sync.Mutex             // guards dirty
+	dirty   []*topic               // topics with new messages; appended by publishers
+	spare   []*topic               // owned by the shard goroutine: the other dirty buffer
+
+	// Scratch for the write path, owned by whoever holds mu.
+	frames  [][]byte
+	iov     []syscall.Iovec
+	wn      int
+	werr    error
+	writeFn func(fd uintptr) bool // s.writev bound once, so a write allocates nothing
+}
+
+// shardTopic is one topic's subscribers within a shard; guarded by shard.mu.
+type shardTopic struct {
+	subs []*Subscriber
+}
+
+// Subscriber states: who may touch the cursors, the backlog and the socket.
+const (
+	stIdle  int32 = iota // nobody: the shard may take it (CAS to stShard)
+	stShard              // the shard goroutine is writing to it
+	stSelf               // the subscriber's own goroutine owns it (slow write, or ending)
+)
+
+// Reasons a shard hands a subscriber to its goroutine (Subscriber.kick bits).
+const (
+	kickSlow uint32 = 1 << iota // the socket took part of a write: finish it blocking
+	kickLagged
+	kickTimeout
+	kickShutdown
+	kickGone // the socket failed
+)
+
+func newShard(e *Engine, idx int) *shard {
+	s := &shard{
+		e:       e,
+		idx:     idx,
+		wake:    make(chan struct{}, 1),
+		byTopic: make(map[*topic]*shardTopic),
+		frames:  make([][]byte, 0, 64),
+		iov:     make([]syscall.Iovec, 0, 64),
+	}
+	s.writeFn = s.writev
+	return s
+}
+
+// sweepEvery is how often a shard checks keep-alives and timeouts.
+func (e *Engine) sweepEvery() time.Duration {
+	d := time.Second
+	if k := e.cfg.KeepAlive; k > 0 && k/4 < d {
+		d = k / 4
+	}
+	if t := e.cfg.Timeout; t > 0 && t/4 < d {
+		d = t / 4
+	}
+	return max(d, 5*time.Millisecond)
+}
+
+func (s *shard) run(stop <-chan struct{}) {
+	tick := time.NewTicker(s.e.sweepEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.wake:
+			s.deliverDirty()
+		case now := <-tick.C:
+			s.sweep(now)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// markDirty tells the shard that t has new messages. Called by publishers.
+func (s *shard) markDirty(t *topic) {
+	if !t.dirty(s.idx).Swap(true) {
+		s.dirtyMu.Lock()
+		s.dirty = append(s.dirty, t)
+		s.dirtyMu.Unlock()
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliverDirty runs one delivery pass over the subscribers of every dirty
+// topic. Only the shard goroutine calls it.
+func (s *shard) deliverDirty() {
+	s.dirtyMu.Lock()
+	list := s.dirty
+	s.dirty = s.spare[:0]
+	s.dirtyMu.Unlock()
+
+	s.mu.Lock()
+	now := time.Now().UnixNano()
+	for _, t := range list {
+		// Cleared before reading the ring: a publish from here on marks
+		// the topic again and wakes us, so no message waits for a sweep.
+		t.dirty(s.idx).Store(false)
+		st := s.byTopic[t]
+		if st == nil {
+			continue
+		}
+		lowest := uint64(math.MaxUint64)
+		for _, sub := range st.subs {
+			s.deliver(sub, now)
+			if c := sub.cursorOf(t); c < lowest {
+				lowest = c
+			}
+		}
+		t.shardMin[s.idx].Store(lowest)
+	}
+	s.mu.Unlock()
+	clear(list)
+	s.spare = list
+}
+
+// deliver writes everything sub has pending, without blocking: a subscriber
+// that finds k messages gets them in one writev of the shared frames. What
+// the socket does not take is handed to the subscriber's goroutine.
+// mu must be held.
+func (s *shard) deliver(sub *Subscriber, now int64) (wrote bool) {
+	if !sub.state.CompareAndSwap(stIdle, stShard) {
+		return false // its goroutine owns it and catches up by itself
+	}
+	for {
+		frames, lapped := sub.gather(s.frames[:0], maxBatch)
+		if lapped {
+			s.kick(sub, kickLagged)
+			return wrote
+		}
+		if len(frames) == 0 {
+			sub.state.Store(stIdle)
+			return wrote
+		}
+		wrote = true
+		if !s.write(sub, frames, now) || len(frames) < maxBatch {
+			return wrote
+		}
+	}
+}
+
+// write sends frames to sub without blocking and says whether all went.
+// On a partial write the rest is copied to sub's backlog and sub is handed
+// to its goroutine. mu must be held and sub in stShard.
+func (s *shard) write(sub *Subscriber, frames [][]byte, now int64) bool {
+	defer clear(frames)
+	if sub.raw == nil {
+		for _, f := range frames {
+			sub.backlog = append(sub.backlog, f...)
+		}
+		s.kick(sub, kickSlow)
+		return false
+	}
+	s.iov = s.iov[:0]
+	total := 0
+	for _, f := range frames {
+		if len(f) > 0 {
+			s.iov = append(s.iov, syscall.Iovec{Base: &f[0], Len: uint64(len(f))})
+			total += len(f)
+		}
+	}
+	s.wn, s.werr = 0, nil
+	if err := sub.raw.Write(s.writeFn); err != nil {
+		s.werr = err
+	}
+	clear(s.iov)
+	sub.lastWrite = now
+	switch {
+	case s.werr != nil:
+		s.kick(sub, kickGone)
+		return false
+	case s.wn < total:
+		sub.backlog = appendRest(sub.backlog, frames, s.wn)
+		s.kick(sub, kickSlow)
+		return false
+	}
+	sub.state.Store(stIdle)
+	return true
+}
+
+// writev makes one non-blocking writev attempt of s.iov; it returns true so
+// that RawConn.Write never parks waiting for the socket to drain.
+func (s *shard) writev(fd uintptr) bool {
+	n, err := writevFD(fd, s.iov)
+	if err == syscall.EAGAIN {
+		err = nil
+	}
+	s.wn, s.werr = n, err
+	return true
+}
+
+// appendRest appends frames minus their first n bytes to dst.
+func appendRest(dst []byte, frames [][]byte, n int) []byte {
+	for _, f := range frames {
+		if n >= len(f) {
+			n -= len(f)
+			continue
+		}
+		dst = append(dst, f[n:]...)
+		n = 0
+	}
+	return dst
+}
+
+// kick hands sub to its goroutine for reason and wakes it out of Read.
+// The caller must own sub (stShard, or stIdle under mu).
+func (s *shard) kick(sub *Subscriber, reason uint32) {
+	sub.kick.Or(reason)
+	sub.state.Store(stSelf)
+	_ = sub.conn.SetReadDeadline(aLongTimeAgo)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// sweep delivers anything pending (a safety net), sends keep-alives and
+// closes subscribers that reached the timeout. Only the shard goroutine.
+func (s *shard) sweep(at time.Time) {
+	now := at.UnixNano()
+	cfg := &s.e.cfg
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		if cfg.Timeout > 0 && at.Sub(sub.Start) >= cfg.Timeout {
+			if sub.state.CompareAndSwap(stIdle, stShard) {
+				s.kick(sub, kickTimeout)
+			}
+			continue
+		}
+		if s.deliver(sub, now) {
+			continue
+		}
+		if cfg.KeepAlive > 0 && time.Duration(now-sub.lastWrite) >= cfg.KeepAlive &&
+			sub.state.CompareAndSwap(stIdle, stShard) {
+			s.write(sub, append(s.frames[:0], s.e.keepAlive), now)
+		}
+	}
+}
+
+// add registers sub with the shard; its cursors must be set.
+func (s *shard) add(sub *Subscriber) {
+	s.mu.Lock()
+	sub.index = len(s.subs)
+	s.subs = append(s.subs, sub)
+	for i := range sub.cursors {
+		t := sub.cursors[i].t
+		st := s.byTopic[t]
+		if st == nil {
+			st = &shardTopic{}
+			s.byTopic[t] = st
+		}
+		st.subs = append(st.subs, sub)
+		if c := sub.cursors[i].next.Load(); c < t.shardMin[s.idx].Load() {
+			t.shardMin[s.idx].Store(c)
+		}
+		t.subscribers.Add(1)
+	}
+	s.mu.Unlock()
+	// Messages appended before shardMin was stored may not have woken us.
+	for i := range sub.cursors {
+		s.markDirty(sub.cursors[i].t)
+	}
+}
+
+// remove takes sub out of the shard for good and gives its goroutine
+// ownership. Called by sub's goroutine.
+func (s *shard) remove(sub *Subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Under mu the shard is not mid-write, so the state is idle or self.
+	sub.state.Store(stSelf)
+	last := len(s.subs) - 1
+	s.subs[sub.index] = s.subs[last]
+	s.subs[sub.index].index = sub.index
+	s.subs[last] = nil
+	s.subs = s.subs[:last]
+	for i := range sub.cursors {
+		t := sub.cursors[i].t
+		t.subscribers.Add(-1)
+		st := s.byTopic[t]
+		for j, o := range st.subs {
+			if o == sub {
+				st.subs[j] = st.subs[len(st.subs)-1]
+				st.subs[len(st.subs)-1] = nil
+				st.subs = st.subs[:len(st.subs)-1]
+				break
+			}
+		}
+		lowest := uint64(math.MaxUint64)
+		for _, o := range st.subs {
+			lowest = min(lowest, o.cursorOf(t))
+		}
+		t.shardMin[s.idx].Store(lowest)
+		if len(st.subs) == 0 {
+			delete(s.byTopic, t)
+		}
+	}
+}
+
+// shutdown hands every subscriber to its goroutine to say goodbye.
+func (s *shard) shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		if sub.state.CompareAndSwap(stIdle, stShard) {
+			s.kick(sub, kickShutdown)
+			continue
+		}
+		// stSelf: its goroutine is mid slow write; it checks kick bits.
+		sub.kick.Or(kickShutdown)
+		_ = sub.conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// forceClose cuts every remaining subscriber off: blocked reads and writes fail.
+func (s *shard) forceClose() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sub := range s.subs {
+		_ = sub.conn.SetDeadline(aLongTimeAgo)
+	}
+}

@@ -1,0 +1,384 @@
+package engine
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Subscriber is one open stream. The transport fills the exported fields
+// before Serve; after Serve has registered it, only hooks change State.
+type Subscriber struct {
+	ID      uint64   // engine-wide, set by Serve
+	Topics  []string // topics to read; empty means the default topic ""
+	Request *Request // nil when no hook needs it
+	State   any      // opaque to the engine: a hook's per-subscriber data
+	Start   time.Time
+
+	e       *Engine
+	shard   *shard
+	conn    net.Conn        // reads, blocking writes, deadlines
+	raw     syscall.RawConn // non-blocking writes by the shard; nil: always via conn
+	closeFn func() error
+	index   int // position in shard.subs; guarded by shard.mu
+
+	// state says who owns the fields below (see stIdle, stShard, stSelf):
+	// the owner reads and writes them without locks; the CAS or store that
+	// hands ownership over publishes them to the next owner.
+	state atomic.Int32
+	// kick holds the reasons the shard handed the subscriber to its
+	// goroutine; set by the shard (or Close), swapped to 0 by the goroutine.
+	kick atomic.Uint32
+
+	cursors   []cursor // one per topic; next is atomic only so stats can read it
+	lastSeq   uint64   // Seq of the last message delivered (drops multi-topic duplicates)
+	lastWrite int64    // unix nanoseconds of the last write
+	backlog   []byte   // bytes owed to the socket after a partial write
+}
+
+type cursor struct {
+	t    *topic
+	next atomic.Uint64 // ring sequence of the next message to read
+}
+
+// Stream is the connection a subscriber is served on.
+type Stream struct {
+	// Conn reads (to notice the client leaving), does blocking writes and
+	// takes deadlines.
+	Conn net.Conn
+	// Raw, when not nil, lets the shard write without blocking. Leave it
+	// nil for connections whose bytes are not the socket's (TLS).
+	Raw syscall.RawConn
+	// Close closes the socket.
+	Close func() error
+	// Head is written first (the HTTP response head).
+	Head []byte
+	// LastEventID is the id the client saw last, when HasLastEventID.
+	LastEventID    string
+	HasLastEventID bool
+}
+
+// ErrSlowWrite is the reason a subscriber whose socket took nothing for
+// WriteTimeout is closed.
+var ErrSlowWrite = errors.New("engine: write timed out")
+
+// Serve runs sub on st until the client leaves, the subscriber times out or
+// lags, or the engine closes. It writes the stream's head, ": ok", the
+// replay or catch-up, and then hands live delivery to sub's shard. It
+// blocks for the stream's whole life; Unsubscribe has run when it returns.
+func (e *Engine) Serve(sub *Subscriber, st Stream) error {
+	e.live.Add(1)
+	defer e.live.Done()
+	sub.e = e
+	sub.conn, sub.raw, sub.closeFn = st.Conn, st.Raw, st.Close
+	if sub.Start.IsZero() {
+		sub.Start = time.Now()
+	}
+	sub.ID = e.nextSubID.Add(1)
+	if e.closing.Load() {
+		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
+		_ = sub.closeFn()
+		return ErrClosed
+	}
+
+	names := sub.Topics
+	if len(names) == 0 {
+		names = defaultTopic
+	}
+	sub.cursors = make([]cursor, len(names))
+	for i, n := range names {
+		sub.cursors[i].t = e.topic(n)
+		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
+	}
+
+	head := append(append([]byte(nil), st.Head...), ": ok\n\n"...)
+	if h := e.cfg.Hooks.Catchup; h != nil {
+		msgs, err := h(sub, st.LastEventID, st.HasLastEventID)
+		if err != nil {
+			e.cfg.Logger.Warn("catchup hook failed", "subscriber", sub.ID, "err", err)
+		}
+		for _, m := range msgs {
+			if err := m.Validate(); err != nil {
+				e.cfg.Logger.Warn("catchup hook returned a bad message", "subscriber", sub.ID, "err", err)
+				continue
+			}
+			head = AppendFrame(head, m)
+		}
+	} else if st.HasLastEventID && !sub.replayFrom(st.LastEventID) {
+		head = append(head, ": replay-gap\n\n"...)
+	}
+
+	sub.state.Store(stSelf)
+	sub.backlog = head
+	if err := sub.flushBacklog(); err != nil {
+		sub.closeFn()
+		sub.runUnsubscribe()
+		return err
+	}
+	sub.lastWrite = time.Now().UnixNano()
+	sub.state.Store(stIdle)
+
+	sub.shard = e.shards[e.nextShard.Add(1)%uint32(len(e.shards))]
+	sub.shard.add(sub)
+	return sub.loop()
+}
+
+// replayFrom points the cursors just after the message with id lastID.
+// In a topic that does not hold lastID but whose ring still covers the
+// moment it was published (by Seq), the cursor starts right after that
+// moment. It reports false when no topic holds lastID: a replay gap.
+func (sub *Subscriber) replayFrom(lastID string) bool {
+	var seenSeq uint64
+	found := false
+	for i := range sub.cursors {
+		c := &sub.cursors[i]
+		if s, ok := c.t.ring.Find(func(m *Message) bool { return m.ID == lastID }); ok {
+			m, _, _ := c.t.ring.Get(s)
+			if m != nil {
+				seenSeq = max(seenSeq, m.Seq)
+				c.next.Store(s + 1)
+				found = true
+			}
+		}
+	}
+	if !found {
+		return false
+	}
+	for i := range sub.cursors {
+		c := &sub.cursors[i]
+		if c.next.Load() != c.t.ring.Head() {
+			continue // found in this topic
+		}
+		if s, ok := c.t.ring.Find(func(m *Message) bool { return m.Seq <= seenSeq }); ok {
+			c.next.Store(s + 1)
+		} else if c.t.ring.Tail() == 0 {
+			c.next.Store(0) // nothing evicted yet: everything here is newer
+		}
+	}
+	return true
+}
+
+// loop waits in Read until the client leaves or the shard hands the
+// subscriber over (by setting a read deadline in the past), then acts.
+func (sub *Subscriber) loop() error {
+	buf := make([]byte, 64)
+	for {
+		_, err := sub.conn.Read(buf)
+		if err == nil {
+			continue // a client has nothing to say on an event stream; drop it
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return sub.finish(kickGone)
+		}
+		// Reset the deadline before reading kick: a kick that lands after
+		// the reset sets a new deadline, one before it is in kick.
+		_ = sub.conn.SetReadDeadline(time.Time{})
+		k := sub.kick.Swap(0)
+		switch {
+		case k == 0:
+			continue
+		case k&(kickShutdown|kickTimeout|kickLagged|kickGone) != 0:
+			return sub.finish(k)
+		}
+		if k = sub.catchUp(); k != 0 {
+			return sub.finish(k)
+		}
+	}
+}
+
+// catchUp writes the backlog blocking, then delivers by cursor from this
+// goroutine until nothing is pending, and gives the subscriber back to the
+// shard. It returns a kick reason when the subscriber must end instead.
+// Called with state stSelf.
+func (sub *Subscriber) catchUp() uint32 {
+	var frames [][]byte
+	for {
+		if err := sub.flushBacklog(); err != nil {
+			return kickGone
+		}
+		if k := sub.kick.Load(); k&kickShutdown != 0 {
+			return kickShutdown
+		}
+		var lapped bool
+		frames, lapped = sub.gather(frames[:0], maxBatch)
+		if lapped {
+			return kickLagged
+		}
+		if len(frames) > 0 {
+			for _, f := range frames {
+				sub.backlog = append(sub.backlog, f...)
+			}
+			clear(frames)
+			continue
+		}
+		sub.backlog = sub.backlog[:0]
+		if cap(sub.backlog) > 64<<10 {
+			sub.backlog = nil // a burst's buffer is not kept for the stream's life
+		}
+		sub.state.Store(stIdle)
+		// A publish that woke the shard while we owned the subscriber was
+		// skipped by it; look once more now that the shard can take it.
+		if !sub.pending() || !sub.state.CompareAndSwap(stIdle, stSelf) {
+			return 0
+		}
+	}
+}
+
+// flushBacklog writes the backlog with blocking writes, each chunk given
+// WriteTimeout: a socket that takes nothing for that long fails.
+func (sub *Subscriber) flushBacklog() error {
+	const chunk = 64 << 10
+	for len(sub.backlog) > 0 {
+		n := min(len(sub.backlog), chunk)
+		_ = sub.conn.SetWriteDeadline(time.Now().Add(sub.e.cfg.WriteTimeout))
+		w, err := sub.conn.Write(sub.backlog[:n])
+		sub.backlog = sub.backlog[w:]
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = ErrSlowWrite
+			}
+			return err
+		}
+	}
+	sub.backlog = sub.backlog[:0]
+	sub.lastWrite = time.Now().UnixNano()
+	return sub.conn.SetWriteDeadline(time.Time{})
+}
+
+// gather appends to dst the frames pending for sub, in publish order across
+// its topics, up to max. lapped reports that a cursor was overwritten.
+// Only the owner of sub calls it.
+func (sub *Subscriber) gather(dst [][]byte, limit int) (_ [][]byte, lapped bool) {
+	hook := sub.e.cfg.Hooks.Message
+	if len(sub.cursors) == 1 {
+		c := &sub.cursors[0]
+		next := c.next.Load()
+		for len(dst) < limit {
+			m, ok, lap := c.t.ring.Get(next)
+			if lap {
+				return dst, true
+			}
+			if !ok {
+				break
+			}
+			next++
+			dst = sub.appendFrame(dst, m, hook)
+		}
+		c.next.Store(next)
+		return dst, false
+	}
+	for len(dst) < limit {
+		// The cursor whose next message was published first goes next.
+		var best *cursor
+		var bm *Message
+		for i := range sub.cursors {
+			c := &sub.cursors[i]
+			m, ok, lap := c.t.ring.Get(c.next.Load())
+			if lap {
+				return dst, true
+			}
+			if ok && (bm == nil || m.Seq < bm.Seq) {
+				best, bm = c, m
+			}
+		}
+		if best == nil {
+			break
+		}
+		best.next.Add(1)
+		if bm.Seq <= sub.lastSeq {
+			continue // the same message through another of our topics
+		}
+		dst = sub.appendFrame(dst, bm, hook)
+	}
+	return dst, false
+}
+
+func (sub *Subscriber) appendFrame(dst [][]byte, m *Message, hook func(*Message, *Subscriber) []byte) [][]byte {
+	sub.lastSeq = m.Seq
+	f := m.Frame
+	if hook != nil {
+		if f = hook(m, sub); f == nil {
+			return dst
+		}
+	}
+	return append(dst, f)
+}
+
+// pending reports whether any cursor has something to read (or is lapped).
+func (sub *Subscriber) pending() bool {
+	for i := range sub.cursors {
+		if sub.cursors[i].next.Load() < sub.cursors[i].t.ring.Head() {
+			return true
+		}
+	}
+	return false
+}
+
+// cursorOf returns sub's cursor on t (MaxUint64 if none).
+func (sub *Subscriber) cursorOf(t *topic) uint64 {
+	for i := range sub.cursors {
+		if sub.cursors[i].t == t {
+			return sub.cursors[i].next.Load()
+		}
+	}
+	return ^uint64(0)
+}
+
+// finish ends the stream for the reasons in k: it leaves the shard, writes
+// the goodbye (timeout, lagged or shutdown with a retry hint), closes the
+// socket and runs Unsubscribe.
+func (sub *Subscriber) finish(k uint32) error {
+	sub.shard.remove(sub)
+	e := sub.e
+	var err error
+	switch {
+	case k&kickShutdown != 0:
+		err = sub.writeFinal(AppendRetry(nil, "shutdown", e.shutdownRetryMS()))
+	case k&kickGone != 0:
+		// nothing can be written any more
+	case k&kickTimeout != 0:
+		retry := e.cfg.TimeoutRetry
+		if h := e.cfg.Hooks.Timeout; h != nil {
+			if r, ok := h(sub, time.Since(sub.Start)); ok {
+				retry = r
+			}
+		}
+		err = sub.writeFinal(AppendRetry(nil, "timeout", retry.Milliseconds()))
+	case k&kickLagged != 0:
+		e.cfg.Logger.Debug("subscriber lagged", "subscriber", sub.ID)
+		err = sub.writeFinal(AppendRetry(nil, "lagged", e.cfg.TimeoutRetry.Milliseconds()))
+	}
+	_ = sub.closeFn()
+	sub.runUnsubscribe()
+	return err
+}
+
+// writeFinal writes b with a short deadline: a goodbye must not hold up a
+// shutdown or a slot.
+func (sub *Subscriber) writeFinal(b []byte) error {
+	d := min(sub.e.cfg.WriteTimeout, 2*time.Second)
+	_ = sub.conn.SetWriteDeadline(time.Now().Add(d))
+	_, err := sub.conn.Write(b)
+	return err
+}
+
+func (sub *Subscriber) runUnsubscribe() {
+	if h := sub.e.cfg.Hooks.Unsubscribe; h != nil {
+		h(sub)
+	}
+}
+
+// shutdownRetryMS is the retry hint sent at shutdown: the configured
+// TimeoutRetry (1s if unset) plus up to twice that again, so that clients
+// do not all come back in the same instant.
+func (e *Engine) shutdownRetryMS() int64 {
+	base := e.cfg.TimeoutRetry
+	if base <= 0 {
+		base = time.Second
+	}
+	return (base + rand.N(2*base)).Milliseconds()
+}

@@ -1,0 +1,24 @@
+package engine
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// writevFD makes one writev(2) call, retrying only on EINTR.
+func writevFD(fd uintptr, iov []syscall.Iovec) (int, error) {
+	if len(iov) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, errno := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		switch errno {
+		case 0:
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		default:
+			return 0, errno
+		}
+	}
+}

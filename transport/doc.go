@@ -1,0 +1,15 @@
+// Package transport is tinysse's HTTP face, on fasthttp: POST publishes,
+// GET subscribes, OPTIONS answers CORS preflights, and an optional
+// directory is served as static files.
+//
+// A publish is decoded (JSON or form), passed through the Publish hook and
+// handed to engine.Publish on fasthttp's worker goroutine. A subscribe runs
+// the Subscribe hook, then hijacks the connection: fasthttp's worker is
+// released and a goroutine of ours calls engine.Serve with the raw socket
+// for the stream's life (see BENCHMARKS.md for why hijacking beats
+// SetBodyStreamWriter).
+//
+// Every refusal is a JSON body {"error": "..."} with its status code.
+//
+// Server's methods are safe from any goroutine.
+package transport

@@ -1,0 +1,81 @@
+package transport
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// limitListener counts open connections, hijacked streams included (which
+// fasthttp's Concurrency no longer sees), and answers a fast 503 beyond
+// max, so accept(2) never fails with "too many open files".
+type limitListener struct {
+	net.Listener
+	max  int64
+	open atomic.Int64 // connections accepted and not yet closed
+}
+
+const overloadBody = `{"error":"server is at its connection limit"}`
+
+var overloadResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+	"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(overloadBody)) +
+	"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + overloadBody)
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			go refuse(c)
+			continue
+		}
+		return &trackedConn{Conn: c, l: l}, nil
+	}
+}
+
+func refuse(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = c.Write(overloadResponse)
+	_ = c.Close()
+}
+
+// trackedConn gives its slot back once, however often it is closed
+// (fasthttp and the engine may both close a hijacked stream).
+type trackedConn struct {
+	net.Conn
+	l    *limitListener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := net.ErrClosed
+	c.once.Do(func() {
+		err = c.Conn.Close()
+		c.l.open.Add(-1)
+	})
+	return err
+}
+
+// SyscallConn exposes the socket so the engine can write without blocking.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errNoRawConn
+	}
+	return sc.SyscallConn()
+}
+
+// maxOpenFiles returns the process's soft open-file limit (0 if unknown).
+func maxOpenFiles() int64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0
+	}
+	return int64(rl.Cur)
+}

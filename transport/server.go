@@ -1,0 +1,295 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tinysse/tinysse/engine"
+	"github.com/valyala/fasthttp"
+)
+
+var errNoRawConn = errors.New("transport: connection has no raw socket")
+
+// Config configures a Server. The zero value of every field is its
+// documented default.
+type Config struct {
+	// PubPath is where POST publishes. Default "/sse".
+	PubPath string
+	// SubPath is where GET subscribes. Default "/sse".
+	SubPath string
+	// MaxBodySize is the largest publish body accepted. Default 64 KiB.
+	MaxBodySize int
+	// ReadTimeout cuts off a client that takes longer to send a request
+	// (slowloris). Default 10s.
+	ReadTimeout time.Duration
+	// StaticDir, when set, is served under StaticPath (default "/").
+	StaticDir  string
+	StaticPath string
+	// CORS: AllowOrigin default "*"; AllowMethods default "GET, HEAD, POST";
+	// AllowHeaders default "*"; MaxAge 0 sends no Access-Control-Max-Age.
+	AllowOrigin      string
+	AllowMethods     string
+	AllowHeaders     string
+	AllowCredentials bool
+	MaxAge           time.Duration
+	// MaxConns bounds open connections, streams included; beyond it new
+	// clients get a fast 503. Default: the open-file limit less 128.
+	MaxConns int
+	// Logger receives the transport's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.PubPath == "" {
+		c.PubPath = "/sse"
+	}
+	if c.SubPath == "" {
+		c.SubPath = "/sse"
+	}
+	if !strings.HasPrefix(c.PubPath, "/") || !strings.HasPrefix(c.SubPath, "/") {
+		return errors.New("transport: pub and sub paths must start with /")
+	}
+	if c.MaxBodySize == 0 {
+		c.MaxBodySize = 64 << 10
+	}
+	if c.MaxBodySize < 0 {
+		return errors.New("transport: max body size must not be negative")
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.StaticPath == "" {
+		c.StaticPath = "/"
+	}
+	if c.AllowOrigin == "" {
+		c.AllowOrigin = "*"
+	}
+	if c.AllowMethods == "" {
+		c.AllowMethods = "GET, HEAD, POST"
+	}
+	if c.AllowHeaders == "" {
+		c.AllowHeaders = "*"
+	}
+	if c.AllowCredentials && (c.AllowOrigin == "*" || c.AllowHeaders == "*") {
+		return errors.New("transport: CORS credentials cannot be allowed with a * origin or * headers")
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1 << 20
+		if n := maxOpenFiles(); n > 0 {
+			c.MaxConns = int(max(n-128, n/2))
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server serves the HTTP API in front of an Engine.
+type Server struct {
+	cfg     Config
+	eng     *engine.Engine
+	hooks   engine.Hooks
+	srv     *fasthttp.Server
+	static  fasthttp.RequestHandler // nil without StaticDir
+	origins []string                // AllowOrigin split, when it lists several
+	closing atomic.Bool
+	ln      *limitListener
+}
+
+// New builds a Server for eng. Hooks come from eng's configuration.
+func New(cfg Config, eng *engine.Engine) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, eng: eng, hooks: eng.Config().Hooks}
+	if cfg.AllowOrigin != "*" {
+		for _, o := range strings.Split(cfg.AllowOrigin, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				s.origins = append(s.origins, o)
+			}
+		}
+	}
+	if cfg.StaticDir != "" {
+		fs := &fasthttp.FS{
+			Root:               cfg.StaticDir,
+			IndexNames:         []string{"index.html"},
+			AcceptByteRange:    true,
+			PathNotFound:       func(ctx *fasthttp.RequestCtx) { writeError(ctx, fasthttp.StatusNotFound, "not found") },
+			SkipCache:          false,
+			GenerateIndexPages: false,
+		}
+		if p := strings.TrimSuffix(cfg.StaticPath, "/"); p != "" {
+			fs.PathRewrite = fasthttp.NewPathPrefixStripper(len(p))
+		}
+		s.static = fs.NewRequestHandler()
+	}
+	s.srv = &fasthttp.Server{
+		Handler:            s.handle,
+		ErrorHandler:       s.requestError,
+		Name:               "tinysse",
+		Concurrency:        cfg.MaxConns,
+		MaxRequestBodySize: cfg.MaxBodySize,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.ReadTimeout,
+		IdleTimeout:        60 * time.Second,
+		ReadBufferSize:     8 << 10,
+		KeepHijackedConns:  true, // the engine closes streams itself
+		CloseOnShutdown:    true,
+		NoDefaultDate:      true,
+		Logger:             fasthttpLogger{cfg.Logger},
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.ln = &limitListener{Listener: ln, max: int64(s.cfg.MaxConns)}
+	err := s.srv.Serve(s.ln)
+	if s.closing.Load() {
+		return nil
+	}
+	return err
+}
+
+// OpenConns returns how many connections are open, streams included.
+func (s *Server) OpenConns() int64 {
+	if s.ln == nil {
+		return 0
+	}
+	return s.ln.open.Load()
+}
+
+// Shutdown stops accepting, answers requests already received, tells every
+// subscriber when to come back and closes it, all within ctx.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- s.srv.ShutdownWithContext(ctx) }()
+	engErr := s.eng.Close(ctx)
+	return errors.Join(<-done, engErr)
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	s.setCORS(ctx)
+	switch {
+	case ctx.IsOptions():
+		s.preflight(ctx)
+	case path == s.cfg.PubPath && ctx.IsPost():
+		s.publish(ctx)
+	case path == s.cfg.SubPath && ctx.IsGet():
+		s.subscribe(ctx)
+	case path == s.cfg.PubPath || path == s.cfg.SubPath:
+		allow := "OPTIONS"
+		if path == s.cfg.PubPath {
+			allow = "POST, " + allow
+		}
+		if path == s.cfg.SubPath {
+			allow = "GET, " + allow
+		}
+		ctx.Response.Header.Set("Allow", allow)
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+	case s.static != nil && (ctx.IsGet() || ctx.IsHead()) && hasPathPrefix(path, s.cfg.StaticPath):
+		s.static(ctx)
+	default:
+		writeError(ctx, fasthttp.StatusNotFound, "not found")
+	}
+}
+
+func hasPathPrefix(path, prefix string) bool {
+	if prefix == "/" || path == prefix {
+		return true
+	}
+	return strings.HasPrefix(path, strings.TrimSuffix(prefix, "/")+"/")
+}
+
+// allowOrigin returns the Access-Control-Allow-Origin value for a request
+// from origin ("" means send none).
+func (s *Server) allowOrigin(origin []byte) string {
+	if s.origins == nil {
+		return s.cfg.AllowOrigin
+	}
+	for _, o := range s.origins {
+		if string(origin) == o {
+			return o
+		}
+	}
+	return ""
+}
+
+func (s *Server) setCORS(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	if o := s.allowOrigin(ctx.Request.Header.Peek("Origin")); o != "" {
+		h.Set("Access-Control-Allow-Origin", o)
+	}
+	if s.origins != nil {
+		h.Set("Vary", "Origin")
+	}
+	if s.cfg.AllowCredentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+}
+
+func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set("Access-Control-Allow-Methods", s.cfg.AllowMethods)
+	h.Set("Access-Control-Allow-Headers", s.cfg.AllowHeaders)
+	if s.cfg.MaxAge > 0 {
+		h.Set("Access-Control-Max-Age", strconv.Itoa(int(s.cfg.MaxAge/time.Second)))
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// requestError answers what fasthttp could not parse, in JSON.
+func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body is larger than %d bytes", s.cfg.MaxBodySize))
+	case errors.As(err, &small):
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line or headers too large")
+	case isTimeout(err):
+		writeError(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
+	default:
+		writeError(ctx, fasthttp.StatusBadRequest, "malformed request")
+	}
+	ctx.SetConnectionClose()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// writeError answers status with {"error": msg}.
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	ctx.Response.ResetBody()
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(appendJSONError(nil, msg))
+}
+
+func appendJSONError(dst []byte, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	return append(dst, b...)
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	// fasthttp reports client errors (bad requests, oversized bodies) here;
+	// they are answered already, so they are not the operator's concern.
+	f.l.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}

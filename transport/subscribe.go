@@ -1,0 +1,143 @@
+package transport
+
+import (
+	"net"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/tinysse/tinysse/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// subscribe handles GET {sub-path}: hooks first (they may refuse with a
+// normal HTTP answer), then the connection is hijacked and served by the
+// engine on a goroutine of its own.
+func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
+	if s.closing.Load() {
+		ctx.Response.Header.Set("Retry-After", "1")
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
+		return
+	}
+	topics := uniqueTopics(queryTopics(ctx))
+	if err := checkTopics(topics); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	sub := &engine.Subscriber{Topics: topics}
+	if s.needRequest() {
+		sub.Request = newRequest(ctx)
+	}
+	if h := s.hooks.Subscribe; h != nil {
+		accept, err := h(sub)
+		switch {
+		case err != nil:
+			s.cfg.Logger.Warn("subscribe hook failed", "err", err)
+			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook failed")
+			return
+		case !accept:
+			writeError(ctx, fasthttp.StatusForbidden, "subscription rejected by script")
+			return
+		}
+		sub.Topics = uniqueTopics(sub.Topics)
+		if err := checkTopics(sub.Topics); err != nil {
+			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook set bad topics: "+err.Error())
+			return
+		}
+	}
+
+	st := engine.Stream{Head: s.streamHead(ctx)}
+	st.LastEventID, st.HasLastEventID = lastEventID(ctx)
+	conn := ctx.Conn()
+	st.Conn, st.Close = conn, conn.Close
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			st.Raw = raw
+		}
+	}
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(net.Conn) {
+		// fasthttp releases the request and its buffers when this returns
+		// (KeepHijackedConns leaves the socket open): the stream runs on
+		// a fresh goroutine with a small stack and holds nothing of theirs.
+		go func() { _ = s.eng.Serve(sub, st) }()
+	})
+}
+
+// streamHead is the HTTP response head of an event stream. The body is
+// delimited by the connection's close, so no chunked framing is needed.
+func (s *Server) streamHead(ctx *fasthttp.RequestCtx) []byte {
+	var b []byte
+	b = append(b, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"+
+		"Connection: close\r\nX-Accel-Buffering: no\r\n"...)
+	ctx.Response.Header.VisitAll(func(k, v []byte) {
+		if strings.HasPrefix(string(k), "Access-Control-") || string(k) == "Vary" {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	})
+	return append(b, "\r\n"...)
+}
+
+// lastEventID is the Last-Event-ID header, else the last_event_id query
+// parameter. An id that no message can have (over engine.MaxIDLen bytes,
+// invalid UTF-8, a line break or NUL) is kept as given: it matches nothing,
+// so the client gets ": replay-gap" and live messages.
+func lastEventID(ctx *fasthttp.RequestCtx) (string, bool) {
+	if v := ctx.Request.Header.Peek("Last-Event-ID"); v != nil {
+		return sanitizeID(v), true
+	}
+	if ctx.QueryArgs().Has("last_event_id") {
+		return sanitizeID(ctx.QueryArgs().Peek("last_event_id")), true
+	}
+	return "", false
+}
+
+func sanitizeID(v []byte) string {
+	if len(v) > engine.MaxIDLen || !utf8.Valid(v) || strings.ContainsAny(string(v), "\r\n\x00") {
+		return "\x00invalid" // no valid id contains NUL, so this finds nothing
+	}
+	return string(v)
+}
+
+func uniqueTopics(ts []string) []string {
+	for i := 1; i < len(ts); i++ {
+		for j := 0; j < i; j++ {
+			if ts[i] == ts[j] {
+				ts = append(ts[:i], ts[i+1:]...)
+				i--
+				break
+			}
+		}
+	}
+	return ts
+}
+
+// needRequest says whether some hook will look at a subscriber's request;
+// without one, nothing of it is copied and kept.
+func (s *Server) needRequest() bool {
+	h := &s.hooks
+	return h.Subscribe != nil || h.Catchup != nil || h.Message != nil || h.Timeout != nil || h.Unsubscribe != nil
+}
+
+// newRequest copies what hooks see of the request.
+func newRequest(ctx *fasthttp.RequestCtx) *engine.Request {
+	r := &engine.Request{
+		Method:  string(ctx.Method()),
+		Path:    string(ctx.Path()),
+		URI:     string(ctx.RequestURI()),
+		Query:   string(ctx.QueryArgs().QueryString()),
+		Headers: make(map[string]string),
+	}
+	ctx.Request.Header.VisitAll(func(k, v []byte) {
+		r.Headers[strings.ToLower(string(k))] = string(v)
+	})
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		r.IP, r.Port = a.IP.String(), a.Port
+	} else {
+		r.IP = ctx.RemoteIP().String()
+	}
+	return r
+}
