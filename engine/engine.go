@@ -100,6 +100,10 @@ type Engine struct {
 	nextShard atomic.Uint32 // round-robin shard choice for new subscribers
 	nextSubID atomic.Uint64
 	closing   atomic.Bool
+	// liveMu orders live.Add (in enter, read-locked) before live.Wait (in
+	// Close, after closing is set under the write lock): no Add can race
+	// with the Wait.
+	liveMu    sync.RWMutex
 	live      sync.WaitGroup // one per running Serve
 	stopTick  chan struct{}
 	keepAlive []byte // the keep-alive frame, immutable
@@ -260,6 +264,20 @@ func (t *topic) queued() int {
 	return int(head - lowest)
 }
 
+// enter counts a new Serve in, unless Close has begun.
+func (e *Engine) enter() bool {
+	e.liveMu.RLock()
+	defer e.liveMu.RUnlock()
+	if e.closing.Load() {
+		return false
+	}
+	e.live.Add(1)
+	return true
+}
+
+// Closing reports whether Close has begun.
+func (e *Engine) Closing() bool { return e.closing.Load() }
+
 // Subscribers returns how many subscribers topic name has.
 func (e *Engine) Subscribers(name string) int {
 	e.topicsMu.RLock()
@@ -275,7 +293,10 @@ func (e *Engine) Subscribers(name string) int {
 // when to come back (a retry with jitter) and closes it, and waits for all
 // of them until ctx is done; then it cuts the rest off.
 func (e *Engine) Close(ctx context.Context) error {
-	if e.closing.Swap(true) {
+	e.liveMu.Lock()
+	already := e.closing.Swap(true)
+	e.liveMu.Unlock()
+	if already {
 		return ErrClosed
 	}
 	for _, s := range e.shards {

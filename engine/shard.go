@@ -162,15 +162,20 @@ func (s *shard) deliver(sub *Subscriber, now int64) (wrote bool) {
 			return wrote
 		}
 		wrote = true
-		if !s.write(sub, frames, now) || len(frames) < maxBatch {
+		if !s.write(sub, frames, now) {
+			return wrote // handed to its goroutine
+		}
+		if len(frames) < maxBatch {
+			sub.state.Store(stIdle)
 			return wrote
 		}
 	}
 }
 
-// write sends frames to sub without blocking and says whether all went.
-// On a partial write the rest is copied to sub's backlog and sub is handed
-// to its goroutine. mu must be held and sub in stShard.
+// write sends frames to sub without blocking and says whether all went;
+// if so the shard still owns sub (stShard). On a partial write the rest is
+// copied to sub's backlog and sub is handed to its goroutine. mu must be
+// held and sub in stShard.
 func (s *shard) write(sub *Subscriber, frames [][]byte, now int64) bool {
 	defer clear(frames)
 	if sub.raw == nil {
@@ -203,7 +208,6 @@ func (s *shard) write(sub *Subscriber, frames [][]byte, now int64) bool {
 		s.kick(sub, kickSlow)
 		return false
 	}
-	sub.state.Store(stIdle)
 	return true
 }
 
@@ -260,7 +264,9 @@ func (s *shard) sweep(at time.Time) {
 		}
 		if cfg.KeepAlive > 0 && time.Duration(now-sub.lastWrite) >= cfg.KeepAlive &&
 			sub.state.CompareAndSwap(stIdle, stShard) {
-			s.write(sub, append(s.frames[:0], s.e.keepAlive), now)
+			if s.write(sub, append(s.frames[:0], s.e.keepAlive), now) {
+				sub.state.Store(stIdle)
+			}
 		}
 	}
 }
@@ -282,6 +288,12 @@ func (s *shard) add(sub *Subscriber) {
 			t.shardMin[s.idx].Store(c)
 		}
 		t.subscribers.Add(1)
+	}
+	if s.e.closing.Load() {
+		// Close has set closing before walking the shards under mu, so
+		// either its walk sees sub or we see closing here.
+		sub.state.Store(stShard)
+		s.kick(sub, kickShutdown)
 	}
 	s.mu.Unlock()
 	// Messages appended before shardMin was stored may not have woken us.

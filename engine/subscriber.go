@@ -71,19 +71,18 @@ var ErrSlowWrite = errors.New("engine: write timed out")
 // replay or catch-up, and then hands live delivery to sub's shard. It
 // blocks for the stream's whole life; Unsubscribe has run when it returns.
 func (e *Engine) Serve(sub *Subscriber, st Stream) error {
-	e.live.Add(1)
-	defer e.live.Done()
 	sub.e = e
 	sub.conn, sub.raw, sub.closeFn = st.Conn, st.Raw, st.Close
 	if sub.Start.IsZero() {
 		sub.Start = time.Now()
 	}
 	sub.ID = e.nextSubID.Add(1)
-	if e.closing.Load() {
+	if !e.enter() {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
 		_ = sub.closeFn()
 		return ErrClosed
 	}
+	defer e.live.Done()
 
 	names := sub.Topics
 	if len(names) == 0 {

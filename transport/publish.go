@@ -22,7 +22,7 @@ const (
 
 // publish handles POST {pub-path}.
 func (s *Server) publish(ctx *fasthttp.RequestCtx) {
-	if s.closing.Load() {
+	if s.closing.Load() || s.eng.Closing() {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
 	}

@@ -14,7 +14,7 @@ import (
 // normal HTTP answer), then the connection is hijacked and served by the
 // engine on a goroutine of its own.
 func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
-	if s.closing.Load() {
+	if s.closing.Load() || s.eng.Closing() {
 		ctx.Response.Header.Set("Retry-After", "1")
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
