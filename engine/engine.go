@@ -97,8 +97,7 @@ type Engine struct {
 	topicsMu sync.RWMutex
 	topics   map[string]*topic // guarded by topicsMu; topics are never removed
 
-	nextShard atomic.Uint32 // round-robin shard choice for new subscribers
-	nextSubID atomic.Uint64
+	nextSubID atomic.Uint64 // subscriber ids; id mod shards picks the shard
 	closing   atomic.Bool
 	// liveMu orders live.Add (in enter, read-locked) before live.Wait (in
 	// Close, after closing is set under the write lock): no Add can race

@@ -35,8 +35,15 @@ type Hooks struct {
 	// defined it replaces the engine's own replay from the ring.
 	Catchup func(s *Subscriber, lastEventID string, has bool) ([]*Message, error)
 	// Message returns the frame to write to s for m: m.Frame when unchanged,
-	// another frame, or nil to skip m for this subscriber.
-	Message func(m *Message, s *Subscriber) []byte
+	// another frame, or nil to skip m for this subscriber. It is only ever
+	// called between EnterShard and LeaveShard of s's shard, with the batch
+	// EnterShard returned, so a script runtime takes its VM once for a
+	// whole batch of deliveries.
+	Message func(batch any, m *Message, s *Subscriber) []byte
+	// EnterShard and LeaveShard bracket a batch of Message calls made for
+	// subscribers of one shard, on one goroutine. Both or neither are set.
+	EnterShard func(shard int) (batch any)
+	LeaveShard func(batch any)
 	// Timeout returns the retry hint for a subscriber closed by --timeout;
 	// ok false means use the configured TimeoutRetry.
 	Timeout func(s *Subscriber, elapsed time.Duration) (retry time.Duration, ok bool)

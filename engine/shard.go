@@ -120,6 +120,7 @@ func (s *shard) deliverDirty() {
 	s.dirtyMu.Unlock()
 
 	s.mu.Lock()
+	batch := s.enterHooks()
 	now := time.Now().UnixNano()
 	for _, t := range list {
 		// Cleared before reading the ring: a publish from here on marks
@@ -131,13 +132,14 @@ func (s *shard) deliverDirty() {
 		}
 		lowest := uint64(math.MaxUint64)
 		for _, sub := range st.subs {
-			s.deliver(sub, now)
+			s.deliver(sub, now, batch)
 			if c := sub.cursorOf(t); c < lowest {
 				lowest = c
 			}
 		}
 		t.shardMin[s.idx].Store(lowest)
 	}
+	s.leaveHooks(batch)
 	s.mu.Unlock()
 	clear(list)
 	s.spare = list
@@ -147,12 +149,12 @@ func (s *shard) deliverDirty() {
 // that finds k messages gets them in one writev of the shared frames. What
 // the socket does not take is handed to the subscriber's goroutine.
 // mu must be held.
-func (s *shard) deliver(sub *Subscriber, now int64) (wrote bool) {
+func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote bool) {
 	if !sub.state.CompareAndSwap(stIdle, stShard) {
 		return false // its goroutine owns it and catches up by itself
 	}
 	for {
-		frames, lapped := sub.gather(s.frames[:0], maxBatch)
+		frames, lapped := sub.gather(s.frames[:0], maxBatch, batch)
 		if lapped {
 			s.kick(sub, kickLagged)
 			return wrote
@@ -252,6 +254,8 @@ func (s *shard) sweep(at time.Time) {
 	cfg := &s.e.cfg
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	batch := s.enterHooks()
+	defer s.leaveHooks(batch)
 	for _, sub := range s.subs {
 		if cfg.Timeout > 0 && at.Sub(sub.Start) >= cfg.Timeout {
 			if sub.state.CompareAndSwap(stIdle, stShard) {
@@ -259,7 +263,7 @@ func (s *shard) sweep(at time.Time) {
 			}
 			continue
 		}
-		if s.deliver(sub, now) {
+		if s.deliver(sub, now, batch) {
 			continue
 		}
 		if cfg.KeepAlive > 0 && time.Duration(now-sub.lastWrite) >= cfg.KeepAlive &&
@@ -268,6 +272,20 @@ func (s *shard) sweep(at time.Time) {
 				sub.state.Store(stIdle)
 			}
 		}
+	}
+}
+
+// enterHooks and leaveHooks bracket a batch of Message hook calls.
+func (s *shard) enterHooks() any {
+	if h := s.e.cfg.Hooks; h.EnterShard != nil && h.Message != nil {
+		return h.EnterShard(s.idx)
+	}
+	return nil
+}
+
+func (s *shard) leaveHooks(batch any) {
+	if h := s.e.cfg.Hooks; h.LeaveShard != nil && h.Message != nil {
+		h.LeaveShard(batch)
 	}
 }
 

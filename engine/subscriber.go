@@ -71,12 +71,8 @@ var ErrSlowWrite = errors.New("engine: write timed out")
 // replay or catch-up, and then hands live delivery to sub's shard. It
 // blocks for the stream's whole life; Unsubscribe has run when it returns.
 func (e *Engine) Serve(sub *Subscriber, st Stream) error {
-	sub.e = e
+	e.Assign(sub)
 	sub.conn, sub.raw, sub.closeFn = st.Conn, st.Raw, st.Close
-	if sub.Start.IsZero() {
-		sub.Start = time.Now()
-	}
-	sub.ID = e.nextSubID.Add(1)
 	if !e.enter() {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
 		_ = sub.closeFn()
@@ -121,10 +117,27 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	sub.lastWrite = time.Now().UnixNano()
 	sub.state.Store(stIdle)
 
-	sub.shard = e.shards[e.nextShard.Add(1)%uint32(len(e.shards))]
 	sub.shard.add(sub)
 	return sub.loop()
 }
+
+// Assign gives sub its id, start time and shard, once. The transport calls
+// it before the subscribe hook, so hooks know which shard (and so which
+// script VM) the subscriber belongs to; Serve calls it if nobody did.
+func (e *Engine) Assign(sub *Subscriber) {
+	if sub.shard != nil {
+		return
+	}
+	sub.e = e
+	sub.ID = e.nextSubID.Add(1)
+	if sub.Start.IsZero() {
+		sub.Start = time.Now()
+	}
+	sub.shard = e.shards[sub.ID%uint64(len(e.shards))]
+}
+
+// Shard returns the index of sub's shard (valid after Assign).
+func (sub *Subscriber) Shard() int { return sub.shard.idx }
 
 // replayFrom points the cursors just after the message with id lastID.
 // In a topic that does not hold lastID but whose ring still covers the
@@ -203,7 +216,9 @@ func (sub *Subscriber) catchUp() uint32 {
 			return kickShutdown
 		}
 		var lapped bool
-		frames, lapped = sub.gather(frames[:0], maxBatch)
+		batch := sub.shard.enterHooks()
+		frames, lapped = sub.gather(frames[:0], maxBatch, batch)
+		sub.shard.leaveHooks(batch)
 		if lapped {
 			return kickLagged
 		}
@@ -251,7 +266,7 @@ func (sub *Subscriber) flushBacklog() error {
 // gather appends to dst the frames pending for sub, in publish order across
 // its topics, up to max. lapped reports that a cursor was overwritten.
 // Only the owner of sub calls it.
-func (sub *Subscriber) gather(dst [][]byte, limit int) (_ [][]byte, lapped bool) {
+func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, lapped bool) {
 	hook := sub.e.cfg.Hooks.Message
 	if len(sub.cursors) == 1 {
 		c := &sub.cursors[0]
@@ -265,7 +280,7 @@ func (sub *Subscriber) gather(dst [][]byte, limit int) (_ [][]byte, lapped bool)
 				break
 			}
 			next++
-			dst = sub.appendFrame(dst, m, hook)
+			dst = sub.appendFrame(dst, m, hook, batch)
 		}
 		c.next.Store(next)
 		return dst, false
@@ -291,16 +306,16 @@ func (sub *Subscriber) gather(dst [][]byte, limit int) (_ [][]byte, lapped bool)
 		if bm.Seq <= sub.lastSeq {
 			continue // the same message through another of our topics
 		}
-		dst = sub.appendFrame(dst, bm, hook)
+		dst = sub.appendFrame(dst, bm, hook, batch)
 	}
 	return dst, false
 }
 
-func (sub *Subscriber) appendFrame(dst [][]byte, m *Message, hook func(*Message, *Subscriber) []byte) [][]byte {
+func (sub *Subscriber) appendFrame(dst [][]byte, m *Message, hook func(any, *Message, *Subscriber) []byte, batch any) [][]byte {
 	sub.lastSeq = m.Seq
 	f := m.Frame
 	if hook != nil {
-		if f = hook(m, sub); f == nil {
+		if f = hook(batch, m, sub); f == nil {
 			return dst
 		}
 	}

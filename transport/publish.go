@@ -43,12 +43,19 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	if h := s.hooks.Publish; h != nil {
 		accept, err := h(newRequest(ctx), m)
 		switch {
+		case errors.Is(err, engine.ErrInvalid):
+			writeError(ctx, fasthttp.StatusBadRequest, "publish hook returned a bad message: "+err.Error())
+			return
 		case err != nil:
-			s.cfg.Logger.Warn("publish hook failed", "err", err)
-			writeError(ctx, fasthttp.StatusInternalServerError, "publish hook failed")
+			writeError(ctx, fasthttp.StatusInternalServerError, "publish hook failed") // the runtime logged it with file and line
 			return
 		case !accept:
 			writeError(ctx, fasthttp.StatusForbidden, "message rejected by script")
+			return
+		}
+		m.Topics = uniqueTopics(m.Topics)
+		if err := checkTopics(m.Topics); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, "publish hook set bad topics: "+err.Error())
 			return
 		}
 	}

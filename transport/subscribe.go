@@ -25,6 +25,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	sub := &engine.Subscriber{Topics: topics}
+	s.eng.Assign(sub)
 	if s.needRequest() {
 		sub.Request = newRequest(ctx)
 	}
@@ -32,8 +33,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		accept, err := h(sub)
 		switch {
 		case err != nil:
-			s.cfg.Logger.Warn("subscribe hook failed", "err", err)
-			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook failed")
+			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook failed") // the runtime logged it with file and line
 			return
 		case !accept:
 			writeError(ctx, fasthttp.StatusForbidden, "subscription rejected by script")

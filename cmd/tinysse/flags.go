@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,8 @@ type options struct {
 	readTimeout     time.Duration
 	shutdownTimeout time.Duration
 	shards          int
+	luaVMs          int // 0: auto (one per shard)
+	scriptTimeout   time.Duration
 	help            bool
 	version         bool
 }
@@ -78,6 +81,29 @@ func (v *sizeValue) Set(s string) error {
 }
 func (v *sizeValue) String() string { return units.BytesSize(float64(*v)) }
 func (v *sizeValue) Type() string   { return "SIZE" }
+
+// vmsValue is a positive count or "auto" (stored as 0).
+type vmsValue int
+
+func (v *vmsValue) Set(s string) error {
+	if strings.EqualFold(s, "auto") {
+		*v = 0
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1024 {
+		return fmt.Errorf("%q is not a number from 1 to 1024 or auto", s)
+	}
+	*v = vmsValue(n)
+	return nil
+}
+func (v *vmsValue) String() string {
+	if *v == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(int(*v))
+}
+func (v *vmsValue) Type() string { return "N|auto" }
 
 // levelValue is a log level name; TRACE is below DEBUG.
 type levelValue slog.Level
@@ -154,6 +180,10 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
 	fs.Var(&shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
 	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU)")
+	vms := vmsValue(1)
+	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
+	scriptTimeout := durationValue(5 * time.Second)
+	fs.Var(&scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -206,6 +236,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	o.writeTimeout = time.Duration(writeTimeout)
 	o.readTimeout = time.Duration(readTimeout)
 	o.shutdownTimeout = time.Duration(shutdownTimeout)
+	o.luaVMs = int(vms)
+	o.scriptTimeout = time.Duration(scriptTimeout)
 	return o, nil
 }
 

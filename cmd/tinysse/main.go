@@ -14,10 +14,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/lua"
 	"github.com/tinysse/tinysse/transport"
 )
 
@@ -43,13 +45,62 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		return 0
 	}
 	log := newLogger(stderr, o.logLevel)
+	shards := o.shards
+	if shards == 0 {
+		shards = runtime.GOMAXPROCS(0)
+		if o.luaVMs > 1 {
+			shards = o.luaVMs // with N VMs, each shard gets its own
+		}
+	}
+	vms := o.luaVMs
+	if vms == 0 {
+		vms = shards
+	}
+
+	var script *lua.Runtime
 	if o.script != "" {
-		fmt.Fprintln(stderr, "tinysse: --script: Lua hooks are not in this build yet (see the Lua hooks issue)")
-		return 2
+		scriptTimeout := o.scriptTimeout
+		if scriptTimeout == 0 {
+			scriptTimeout = -1 // --script-timeout 0: never
+		}
+		script, err = lua.Load(lua.Config{
+			Script:  o.script,
+			Data:    o.scriptData,
+			Tick:    o.scriptTick,
+			Unsafe:  o.unsafeScript,
+			VMs:     vms,
+			Timeout: scriptTimeout,
+			CLI:     cliTable(o, shards, vms),
+			Stdout:  stdout,
+			Logger:  log,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "tinysse: --script: %v\n", err)
+			return 1
+		}
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinysse: --listen: %v\n", err)
+		return 1
+	}
+	defer ln.Close()
+	var hooks engine.Hooks
+	if script != nil {
+		// startup runs on every VM after the socket is bound and before
+		// anyone is accepted.
+		if err := script.Start(); err != nil {
+			fmt.Fprintf(stderr, "tinysse: --script: %v\n", err)
+			return 1
+		}
+		defer script.Close()
+		hooks = script.Hooks()
+		log.Info("script loaded", "script", o.script, "hooks", script.Defined(), "vms", vms)
 	}
 
 	eng, err := engine.New(engine.Config{
-		Shards:        o.shards,
+		Shards:        shards,
 		Capacity:      o.capacity,
 		KeepAlive:     keepAliveOrOff(o),
 		KeepAliveText: o.keepAliveText,
@@ -57,6 +108,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		TimeoutRetry:  o.timeoutRetry,
 		WriteTimeout:  o.writeTimeout,
 		AutoID:        o.autoID,
+		Hooks:         hooks,
 		Logger:        log,
 	})
 	if err != nil {
@@ -82,11 +134,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		return 2
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: --listen: %v\n", err)
-		return 1
-	}
 	log.Info(fmt.Sprintf("tinysse %s", version), "shards", eng.Config().Shards, "capacity", eng.Config().Capacity)
 	log.Info(fmt.Sprintf("Listening on %s", ln.Addr()))
 
@@ -137,4 +184,40 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// cliTable is the options table startup(cli) receives: snake_case keys,
+// durations in milliseconds.
+func cliTable(o *options, shards, vms int) map[string]any {
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	return map[string]any{
+		"listen":                 o.listen,
+		"log_level":              (*levelValue)(&o.logLevel).String(),
+		"keep_alive":             ms(o.keepAlive),
+		"keep_alive_text":        o.keepAliveText,
+		"timeout":                ms(o.timeout),
+		"timeout_retry":          ms(o.timeoutRetry),
+		"capacity":               o.capacity,
+		"script":                 o.script,
+		"script_data":            o.scriptData,
+		"script_tick":            ms(o.scriptTick),
+		"script_timeout":         ms(o.scriptTimeout),
+		"unsafe_script":          o.unsafeScript,
+		"max_body_size":          o.maxBodySize,
+		"pub_path":               o.pubPath,
+		"sub_path":               o.subPath,
+		"serve_static_dir":       o.staticDir,
+		"serve_static_path":      o.staticPath,
+		"cors_allow_origin":      o.corsOrigin,
+		"cors_allow_methods":     o.corsMethods,
+		"cors_allow_headers":     o.corsHeaders,
+		"cors_allow_credentials": o.corsCredentials,
+		"cors_max_age":           ms(o.corsMaxAge),
+		"auto_id":                o.autoID,
+		"write_timeout":          ms(o.writeTimeout),
+		"read_timeout":           ms(o.readTimeout),
+		"shutdown_timeout":       ms(o.shutdownTimeout),
+		"shards":                 shards,
+		"lua_vms":                vms,
+	}
 }

@@ -1,0 +1,71 @@
+package lua
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	glua "github.com/yuin/gopher-lua"
+)
+
+// builtins are the packages require resolves without touching the host.
+// Each opener runs once per VM (VM locked) and returns the module value.
+var builtins = map[string]func(v *vm, L *glua.LState) glua.LValue{
+	"uuid":   openUUID,
+	"sleep":  openSleep,
+	"shared": openShared,
+}
+
+func builtinNames() string {
+	names := make([]string, 0, len(builtins))
+	for n := range builtins {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// callable makes t callable as fn: require "uuid" gives a table that is
+// also uuid().
+func callable(L *glua.LState, t *glua.LTable, fn glua.LGFunction) *glua.LTable {
+	mt := L.CreateTable(0, 1)
+	mt.RawSetString("__call", L.NewFunction(func(L *glua.LState) int {
+		L.Remove(1) // the table itself
+		return fn(L)
+	}))
+	L.SetMetatable(t, mt)
+	return t
+}
+
+// uuid: uuid() and uuid.v4() give a random UUID, uuid.v7() a time-ordered one.
+func openUUID(_ *vm, L *glua.LState) glua.LValue {
+	v4 := func(L *glua.LState) int {
+		L.Push(glua.LString(uuid.NewString()))
+		return 1
+	}
+	t := L.CreateTable(0, 2)
+	t.RawSetString("v4", L.NewFunction(v4))
+	t.RawSetString("v7", L.NewFunction(func(L *glua.LState) int {
+		id, err := uuid.NewV7()
+		if err != nil {
+			L.RaiseError("uuid.v7: %v", err)
+		}
+		L.Push(glua.LString(id.String()))
+		return 1
+	}))
+	return callable(L, t, v4)
+}
+
+// sleep(ms) pauses the calling hook only: the VM is unlocked meanwhile.
+func openSleep(v *vm, L *glua.LState) glua.LValue {
+	return L.NewFunction(func(L *glua.LState) int {
+		ms := L.CheckNumber(1)
+		if ms <= 0 {
+			return 0
+		}
+		d := time.Duration(float64(ms) * float64(time.Millisecond))
+		v.wait(func() { time.Sleep(d) })
+		return 0
+	})
+}

@@ -1,0 +1,216 @@
+package lua
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+
+	"github.com/tinysse/tinysse/engine"
+	glua "github.com/yuin/gopher-lua"
+)
+
+// maxDepth bounds the nesting of tables copied between Lua and Go.
+const maxDepth = 32
+
+// reqTable builds REQ: {method, path, uri, query, headers, addr = {ip, port}}.
+func reqTable(L *glua.LState, r *engine.Request) *glua.LTable {
+	t := L.CreateTable(0, 6)
+	if r == nil {
+		return t
+	}
+	t.RawSetString("method", glua.LString(r.Method))
+	t.RawSetString("path", glua.LString(r.Path))
+	t.RawSetString("uri", glua.LString(r.URI))
+	t.RawSetString("query", glua.LString(r.Query))
+	h := L.CreateTable(0, len(r.Headers))
+	for k, v := range r.Headers {
+		h.RawSetString(k, glua.LString(v))
+	}
+	t.RawSetString("headers", h)
+	addr := L.CreateTable(0, 2)
+	addr.RawSetString("ip", glua.LString(r.IP))
+	addr.RawSetString("port", glua.LNumber(r.Port))
+	t.RawSetString("addr", addr)
+	return t
+}
+
+// msgTable builds {id=, event=, data=, comment={...}} with absent fields nil.
+func msgTable(L *glua.LState, m *engine.Message) *glua.LTable {
+	t := L.CreateTable(0, 4)
+	if m.ID != "" {
+		t.RawSetString("id", glua.LString(m.ID))
+	}
+	if m.Event != "" {
+		t.RawSetString("event", glua.LString(m.Event))
+	}
+	if m.HasData {
+		t.RawSetString("data", glua.LString(m.Data))
+	}
+	if len(m.Comments) > 0 {
+		c := L.CreateTable(len(m.Comments), 0)
+		for _, s := range m.Comments {
+			c.Append(glua.LString(s))
+		}
+		t.RawSetString("comment", c)
+	}
+	return t
+}
+
+// readMsg reads a msg table (through metatables) into m's fields.
+func readMsg(L *glua.LState, v glua.LValue, m *engine.Message) error {
+	t, ok := v.(*glua.LTable)
+	if !ok {
+		return fmt.Errorf("%w: msg must be a table, not %s", engine.ErrInvalid, v.Type())
+	}
+	var err error
+	str := func(name string) (string, bool) {
+		switch x := L.GetField(t, name).(type) {
+		case glua.LString:
+			return string(x), true
+		case glua.LNumber:
+			return x.String(), true
+		case *glua.LNilType:
+			return "", false
+		default:
+			if err == nil {
+				err = fmt.Errorf("%w: msg.%s must be a string, not %s", engine.ErrInvalid, name, x.Type())
+			}
+			return "", false
+		}
+	}
+	m.ID, _ = str("id")
+	m.Event, _ = str("event")
+	m.Data, m.HasData = str("data")
+	m.Comments, err = stringList(L, L.GetField(t, "comment"), "msg.comment", err)
+	return err
+}
+
+// stringList reads nil, a string or a list of strings.
+func stringList(L *glua.LState, v glua.LValue, what string, prev error) ([]string, error) {
+	if prev != nil {
+		return nil, prev
+	}
+	switch x := v.(type) {
+	case *glua.LNilType:
+		return nil, nil
+	case glua.LString:
+		return []string{string(x)}, nil
+	case *glua.LTable:
+		n := x.Len()
+		out := make([]string, 0, n)
+		for i := 1; i <= n; i++ {
+			switch e := L.GetTable(x, glua.LNumber(i)).(type) {
+			case glua.LString:
+				out = append(out, string(e))
+			case glua.LNumber:
+				out = append(out, e.String())
+			default:
+				return nil, fmt.Errorf("%w: %s must hold strings, not %s", engine.ErrInvalid, what, e.Type())
+			}
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%w: %s must be a string or a list of strings, not %s", engine.ErrInvalid, what, v.Type())
+	}
+}
+
+// toGo copies a Lua value into Go values that another VM can rebuild:
+// strings, float64, bool, []any, map[string]any. Functions, userdata and
+// threads cannot cross VMs and are dropped.
+func toGo(v glua.LValue, depth int) any {
+	switch x := v.(type) {
+	case glua.LString:
+		return string(x)
+	case glua.LNumber:
+		return float64(x)
+	case glua.LBool:
+		return bool(x)
+	case *glua.LTable:
+		if depth >= maxDepth {
+			return nil
+		}
+		if n := x.Len(); n > 0 {
+			list := make([]any, 0, n)
+			for i := 1; i <= n; i++ {
+				list = append(list, toGo(x.RawGetInt(i), depth+1))
+			}
+			return list
+		}
+		m := make(map[string]any)
+		x.ForEach(func(k, val glua.LValue) {
+			if g := toGo(val, depth+1); g != nil {
+				m[k.String()] = g
+			}
+		})
+		return m
+	}
+	return nil
+}
+
+// fromGo builds the Lua value of a Go value.
+func fromGo(L *glua.LState, v any, depth int) glua.LValue {
+	switch x := v.(type) {
+	case nil:
+		return glua.LNil
+	case glua.LValue:
+		return x
+	case string:
+		return glua.LString(x)
+	case bool:
+		return glua.LBool(x)
+	case int:
+		return glua.LNumber(x)
+	case int64:
+		return glua.LNumber(x)
+	case float64:
+		return glua.LNumber(x)
+	case []string:
+		t := L.CreateTable(len(x), 0)
+		for _, s := range x {
+			t.Append(glua.LString(s))
+		}
+		return t
+	case []any:
+		t := L.CreateTable(len(x), 0)
+		if depth < maxDepth {
+			for _, e := range x {
+				t.Append(fromGo(L, e, depth+1))
+			}
+		}
+		return t
+	case map[string]any:
+		t := L.CreateTable(0, len(x))
+		if depth < maxDepth {
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				t.RawSetString(k, fromGo(L, x[k], depth+1))
+			}
+		}
+		return t
+	}
+	return glua.LString(fmt.Sprint(v))
+}
+
+// msToNumber turns a duration into Lua milliseconds.
+func msToNumber(ms int64) glua.LNumber { return glua.LNumber(ms) }
+
+// numberToMS reads a retry hint in milliseconds.
+func numberToMS(v glua.LValue) (int64, bool) {
+	switch x := v.(type) {
+	case glua.LNumber:
+		f := float64(x)
+		if math.IsNaN(f) || f < 0 || f > math.MaxInt32 {
+			return 0, false
+		}
+		return int64(f), true
+	case glua.LString:
+		n, err := strconv.ParseInt(string(x), 10, 64)
+		return n, err == nil && n >= 0
+	}
+	return 0, false
+}

@@ -1,0 +1,23 @@
+// Package lua runs Tiny SSE scripts on gopher-lua and fills engine.Hooks.
+//
+// In: a script path and options (Config). Out: engine.Hooks whose
+// functions call the script's global hook functions (startup, tick,
+// publish, subscribe, catchup, message, unsubscribe, timeout) when defined.
+//
+// The script is compiled once to a FunctionProto; Start builds every VM
+// from it (pre-warmed) and runs startup on each before the server accepts
+// anyone. With one VM (the default) all hooks share one global state, as in
+// Tiny SSE. With more, shard i's subscribers run on VM i mod N; publish runs
+// on any free VM, tick on VM 0.
+//
+// Concurrency: an LState is not safe for concurrent use, so each VM has a
+// mutex held while Lua runs on it. Every hook call runs on a thread
+// (LState.NewThread: shared globals, own stack) taken from the VM's pool.
+// A built-in that waits (sleep, and later http) unlocks the VM while it
+// waits and locks it again before returning to Lua, so other hooks run on
+// other threads of the same VM meanwhile and a hook may call this server
+// over HTTP without a deadlock. A shard takes its VM once per delivery pass
+// (EnterShard/LeaveShard) and runs message for every pending pair.
+//
+// All exported methods are safe from any goroutine.
+package lua

@@ -1,0 +1,376 @@
+package lua
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tinysse/tinysse/engine"
+	glua "github.com/yuin/gopher-lua"
+)
+
+// pubState is what the runtime keeps with a published message
+// (engine.Message.State): the publisher's request and the keys publish
+// added to pub, so that message sees them.
+type pubState struct {
+	req    *engine.Request
+	origin *vm                    // the VM that ran publish; nil if none did
+	extra  map[string]glua.LValue // owned by origin: read only under origin.mu
+	// goExtra is extra copied out at publish (with several VMs), so that
+	// other VMs never need origin's lock: no goroutine holds two VMs.
+	goExtra map[string]any
+}
+
+// subState is what the runtime keeps with a subscriber
+// (engine.Subscriber.State): its sub table, kept in its shard's VM.
+type subState struct {
+	v   *vm
+	tbl *glua.LTable // read and written only under v.mu
+	req *engine.Request
+}
+
+// batch is a run of message calls on one VM, taken once by a shard.
+type batch struct {
+	v    *vm
+	th   *thread
+	pubs map[*engine.Message]*pubBase // pub tables built in this batch
+}
+
+// pubBase is one message's pub table in one VM. Each message call gets
+// fresh proxy tables whose metatables index into it, so what the hook
+// writes lands in the proxies: one subscriber's changes never reach
+// another's pub.
+type pubBase struct {
+	pubMt, msgMt *glua.LTable // {__index = pub}, {__index = pub.msg}
+}
+
+var errBadReturn = errors.New("hook must return a table or nothing")
+
+// Hooks returns the engine hook points of the hooks the script defines.
+// A hook the script does not define stays nil, so the engine skips it:
+// without message, delivery never touches Lua.
+func (rt *Runtime) Hooks() engine.Hooks {
+	d := rt.defs
+	var h engine.Hooks
+	if d["publish"] || d["message"] {
+		h.Publish = rt.publish
+	}
+	if d["subscribe"] || d["catchup"] || d["message"] || d["unsubscribe"] || d["timeout"] {
+		h.Subscribe = rt.subscribe
+	}
+	if d["catchup"] {
+		h.Catchup = rt.catchup
+	}
+	if d["message"] {
+		h.Message = rt.message
+		h.EnterShard = rt.enterShard
+		h.LeaveShard = rt.leaveShard
+	}
+	if d["timeout"] {
+		h.Timeout = rt.timeout
+	}
+	if d["unsubscribe"] {
+		h.Unsubscribe = rt.unsubscribe
+	}
+	return h
+}
+
+func (rt *Runtime) vmFor(shard int) *vm { return rt.vms[shard%len(rt.vms)] }
+
+// lockAnyVM locks a free VM if there is one, else waits for one in turn.
+func (rt *Runtime) lockAnyVM() *vm {
+	n := uint32(len(rt.vms))
+	start := rt.anyVM.Add(1)
+	for i := uint32(0); i < n; i++ {
+		if v := rt.vms[(start+i)%n]; v.mu.TryLock() {
+			return v
+		}
+	}
+	v := rt.vms[start%n]
+	v.mu.Lock()
+	return v
+}
+
+func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
+	ps := &pubState{req: r}
+	m.State = ps
+	if !rt.defs["publish"] {
+		return true, nil // message is defined: it needs the request
+	}
+	v := rt.lockAnyVM()
+	defer v.mu.Unlock()
+	th := v.thread()
+	defer v.release(th)
+	L := th.L
+	pub := L.CreateTable(0, 3)
+	pub.RawSetString("req", reqTable(L, r))
+	pub.RawSetString("msg", msgTable(L, m))
+	if len(m.Topics) > 0 {
+		pub.RawSetString("topics", fromGo(L, m.Topics, 0))
+	}
+	ret, err := v.call(th, v.hooks["publish"], pub)
+	if err != nil {
+		rt.cfg.Logger.Warn("lua hook failed", "hook", "publish", "err", err)
+		return false, err
+	}
+	tbl, ok := ret.(*glua.LTable)
+	if !ok {
+		if ret == glua.LNil || ret == glua.LFalse {
+			return false, nil
+		}
+		return false, fmt.Errorf("publish: %w, not %s", errBadReturn, ret.Type())
+	}
+	if err := readMsg(L, L.GetField(tbl, "msg"), m); err != nil {
+		return false, err
+	}
+	if m.Topics, err = stringList(L, L.GetField(tbl, "topics"), "pub.topics", nil); err != nil {
+		return false, err
+	}
+	tbl.ForEach(func(k, val glua.LValue) {
+		if s, ok := k.(glua.LString); ok && s != "req" && s != "msg" && s != "topics" {
+			if ps.extra == nil {
+				ps.extra = make(map[string]glua.LValue)
+			}
+			ps.extra[string(s)] = val
+		}
+	})
+	ps.origin = v
+	if len(rt.vms) > 1 && len(ps.extra) > 0 {
+		ps.goExtra = make(map[string]any, len(ps.extra))
+		for k, val := range ps.extra {
+			ps.goExtra[k] = toGo(val, 0)
+		}
+	}
+	return true, nil
+}
+
+func (rt *Runtime) subscribe(sub *engine.Subscriber) (bool, error) {
+	v := rt.vmFor(sub.Shard())
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	th := v.thread()
+	defer v.release(th)
+	L := th.L
+	tbl := L.CreateTable(0, 2)
+	tbl.RawSetString("req", reqTable(L, sub.Request))
+	if len(sub.Topics) > 0 {
+		tbl.RawSetString("topics", fromGo(L, sub.Topics, 0))
+	}
+	if fn := v.hooks["subscribe"]; fn != nil {
+		ret, err := v.call(th, fn, tbl)
+		if err != nil {
+			rt.cfg.Logger.Warn("lua hook failed", "hook", "subscribe", "err", err)
+			return false, err
+		}
+		t, ok := ret.(*glua.LTable)
+		if !ok {
+			if ret == glua.LNil || ret == glua.LFalse {
+				return false, nil
+			}
+			return false, fmt.Errorf("subscribe: %w, not %s", errBadReturn, ret.Type())
+		}
+		tbl = t
+	}
+	topics, err := stringList(L, L.GetField(tbl, "topics"), "sub.topics", nil)
+	if err != nil {
+		return false, err
+	}
+	sub.Topics = topics
+	sub.State = &subState{v: v, tbl: tbl, req: sub.Request}
+	return true, nil
+}
+
+// lockSub locks sub's VM and gives its sub table a fresh req (a hook's
+// changes to req are not kept).
+func (rt *Runtime) lockSub(sub *engine.Subscriber) (*subState, *thread) {
+	st, _ := sub.State.(*subState)
+	if st == nil {
+		return nil, nil
+	}
+	st.v.mu.Lock()
+	th := st.v.thread()
+	st.tbl.RawSetString("req", reqTable(th.L, st.req))
+	return st, th
+}
+
+func (st *subState) unlock(th *thread) {
+	st.v.release(th)
+	st.v.mu.Unlock()
+}
+
+func (rt *Runtime) catchup(sub *engine.Subscriber, lastID string, has bool) ([]*engine.Message, error) {
+	st, th := rt.lockSub(sub)
+	if st == nil {
+		return nil, nil
+	}
+	defer st.unlock(th)
+	var id glua.LValue = glua.LNil
+	if has {
+		id = glua.LString(lastID)
+	}
+	ret, err := st.v.call(th, st.v.hooks["catchup"], st.tbl, id)
+	if err != nil {
+		rt.cfg.Logger.Warn("lua hook failed", "hook", "catchup", "err", err)
+		return nil, err
+	}
+	list, ok := ret.(*glua.LTable)
+	if !ok {
+		return nil, nil
+	}
+	var msgs []*engine.Message
+	for i := 1; i <= list.Len(); i++ {
+		m := &engine.Message{}
+		if err := readMsg(th.L, list.RawGetInt(i), m); err != nil {
+			rt.cfg.Logger.Warn("lua hook returned a bad message", "hook", "catchup", "index", i, "err", err)
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+func (rt *Runtime) enterShard(shard int) any {
+	v := rt.vmFor(shard)
+	v.mu.Lock()
+	var b *batch
+	if n := len(v.spare); n > 0 {
+		b = v.spare[n-1]
+		v.spare = v.spare[:n-1]
+	} else {
+		b = &batch{v: v, pubs: make(map[*engine.Message]*pubBase)}
+	}
+	b.th = v.thread()
+	return b
+}
+
+func (rt *Runtime) leaveShard(x any) {
+	b := x.(*batch)
+	v := b.v
+	v.release(b.th)
+	b.th = nil
+	clear(b.pubs)
+	v.spare = append(v.spare, b)
+	v.mu.Unlock()
+}
+
+// message runs message(pub, sub) for one delivery inside a shard's batch.
+// The pub table is built once per message per batch; a pub returned
+// unchanged reuses the frame encoded at publish.
+func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []byte {
+	b, _ := x.(*batch)
+	st, _ := sub.State.(*subState)
+	if b == nil || st == nil || st.v != b.v {
+		return m.Frame
+	}
+	v, L := b.v, b.th.L
+	base := b.pubs[m]
+	if base == nil {
+		base = v.pubBase(L, m)
+		b.pubs[m] = base
+	}
+	msgP := L.CreateTable(0, 0)
+	L.SetMetatable(msgP, base.msgMt)
+	pubP := L.CreateTable(0, 1)
+	pubP.RawSetString("msg", msgP)
+	L.SetMetatable(pubP, base.pubMt)
+
+	ret, err := v.call(b.th, v.hooks["message"], pubP, st.tbl)
+	if err != nil {
+		rt.logMessageError("lua hook failed", err)
+		return nil
+	}
+	tbl, ok := ret.(*glua.LTable)
+	if !ok {
+		return nil // nothing returned: this subscriber skips the message
+	}
+	if tbl == pubP && onlyKey(pubP, "msg") && pubP.RawGetString("msg") == msgP && onlyKey(msgP, "") {
+		return m.Frame
+	}
+	out := &engine.Message{}
+	if err := readMsg(L, L.GetField(tbl, "msg"), out); err == nil {
+		err = out.Validate()
+	}
+	if err != nil {
+		rt.logMessageError("lua hook returned a bad message", err)
+		return nil
+	}
+	return engine.AppendFrame(nil, out)
+}
+
+// onlyKey reports whether t's own keys are exactly {key} ("" for none).
+func onlyKey(t *glua.LTable, key string) bool {
+	k, _ := t.Next(glua.LNil)
+	if key == "" {
+		return k == glua.LNil
+	}
+	if k != glua.LString(key) {
+		return false
+	}
+	k, _ = t.Next(k)
+	return k == glua.LNil
+}
+
+// pubBase builds m's pub table in v. v.mu must be held.
+func (v *vm) pubBase(L *glua.LState, m *engine.Message) *pubBase {
+	ps, _ := m.State.(*pubState)
+	pub := L.CreateTable(0, 4)
+	msg := msgTable(L, m)
+	pub.RawSetString("msg", msg)
+	if len(m.Topics) > 0 {
+		pub.RawSetString("topics", fromGo(L, m.Topics, 0))
+	}
+	if ps != nil {
+		pub.RawSetString("req", reqTable(L, ps.req))
+		switch {
+		case ps.origin == v:
+			for k, val := range ps.extra {
+				pub.RawSetString(k, val)
+			}
+		case ps.origin != nil:
+			for k, val := range ps.goExtra {
+				pub.RawSetString(k, fromGo(L, val, 0))
+			}
+		}
+	} else {
+		pub.RawSetString("req", L.CreateTable(0, 0))
+	}
+	base := &pubBase{pubMt: L.CreateTable(0, 1), msgMt: L.CreateTable(0, 1)}
+	base.pubMt.RawSetString("__index", pub)
+	base.msgMt.RawSetString("__index", msg)
+	return base
+}
+
+func (rt *Runtime) timeout(sub *engine.Subscriber, elapsed time.Duration) (time.Duration, bool) {
+	st, th := rt.lockSub(sub)
+	if st == nil {
+		return 0, false
+	}
+	defer st.unlock(th)
+	ret, err := st.v.call(th, st.v.hooks["timeout"], st.tbl, msToNumber(elapsed.Milliseconds()))
+	if err != nil {
+		rt.cfg.Logger.Warn("lua hook failed", "hook", "timeout", "err", err)
+		return 0, false
+	}
+	ms, ok := numberToMS(ret)
+	return time.Duration(ms) * time.Millisecond, ok
+}
+
+func (rt *Runtime) unsubscribe(sub *engine.Subscriber) {
+	st, th := rt.lockSub(sub)
+	if st == nil {
+		return
+	}
+	defer st.unlock(th)
+	if _, err := st.v.call(th, st.v.hooks["unsubscribe"], st.tbl); err != nil {
+		rt.cfg.Logger.Warn("lua hook failed", "hook", "unsubscribe", "err", err)
+	}
+}
+
+// logMessageError logs at most one message-hook problem a second: the hook
+// runs per delivery, and a broken script must not flood the log.
+func (rt *Runtime) logMessageError(msg string, err error) {
+	now := time.Now().Unix()
+	if rt.errLog.Swap(now) != now {
+		rt.cfg.Logger.Warn(msg, "hook", "message", "err", err)
+	}
+}

@@ -1,0 +1,287 @@
+package lua
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	glua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+// ErrTimeout is wrapped by the error of a hook stopped by the script timeout.
+var ErrTimeout = errors.New("lua: hook timed out")
+
+// hookNames are the global functions the server calls when defined.
+var hookNames = []string{"startup", "tick", "publish", "subscribe", "catchup", "message", "unsubscribe", "timeout"}
+
+// Config configures a Runtime. The zero value of every field is its
+// documented default.
+type Config struct {
+	// Script is the script's path; it names the chunk in error messages.
+	Script string
+	// Source is the script's text; nil reads Script.
+	Source []byte
+	// Data is handed to startup as cli.script_data.
+	Data string
+	// Tick is the interval of the tick hook. Default 500ms.
+	Tick time.Duration
+	// Unsafe opens os, io and Lua's module loading.
+	Unsafe bool
+	// VMs is the number of Lua states. Default 1.
+	VMs int
+	// Timeout stops a hook that runs longer. Default 5s; negative: none.
+	Timeout time.Duration
+	// CLI is the options table given to startup (cli.vm and cli.vms are
+	// added per VM).
+	CLI map[string]any
+	// Stdout receives print. Default os.Stdout.
+	Stdout io.Writer
+	// Logger receives hook errors and the log package. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Runtime is a compiled script and its VMs.
+type Runtime struct {
+	cfg   Config
+	proto *glua.FunctionProto
+	vms   []*vm // immutable after Start
+	defs  map[string]bool
+
+	clock    atomic.Int64 // watchdog ticks since Start, from 1
+	watchMu  sync.Mutex
+	watching map[*thread]struct{} // guarded by watchMu
+	stop     chan struct{}
+	done     sync.WaitGroup
+	anyVM    atomic.Uint32 // round robin for publish
+	errLog   atomic.Int64  // unix seconds of the last logged message-hook error
+
+	sharedOnce sync.Once
+	dict       *sharedDict
+}
+
+// shared returns the dictionary every VM's `shared` package uses.
+func (rt *Runtime) shared() *sharedDict {
+	rt.sharedOnce.Do(func() { rt.dict = &sharedDict{m: make(map[string]sharedEntry)} })
+	return rt.dict
+}
+
+// Load compiles the script. A syntax error names the file and line.
+func Load(cfg Config) (*Runtime, error) {
+	if cfg.Tick <= 0 {
+		cfg.Tick = 500 * time.Millisecond
+	}
+	if cfg.VMs <= 0 {
+		cfg.VMs = 1
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	src := cfg.Source
+	if src == nil {
+		b, err := os.ReadFile(cfg.Script)
+		if err != nil {
+			return nil, fmt.Errorf("lua: %w", err)
+		}
+		src = b
+	}
+	if cfg.Script == "" {
+		cfg.Script = "script"
+	}
+	chunk, err := parse.Parse(bytes.NewReader(src), cfg.Script)
+	if err != nil {
+		return nil, fmt.Errorf("lua: syntax error: %s", strings.TrimSpace(err.Error()))
+	}
+	proto, err := glua.Compile(chunk, cfg.Script)
+	if err != nil {
+		return nil, fmt.Errorf("lua: %s: %w", cfg.Script, err)
+	}
+	return &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{})}, nil
+}
+
+// Start builds every VM from the compiled script, runs startup(cli) on each
+// (an error there is returned: the server must not start), and starts the
+// tick loop and the watchdog. Call it before accepting clients.
+func (rt *Runtime) Start() error {
+	rt.clock.Store(1)
+	if rt.cfg.Timeout > 0 {
+		rt.done.Add(1)
+		go rt.watchdog()
+	}
+	for i := 0; i < rt.cfg.VMs; i++ {
+		v, err := rt.newVM(i)
+		if err != nil {
+			rt.Close()
+			return err
+		}
+		rt.vms = append(rt.vms, v)
+	}
+	rt.defs = make(map[string]bool)
+	for name := range rt.vms[0].hooks {
+		rt.defs[name] = true
+	}
+	for _, v := range rt.vms {
+		if err := v.startup(); err != nil {
+			rt.Close()
+			return err
+		}
+	}
+	if rt.defs["tick"] {
+		rt.done.Add(1)
+		go rt.tickLoop()
+	}
+	return nil
+}
+
+// Defined lists the hooks the script defines, sorted.
+func (rt *Runtime) Defined() []string {
+	var names []string
+	for n := range rt.defs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Close stops the tick loop and the watchdog and closes the VMs. Hooks
+// must no longer be called.
+func (rt *Runtime) Close() {
+	select {
+	case <-rt.stop:
+		return
+	default:
+		close(rt.stop)
+	}
+	rt.done.Wait()
+	for _, v := range rt.vms {
+		v.mu.Lock()
+		v.main.Close()
+		v.mu.Unlock()
+	}
+}
+
+// startup runs startup(cli) on v.
+func (v *vm) startup() error {
+	fn := v.hooks["startup"]
+	if fn == nil {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	t := v.thread()
+	defer v.release(t)
+	cli := fromGo(t.L, v.rt.cfg.CLI, 0)
+	if tbl, ok := cli.(*glua.LTable); ok {
+		tbl.RawSetString("vm", glua.LNumber(v.idx))
+		tbl.RawSetString("vms", glua.LNumber(len(v.rt.vms)))
+		tbl.RawSetString("script_data", glua.LString(v.rt.cfg.Data))
+	} else {
+		cli = t.L.NewTable()
+	}
+	if _, err := v.call(t, fn, cli); err != nil {
+		return fmt.Errorf("lua: startup on VM %d: %w", v.idx, err)
+	}
+	return nil
+}
+
+// tickLoop calls tick(count) on VM 0 every Tick; a slow tick delays the
+// next rather than piling calls up.
+func (rt *Runtime) tickLoop() {
+	defer rt.done.Done()
+	t := time.NewTicker(rt.cfg.Tick)
+	defer t.Stop()
+	v := rt.vms[0]
+	for count := 1; ; count++ {
+		select {
+		case <-rt.stop:
+			return
+		case <-t.C:
+		}
+		v.mu.Lock()
+		th := v.thread()
+		if fn := v.hooks["tick"]; fn != nil {
+			if _, err := v.call(th, fn, glua.LNumber(count)); err != nil {
+				rt.cfg.Logger.Warn("lua hook failed", "hook", "tick", "err", err)
+			}
+		}
+		v.release(th)
+		v.mu.Unlock()
+	}
+}
+
+// watchdog advances the clock and stops calls that overrun the timeout by
+// cancelling their thread's context (gopher-lua checks it between
+// instructions).
+func (rt *Runtime) watchdog() {
+	defer rt.done.Done()
+	period := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
+	limit := int64(rt.cfg.Timeout / period)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-rt.stop:
+			return
+		case <-t.C:
+		}
+		now := rt.clock.Add(1)
+		rt.watchMu.Lock()
+		for th := range rt.watching {
+			if s := th.started.Load(); s != 0 && now-s > limit {
+				th.timedOut.Store(true)
+				th.cancel()
+			}
+		}
+		rt.watchMu.Unlock()
+	}
+}
+
+func (rt *Runtime) watch(t *thread) {
+	rt.watchMu.Lock()
+	rt.watching[t] = struct{}{}
+	rt.watchMu.Unlock()
+}
+
+func (rt *Runtime) unwatch(t *thread) {
+	rt.watchMu.Lock()
+	delete(rt.watching, t)
+	rt.watchMu.Unlock()
+}
+
+// hookError keeps the script's message (which carries file and line) and
+// the first line of Lua's stack trace.
+func hookError(err error) error {
+	var ae *glua.ApiError
+	if errors.As(err, &ae) {
+		msg := ae.Object.String()
+		if tr := firstFrame(ae.StackTrace); tr != "" && !strings.Contains(msg, tr) {
+			msg += " (at " + tr + ")"
+		}
+		return errors.New(msg)
+	}
+	return err
+}
+
+func firstFrame(trace string) string {
+	for _, line := range strings.Split(trace, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && line != "stack traceback:" && !strings.HasPrefix(line, "[G]") {
+			return line
+		}
+	}
+	return ""
+}

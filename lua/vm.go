@@ -1,0 +1,233 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	glua "github.com/yuin/gopher-lua"
+)
+
+// maxStringRep bounds what string.rep may build: gopher-lua cannot
+// interrupt a Go built-in, so a huge count would allocate until the
+// process dies.
+const maxStringRep = 16 << 20
+
+// vm is one Lua global state and its pool of threads.
+type vm struct {
+	rt  *Runtime
+	idx int
+
+	// mu is held while Lua runs on main or any thread of this VM, and
+	// guards every field below. A built-in that waits releases it (see
+	// wait) and takes it back before Lua runs again.
+	mu     sync.Mutex
+	main   *glua.LState
+	free   []*thread                  // idle threads
+	loaded map[string]glua.LValue     // require cache
+	hooks  map[string]*glua.LFunction // hook functions as the script defined them
+	spare  []*batch                   // idle batches, reused
+}
+
+// thread is one LState sharing the VM's globals, with its own stack and
+// its own context, which the watchdog cancels when a call overruns.
+type thread struct {
+	L      *glua.LState
+	cancel context.CancelFunc
+	// started is the watchdog clock when the current call began, 0 when
+	// idle. Written by the caller (VM locked), read by the watchdog.
+	started  atomic.Int64
+	timedOut atomic.Bool // set by the watchdog; the thread is then discarded
+}
+
+func (rt *Runtime) newVM(idx int) (*vm, error) {
+	v := &vm{rt: rt, idx: idx, loaded: make(map[string]glua.LValue)}
+	L := glua.NewState(glua.Options{
+		SkipOpenLibs:        true,
+		CallStackSize:       256,
+		RegistrySize:        1024,
+		RegistryMaxSize:     1 << 20,
+		MinimizeStackMemory: true,
+	})
+	v.main = L
+	if err := v.openLibs(); err != nil {
+		L.Close()
+		return nil, err
+	}
+	L.Push(L.NewFunctionFromProto(rt.proto))
+	if err := L.PCall(0, 0, nil); err != nil {
+		L.Close()
+		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, err)
+	}
+	v.hooks = make(map[string]*glua.LFunction)
+	for _, name := range hookNames {
+		if fn, ok := L.GetGlobal(name).(*glua.LFunction); ok {
+			v.hooks[name] = fn
+		}
+	}
+	return v, nil
+}
+
+func (v *vm) openLibs() error {
+	L := v.main
+	libs := []struct {
+		name string
+		open glua.LGFunction
+	}{
+		{glua.BaseLibName, glua.OpenBase},
+		{glua.TabLibName, glua.OpenTable},
+		{glua.StringLibName, glua.OpenString},
+		{glua.MathLibName, glua.OpenMath},
+		{glua.CoroutineLibName, glua.OpenCoroutine},
+	}
+	if v.rt.cfg.Unsafe {
+		libs = append(libs,
+			struct {
+				name string
+				open glua.LGFunction
+			}{glua.LoadLibName, glua.OpenPackage},
+			struct {
+				name string
+				open glua.LGFunction
+			}{glua.OsLibName, glua.OpenOs},
+			struct {
+				name string
+				open glua.LGFunction
+			}{glua.IoLibName, glua.OpenIo},
+		)
+	}
+	for _, lib := range libs {
+		L.Push(L.NewFunction(lib.open))
+		L.Push(glua.LString(lib.name))
+		if err := L.PCall(1, 0, nil); err != nil {
+			return fmt.Errorf("lua: opening %s: %w", lib.name, err)
+		}
+	}
+	if !v.rt.cfg.Unsafe {
+		for _, name := range []string{"dofile", "loadfile", "collectgarbage", "module"} {
+			L.SetGlobal(name, glua.LNil)
+		}
+	}
+	var fallback glua.LValue = glua.LNil
+	if v.rt.cfg.Unsafe {
+		fallback = L.GetGlobal("require")
+	}
+	L.SetGlobal("require", L.NewFunction(func(L *glua.LState) int { return v.require(L, fallback) }))
+	L.SetGlobal("print", L.NewFunction(v.print))
+	if str, ok := L.GetGlobal("string").(*glua.LTable); ok {
+		str.RawSetString("rep", L.NewFunction(strRep))
+	}
+	return nil
+}
+
+// require resolves the built-in packages, and with --unsafe-script falls
+// back to Lua's own module loading.
+func (v *vm) require(L *glua.LState, fallback glua.LValue) int {
+	name := L.CheckString(1)
+	if mod, ok := v.loaded[name]; ok {
+		L.Push(mod)
+		return 1
+	}
+	if open, ok := builtins[name]; ok {
+		mod := open(v, L)
+		v.loaded[name] = mod
+		L.Push(mod)
+		return 1
+	}
+	if fn, ok := fallback.(*glua.LFunction); ok {
+		L.Push(fn)
+		L.Push(glua.LString(name))
+		L.Call(1, 1)
+		return 1
+	}
+	L.RaiseError("module %q not found (built-in packages: %s; other modules need --unsafe-script)", name, builtinNames())
+	return 0
+}
+
+// print writes its arguments, tab-separated, to the configured output.
+func (v *vm) print(L *glua.LState) int {
+	var b strings.Builder
+	for i := 1; i <= L.GetTop(); i++ {
+		if i > 1 {
+			b.WriteByte('\t')
+		}
+		b.WriteString(L.ToStringMeta(L.Get(i)).String())
+	}
+	b.WriteByte('\n')
+	_, _ = io.WriteString(v.rt.cfg.Stdout, b.String())
+	return 0
+}
+
+func strRep(L *glua.LState) int {
+	s := L.CheckString(1)
+	n := L.CheckInt(2)
+	if n <= 0 || s == "" {
+		L.Push(glua.LString(""))
+		return 1
+	}
+	if int64(len(s))*int64(n) > maxStringRep {
+		L.RaiseError("string.rep: result would exceed %d bytes", maxStringRep)
+	}
+	L.Push(glua.LString(strings.Repeat(s, n)))
+	return 1
+}
+
+// thread returns an idle thread. mu must be held.
+func (v *vm) thread() *thread {
+	if n := len(v.free); n > 0 {
+		t := v.free[n-1]
+		v.free = v.free[:n-1]
+		return t
+	}
+	L, _ := v.main.NewThread()
+	ctx, cancel := context.WithCancel(context.Background())
+	L.SetContext(ctx)
+	t := &thread{L: L, cancel: cancel}
+	v.rt.watch(t)
+	return t
+}
+
+// release returns t to the pool, or drops it when the watchdog stopped
+// it (its context is cancelled for good). mu must be held.
+func (v *vm) release(t *thread) {
+	if t.timedOut.Load() {
+		v.rt.unwatch(t)
+		t.cancel()
+		return
+	}
+	t.L.SetTop(0)
+	v.free = append(v.free, t)
+}
+
+// call runs fn(args...) on t and returns its first result. An error in
+// the script, or running past the script timeout, is returned with the
+// script's file and line. mu must be held.
+func (v *vm) call(t *thread, fn *glua.LFunction, args ...glua.LValue) (glua.LValue, error) {
+	L := t.L
+	top := L.GetTop()
+	t.started.Store(v.rt.clock.Load())
+	err := L.CallByParam(glua.P{Fn: fn, NRet: 1, Protect: true}, args...)
+	t.started.Store(0)
+	if err != nil {
+		L.SetTop(top)
+		if t.timedOut.Load() {
+			return glua.LNil, fmt.Errorf("%w (longer than --script-timeout %s)", ErrTimeout, v.rt.cfg.Timeout)
+		}
+		return glua.LNil, hookError(err)
+	}
+	ret := L.Get(-1)
+	L.SetTop(top)
+	return ret, nil
+}
+
+// wait runs block with the VM unlocked, so that other hooks run while this
+// one waits. Built-ins that sleep or do I/O call it; Lua must not run
+// during block.
+func (v *vm) wait(block func()) {
+	v.mu.Unlock()
+	defer v.mu.Lock()
+	block()
+}
