@@ -61,7 +61,14 @@ func (rt *Runtime) Hooks() engine.Hooks {
 	if d["catchup"] {
 		h.Catchup = rt.catchup
 	}
-	if d["message"] {
+	switch {
+	case d["message"] && rt.cfg.Unbatched:
+		h.Message = func(_ any, m *engine.Message, s *engine.Subscriber) []byte {
+			b := rt.enterShard(s.Shard())
+			defer rt.leaveShard(b)
+			return rt.message(b, m, s)
+		}
+	case d["message"]:
 		h.Message = rt.message
 		h.EnterShard = rt.enterShard
 		h.LeaveShard = rt.leaveShard

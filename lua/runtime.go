@@ -47,6 +47,10 @@ type Config struct {
 	Stdout io.Writer
 	// Logger receives hook errors and the log package. Default slog.Default().
 	Logger *slog.Logger
+	// Unbatched runs message as one call per delivery (a VM lock and a new
+	// pub table each time) instead of one batch per shard pass. It exists
+	// as the naive baseline of the benchmarks; do not use it otherwise.
+	Unbatched bool
 }
 
 // Runtime is a compiled script and its VMs.
