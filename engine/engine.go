@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -179,7 +180,9 @@ type PublishResult struct {
 	// Queued is how many messages of the published topics some subscriber
 	// has not read yet (the largest over those topics).
 	Queued int
-	// Subscribers is how many subscribers the published topics have.
+	// Subscribers is how many subscribers the published topics have,
+	// summed over the topics (one subscribed to two of them counts twice:
+	// an exact count would cost a walk over the subscribers per publish).
 	Subscribers int
 }
 
@@ -200,7 +203,10 @@ func (e *Engine) Publish(m *Message) (PublishResult, error) {
 	}
 	var ts [4]*topic
 	topics := ts[:0]
-	for _, n := range names {
+	for i, n := range names {
+		if slices.Contains(names[:i], n) {
+			continue // a topic named twice still gets the message once
+		}
 		topics = append(topics, e.topic(n))
 	}
 	auto := e.cfg.AutoID && m.ID == ""

@@ -155,6 +155,7 @@ func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote bool) {
 	}
 	for {
 		frames, lapped := sub.gather(s.frames[:0], maxBatch, batch)
+		s.frames = frames[:0] // keep what a burst grew, so the next one does not allocate
 		if lapped {
 			s.kick(sub, kickLagged)
 			return wrote
@@ -266,11 +267,12 @@ func (s *shard) sweep(at time.Time) {
 		if s.deliver(sub, now, batch) {
 			continue
 		}
-		if cfg.KeepAlive > 0 && time.Duration(now-sub.lastWrite) >= cfg.KeepAlive &&
-			sub.state.CompareAndSwap(stIdle, stShard) {
-			if s.write(sub, append(s.frames[:0], s.e.keepAlive), now) {
-				sub.state.Store(stIdle)
-			}
+		// lastWrite belongs to the owner: take the subscriber before reading it.
+		if cfg.KeepAlive <= 0 || !sub.state.CompareAndSwap(stIdle, stShard) {
+			continue
+		}
+		if time.Duration(now-sub.lastWrite) < cfg.KeepAlive || s.write(sub, append(s.frames[:0], s.e.keepAlive), now) {
+			sub.state.Store(stIdle)
 		}
 	}
 }

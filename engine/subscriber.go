@@ -76,6 +76,7 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	if !e.enter() {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
 		_ = sub.closeFn()
+		sub.runUnsubscribe() // the transport ran Subscribe: keep the pair
 		return ErrClosed
 	}
 	defer e.live.Done()
@@ -237,6 +238,11 @@ func (sub *Subscriber) catchUp() uint32 {
 		// A publish that woke the shard while we owned the subscriber was
 		// skipped by it; look once more now that the shard can take it.
 		if !sub.pending() || !sub.state.CompareAndSwap(stIdle, stSelf) {
+			// Let the shard recompute its lowest cursors (the "queued"
+			// answer) now that this one has moved on without it.
+			for i := range sub.cursors {
+				sub.shard.markDirty(sub.cursors[i].t)
+			}
 			return 0
 		}
 	}

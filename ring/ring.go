@@ -64,7 +64,10 @@ func (r *Ring[T]) Cap() int { return int(r.mask + 1) }
 // [Tail(), Head()) are readable.
 func (r *Ring[T]) Head() uint64 { return r.head.Load() }
 
-// Tail returns the oldest sequence number still in the ring.
+// Tail returns the oldest sequence number still in the ring. While an
+// Append is between its slot store and its head store, Tail's value may
+// itself have just been overwritten; a lapped reader should resume at
+// max(Tail(), cursor+1) and expect to be told lapped once more in that case.
 func (r *Ring[T]) Tail() uint64 {
 	h := r.head.Load()
 	if n := r.mask + 1; h > n {
@@ -85,8 +88,7 @@ func (r *Ring[T]) Append(v T) uint64 {
 // Get returns the value with sequence cursor.
 // ok is false when cursor has not been written yet (cursor >= Head()).
 // lapped is true when the value was overwritten: the reader fell more than
-// Cap() values behind and must resynchronise (Tail() is the oldest value
-// left).
+// Cap() values behind and must resynchronise, at max(Tail(), cursor+1).
 func (r *Ring[T]) Get(cursor uint64) (v T, ok, lapped bool) {
 	if cursor >= r.head.Load() {
 		return v, false, false

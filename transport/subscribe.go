@@ -86,11 +86,13 @@ func (s *Server) streamHead(ctx *fasthttp.RequestCtx) []byte {
 // invalid UTF-8, a line break or NUL) is kept as given: it matches nothing,
 // so the client gets ": replay-gap" and live messages.
 func lastEventID(ctx *fasthttp.RequestCtx) (string, bool) {
-	if v := ctx.Request.Header.Peek("Last-Event-ID"); v != nil {
+	// An empty id is no id: EventSource sends the header only once it has
+	// seen one, and an empty one would match a message published without id.
+	if v := ctx.Request.Header.Peek("Last-Event-ID"); len(v) > 0 {
 		return sanitizeID(v), true
 	}
-	if ctx.QueryArgs().Has("last_event_id") {
-		return sanitizeID(ctx.QueryArgs().Peek("last_event_id")), true
+	if v := ctx.QueryArgs().Peek("last_event_id"); len(v) > 0 {
+		return sanitizeID(v), true
 	}
 	return "", false
 }
