@@ -291,7 +291,8 @@ func (s *shard) leaveHooks(batch any) {
 	}
 }
 
-// add registers sub with the shard; its cursors must be set.
+// add registers sub with the shard; its cursors must be set and its
+// goroutine must own it (stSelf), and mark its topics dirty once it lets go.
 func (s *shard) add(sub *Subscriber) {
 	s.mu.Lock()
 	sub.index = len(s.subs)
@@ -312,14 +313,9 @@ func (s *shard) add(sub *Subscriber) {
 	if s.e.closing.Load() {
 		// Close has set closing before walking the shards under mu, so
 		// either its walk sees sub or we see closing here.
-		sub.state.Store(stShard)
 		s.kick(sub, kickShutdown)
 	}
 	s.mu.Unlock()
-	// Messages appended before shardMin was stored may not have woken us.
-	for i := range sub.cursors {
-		s.markDirty(sub.cursors[i].t)
-	}
 }
 
 // remove takes sub out of the shard for good and gives its goroutine

@@ -108,17 +108,20 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 		head = append(head, ": replay-gap\n\n"...)
 	}
 
+	// Registered before ": ok" goes out, so a client that has read it is
+	// counted; as owner (stSelf) until the head is written, so the shard
+	// cannot write anything before it.
 	sub.state.Store(stSelf)
+	sub.shard.add(sub)
 	sub.backlog = head
 	if err := sub.flushBacklog(); err != nil {
-		sub.closeFn()
-		sub.runUnsubscribe()
-		return err
+		return sub.finish(kickGone)
 	}
-	sub.lastWrite = time.Now().UnixNano()
 	sub.state.Store(stIdle)
-
-	sub.shard.add(sub)
+	// Anything published meanwhile was skipped by the shard: look again.
+	for i := range sub.cursors {
+		sub.shard.markDirty(sub.cursors[i].t)
+	}
 	return sub.loop()
 }
 

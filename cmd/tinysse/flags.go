@@ -220,8 +220,16 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if o.capacity < 1 || o.capacity > 1<<30 {
 		return nil, fmt.Errorf("invalid value for --capacity: %d is not between 1 and %d", o.capacity, 1<<30)
 	}
+	if body < 1 {
+		return nil, errors.New("invalid value for --max-body-size: must be at least 1 byte")
+	}
 	if body > 1<<30 {
 		return nil, errors.New("invalid value for --max-body-size: larger than 1GB")
+	}
+	for _, p := range []struct{ name, val string }{{"pub-path", o.pubPath}, {"sub-path", o.subPath}, {"serve-static-path", o.staticPath}} {
+		if !strings.HasPrefix(p.val, "/") {
+			return nil, fmt.Errorf("invalid value for --%s: %q must start with /", p.name, p.val)
+		}
 	}
 	if o.corsCredentials && (o.corsOrigin == "*" || o.corsHeaders == "*") {
 		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")

@@ -1,0 +1,323 @@
+package transport
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinysse/tinysse/engine"
+)
+
+func TestPublish(t *testing.T) {
+	t.Parallel()
+	addr, eng, _ := startServer(t, engine.Config{}, Config{})
+	sub := subscribe(t, addr, "/sse")
+	sub.expectOK()
+	waitSubscribers(t, eng, "", 1)
+
+	t.Run("json", func(t *testing.T) {
+		sub := sub.on(t)
+		r := publishJSON(t, addr, `{"id":"1","event":"greet","data":"hello"}`)
+		if r.Subscribers != 1 || r.Queued < 1 {
+			t.Errorf("reply %+v, want 1 subscriber and queued >= 1", r)
+		}
+		b := sub.mustNext()
+		if b.Raw != "id: 1\nevent: greet\ndata: hello\n\n" {
+			t.Fatalf("frame %q", b.Raw)
+		}
+		if *b.Event != (sseEvent{Type: "greet", Data: "hello", LastEventID: "1"}) {
+			t.Errorf("event %+v", *b.Event)
+		}
+	})
+	t.Run("json with charset", func(t *testing.T) {
+		sub := sub.on(t)
+		for _, ct := range []string{"application/json; charset=utf-8", "Application/JSON;charset=UTF-8", "application/json ; charset=\"utf-8\""} {
+			a := post(t, addr, "/sse", ct, `{"data":"cs"}`)
+			if a.Status != http.StatusAccepted {
+				t.Fatalf("content type %q: status %d %s", ct, a.Status, a.Body)
+			}
+			if b := sub.mustNext(); b.Raw != "data: cs\n\n" {
+				t.Fatalf("frame %q", b.Raw)
+			}
+		}
+	})
+	t.Run("form", func(t *testing.T) {
+		sub := sub.on(t)
+		a := post(t, addr, "/sse", "application/x-www-form-urlencoded; charset=UTF-8",
+			"id=2&event=e&data=hello+world%21&comment=c1&comment=c%0A2")
+		if a.Status != http.StatusAccepted {
+			t.Fatalf("status %d %s", a.Status, a.Body)
+		}
+		if a.Body != `{"queued":1,"subscribers":1}` {
+			t.Errorf("body %s, want {\"queued\":1,\"subscribers\":1}", a.Body)
+		}
+		if b := sub.mustNext(); b.Raw != "id: 2\nevent: e\ndata: hello world!\n: c1\n: c\n: 2\n\n" {
+			t.Fatalf("frame %q", b.Raw)
+		}
+	})
+	t.Run("no subscribers", func(t *testing.T) {
+		sub := sub.on(t)
+		a := post(t, addr, "/sse?topic=nobody", "application/json", `{"data":"x"}`)
+		if a.Status != http.StatusAccepted || a.Body != `{"queued":0,"subscribers":0}` {
+			t.Errorf("answer %d %s, want 202 {\"queued\":0,\"subscribers\":0}", a.Status, a.Body)
+		}
+		sub.quiet(100 * time.Millisecond) // another topic
+	})
+	t.Run("subscribers counted", func(t *testing.T) {
+		sub := sub.on(t)
+		other := subscribe(t, addr, "/sse")
+		other.expectOK()
+		elsewhere := subscribe(t, addr, "/sse?topic=elsewhere")
+		elsewhere.expectOK()
+		waitSubscribers(t, eng, "", 2)
+		waitSubscribers(t, eng, "elsewhere", 1)
+		if r := publishJSON(t, addr, `{"data":"two"}`); r.Subscribers != 2 {
+			t.Errorf("subscribers %d, want 2", r.Subscribers)
+		}
+		sub.expectLines("data: two")
+		other.expectLines("data: two")
+		other.conn.Close()
+		waitSubscribers(t, eng, "", 1)
+		if r := publishJSON(t, addr, `{"data":"one"}`); r.Subscribers != 1 {
+			t.Errorf("subscribers %d after one left, want 1", r.Subscribers)
+		}
+		sub.expectLines("data: one")
+	})
+}
+
+// TestPublishQueued: "queued" counts the messages some subscriber has not
+// read yet: it grows while one subscriber's socket is full, and falls back
+// once that subscriber reads.
+func TestPublishQueued(t *testing.T) {
+	t.Parallel()
+	addr, eng, _ := startServer(t, engine.Config{Capacity: 1024, KeepAlive: -1}, Config{})
+	stuck := startStream(t, dialTinyBuffer(t, addr), "/sse?topic=q")
+	stuck.expectOK()
+	waitSubscribers(t, eng, "q", 1)
+
+	body := fmt.Sprintf(`{"data":%q}`, strings.Repeat("q", 32<<10))
+	var r publishReply
+	for i := 0; i < 500 && r.Queued < 20; i++ {
+		r = publishTo(t, addr, "/sse?topic=q", body)
+		if r.Subscribers != 1 {
+			t.Fatalf("subscribers %d, want 1", r.Subscribers)
+		}
+	}
+	if r.Queued < 20 {
+		t.Fatalf("queued stayed at %d while the subscriber read nothing", r.Queued)
+	}
+	// Read everything published so far, then publish once more.
+	for n := 0; ; n++ {
+		if _, err := stuck.next(300 * time.Millisecond); isTimeout(err) && n > 0 {
+			break // caught up
+		} else if err != nil {
+			t.Fatalf("after %d messages: %v", n, err)
+		}
+	}
+	// The subscriber caught up on its own goroutine; the count knows it.
+	if r := publishTo(t, addr, "/sse?topic=q", `{"data":"last"}`); r.Queued != 1 {
+		t.Errorf("queued %d after the subscriber caught up, want 1 (the new message)", r.Queued)
+	}
+	stuck.expectLines("data: last")
+}
+
+func TestPublishRefused(t *testing.T) {
+	t.Parallel()
+	addr, eng, _ := startServer(t, engine.Config{KeepAlive: 100 * time.Millisecond}, Config{MaxBodySize: 1024})
+	sub := subscribe(t, addr, "/sse")
+	sub.expectOK()
+	waitSubscribers(t, eng, "", 1)
+
+	const form = "application/x-www-form-urlencoded"
+	const js = "application/json"
+	long := strings.Repeat("i", engine.MaxIDLen+1)
+	var topics []string
+	for i := range 65 {
+		topics = append(topics, fmt.Sprintf(`"t%d"`, i))
+	}
+	manyTopics := strings.Join(topics, ",")
+
+	cases := []struct {
+		name, ctype, body string
+		status            int
+	}{
+		{"missing content type", "", `{"data":"x"}`, 415},
+		{"text/plain", "text/plain", `{"data":"x"}`, 415},
+		{"multipart", "multipart/form-data; boundary=x", "--x--", 415},
+		{"json prefix only", "application/jsonx", `{"data":"x"}`, 415},
+
+		{"malformed json", js, `{"data":`, 400},
+		{"not json", js, `data=x`, 400},
+		{"empty json body", js, ``, 400},
+		{"trailing object", js, `{"data":"x"} {"data":"y"}`, 400},
+		{"trailing garbage", js, `{"data":"x"}garbage`, 400},
+		{"json array", js, `[{"data":"x"}]`, 400},
+		{"json string", js, `"x"`, 400},
+		{"json null", js, `null`, 400},
+		{"data number", js, `{"data":5}`, 400},
+		{"id number", js, `{"id":1,"data":"x"}`, 400},
+		{"event bool", js, `{"event":true,"data":"x"}`, 400},
+		{"data object", js, `{"data":{"a":1}}`, 400},
+		{"comment number", js, `{"comment":5}`, 400},
+		{"comment list of numbers", js, `{"comment":[1,2]}`, 400},
+		{"topic object", js, `{"data":"x","topic":{}}`, 400},
+		{"empty message", js, `{}`, 400},
+		{"unknown fields only", js, `{"foo":"bar"}`, 400},
+		{"null fields only", js, `{"id":null,"data":null,"comment":null}`, 400},
+		{"invalid utf-8 json", js, "{\"data\":\"\xff\"}", 400},
+
+		{"empty form", form, ``, 400},
+		{"form without fields", form, `foo=bar`, 400},
+		{"bad form escape", form, `data=%zz`, 400},
+		{"truncated form escape", form, `data=%`, 400},
+		{"invalid utf-8 form escape", form, `data=%ff`, 400},
+		{"invalid utf-8 form bytes", form, "data=\xff", 400},
+		{"invalid utf-8 form comment", form, `comment=%c3%28`, 400},
+
+		{"LF in id", js, `{"id":"a\nb","data":"x"}`, 400},
+		{"CR in id", js, `{"id":"a\rb","data":"x"}`, 400},
+		{"NUL in id", js, `{"id":"a\u0000b","data":"x"}`, 400},
+		{"LF in event", js, `{"event":"x\ndata: injected","data":"x"}`, 400},
+		{"CRLF in event", js, `{"event":"a\r\nb","data":"x"}`, 400},
+		{"NUL in event", js, `{"event":"\u0000","data":"x"}`, 400},
+		{"CR in form id", form, `id=a%0Db&data=x`, 400},
+		{"LF in form event", form, `event=a%0Aid:%202&data=x`, 400},
+		{"NUL in form event", form, `event=%00&data=x`, 400},
+		{"id of 257 bytes", js, `{"id":"` + long + `","data":"x"}`, 400},
+		{"control character in topic", js, `{"data":"x","topic":"a\u0001"}`, 400},
+		{"65 topics", js, `{"data":"x","topic":[` + manyTopics + `]}`, 400},
+
+		{"body over the limit", js, `{"data":"` + strings.Repeat("x", 1100) + `"}`, 413},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sub := sub.on(t)
+			wantError(t, post(t, addr, "/sse", c.ctype, c.body), c.status)
+			checkNothingPublished(t, addr, sub, i)
+		})
+	}
+
+	t.Run("body at the limit", func(t *testing.T) {
+		sub := sub.on(t)
+		body := `{"data":"` + strings.Repeat("x", 1024-len(`{"data":""}`)) + `"}`
+		publishJSON(t, addr, body)
+		if b := sub.nextSkipping(isKeepAlive); b.Event == nil || len(b.Event.Data) != 1024-len(`{"data":""}`) {
+			t.Fatalf("frame %.40q...", b.Raw)
+		}
+	})
+	t.Run("413 with content-length on a raw socket", func(t *testing.T) {
+		sub := sub.on(t)
+		body := `{"data":"` + strings.Repeat("x", 2000) + `"}`
+		a := rawExchange(t, addr, "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))+body)
+		wantError(t, a, http.StatusRequestEntityTooLarge)
+		checkNothingPublished(t, addr, sub, 1000)
+	})
+	t.Run("413 with chunked transfer encoding", func(t *testing.T) {
+		sub := sub.on(t)
+		chunk := strings.Repeat("y", 700)
+		body := fmt.Sprintf("9\r\n{\"data\":\"\r\n%x\r\n%s\r\n%x\r\n%s\r\n2\r\n\"}\r\n0\r\n\r\n", len(chunk), chunk, len(chunk), chunk)
+		a := rawExchange(t, addr, "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"Transfer-Encoding: chunked\r\n\r\n"+body)
+		wantError(t, a, http.StatusRequestEntityTooLarge)
+		checkNothingPublished(t, addr, sub, 1001)
+	})
+	t.Run("chunked under the limit is accepted", func(t *testing.T) {
+		sub := sub.on(t)
+		body := "5\r\n{\"dat\r\n9\r\na\":\"chunk\r\n2\r\n\"}\r\n0\r\n\r\n"
+		a := rawExchange(t, addr, "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+			"Transfer-Encoding: chunked\r\n\r\n"+body)
+		if a.Status != http.StatusAccepted {
+			t.Fatalf("status %d %s", a.Status, a.Body)
+		}
+		sub.nextSkipping(isKeepAlive)
+	})
+	t.Run("malformed request line", func(t *testing.T) {
+		sub := sub.on(t)
+		a := rawExchange(t, addr, "NONSENSE\r\n\r\n")
+		wantError(t, a, http.StatusBadRequest)
+		checkNothingPublished(t, addr, sub, 1002)
+	})
+}
+
+// checkNothingPublished publishes a marker and requires it to be the next
+// thing the subscriber sees besides keep-alives: whatever a refused request
+// might have published would come before it. It also shows the server
+// still serves.
+func checkNothingPublished(t *testing.T, addr string, sub *sseClient, i int) {
+	t.Helper()
+	publishJSON(t, addr, fmt.Sprintf(`{"id":"marker-%d","data":"marker"}`, i))
+	want := fmt.Sprintf("id: marker-%d\ndata: marker\n\n", i)
+	if b := sub.nextSkipping(isKeepAlive); b.Raw != want {
+		t.Fatalf("subscriber got %q, want only the marker %q", b.Raw, want)
+	}
+}
+
+// TestWireFormat publishes messages and reads exactly the bytes the
+// subscriber gets and the event a browser would make of them.
+func TestWireFormat(t *testing.T) {
+	t.Parallel()
+	addr, eng, _ := startServer(t, engine.Config{}, Config{})
+	sub := subscribe(t, addr, "/sse")
+	sub.expectOK()
+	waitSubscribers(t, eng, "", 1)
+
+	id256 := strings.Repeat("7", engine.MaxIDLen)
+	cases := []struct {
+		name, body, raw string
+		event           *sseEvent // nil: nothing dispatched
+	}{
+		{"field order", `{"comment":["x","y"],"data":"d","event":"ev","id":"7"}`,
+			"id: 7\nevent: ev\ndata: d\n: x\n: y\n\n", &sseEvent{"ev", "d", "7"}},
+		{"LF splits data", `{"data":"a\nb"}`, "data: a\ndata: b\n\n", &sseEvent{"message", "a\nb", "7"}},
+		{"CRLF splits data", `{"data":"a\r\nb"}`, "data: a\ndata: b\n\n", &sseEvent{"message", "a\nb", "7"}},
+		{"CR splits data", `{"data":"a\rb"}`, "data: a\ndata: b\n\n", &sseEvent{"message", "a\nb", "7"}},
+		{"mixed line ends", `{"data":"a\nb\r\nc\rd"}`, "data: a\ndata: b\ndata: c\ndata: d\n\n", &sseEvent{"message", "a\nb\nc\nd", "7"}},
+		{"CR CR is two line ends", `{"data":"a\r\rb"}`, "data: a\ndata: \ndata: b\n\n", &sseEvent{"message", "a\n\nb", "7"}},
+		{"LF CR is two line ends", `{"data":"a\n\rb"}`, "data: a\ndata: \ndata: b\n\n", &sseEvent{"message", "a\n\nb", "7"}},
+		{"trailing line end", `{"data":"a\n"}`, "data: a\ndata: \n\n", &sseEvent{"message", "a\n", "7"}},
+		{"only a line end", `{"data":"\r\n"}`, "data: \ndata: \n\n", &sseEvent{"message", "\n", "7"}},
+		{"empty data", `{"data":""}`, "data: \n\n", &sseEvent{"message", "", "7"}},
+		{"leading space", `{"data":" x"}`, "data:  x\n\n", &sseEvent{"message", " x", "7"}},
+		{"leading colon", `{"data":":x"}`, "data: :x\n\n", &sseEvent{"message", ":x", "7"}},
+		{"looks like a field", `{"data":"id: 99\nevent: evil"}`, "data: id: 99\ndata: event: evil\n\n", &sseEvent{"message", "id: 99\nevent: evil", "7"}},
+		{"unicode", `{"data":"héllo ✓ 🎉 \u2028 end","event":"ünï"}`, "event: ünï\ndata: héllo ✓ 🎉 \u2028 end\n\n", &sseEvent{"ünï", "héllo ✓ 🎉 \u2028 end", "7"}},
+		{"NUL in data", `{"data":"a\u0000b"}`, "data: a\x00b\n\n", &sseEvent{"message", "a\x00b", "7"}},
+		{"event with colon and spaces", `{"event":"a: b ","data":"x"}`, "event: a: b \ndata: x\n\n", &sseEvent{"a: b ", "x", "7"}},
+		{"comment with line breaks", `{"comment":"one\ntwo\r\nthree\rfour"}`, ": one\n: two\n: three\n: four\n\n", nil},
+		{"comment list", `{"comment":["a","","b\nc"]}`, ": a\n: \n: b\n: c\n\n", nil},
+		{"event without data", `{"event":"e"}`, "event: e\n\n", nil},
+		{"id without data", `{"id":"8"}`, "id: 8\n\n", nil},
+		{"id carries over", `{"data":"after 8"}`, "data: after 8\n\n", &sseEvent{"message", "after 8", "8"}},
+		{"id with leading space", `{"id":" 9","data":"x"}`, "id:  9\ndata: x\n\n", &sseEvent{"message", "x", " 9"}},
+		{"id of 256 bytes", `{"id":"` + id256 + `","data":"x"}`, "id: " + id256 + "\ndata: x\n\n", &sseEvent{"message", "x", id256}},
+		{"form line ends", "", "data: a\ndata: b\ndata: c\n\n", &sseEvent{"message", "a\nb\nc", id256}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sub := sub.on(t)
+			if c.body == "" {
+				a := post(t, addr, "/sse", "application/x-www-form-urlencoded", "data=a%0D%0Ab%0Dc")
+				if a.Status != http.StatusAccepted {
+					t.Fatalf("status %d %s", a.Status, a.Body)
+				}
+			} else {
+				publishJSON(t, addr, c.body)
+			}
+			b := sub.mustNext()
+			if b.Raw != c.raw {
+				t.Fatalf("frame %q\nwant  %q", b.Raw, c.raw)
+			}
+			switch {
+			case c.event == nil && b.Event != nil:
+				t.Errorf("dispatched %+v, want no event", *b.Event)
+			case c.event != nil && b.Event == nil:
+				t.Errorf("no event dispatched, want %+v", *c.event)
+			case c.event != nil && *b.Event != *c.event:
+				t.Errorf("event %+v, want %+v", *b.Event, *c.event)
+			}
+		})
+	}
+}
