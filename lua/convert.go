@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -115,37 +116,67 @@ func stringList(L *glua.LState, v glua.LValue, what string, prev error) ([]strin
 	}
 }
 
+// maxCopy bounds how many values one toGo copy may make.
+const maxCopy = 10000
+
 // toGo copies a Lua value into Go values that another VM can rebuild:
 // strings, float64, bool, []any, map[string]any. Functions, userdata and
-// threads cannot cross VMs and are dropped.
-func toGo(v glua.LValue, depth int) any {
+// threads cannot cross VMs and are dropped. It refuses cycles, nesting
+// deeper than maxDepth and more than maxCopy values: it runs in Go, where
+// the script timeout cannot stop it.
+func toGo(v glua.LValue) (any, error) {
+	c := copier{left: maxCopy, onPath: make(map[*glua.LTable]bool)}
+	return c.copy(v, 0)
+}
+
+type copier struct {
+	left   int
+	onPath map[*glua.LTable]bool // tables being copied, to refuse cycles
+}
+
+func (c *copier) copy(v glua.LValue, depth int) (any, error) {
+	if c.left--; c.left < 0 {
+		return nil, fmt.Errorf("more than %d values to copy", maxCopy)
+	}
 	switch x := v.(type) {
 	case glua.LString:
-		return string(x)
+		return string(x), nil
 	case glua.LNumber:
-		return float64(x)
+		return float64(x), nil
 	case glua.LBool:
-		return bool(x)
+		return bool(x), nil
 	case *glua.LTable:
 		if depth >= maxDepth {
-			return nil
+			return nil, fmt.Errorf("tables nested deeper than %d", maxDepth)
 		}
+		if c.onPath[x] {
+			return nil, errors.New("a table that contains itself")
+		}
+		c.onPath[x] = true
+		defer delete(c.onPath, x)
+		var err error
 		if n := x.Len(); n > 0 {
 			list := make([]any, 0, n)
-			for i := 1; i <= n; i++ {
-				list = append(list, toGo(x.RawGetInt(i), depth+1))
+			for i := 1; i <= n && err == nil; i++ {
+				var e any
+				e, err = c.copy(x.RawGetInt(i), depth+1)
+				list = append(list, e)
 			}
-			return list
+			return list, err
 		}
 		m := make(map[string]any)
 		x.ForEach(func(k, val glua.LValue) {
-			if g := toGo(val, depth+1); g != nil {
+			if err != nil {
+				return
+			}
+			var g any
+			if g, err = c.copy(val, depth+1); g != nil {
 				m[k.String()] = g
 			}
 		})
-		return m
+		return m, err
 	}
-	return nil
+	return nil, nil
 }
 
 // fromGo builds the Lua value of a Go value.

@@ -3,6 +3,7 @@ package lua
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
@@ -27,6 +28,39 @@ type subState struct {
 	v   *vm
 	tbl *glua.LTable // read and written only under v.mu
 	req *engine.Request
+	// lazyReq: tbl's metatable (ours) builds sub.req afresh on each read,
+	// so a hook's change to req is never kept. False when the script gave
+	// sub a metatable of its own; req is then re-set before each hook
+	// other than message.
+	lazyReq bool
+}
+
+// dropReq removes a req a hook stored on sub, so reads go back to the
+// fresh one. v.mu must be held.
+func (st *subState) dropReq() {
+	if st.lazyReq && st.tbl.RawGetString("req") != glua.LNil {
+		st.tbl.RawSetString("req", glua.LNil)
+	}
+}
+
+// newSubState keeps tbl as sub's table and serves its req lazily.
+func newSubState(L *glua.LState, v *vm, tbl *glua.LTable, req *engine.Request) *subState {
+	st := &subState{v: v, tbl: tbl, req: req}
+	if L.GetMetatable(tbl) != glua.LNil {
+		return st
+	}
+	st.lazyReq = true
+	tbl.RawSetString("req", glua.LNil)
+	mt := L.CreateTable(0, 1)
+	mt.RawSetString("__index", L.NewFunction(func(L *glua.LState) int {
+		if L.Get(2) == glua.LString("req") {
+			L.Push(reqTable(L, st.req))
+			return 1
+		}
+		return 0
+	}))
+	L.SetMetatable(tbl, mt)
+	return st
 }
 
 // batch is a run of message calls on one VM, taken once by a shard.
@@ -36,12 +70,10 @@ type batch struct {
 	pubs map[*engine.Message]*pubBase // pub tables built in this batch
 }
 
-// pubBase is one message's pub table in one VM. Each message call gets
-// fresh proxy tables whose metatables index into it, so what the hook
-// writes lands in the proxies: one subscriber's changes never reach
-// another's pub.
+// pubBase is what one message's pub tables share within a batch.
 type pubBase struct {
-	pubMt, msgMt *glua.LTable // {__index = pub}, {__index = pub.msg}
+	pub  *glua.LTable // req, topics, extra keys: copied into each call's pub
+	keys int
 }
 
 var errBadReturn = errors.New("hook must return a table or nothing")
@@ -145,7 +177,11 @@ func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
 	if len(rt.vms) > 1 && len(ps.extra) > 0 {
 		ps.goExtra = make(map[string]any, len(ps.extra))
 		for k, val := range ps.extra {
-			ps.goExtra[k] = toGo(val, 0)
+			g, err := toGo(val)
+			if err != nil {
+				return false, fmt.Errorf("publish: pub.%s cannot go to the other VMs: %w", k, err)
+			}
+			ps.goExtra[k] = g
 		}
 	}
 	return true, nil
@@ -183,12 +219,12 @@ func (rt *Runtime) subscribe(sub *engine.Subscriber) (bool, error) {
 		return false, err
 	}
 	sub.Topics = topics
-	sub.State = &subState{v: v, tbl: tbl, req: sub.Request}
+	sub.State = newSubState(L, v, tbl, sub.Request)
 	return true, nil
 }
 
-// lockSub locks sub's VM and gives its sub table a fresh req (a hook's
-// changes to req are not kept).
+// lockSub locks sub's VM and makes sure its sub table shows the request
+// as it came (a hook's changes to req are not kept).
 func (rt *Runtime) lockSub(sub *engine.Subscriber) (*subState, *thread) {
 	st, _ := sub.State.(*subState)
 	if st == nil {
@@ -196,7 +232,11 @@ func (rt *Runtime) lockSub(sub *engine.Subscriber) (*subState, *thread) {
 	}
 	st.v.mu.Lock()
 	th := st.v.thread()
-	st.tbl.RawSetString("req", reqTable(th.L, st.req))
+	if st.lazyReq {
+		st.dropReq()
+	} else {
+		st.tbl.RawSetString("req", reqTable(th.L, st.req))
+	}
 	return st, th
 }
 
@@ -261,8 +301,10 @@ func (rt *Runtime) leaveShard(x any) {
 }
 
 // message runs message(pub, sub) for one delivery inside a shard's batch.
-// The pub table is built once per message per batch; a pub returned
-// unchanged reuses the frame encoded at publish.
+// What is costly in pub (req, the keys publish added) is built once per
+// message per batch; each call gets its own shallow pub, msg and comment
+// tables, so what one subscriber's hook changes never reaches another's.
+// A pub whose msg comes back unchanged reuses the frame encoded at publish.
 func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []byte {
 	b, _ := x.(*batch)
 	st, _ := sub.State.(*subState)
@@ -275,14 +317,19 @@ func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []b
 		base = v.pubBase(L, m)
 		b.pubs[m] = base
 	}
-	msgP := L.CreateTable(0, 0)
-	L.SetMetatable(msgP, base.msgMt)
-	pubP := L.CreateTable(0, 1)
-	pubP.RawSetString("msg", msgP)
-	L.SetMetatable(pubP, base.pubMt)
+	pub := L.CreateTable(0, base.keys+1)
+	base.pub.ForEach(func(k, val glua.LValue) { pub.RawSet(k, val) })
+	pub.RawSetString("msg", msgTable(L, m))
+	st.dropReq()
 
-	ret, err := v.call(b.th, v.hooks["message"], pubP, st.tbl)
+	ret, err := v.call(b.th, v.hooks["message"], pub, st.tbl)
+	st.dropReq()
 	if err != nil {
+		if b.th.timedOut.Load() {
+			// Its context stays cancelled: the rest of the batch needs a new thread.
+			v.release(b.th)
+			b.th = v.thread()
+		}
 		rt.logMessageError("lua hook failed", err)
 		return nil
 	}
@@ -290,39 +337,32 @@ func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []b
 	if !ok {
 		return nil // nothing returned: this subscriber skips the message
 	}
-	if tbl == pubP && onlyKey(pubP, "msg") && pubP.RawGetString("msg") == msgP && onlyKey(msgP, "") {
+	out := &engine.Message{}
+	if err := readMsg(L, L.GetField(tbl, "msg"), out); err != nil {
+		rt.logMessageError("lua hook returned a bad message", err)
+		return nil
+	}
+	if sameMessage(out, m) {
 		return m.Frame
 	}
-	out := &engine.Message{}
-	if err := readMsg(L, L.GetField(tbl, "msg"), out); err == nil {
-		err = out.Validate()
-	}
-	if err != nil {
+	if err := out.Validate(); err != nil {
 		rt.logMessageError("lua hook returned a bad message", err)
 		return nil
 	}
 	return engine.AppendFrame(nil, out)
 }
 
-// onlyKey reports whether t's own keys are exactly {key} ("" for none).
-func onlyKey(t *glua.LTable, key string) bool {
-	k, _ := t.Next(glua.LNil)
-	if key == "" {
-		return k == glua.LNil
-	}
-	if k != glua.LString(key) {
-		return false
-	}
-	k, _ = t.Next(k)
-	return k == glua.LNil
+// sameMessage reports whether a's wire fields equal b's.
+func sameMessage(a, b *engine.Message) bool {
+	return a.ID == b.ID && a.Event == b.Event && a.HasData == b.HasData && a.Data == b.Data &&
+		slices.Equal(a.Comments, b.Comments)
 }
 
-// pubBase builds m's pub table in v. v.mu must be held.
+// pubBase builds the parts of m's pub table that every call shares: req,
+// topics and the keys publish added. v.mu must be held.
 func (v *vm) pubBase(L *glua.LState, m *engine.Message) *pubBase {
 	ps, _ := m.State.(*pubState)
 	pub := L.CreateTable(0, 4)
-	msg := msgTable(L, m)
-	pub.RawSetString("msg", msg)
 	if len(m.Topics) > 0 {
 		pub.RawSetString("topics", fromGo(L, m.Topics, 0))
 	}
@@ -341,10 +381,9 @@ func (v *vm) pubBase(L *glua.LState, m *engine.Message) *pubBase {
 	} else {
 		pub.RawSetString("req", L.CreateTable(0, 0))
 	}
-	base := &pubBase{pubMt: L.CreateTable(0, 1), msgMt: L.CreateTable(0, 1)}
-	base.pubMt.RawSetString("__index", pub)
-	base.msgMt.RawSetString("__index", msg)
-	return base
+	n := 0
+	pub.ForEach(func(glua.LValue, glua.LValue) { n++ })
+	return &pubBase{pub: pub, keys: n}
 }
 
 func (rt *Runtime) timeout(sub *engine.Subscriber, elapsed time.Duration) (time.Duration, bool) {

@@ -46,10 +46,13 @@ type thread struct {
 func (rt *Runtime) newVM(idx int) (*vm, error) {
 	v := &vm{rt: rt, idx: idx, loaded: make(map[string]glua.LValue)}
 	L := glua.NewState(glua.Options{
-		SkipOpenLibs:        true,
-		CallStackSize:       256,
-		RegistrySize:        1024,
-		RegistryMaxSize:     1 << 20,
+		SkipOpenLibs:    true,
+		CallStackSize:   256,
+		RegistrySize:    1024,
+		RegistryMaxSize: 1 << 20,
+		// The default step (32) copies the registry on every 32 pushes:
+		// unpack or string.byte of 1e5 values took seconds, VM locked.
+		RegistryGrowStep:    1 << 14,
 		MinimizeStackMemory: true,
 	})
 	v.main = L
@@ -120,6 +123,7 @@ func (v *vm) openLibs() error {
 	if str, ok := L.GetGlobal("string").(*glua.LTable); ok {
 		str.RawSetString("rep", L.NewFunction(strRep))
 	}
+	L.SetGlobal("unpack", L.NewFunction(unpack))
 	return nil
 }
 
@@ -173,6 +177,27 @@ func strRep(L *glua.LState) int {
 	}
 	L.Push(glua.LString(strings.Repeat(s, n)))
 	return 1
+}
+
+// maxUnpack is how many values unpack returns at most (PUC Lua's
+// LUAI_MAXCSTACK is of the same order).
+const maxUnpack = 8000
+
+// unpack is Lua's unpack(list, i, j), refusing more than maxUnpack values.
+func unpack(L *glua.LState) int {
+	t := L.CheckTable(1)
+	i := L.OptInt(2, 1)
+	j := L.OptInt(3, t.Len())
+	if i > j {
+		return 0
+	}
+	if int64(j)-int64(i) >= maxUnpack {
+		L.RaiseError("unpack: too many results (%d, at most %d)", int64(j)-int64(i)+1, maxUnpack)
+	}
+	for k := i; k <= j; k++ {
+		L.Push(t.RawGetInt(k))
+	}
+	return j - i + 1
 }
 
 // thread returns an idle thread. mu must be held.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,8 +102,13 @@ type Server struct {
 	srv     *fasthttp.Server
 	static  fasthttp.RequestHandler // nil without StaticDir
 	origins []string                // AllowOrigin split, when it lists several
+	// mu orders Serve's listener registration against Shutdown: a
+	// Shutdown that comes first makes Serve return at once, one that comes
+	// later closes the listener itself (fasthttp's own Shutdown misses a
+	// listener its Serve has not registered yet).
+	mu      sync.Mutex
 	closing atomic.Bool
-	ln      *limitListener
+	ln      atomic.Pointer[limitListener]
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -152,8 +158,15 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.ln = &limitListener{Listener: ln, max: int64(s.cfg.MaxConns)}
-	err := s.srv.Serve(s.ln)
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns)}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ln.Close()
+	}
+	s.ln.Store(l)
+	s.mu.Unlock()
+	err := s.srv.Serve(l)
 	if s.closing.Load() {
 		return nil
 	}
@@ -162,20 +175,30 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // OpenConns returns how many connections are open, streams included.
 func (s *Server) OpenConns() int64 {
-	if s.ln == nil {
-		return 0
+	if l := s.ln.Load(); l != nil {
+		return l.open.Load()
 	}
-	return s.ln.open.Load()
+	return 0
 }
 
 // Shutdown stops accepting, answers requests already received, tells every
 // subscriber when to come back and closes it, all within ctx.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
 	s.closing.Store(true)
+	l := s.ln.Load()
+	s.mu.Unlock()
 	done := make(chan error, 1)
 	go func() { done <- s.srv.ShutdownWithContext(ctx) }()
+	if l != nil {
+		_ = l.Close() // stops accepting even if fasthttp's Serve had not registered it
+	}
 	engErr := s.eng.Close(ctx)
-	return errors.Join(<-done, engErr)
+	srvErr := <-done
+	if errors.Is(srvErr, net.ErrClosed) {
+		srvErr = nil // we closed the listener first
+	}
+	return errors.Join(srvErr, engErr)
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
