@@ -173,6 +173,9 @@ func (rt *Runtime) Close() {
 	rt.done.Wait()
 	for _, v := range rt.vms {
 		v.mu.Lock()
+		for _, c := range v.closers {
+			c()
+		}
 		v.main.Close()
 		v.mu.Unlock()
 	}

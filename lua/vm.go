@@ -30,6 +30,9 @@ type vm struct {
 	loaded map[string]glua.LValue     // require cache
 	hooks  map[string]*glua.LFunction // hook functions as the script defined them
 	spare  []*batch                   // idle batches, reused
+	// closers release what packages hold outside Lua (HTTP agents' idle
+	// connections, databases); Runtime.Close runs them.
+	closers []func()
 }
 
 // thread is one LState sharing the VM's globals, with its own stack and
