@@ -13,7 +13,7 @@
 // Concurrency: an LState is not safe for concurrent use, so each VM has a
 // mutex held while Lua runs on it. Every hook call runs on a thread
 // (LState.NewThread: shared globals, own stack) taken from the VM's pool.
-// A built-in that waits (sleep, http, or a mutex held by another hook) unlocks the VM while it
+// A built-in that waits (sleep, http, sqlite, or a mutex held by another hook) unlocks the VM while it
 // waits and locks it again before returning to Lua, so other hooks run on
 // other threads of the same VM meanwhile and a hook may call this server
 // over HTTP without a deadlock. A shard takes its VM once per delivery pass

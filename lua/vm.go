@@ -63,10 +63,15 @@ func (rt *Runtime) newVM(idx int) (*vm, error) {
 		L.Close()
 		return nil, err
 	}
+	// The main chunk runs with the VM locked like any hook: a top-level
+	// sqlite.open or sleep waits through vm.wait, which unlocks it.
+	v.mu.Lock()
 	L.Push(L.NewFunctionFromProto(rt.proto))
-	if err := L.PCall(0, 0, nil); err != nil {
+	err := L.PCall(0, 0, nil)
+	v.mu.Unlock()
+	if err != nil {
 		L.Close()
-		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, err)
+		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, hookError(err))
 	}
 	v.hooks = make(map[string]*glua.LFunction)
 	for _, name := range hookNames {

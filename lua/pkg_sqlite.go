@@ -1,0 +1,291 @@
+package lua
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"runtime"
+	"strings"
+	"time"
+
+	glua "github.com/yuin/gopher-lua"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+)
+
+func init() { builtins["sqlite"] = openSQLite }
+
+// sqliteBusyTimeoutMS is how long a statement waits for a lock another
+// connection holds (another VM's handle on the same file) before it fails
+// with "database is locked".
+const sqliteBusyTimeoutMS = 5000
+
+// sqliteHandle is what a Lua db userdata holds. It is used only by the VM
+// that opened it (its methods run with that VM locked); db is nil once
+// closed.
+type sqliteHandle struct {
+	v  *vm
+	db *sql.DB
+}
+
+// openSQLite: sqlite.open(path) -> db; sqlite.null. A db has exec, query,
+// close and null (the same value as sqlite.null).
+//
+// Every handle is its own *sql.DB with one connection, so ":memory:" is one
+// database for the handle's life, statements of one handle run in order and
+// BEGIN/COMMIT through db:exec apply to the following statements. Files
+// are opened in WAL mode with a busy timeout, so several VMs (or servers)
+// can use one file at once. Paths are not restricted to a directory, with or
+// without --unsafe-script, as in Tiny SSE.
+func openSQLite(v *vm, L *glua.LState) glua.LValue {
+	null := L.NewUserData()
+	nullMeta := L.CreateTable(0, 2)
+	nullMeta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString("sqlite.null"))
+		return 1
+	}))
+	nullMeta.RawSetString("__metatable", glua.LFalse)
+	null.Metatable = nullMeta
+
+	methods := L.CreateTable(0, 4)
+	methods.RawSetString("null", null)
+	methods.RawSetString("exec", L.NewFunction(func(L *glua.LState) int {
+		h := checkSQLite(L, v)
+		query := L.CheckString(2)
+		args := sqliteArgs(L, 3, null)
+		ctx := sqliteContext(L)
+		var res sql.Result
+		var err error
+		v.wait(func() { res, err = h.db.ExecContext(ctx, query, args...) })
+		if err != nil {
+			L.RaiseError("sqlite: %v", err)
+		}
+		changes, _ := res.RowsAffected()
+		lastID, _ := res.LastInsertId()
+		L.Push(glua.LNumber(changes))
+		L.Push(glua.LNumber(lastID))
+		return 2
+	}))
+	methods.RawSetString("query", L.NewFunction(func(L *glua.LState) int {
+		h := checkSQLite(L, v)
+		query := L.CheckString(2)
+		args := sqliteArgs(L, 3, null)
+		ctx := sqliteContext(L)
+		var cols []string
+		var rows [][]any
+		var err error
+		v.wait(func() { cols, rows, err = sqliteQuery(ctx, h.db, query, args) })
+		if err != nil {
+			L.RaiseError("sqlite: %v", err)
+		}
+		list := L.CreateTable(len(rows), 0)
+		for _, row := range rows {
+			t := L.CreateTable(0, len(cols))
+			for i, val := range row {
+				t.RawSetString(cols[i], sqliteValue(val, null))
+			}
+			list.Append(t)
+		}
+		L.Push(list)
+		return 1
+	}))
+	methods.RawSetString("close", L.NewFunction(func(L *glua.LState) int {
+		ud := L.CheckUserData(1)
+		h, ok := ud.Value.(*sqliteHandle)
+		if !ok {
+			L.ArgError(1, "sqlite db expected (call db:close(), not db.close())")
+		}
+		if h.db == nil {
+			return 0
+		}
+		db := h.db
+		h.db = nil
+		var err error
+		v.wait(func() { err = db.Close() })
+		if err != nil {
+			L.RaiseError("sqlite: %v", err)
+		}
+		return 0
+	}))
+	dbMeta := L.CreateTable(0, 3)
+	dbMeta.RawSetString("__index", methods)
+	dbMeta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString("sqlite.db"))
+		return 1
+	}))
+	dbMeta.RawSetString("__metatable", glua.LFalse)
+
+	mod := L.CreateTable(0, 2)
+	mod.RawSetString("null", null)
+	mod.RawSetString("open", L.NewFunction(func(L *glua.LState) int {
+		path := L.CheckString(1)
+		var db *sql.DB
+		var err error
+		v.wait(func() { db, err = sqliteOpen(path) })
+		if err != nil {
+			L.RaiseError("sqlite: opening %q: %v", path, err)
+		}
+		h := &sqliteHandle{v: v, db: db}
+		// A handle the script drops without db:close() is closed when
+		// the collector finds it unreachable (at the latest once its VM
+		// is closed and gone).
+		runtime.AddCleanup(h, func(db *sql.DB) { _ = db.Close() }, db)
+		v.closers = append(v.closers, func() { _ = db.Close() }) // and with the runtime
+		ud := L.NewUserData()
+		ud.Value = h
+		ud.Metatable = dbMeta
+		L.Push(ud)
+		return 1
+	}))
+	return mod
+}
+
+// sqliteOpen opens path with one connection and checks that it opens.
+func sqliteOpen(path string) (*sql.DB, error) {
+	if strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("a path may not contain '?'")
+	}
+	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)", path, sqliteBusyTimeoutMS)
+	if path != ":memory:" && path != "" {
+		dsn += "&_pragma=journal_mode(WAL)"
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	// One connection: an in-memory database lives in its connection, so
+	// a second one would be a second, empty database.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	if err := db.Ping(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// sqliteQuery runs query and reads every row. Lua must not run meanwhile
+// (it runs inside vm.wait), so values stay Go values here.
+func sqliteQuery(ctx context.Context, db *sql.DB, query string, args []any) ([]string, [][]any, error) {
+	rs, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rs.Close()
+	cols, err := rs.Columns()
+	if err != nil {
+		return nil, nil, err
+	}
+	var rows [][]any
+	for rs.Next() {
+		row := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range row {
+			ptrs[i] = &row[i]
+		}
+		if err := rs.Scan(ptrs...); err != nil {
+			return nil, nil, err
+		}
+		rows = append(rows, row)
+	}
+	return cols, rows, rs.Err()
+}
+
+// checkSQLite returns the open handle db:method was called on.
+func checkSQLite(L *glua.LState, v *vm) *sqliteHandle {
+	ud, ok := L.Get(1).(*glua.LUserData)
+	var h *sqliteHandle
+	if ok {
+		h, ok = ud.Value.(*sqliteHandle)
+	}
+	if !ok {
+		L.ArgError(1, "sqlite db expected (call db:exec(...), not db.exec(...))")
+	}
+	if h.v != v {
+		L.RaiseError("sqlite: a db can only be used by the VM that opened it")
+	}
+	if h.db == nil {
+		L.RaiseError("sqlite: the db is closed")
+	}
+	return h
+}
+
+// sqliteArgs reads the optional list of parameters at n, bound in order to
+// the statement's ? placeholders.
+func sqliteArgs(L *glua.LState, n int, null glua.LValue) []any {
+	switch p := L.Get(n).(type) {
+	case *glua.LNilType:
+		return nil
+	case *glua.LTable:
+		args := make([]any, p.Len())
+		for i := range args {
+			val := p.RawGetInt(i + 1)
+			switch x := val.(type) {
+			case glua.LString:
+				args[i] = string(x)
+			case glua.LNumber:
+				f := float64(x)
+				if f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+					args[i] = int64(f)
+				} else {
+					args[i] = f
+				}
+			case glua.LBool:
+				args[i] = bool(x)
+			case *glua.LNilType:
+				args[i] = nil
+			default:
+				if val != null {
+					L.ArgError(n, fmt.Sprintf("parameter %d is a %s: bind strings, numbers, booleans or sqlite.null", i+1, val.Type()))
+				}
+				args[i] = nil
+			}
+		}
+		return args
+	default:
+		L.ArgError(n, "parameters must be a list")
+		return nil
+	}
+}
+
+// sqliteValue is the Lua value of a column value: integers and reals are
+// numbers, TEXT and BLOB strings, NULL null. The driver hands columns
+// declared DATE, DATETIME or TIMESTAMP over as times; they come back as
+// SQLite's own text form.
+func sqliteValue(val any, null glua.LValue) glua.LValue {
+	switch x := val.(type) {
+	case nil:
+		return null
+	case int64:
+		return glua.LNumber(x)
+	case float64:
+		return glua.LNumber(x)
+	case string:
+		return glua.LString(x)
+	case []byte:
+		return glua.LString(x)
+	case bool:
+		return glua.LBool(x)
+	case time.Time:
+		layout := "2006-01-02 15:04:05"
+		if x.Nanosecond() != 0 {
+			layout += ".999999999"
+		}
+		if _, offset := x.Zone(); offset != 0 {
+			layout += "-07:00"
+		}
+		return glua.LString(x.Format(layout))
+	}
+	return glua.LString(fmt.Sprint(val))
+}
+
+// sqliteContext is the calling thread's context, which the watchdog cancels
+// when the hook overruns --script-timeout: a long query is interrupted.
+func sqliteContext(L *glua.LState) context.Context {
+	if ctx := L.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
+}

@@ -1,0 +1,500 @@
+package lua
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	gonjabuiltins "github.com/nikolalohinski/gonja/v2/builtins"
+	gonjacfg "github.com/nikolalohinski/gonja/v2/config"
+	gonjaexec "github.com/nikolalohinski/gonja/v2/exec"
+	gonjaloaders "github.com/nikolalohinski/gonja/v2/loaders"
+	gonjatokens "github.com/nikolalohinski/gonja/v2/tokens"
+	gonjautils "github.com/nikolalohinski/gonja/v2/utils"
+	glua "github.com/yuin/gopher-lua"
+)
+
+func init() { builtins["template"] = openTemplate }
+
+const (
+	// maxTemplateOutput bounds what one render may write: rendering runs
+	// in Go, where the script timeout cannot stop it.
+	maxTemplateOutput = 16 << 20
+	// maxTemplateFile bounds a template read from the directory.
+	maxTemplateFile = 4 << 20
+	// tplInlineName names the template of renderstring in messages.
+	tplInlineName = "<string>"
+	// tplEscapeFilter is the filter tplAutoescape puts on every {{ }}.
+	tplEscapeFilter = "tinysse_autoescape"
+)
+
+// Autoescape modes of a library.
+const (
+	tplHTML = "html" // & < > " ' become entities, as Jinja2's autoescape
+	tplJSON = "json" // every printed value is written as JSON
+	tplNone = "none"
+)
+
+// tplLibrary is a template.library: named templates, from the templates
+// table, add, or the directory, rendered with one set of options. It is
+// used only with its VM locked.
+type tplLibrary struct {
+	mode      string
+	cfg       *gonjacfg.Config
+	env       *gonjaexec.Environment
+	templates map[string]string
+	dir       string                         // absolute; "" for none
+	parsed    map[string]*gonjaexec.Template // cache; emptied by add, remove and clear
+}
+
+func newTplLibrary(mode string) *tplLibrary {
+	filters := gonjaexec.NewFilterSet(map[string]gonjaexec.FilterFunction{}).Update(gonjabuiltins.Filters)
+	_ = filters.Register(tplEscapeFilter, tplEscape(mode))
+	cfg := gonjacfg.New()
+	// html: gonja's own escaping stays on so that {% autoescape false %}
+	// can turn it off and filters such as join know it is on. json: off,
+	// or join would hand back HTML-escaped text marked safe.
+	cfg.AutoEscape = mode == tplHTML
+	return &tplLibrary{
+		mode: mode,
+		cfg:  cfg,
+		env: &gonjaexec.Environment{
+			Context:           gonjaexec.EmptyContext().Update(gonjabuiltins.GlobalFunctions).Update(gonjabuiltins.GlobalVariables),
+			Filters:           filters,
+			Tests:             gonjabuiltins.Tests,
+			ControlStructures: gonjabuiltins.ControlStructures,
+			Methods:           gonjabuiltins.Methods,
+		},
+		templates: make(map[string]string),
+		parsed:    make(map[string]*gonjaexec.Template),
+	}
+}
+
+// openTemplate: template.renderstring(src, ctx) (no autoescape, as
+// Jinja2's default environment) and template.library{...} -> lib with
+// render, renderstring, add, remove and clear.
+func openTemplate(_ *vm, L *glua.LState) glua.LValue {
+	plain := newTplLibrary(tplNone)
+	methods := L.CreateTable(0, 5)
+	fn := func(t *glua.LTable, name string, f glua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
+	fn(methods, "render", func(L *glua.LState) int {
+		lib := checkTplLibrary(L)
+		name := L.CheckString(2)
+		out, err := lib.render(name, nil, tplContext(L, 3))
+		if err != nil {
+			L.RaiseError("template: %v", err)
+		}
+		L.Push(glua.LString(out))
+		return 1
+	})
+	fn(methods, "renderstring", func(L *glua.LState) int {
+		lib := checkTplLibrary(L)
+		src := L.CheckString(2)
+		out, err := lib.render(tplInlineName, &src, tplContext(L, 3))
+		if err != nil {
+			L.RaiseError("template: %v", err)
+		}
+		L.Push(glua.LString(out))
+		return 1
+	})
+	fn(methods, "add", func(L *glua.LState) int {
+		lib := checkTplLibrary(L)
+		lib.templates[L.CheckString(2)] = L.CheckString(3)
+		clear(lib.parsed)
+		return 0
+	})
+	fn(methods, "remove", func(L *glua.LState) int {
+		lib := checkTplLibrary(L)
+		delete(lib.templates, L.CheckString(2))
+		clear(lib.parsed)
+		return 0
+	})
+	fn(methods, "clear", func(L *glua.LState) int {
+		lib := checkTplLibrary(L)
+		clear(lib.templates)
+		clear(lib.parsed)
+		return 0
+	})
+	meta := L.CreateTable(0, 3)
+	meta.RawSetString("__index", methods)
+	meta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString("template.library"))
+		return 1
+	}))
+	meta.RawSetString("__metatable", glua.LFalse)
+
+	mod := L.CreateTable(0, 2)
+	fn(mod, "renderstring", func(L *glua.LState) int {
+		src := L.CheckString(1)
+		out, err := plain.render(tplInlineName, &src, tplContext(L, 2))
+		if err != nil {
+			L.RaiseError("template: %v", err)
+		}
+		L.Push(glua.LString(out))
+		return 1
+	})
+	fn(mod, "library", func(L *glua.LState) int {
+		lib, err := tplLibraryFrom(L, L.OptTable(1, L.NewTable()))
+		if err != nil {
+			L.RaiseError("template.library: %v", err)
+		}
+		ud := L.NewUserData()
+		ud.Value = lib
+		ud.Metatable = meta
+		L.Push(ud)
+		return 1
+	})
+	return mod
+}
+
+// tplLibraryFrom reads the options of template.library.
+func tplLibraryFrom(L *glua.LState, opts *glua.LTable) (*tplLibrary, error) {
+	var err error
+	set := func(e error) {
+		if err == nil {
+			err = e
+		}
+	}
+	flags := map[string]bool{}
+	mode, dir := tplHTML, ""
+	var templates *glua.LTable
+	opts.ForEach(func(k, val glua.LValue) {
+		key, _ := k.(glua.LString)
+		switch key {
+		case "directory":
+			s, ok := val.(glua.LString)
+			if !ok {
+				set(fmt.Errorf("directory must be a string, not %s", val.Type()))
+			}
+			dir = string(s)
+		case "templates":
+			t, ok := val.(*glua.LTable)
+			if !ok {
+				set(fmt.Errorf("templates must be a table of name = source, not %s", val.Type()))
+			}
+			templates = t
+		case "autoescape":
+			s, _ := val.(glua.LString)
+			switch s {
+			case tplHTML, tplJSON, tplNone:
+				mode = string(s)
+			default:
+				set(fmt.Errorf("autoescape must be \"html\", \"json\" or \"none\", not %s", val.String()))
+			}
+		case "keep_trailing_newline", "trim_blocks", "lstrip_blocks":
+			b, ok := val.(glua.LBool)
+			if !ok {
+				set(fmt.Errorf("%s must be a boolean, not %s", key, val.Type()))
+			}
+			flags[string(key)] = bool(b)
+		default:
+			set(fmt.Errorf("unknown option %s (options: directory, templates, autoescape, keep_trailing_newline, trim_blocks, lstrip_blocks)", k.String()))
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	lib := newTplLibrary(mode)
+	lib.cfg.KeepTrailingNewline = flags["keep_trailing_newline"]
+	lib.cfg.TrimBlocks = flags["trim_blocks"]
+	lib.cfg.LeftStripBlocks = flags["lstrip_blocks"]
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(abs); err != nil {
+			return nil, err
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("%s is not a directory", dir)
+		}
+		lib.dir = abs
+	}
+	if templates != nil {
+		templates.ForEach(func(k, val glua.LValue) {
+			name, ok1 := k.(glua.LString)
+			src, ok2 := val.(glua.LString)
+			if !ok1 || !ok2 {
+				set(fmt.Errorf("templates must map names to sources (strings), not %s to %s", k.Type(), val.Type()))
+				return
+			}
+			lib.templates[string(name)] = string(src)
+		})
+	}
+	return lib, err
+}
+
+func checkTplLibrary(L *glua.LState) *tplLibrary {
+	if ud, ok := L.Get(1).(*glua.LUserData); ok {
+		if lib, ok := ud.Value.(*tplLibrary); ok {
+			return lib
+		}
+	}
+	L.ArgError(1, "template library expected (call lib:render(...), not lib.render(...))")
+	return nil
+}
+
+// tplContext converts the context table at n: strings, numbers (integral
+// ones as integers, so 3 prints "3"), booleans, lists and tables of names.
+func tplContext(L *glua.LState, n int) map[string]any {
+	val := L.Get(n)
+	if val == glua.LNil {
+		return map[string]any{}
+	}
+	if _, ok := val.(*glua.LTable); !ok {
+		L.ArgError(n, "context must be a table")
+	}
+	g, err := toGo(val)
+	if err != nil {
+		L.ArgError(n, err.Error())
+	}
+	m, ok := tplIntegers(g).(map[string]any)
+	if !ok {
+		L.ArgError(n, "context must be a table of names, not a list")
+	}
+	return m
+}
+
+// tplIntegers turns the integral float64s of a toGo value into ints.
+func tplIntegers(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int(x)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = tplIntegers(e)
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = tplIntegers(e)
+		}
+	}
+	return v
+}
+
+// render renders the template name (whose source is *inline when inline
+// is not nil) with ctx.
+func (lib *tplLibrary) render(name string, inline *string, ctx map[string]any) (out string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s: %v", name, r)
+		}
+	}()
+	tpl := lib.parsed[name]
+	if tpl == nil || inline != nil {
+		tpl, err = gonjaexec.NewTemplate(name, lib.cfg, tplLoader{lib: lib, inline: inline}, lib.env)
+		if err != nil {
+			// gonja's message quotes the whole source; keep its cause.
+			if cause := errors.Unwrap(err); cause != nil {
+				err = cause
+			}
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		if inline == nil {
+			lib.parsed[name] = tpl
+		}
+	}
+	var b strings.Builder
+	if err := tpl.Execute(&tplLimitWriter{w: &b, left: maxTemplateOutput}, gonjaexec.NewContext(ctx)); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return b.String(), nil
+}
+
+// tplLoader gives gonja the library's templates. Names are global, as in
+// Jinja2: {% extends "base.html" %} means the same template from anywhere.
+type tplLoader struct {
+	lib    *tplLibrary
+	inline *string // source of tplInlineName, for renderstring
+}
+
+func (l tplLoader) Read(name string) (io.Reader, error) {
+	src, err := l.source(name)
+	if err != nil {
+		return nil, err
+	}
+	if l.lib.mode != tplNone {
+		src, err = tplAutoescape(src, l.lib.cfg)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return strings.NewReader(src), nil
+}
+
+func (l tplLoader) source(name string) (string, error) {
+	if l.inline != nil && name == tplInlineName {
+		return *l.inline, nil
+	}
+	if src, ok := l.lib.templates[name]; ok {
+		return src, nil
+	}
+	if l.lib.dir == "" {
+		return "", fmt.Errorf("template %q not found", name)
+	}
+	// os.OpenInRoot refuses names that leave the directory: "..",
+	// absolute paths, symbolic links pointing outside.
+	f, err := os.OpenInRoot(l.lib.dir, name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("template %q not found", name)
+		}
+		return "", fmt.Errorf("template %q: %w", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTemplateFile+1))
+	if err != nil {
+		return "", fmt.Errorf("template %q: %w", name, err)
+	}
+	if len(b) > maxTemplateFile {
+		return "", fmt.Errorf("template %q is larger than %d bytes", name, maxTemplateFile)
+	}
+	return string(b), nil
+}
+
+func (l tplLoader) Resolve(name string) (string, error) { return name, nil }
+
+func (l tplLoader) Inherit(string) (gonjaloaders.Loader, error) { return l, nil }
+
+// tplAutoescape rewrites every {{ expr }} of src into
+// {{ (expr )|tinysse_autoescape }}, and {{ a if c else b }} into
+// {{ (a )|f if c else (b )|f }}, so that the library's mode decides how
+// each printed value is escaped (gonja escapes only strings, and only as
+// HTML). {{ super() }} and {{ self.name() }} print template output, escaped
+// already: they get |safe instead. It uses gonja's own lexer, so string
+// literals, comments and raw blocks are left alone.
+func tplAutoescape(src string, cfg *gonjacfg.Config) (string, error) {
+	// The lexer's own newline normalisation, so that token positions are
+	// offsets in src.
+	src = strings.ReplaceAll(src, "\r\n", "\n")
+	src = strings.ReplaceAll(src, "\r", "\n")
+	type edit struct {
+		at   int
+		text string
+	}
+	var edits []edit
+	wrap := func(expr []*gonjatokens.Token, end int) {
+		filter := tplEscapeFilter
+		if tplPrintsBlock(expr) {
+			filter = "safe"
+		}
+		edits = append(edits, edit{expr[0].Pos, "("}, edit{end, " )|" + filter + " "})
+	}
+	for s := gonjatokens.LexAll(src, cfg); !s.End(); {
+		if s.Next().Type != gonjatokens.VariableBegin {
+			continue
+		}
+		var expr []*gonjatokens.Token
+		for !s.End() && s.Current().Type != gonjatokens.VariableEnd {
+			expr = append(expr, s.Next())
+		}
+		if s.End() || len(expr) == 0 {
+			break // the parser reports it
+		}
+		end := s.Current()
+		if end.Pos > len(src) || !strings.HasPrefix(src[end.Pos:], end.Val) {
+			return "", errors.New("cannot apply autoescape: unexpected token positions")
+		}
+		depth, ifAt, elseAt := 0, -1, -1
+		for i, tok := range expr {
+			switch tok.Type {
+			case gonjatokens.LeftParenthesis, gonjatokens.LeftBracket, gonjatokens.LeftBrace:
+				depth++
+			case gonjatokens.RightParenthesis, gonjatokens.RightBracket, gonjatokens.RightBrace:
+				depth--
+			case gonjatokens.Name:
+				if depth == 0 && tok.Val == "if" && ifAt < 0 {
+					ifAt = i
+				} else if depth == 0 && tok.Val == "else" && ifAt >= 0 && elseAt < 0 {
+					elseAt = i
+				}
+			}
+		}
+		switch {
+		case ifAt == 0:
+			// nothing before "if": let the parser report it
+		case ifAt > 0:
+			wrap(expr[:ifAt], expr[ifAt].Pos)
+			if elseAt > ifAt && elseAt+1 < len(expr) {
+				wrap(expr[elseAt+1:], end.Pos)
+			}
+		default:
+			wrap(expr, end.Pos)
+		}
+	}
+	sort.SliceStable(edits, func(i, j int) bool { return edits[i].at > edits[j].at })
+	for _, e := range edits {
+		src = src[:e.at] + e.text + src[e.at:]
+	}
+	return src, nil
+}
+
+// tplPrintsBlock reports whether expr is super() or self.name().
+func tplPrintsBlock(expr []*gonjatokens.Token) bool {
+	is := func(tok *gonjatokens.Token, typ gonjatokens.Type, val string) bool {
+		return tok.Type == typ && (val == "" || tok.Val == val)
+	}
+	switch len(expr) {
+	case 3:
+		return is(expr[0], gonjatokens.Name, "super") && is(expr[1], gonjatokens.LeftParenthesis, "") &&
+			is(expr[2], gonjatokens.RightParenthesis, "")
+	case 5:
+		return is(expr[0], gonjatokens.Name, "self") && is(expr[1], gonjatokens.Dot, "") &&
+			is(expr[2], gonjatokens.Name, "") && is(expr[3], gonjatokens.LeftParenthesis, "") &&
+			is(expr[4], gonjatokens.RightParenthesis, "")
+	}
+	return false
+}
+
+// tplEscape is the filter tplAutoescape adds. Values marked safe (|safe,
+// macros, caller()) pass unchanged. html: escaped as Jinja2 does (str(value),
+// then & < > " '), unless {% autoescape false %} is in effect. json: written
+// as JSON (a string with its quotes; nothing defined: null).
+func tplEscape(mode string) gonjaexec.FilterFunction {
+	return func(e *gonjaexec.Evaluator, in *gonjaexec.Value, _ *gonjaexec.VarArgs) *gonjaexec.Value {
+		switch {
+		case in.IsError() || in.Safe:
+			return in
+		case mode == tplJSON:
+			return gonjaexec.AsSafeValue(tplJSONText(in))
+		case e.Config.AutoEscape:
+			return gonjaexec.AsSafeValue(gonjautils.Escape(in.String()))
+		}
+		return in
+	}
+}
+
+// tplJSONText is the JSON of a printed value, without HTML escaping.
+func tplJSONText(in *gonjaexec.Value) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(in.Interface()); err != nil {
+		b.Reset()
+		_ = enc.Encode(in.String())
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// tplLimitWriter fails once more than left bytes are written.
+type tplLimitWriter struct {
+	w    io.Writer
+	left int
+}
+
+func (l *tplLimitWriter) Write(p []byte) (int, error) {
+	if len(p) > l.left {
+		return 0, fmt.Errorf("output larger than %d bytes", maxTemplateOutput)
+	}
+	l.left -= len(p)
+	return l.w.Write(p)
+}
