@@ -28,10 +28,10 @@ func printed(t *testing.T, ts *testServer, prefix string) string {
 	return vs[0]
 }
 
-// TestTourScript runs the seed's tour script (testdata/tour.lua, copied
+// TestTourScript runs the seed's tour script (examples/tour.lua, copied
 // verbatim) and checks that it does what its comments say.
 func TestTourScript(t *testing.T) {
-	ts := startServer(t, "", lua.Config{Script: "testdata/tour.lua"}, engine.Config{})
+	ts := startServer(t, "", lua.Config{Script: "../examples/tour.lua"}, engine.Config{})
 	s := ts.mustSubscribe(t, "/sse")
 	ts.mustPublish(t, `{"data":"Hello, World!"}`)
 	f := s.next(t)

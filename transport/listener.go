@@ -16,6 +16,9 @@ type limitListener struct {
 	net.Listener
 	max  int64
 	open atomic.Int64 // connections accepted and not yet closed
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{} // guarded by mu: open connections
 }
 
 const overloadBody = `{"error":"server is at its connection limit"}`
@@ -35,9 +38,32 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			go refuse(c)
 			continue
 		}
-		return &trackedConn{Conn: c, l: l}, nil
+		tc := &trackedConn{Conn: c, l: l}
+		l.mu.Lock()
+		if l.conns == nil {
+			l.conns = make(map[*trackedConn]struct{})
+		}
+		l.conns[tc] = struct{}{}
+		l.mu.Unlock()
+		return tc, nil
 	}
 }
+
+// closeSilent cuts off the connections that have not sent a byte yet.
+// fasthttp's Shutdown waits for them until ReadTimeout (it only closes
+// connections idle between requests), and browsers and HTTP clients open
+// such spare connections ahead of need.
+func (l *limitListener) closeSilent() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		if !c.spoke.Load() {
+			_ = c.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
 
 func refuse(c net.Conn) {
 	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -49,8 +75,17 @@ func refuse(c net.Conn) {
 // (fasthttp and the engine may both close a hijacked stream).
 type trackedConn struct {
 	net.Conn
-	l    *limitListener
-	once sync.Once
+	l     *limitListener
+	once  sync.Once
+	spoke atomic.Bool // the client has sent at least one byte
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.spoke.Load() {
+		c.spoke.Store(true)
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {
@@ -58,6 +93,9 @@ func (c *trackedConn) Close() error {
 	c.once.Do(func() {
 		err = c.Conn.Close()
 		c.l.open.Add(-1)
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
 	})
 	return err
 }

@@ -192,6 +192,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { done <- s.srv.ShutdownWithContext(ctx) }()
 	if l != nil {
 		_ = l.Close() // stops accepting even if fasthttp's Serve had not registered it
+		l.closeSilent()
 	}
 	engErr := s.eng.Close(ctx)
 	srvErr := <-done

@@ -1,0 +1,896 @@
+package examples_test
+
+// End-to-end tests of the example scripts: the real tinysse binary, built
+// once, runs each script as a child process on 127.0.0.1, driven by real
+// HTTP clients (net/http for publishing, raw sockets for event streams).
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// bin is the tinysse binary built by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tinysse-examples-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "tinysse")
+	gocmd := "go"
+	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" {
+		gocmd = p
+	}
+	args := []string{"build", "-o", bin}
+	if os.Getenv("TINYSSE_EXAMPLES_RACE") != "" {
+		args = append(args, "-race") // the server itself under the race detector
+	}
+	build := exec.Command(gocmd, append(args, "github.com/tinysse/tinysse/cmd/tinysse")...)
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building tinysse: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// waitStep bounds every single wait of the tests.
+const waitStep = 5 * time.Second
+
+// syncBuffer collects a child's output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// server is one tinysse child process.
+type server struct {
+	addr           string
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	exited         chan struct{} // closed when the process has exited
+	waitErr        error         // valid once exited is closed
+}
+
+// freeAddr returns a 127.0.0.1 address that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// start runs `tinysse --listen ADDR --script examples/SCRIPT args...` from
+// the repository root and waits until it listens. It is stopped with
+// SIGTERM (then SIGKILL after 10 s) when the test ends.
+func start(t *testing.T, script string, args ...string) *server {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s, err := tryStart(t, script, args)
+		if err == nil {
+			return s
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("starting tinysse --script examples/%s: %v", script, err)
+		}
+		t.Logf("retrying on another port: %v", err)
+	}
+}
+
+func tryStart(t *testing.T, script string, args []string) (*server, error) {
+	s := &server{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	argv := append([]string{"--listen", s.addr, "--script", "examples/" + script}, args...)
+	s.cmd = exec.Command(bin, argv...)
+	s.cmd.Dir = ".."
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(s.stderr.String(), "Listening on") {
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("exited (%v) before listening; stderr:\n%s", s.waitErr, s.stderr)
+		case <-deadline:
+			s.kill()
+			return nil, fmt.Errorf("not listening after 10s; stderr:\n%s", s.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s, nil
+}
+
+func (s *server) kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// stop sends SIGTERM to the child and waits for it to exit (kills it after
+// 10 s); a server that does not exit cleanly fails the test.
+func (s *server) stop(t *testing.T) {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("SIGTERM: %v", err)
+	}
+	select {
+	case <-s.exited:
+		if s.waitErr != nil {
+			t.Errorf("tinysse exited with %v after SIGTERM", s.waitErr)
+		}
+	case <-time.After(10 * time.Second):
+		// SIGQUIT makes the Go runtime dump every goroutine to stderr.
+		t.Errorf("tinysse did not exit within 10s of SIGTERM; sent SIGQUIT")
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.exited:
+		case <-time.After(2 * time.Second):
+			s.kill()
+		}
+	}
+	if t.Failed() {
+		t.Logf("tinysse stderr:\n%s", s.stderr)
+		t.Logf("tinysse stdout:\n%s", s.stdout)
+	}
+}
+
+// warnings returns the WARN and ERROR lines the server logged.
+func (s *server) warnings() []string {
+	var out []string
+	for _, l := range strings.Split(s.stderr.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+var httpClient = &http.Client{Timeout: waitStep}
+
+// publish POSTs a JSON message to target (the pub path and query) with
+// extra headers ("Name: value"); it returns the status and body.
+func (s *server) publish(t *testing.T, target string, msg map[string]any, header ...string) (int, string) {
+	t.Helper()
+	body, err := json.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.addr+target, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for _, h := range header {
+		name, value, _ := strings.Cut(h, ": ")
+		req.Header.Set(name, value)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", target, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: reading the answer: %v", target, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// mustPublish publishes data to target and wants 202.
+func (s *server) mustPublish(t *testing.T, target, data string, header ...string) {
+	t.Helper()
+	if code, body := s.publish(t, target, map[string]any{"data": data}, header...); code != http.StatusAccepted {
+		t.Fatalf("POST %s: %d %s, want 202", target, code, body)
+	}
+}
+
+// event is one SSE frame.
+type event struct {
+	id, event, data string
+	hasID, hasData  bool
+	comments        []string
+}
+
+// stream is an SSE subscriber on a raw connection.
+type stream struct {
+	conn net.Conn
+	br   *bufio.Reader
+	name string
+}
+
+// answer is a refused subscription: status, content type and body.
+type answer struct {
+	status      int
+	contentType string
+	body        string
+}
+
+// open sends GET target with extra headers ("Name: value" lines) and reads
+// the response head. A 200 gives a stream whose ": ok" has been read;
+// anything else gives the answer.
+func (s *server) open(t *testing.T, target string, header ...string) (*stream, *answer) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", s.addr, waitStep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req strings.Builder
+	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", target, s.addr)
+	for _, h := range header {
+		req.WriteString(h + "\r\n")
+	}
+	req.WriteString("\r\n")
+	_ = conn.SetDeadline(time.Now().Add(waitStep))
+	if _, err := io.WriteString(conn, req.String()); err != nil {
+		conn.Close()
+		t.Fatalf("GET %s: %v", target, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		t.Fatalf("GET %s: reading the head: %v", target, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, err := io.ReadAll(resp.Body)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("GET %s: %d, reading the body: %v", target, resp.StatusCode, err)
+		}
+		return nil, &answer{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		conn.Close()
+		t.Fatalf("GET %s: content type %q, want text/event-stream", target, ct)
+	}
+	// The body is delimited by the connection's close: read it raw.
+	st := &stream{conn: conn, br: br, name: target}
+	t.Cleanup(st.close)
+	if f := st.next(t); len(f.comments) != 1 || f.comments[0] != "ok" || f.hasData || f.hasID {
+		t.Fatalf("GET %s: first frame %+v, want \": ok\"", target, f)
+	}
+	return st, nil
+}
+
+// subscribe opens target and wants a stream.
+func (s *server) subscribe(t *testing.T, target string, header ...string) *stream {
+	t.Helper()
+	st, a := s.open(t, target, header...)
+	if a != nil {
+		t.Fatalf("GET %s: %d %s, want a stream", target, a.status, a.body)
+	}
+	return st
+}
+
+// refused opens target and wants 403 with a JSON error.
+func (s *server) refused(t *testing.T, target string, header ...string) {
+	t.Helper()
+	st, a := s.open(t, target, header...)
+	if st != nil {
+		t.Fatalf("GET %s: got a stream, want 403", target)
+	}
+	var e struct{ Error string }
+	if a.status != http.StatusForbidden || !strings.HasPrefix(a.contentType, "application/json") ||
+		json.Unmarshal([]byte(a.body), &e) != nil || e.Error == "" {
+		t.Fatalf("GET %s: %d %q %s, want 403 with a JSON error", target, a.status, a.contentType, a.body)
+	}
+}
+
+func (st *stream) close() { st.conn.Close() }
+
+// next reads one frame (up to a blank line) within waitStep.
+func (st *stream) next(t *testing.T) event {
+	t.Helper()
+	_ = st.conn.SetReadDeadline(time.Now().Add(waitStep))
+	var e event
+	lines := 0
+	for {
+		line, err := st.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: reading a frame: %v (frame so far %+v)", st.name, err, e)
+		}
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if line == "" {
+			if lines == 0 {
+				continue
+			}
+			return e
+		}
+		lines++
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch name {
+		case "":
+			e.comments = append(e.comments, value)
+		case "id":
+			e.id, e.hasID = value, true
+		case "event":
+			e.event = value
+		case "data":
+			if e.hasData {
+				e.data += "\n"
+			}
+			e.data += value
+			e.hasData = true
+		}
+	}
+}
+
+// nextEvent skips frames that are only comments (keep-alives) and returns
+// the next message.
+func (st *stream) nextEvent(t *testing.T) event {
+	t.Helper()
+	for {
+		if e := st.next(t); e.hasData || e.hasID || e.event != "" {
+			return e
+		}
+	}
+}
+
+// nextData returns the data of the next message.
+func (st *stream) nextData(t *testing.T) string {
+	t.Helper()
+	return st.nextEvent(t).data
+}
+
+// eventually waits (bounded) until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitStep)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// printed returns the values printed after prefix and a tab.
+func printed(out, prefix string) []string {
+	var vs []string
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, prefix+"\t"); ok {
+			vs = append(vs, v)
+		}
+	}
+	return vs
+}
+
+// TestTour runs the seed's tour script as printed.
+func TestTour(t *testing.T) {
+	s := start(t, "tour.lua")
+	sub := s.subscribe(t, "/sse")
+	s.mustPublish(t, "/sse", "Hello, World!")
+
+	e := sub.nextEvent(t)
+	if !e.hasID || !uuidRE.MatchString(e.id) {
+		t.Errorf("id %q, want a uuid set by publish", e.id)
+	}
+	if e.event != "custom-event" || e.data != "Hello, Universe!" ||
+		!slices.Equal(e.comments, []string{"This is a comment", "Another comment!"}) {
+		t.Errorf("message %+v, want event custom-event, data Hello, Universe! and the two comments", e)
+	}
+
+	eventually(t, "message's prints", func() bool { return len(printed(s.stdout.String(), "Subscriber ID:")) == 1 })
+	out := s.stdout.String()
+	pubIDs, msgIDs, subIDs := printed(out, "Publish ID:"), printed(out, "Message ID:"), printed(out, "Subscriber ID:")
+	if len(pubIDs) != 1 || !uuidRE.MatchString(pubIDs[0]) {
+		t.Errorf("Publish ID lines %q, want one uuid", pubIDs)
+	}
+	if !slices.Equal(msgIDs, []string{e.id}) {
+		t.Errorf("Message ID lines %q, want the id sent, %q", msgIDs, e.id)
+	}
+	if len(subIDs) != 1 || !uuidRE.MatchString(subIDs[0]) {
+		t.Fatalf("Subscriber ID lines %q, want one uuid", subIDs)
+	}
+
+	// A publisher's own id is kept.
+	if code, body := s.publish(t, "/sse", map[string]any{"id": "given", "data": "x"}); code != http.StatusAccepted {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	if e := sub.nextEvent(t); e.id != "given" || e.data != "Hello, Universe!" {
+		t.Errorf("message %+v, want id given and the data replaced", e)
+	}
+
+	sub.close()
+	eventually(t, "Unsubscribed printed", func() bool { return len(printed(s.stdout.String(), "Unsubscribed:")) == 1 })
+	if got := printed(s.stdout.String(), "Unsubscribed:"); got[0] != subIDs[0] {
+		t.Errorf("Unsubscribed: %q, want the subscriber's id %q", got[0], subIDs[0])
+	}
+}
+
+// TestChannels: a message reaches exactly the subscribers of its channels.
+// Absence is shown without waiting: after the message that must not
+// arrive, a marker published to every channel must be what comes next.
+func TestChannels(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"one VM", nil},
+		// message runs on the subscriber's VM, which is where subscribe
+		// recorded it: the per-VM global table is still right.
+		{"two VMs", []string{"--lua-vms", "2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, "channels.lua", tc.args...)
+			a := s.subscribe(t, "/sse?chan=a")
+			b := s.subscribe(t, "/sse?chan=b")
+			ab := s.subscribe(t, "/sse?chan=a&chan=b")
+			marker := 0
+			expectMarker := func(subs ...*stream) {
+				t.Helper()
+				marker++
+				want := fmt.Sprintf("marker %d", marker)
+				s.mustPublish(t, "/sse?chan=a&chan=b", want)
+				for _, st := range subs {
+					if got := st.nextData(t); got != want {
+						t.Fatalf("%s: got %q, want %q", st.name, got, want)
+					}
+				}
+			}
+
+			s.mustPublish(t, "/sse?chan=a", "to a")
+			for _, st := range []*stream{a, ab} {
+				if got := st.nextData(t); got != "to a" {
+					t.Fatalf("%s: got %q, want \"to a\"", st.name, got)
+				}
+			}
+			expectMarker(a, b, ab) // b did not get "to a"
+
+			s.mustPublish(t, "/sse?chan=b", "to b")
+			for _, st := range []*stream{b, ab} {
+				if got := st.nextData(t); got != "to b" {
+					t.Fatalf("%s: got %q, want \"to b\"", st.name, got)
+				}
+			}
+			expectMarker(a, b, ab) // a did not get "to b"; ab got "to a&b" once
+
+			s.mustPublish(t, "/sse", "to no channel")
+			s.mustPublish(t, "/sse?chan=c", "to channel c")
+			expectMarker(a, b, ab)
+
+			// Names are decoded: "x y" written two ways.
+			xy := s.subscribe(t, "/sse?chan=x%20y")
+			s.mustPublish(t, "/sse?chan=x+y", "to x y")
+			if got := xy.nextData(t); got != "to x y" {
+				t.Fatalf("got %q, want \"to x y\"", got)
+			}
+
+			// a leaves: channel a still has ab.
+			a.close()
+			// Give unsubscribe a moment, so that the publish below meets
+			// the table after it (the outcome is the same either way).
+			time.Sleep(50 * time.Millisecond)
+			s.mustPublish(t, "/sse?chan=a", "to a again")
+			if got := ab.nextData(t); got != "to a again" {
+				t.Fatalf("ab: got %q, want \"to a again\"", got)
+			}
+			expectMarker(b, ab)
+
+			// ab leaves: channel a is empty and dropped; publishing goes on,
+			// and a new subscriber of a starts it afresh.
+			ab.close()
+			time.Sleep(50 * time.Millisecond)
+			s.mustPublish(t, "/sse?chan=a", "to empty a")
+			expectMarker(b)
+			a2 := s.subscribe(t, "/sse?chan=a")
+			s.mustPublish(t, "/sse?chan=a", "to new a")
+			if got := a2.nextData(t); got != "to new a" {
+				t.Fatalf("new a: got %q, want \"to new a\"", got)
+			}
+			expectMarker(b, a2)
+
+			if w := s.warnings(); len(w) > 0 {
+				t.Errorf("server logged warnings:\n%s", strings.Join(w, "\n"))
+			}
+		})
+	}
+}
+
+// announcement reads the next subscribe/unsubscribe event and returns its
+// kind and the subscriber id its data holds as a JSON string.
+func announcement(t *testing.T, st *stream) (kind, id string) {
+	t.Helper()
+	e := st.nextEvent(t)
+	if e.event != "subscribe" && e.event != "unsubscribe" {
+		t.Fatalf("%s: event %+v, want subscribe or unsubscribe", st.name, e)
+	}
+	if err := json.Unmarshal([]byte(e.data), &id); err != nil || !uuidRE.MatchString(id) {
+		t.Fatalf("%s: data %q, want a JSON string holding a uuid", st.name, e.data)
+	}
+	return e.event, id
+}
+
+// TestPublishFromLua: subscribe and unsubscribe POST to the server itself.
+func TestPublishFromLua(t *testing.T) {
+	// --read-timeout 2s: the hooks' HTTP client may keep a spare
+	// connection it never sends a request on, and the server's graceful
+	// shutdown waits for such a connection until --read-timeout (10s by
+	// default) runs out, which would race this test's 10s stop limit.
+	s := start(t, "publish.lua", "--read-timeout", "2s")
+	// The watcher's own "subscribe" was published before its stream
+	// existed: it does not see it.
+	watcher := s.subscribe(t, "/sse")
+
+	// One at a time: the announcements come in order.
+	var ids []string
+	var subs []*stream
+	for i := 0; i < 3; i++ {
+		subs = append(subs, s.subscribe(t, "/sse"))
+		kind, id := announcement(t, watcher)
+		if kind != "subscribe" || slices.Contains(ids, id) {
+			t.Fatalf("announcement %s %s, want a new subscribe", kind, id)
+		}
+		ids = append(ids, id)
+	}
+	// The first subscriber saw the later ones arrive, not itself.
+	for _, want := range ids[1:] {
+		if kind, id := announcement(t, subs[0]); kind != "subscribe" || id != want {
+			t.Fatalf("first subscriber: %s %s, want subscribe %s", kind, id, want)
+		}
+	}
+	// They leave in another order; each unsubscribe names the one that left.
+	for _, i := range []int{1, 0, 2} {
+		subs[i].close()
+		if kind, id := announcement(t, watcher); kind != "unsubscribe" || id != ids[i] {
+			t.Fatalf("after subscriber %d left: %s %s, want unsubscribe %s", i, kind, id, ids[i])
+		}
+	}
+
+	// Many at once: every hook waits on a POST to this server while
+	// others run; all finish and the ids pair up.
+	const n = 10
+	streams := make(chan *stream, n)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			conn, err := net.DialTimeout("tcp", s.addr, waitStep)
+			if err != nil {
+				errs <- err
+				return
+			}
+			_ = conn.SetDeadline(time.Now().Add(waitStep))
+			br := bufio.NewReader(conn)
+			_, err = fmt.Fprintf(conn, "GET /sse HTTP/1.1\r\nHost: %s\r\n\r\n", s.addr)
+			if err == nil {
+				var resp *http.Response
+				if resp, err = http.ReadResponse(br, nil); err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			if err != nil {
+				conn.Close()
+				errs <- err
+				return
+			}
+			streams <- &stream{conn: conn, br: br, name: "concurrent"}
+		}()
+	}
+	var many []*stream
+	for i := 0; i < n; i++ {
+		select {
+		case st := <-streams:
+			t.Cleanup(st.close)
+			many = append(many, st)
+		case err := <-errs:
+			t.Fatalf("concurrent subscriber: %v", err)
+		case <-time.After(2 * waitStep):
+			t.Fatalf("only %d of %d concurrent subscribers got a stream: deadlock?", i, n)
+		}
+	}
+	subscribed := map[string]bool{}
+	for i := 0; i < n; i++ {
+		kind, id := announcement(t, watcher)
+		if kind != "subscribe" || subscribed[id] {
+			t.Fatalf("announcement %s %s, want a new subscribe", kind, id)
+		}
+		subscribed[id] = true
+	}
+	for _, st := range many {
+		st.close()
+	}
+	for i := 0; i < n; i++ {
+		kind, id := announcement(t, watcher)
+		if kind != "unsubscribe" || !subscribed[id] {
+			t.Fatalf("announcement %s %s, want the unsubscribe of one that subscribed", kind, id)
+		}
+		delete(subscribed, id)
+	}
+	if w := s.warnings(); len(w) > 0 {
+		t.Errorf("server logged warnings:\n%s", strings.Join(w, "\n"))
+	}
+}
+
+// occupancy returns the count the next occupancy event carries.
+func occupancy(t *testing.T, st *stream) int {
+	t.Helper()
+	e := st.nextEvent(t)
+	n, err := strconv.Atoi(e.data)
+	if e.event != "occupancy" || err != nil {
+		t.Fatalf("%s: %+v, want an occupancy event with a count", st.name, e)
+	}
+	return n
+}
+
+// occupancyUntil reads occupancy events until one says want; the counts
+// before it must lie between from and want (they were published while the
+// change was under way).
+func occupancyUntil(t *testing.T, st *stream, from, want int) {
+	t.Helper()
+	lo, hi := min(from, want), max(from, want)
+	for {
+		n := occupancy(t, st)
+		if n == want {
+			return
+		}
+		if n < lo || n > hi {
+			t.Fatalf("occupancy %d while going from %d to %d", n, from, want)
+		}
+	}
+}
+
+// checkOccupancy: 5 subscribers come (each learns the count, itself
+// included, from catchup), 2 go, the count goes to 3 and stays there;
+// a newcomer learns 4, and so does everyone.
+func checkOccupancy(t *testing.T, s *server) {
+	var subs []*stream
+	for i := 1; i <= 5; i++ {
+		st := s.subscribe(t, "/sse")
+		if n := occupancy(t, st); n != i {
+			t.Fatalf("catchup of subscriber %d: occupancy %d, want %d", i, n, i)
+		}
+		subs = append(subs, st)
+	}
+	// Ticks went out while the others joined: read on to the first 5.
+	occupancyUntil(t, subs[0], 1, 5)
+
+	subs[3].close()
+	subs[4].close()
+	// An event published before the server saw them go may still say 5 or 4.
+	occupancyUntil(t, subs[0], 5, 3)
+	for i := 0; i < 2; i++ {
+		if n := occupancy(t, subs[0]); n != 3 {
+			t.Fatalf("occupancy %d after it reached 3, want 3", n)
+		}
+	}
+
+	newcomer := s.subscribe(t, "/sse")
+	if n := occupancy(t, newcomer); n != 4 {
+		t.Fatalf("newcomer's catchup: occupancy %d, want 4 (itself included)", n)
+	}
+	occupancyUntil(t, subs[0], 3, 4)
+	if n := occupancy(t, newcomer); n != 4 {
+		t.Fatalf("newcomer's first tick: occupancy %d, want 4", n)
+	}
+	if w := s.warnings(); len(w) > 0 {
+		t.Errorf("server logged warnings:\n%s", strings.Join(w, "\n"))
+	}
+}
+
+// TestOccupancy: the global counter with one VM (the default). With
+// --script-tick 10ms an occupancy event goes out every 200ms.
+func TestOccupancy(t *testing.T) {
+	checkOccupancy(t, start(t, "occupancy.lua", "--script-tick", "10ms"))
+}
+
+// TestOccupancySharedVMs: occupancy_shared.lua keeps the count in `shared`,
+// so the numbers are the same with several VMs.
+func TestOccupancySharedVMs(t *testing.T) {
+	for _, vms := range []string{"auto", "4"} {
+		t.Run("lua-vms "+vms, func(t *testing.T) {
+			checkOccupancy(t, start(t, "occupancy_shared.lua", "--script-tick", "10ms", "--lua-vms", vms))
+		})
+	}
+}
+
+// TestOccupancyGlobalIsPerVM shows why occupancy_shared.lua exists: with
+// two VMs, occupancy.lua's global counter is one per VM. Subscribers are
+// spread over the shards (so over the VMs), each VM counts its own, and
+// tick (which runs on VM 0) reports VM 0's share only.
+func TestOccupancyGlobalIsPerVM(t *testing.T) {
+	s := start(t, "occupancy.lua", "--script-tick", "10ms", "--lua-vms", "2")
+	var catchups []int
+	var subs []*stream
+	for i := 0; i < 4; i++ {
+		st := s.subscribe(t, "/sse")
+		catchups = append(catchups, occupancy(t, st))
+		subs = append(subs, st)
+	}
+	n := occupancy(t, subs[0])
+	t.Logf("4 subscribers on 2 VMs: catchups %v, tick says %d", catchups, n)
+	if slices.Equal(catchups, []int{1, 2, 3, 4}) || n >= 4 {
+		t.Errorf("catchups %v and tick %d: the global counter should see only its VM's subscribers", catchups, n)
+	}
+	sorted := slices.Clone(catchups)
+	sort.Ints(sorted)
+	if !slices.Equal(sorted, []int{1, 1, 2, 2}) {
+		t.Errorf("catchups %v, want each of the 2 VMs to count 1 then 2", catchups)
+	}
+}
+
+// The secret TestAuth gives auth.lua with --script-data.
+const authSecret = "example-secret"
+
+// token signs claims with HS256 and key.
+func token(t *testing.T, key string, claims jwt.MapClaims) string {
+	t.Helper()
+	return signed(t, jwt.SigningMethodHS256, []byte(key), claims)
+}
+
+func signed(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(m, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestAuth: auth.lua lets in only clients with a valid token, limits
+// subscribers to the topics their token claims, and publishers to the
+// "publisher" role.
+func TestAuth(t *testing.T) {
+	s := start(t, "auth.lua", "--script-data", authSecret)
+	hour := time.Now().Add(time.Hour).Unix()
+	reader := token(t, authSecret, jwt.MapClaims{"sub": "reader", "exp": hour})
+	publisher := token(t, authSecret, jwt.MapClaims{"sub": "pub", "role": "publisher", "exp": hour})
+	bearer := func(tok string) string { return "Authorization: Bearer " + tok }
+
+	t.Run("refused", func(t *testing.T) {
+		s.refused(t, "/sse") // no token
+		s.refused(t, "/sse", "Authorization: Basic dXNlcjpwYXNz")
+		s.refused(t, "/sse", bearer("not-a-token"))
+		s.refused(t, "/sse", bearer(token(t, "another secret", jwt.MapClaims{"exp": hour})))
+		s.refused(t, "/sse", bearer(token(t, authSecret, jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()})))
+		s.refused(t, "/sse", bearer(token(t, authSecret, jwt.MapClaims{"nbf": time.Now().Add(time.Hour).Unix()})))
+		// The right secret under another algorithm, and no signature at all.
+		s.refused(t, "/sse", bearer(signed(t, jwt.SigningMethodHS384, []byte(authSecret), jwt.MapClaims{"exp": hour})))
+		s.refused(t, "/sse", bearer(signed(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"exp": hour})))
+		// A bad token in the header is not rescued by a good one elsewhere.
+		s.refused(t, "/sse?token="+reader, bearer(token(t, "another secret", jwt.MapClaims{})))
+		// A topics claim that allows none of the topics asked for.
+		s.refused(t, "/sse?topic=b", bearer(token(t, authSecret, jwt.MapClaims{"topics": []string{"a"}})))
+		s.refused(t, "/sse", bearer(token(t, authSecret, jwt.MapClaims{"topics": []string{}})))
+	})
+
+	t.Run("token in header, cookie or query", func(t *testing.T) {
+		streams := []*stream{
+			s.subscribe(t, "/sse", bearer(reader)),
+			s.subscribe(t, "/sse", "Cookie: theme=dark; token="+reader+"; lang=en"),
+			s.subscribe(t, "/sse?token="+reader),
+		}
+		s.mustPublish(t, "/sse", "for everyone", bearer(publisher))
+		for i, st := range streams {
+			if got := st.nextData(t); got != "for everyone" {
+				t.Errorf("subscriber %d: got %q", i, got)
+			}
+		}
+	})
+
+	t.Run("topics restricted by claim", func(t *testing.T) {
+		onlyA := token(t, authSecret, jwt.MapClaims{"topics": []string{"a"}, "exp": hour})
+		aAndC := token(t, authSecret, jwt.MapClaims{"topics": []string{"a", "c"}, "exp": hour})
+		asked := s.subscribe(t, "/sse?topic=a&topic=b", bearer(onlyA)) // gets a only
+		all := s.subscribe(t, "/sse", bearer(aAndC))                   // gets a and c
+		free := s.subscribe(t, "/sse?topic=b", bearer(reader))         // no claim: gets b
+
+		s.mustPublish(t, "/sse?topic=b", "to b", bearer(publisher))
+		s.mustPublish(t, "/sse?topic=c", "to c", bearer(publisher))
+		s.mustPublish(t, "/sse?topic=a", "to a", bearer(publisher))
+		if got := asked.nextData(t); got != "to a" {
+			t.Errorf("?topic=a&topic=b with topics [a]: got %q first, want \"to a\"", got)
+		}
+		for _, want := range []string{"to c", "to a"} {
+			if got := all.nextData(t); got != want {
+				t.Errorf("no topic asked, topics [a c]: got %q, want %q", got, want)
+			}
+		}
+		if got := free.nextData(t); got != "to b" {
+			t.Errorf("?topic=b without a topics claim: got %q, want \"to b\"", got)
+		}
+	})
+
+	t.Run("publish needs the publisher role", func(t *testing.T) {
+		msg := map[string]any{"data": "x"}
+		for name, header := range map[string][]string{
+			"no token":           nil,
+			"reader":             {bearer(reader)},
+			"role not publisher": {bearer(token(t, authSecret, jwt.MapClaims{"role": "admin"}))},
+			"bad signature":      {bearer(token(t, "another secret", jwt.MapClaims{"role": "publisher"}))},
+			"expired":            {bearer(token(t, authSecret, jwt.MapClaims{"role": "publisher", "exp": time.Now().Add(-time.Minute).Unix()}))},
+		} {
+			code, body := s.publish(t, "/sse", msg, header...)
+			if code != http.StatusForbidden || !strings.Contains(body, `"error"`) {
+				t.Errorf("%s: %d %s, want 403 and a JSON error", name, code, body)
+			}
+		}
+		for _, tc := range []struct {
+			where, target string
+			header        []string
+		}{
+			{"header", "/sse", []string{bearer(publisher)}},
+			{"cookie", "/sse", []string{"Cookie: token=" + publisher}},
+			{"query", "/sse?token=" + publisher, nil},
+		} {
+			code, body := s.publish(t, tc.target, msg, tc.header...)
+			var ok struct{ Queued, Subscribers *int }
+			if code != http.StatusAccepted || json.Unmarshal([]byte(body), &ok) != nil || ok.Queued == nil || ok.Subscribers == nil {
+				t.Errorf("publisher token in the %s: %d %s, want 202 {queued, subscribers}", tc.where, code, body)
+			}
+		}
+	})
+}
+
+// TestAuthNeedsSecret: without --script-data, auth.lua's startup fails and
+// the server does not start.
+func TestAuthNeedsSecret(t *testing.T) {
+	cmd := exec.Command(bin, "--listen", freeAddr(t), "--script", "examples/auth.lua")
+	cmd.Dir = ".."
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(stderr.String(), "--script-data") {
+			t.Errorf("exit %v, stderr %q: want a failure naming --script-data", err, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "Listening on") {
+			t.Errorf("listened without a secret: %s", stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("still running without --script-data; stderr %s", stderr.String())
+	}
+}
