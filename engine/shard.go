@@ -304,6 +304,7 @@ func (s *shard) add(sub *Subscriber) {
 			st = &shardTopic{}
 			s.byTopic[t] = st
 		}
+		sub.cursors[i].pos = len(st.subs)
 		st.subs = append(st.subs, sub)
 		if c := sub.cursors[i].next.Load(); c < t.shardMin[s.idx].Load() {
 			t.shardMin[s.idx].Store(c)
@@ -319,10 +320,10 @@ func (s *shard) add(sub *Subscriber) {
 }
 
 // remove takes sub out of the shard for good and gives its goroutine
-// ownership. Called by sub's goroutine.
+// ownership. Called by sub's goroutine. O(topics of sub): the lowest
+// cursor of its topics is recomputed by the pass it schedules.
 func (s *shard) remove(sub *Subscriber) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	// Under mu the shard is not mid-write, so the state is idle or self.
 	sub.state.Store(stSelf)
 	last := len(s.subs) - 1
@@ -334,21 +335,21 @@ func (s *shard) remove(sub *Subscriber) {
 		t := sub.cursors[i].t
 		t.subscribers.Add(-1)
 		st := s.byTopic[t]
-		for j, o := range st.subs {
-			if o == sub {
-				st.subs[j] = st.subs[len(st.subs)-1]
-				st.subs[len(st.subs)-1] = nil
-				st.subs = st.subs[:len(st.subs)-1]
-				break
-			}
-		}
-		lowest := uint64(math.MaxUint64)
-		for _, o := range st.subs {
-			lowest = min(lowest, o.cursorOf(t))
-		}
-		t.shardMin[s.idx].Store(lowest)
+		pos, end := sub.cursors[i].pos, len(st.subs)-1
+		moved := st.subs[end]
+		st.subs[pos] = moved
+		moved.setPos(t, pos)
+		st.subs[end] = nil
+		st.subs = st.subs[:end]
 		if len(st.subs) == 0 {
 			delete(s.byTopic, t)
+			t.shardMin[s.idx].Store(math.MaxUint64)
+		}
+	}
+	s.mu.Unlock()
+	for i := range sub.cursors {
+		if t := sub.cursors[i].t; t.shardMin[s.idx].Load() != math.MaxUint64 {
+			s.markDirty(t) // the pass recomputes the lowest cursor without sub
 		}
 	}
 }

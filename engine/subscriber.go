@@ -43,6 +43,7 @@ type Subscriber struct {
 type cursor struct {
 	t    *topic
 	next atomic.Uint64 // ring sequence of the next message to read
+	pos  int           // index in the shard's list of t's subscribers; guarded by shard.mu
 }
 
 // Stream is the connection a subscriber is served on.
@@ -339,6 +340,17 @@ func (sub *Subscriber) pending() bool {
 		}
 	}
 	return false
+}
+
+// setPos records sub's index in its shard's list of t's subscribers.
+// shard.mu must be held.
+func (sub *Subscriber) setPos(t *topic, pos int) {
+	for i := range sub.cursors {
+		if sub.cursors[i].t == t {
+			sub.cursors[i].pos = pos
+			return
+		}
+	}
 }
 
 // cursorOf returns sub's cursor on t (MaxUint64 if none).
