@@ -65,26 +65,29 @@ func readMsg(L *glua.LState, v glua.LValue, m *engine.Message) error {
 		return fmt.Errorf("%w: msg must be a table, not %s", engine.ErrInvalid, v.Type())
 	}
 	var err error
-	str := func(name string) (string, bool) {
-		switch x := L.GetField(t, name).(type) {
-		case glua.LString:
-			return string(x), true
-		case glua.LNumber:
-			return x.String(), true
-		case *glua.LNilType:
-			return "", false
-		default:
-			if err == nil {
-				err = fmt.Errorf("%w: msg.%s must be a string, not %s", engine.ErrInvalid, name, x.Type())
-			}
-			return "", false
-		}
-	}
-	m.ID, _ = str("id")
-	m.Event, _ = str("event")
-	m.Data, m.HasData = str("data")
+	m.ID, _, err = msgField(L, t, "id", err)
+	m.Event, _, err = msgField(L, t, "event", err)
+	m.Data, m.HasData, err = msgField(L, t, "data", err)
 	m.Comments, err = stringList(L, L.GetField(t, "comment"), "msg.comment", err)
 	return err
+}
+
+// msgField reads msg[name] as a string (numbers converted), keeping the
+// first error met. A plain function, not a closure: it runs per delivery.
+func msgField(L *glua.LState, t *glua.LTable, name string, prev error) (string, bool, error) {
+	switch x := L.GetField(t, name).(type) {
+	case glua.LString:
+		return string(x), true, prev
+	case glua.LNumber:
+		return x.String(), true, prev
+	case *glua.LNilType:
+		return "", false, prev
+	default:
+		if prev == nil {
+			prev = fmt.Errorf("%w: msg.%s must be a string, not %s", engine.ErrInvalid, name, x.Type())
+		}
+		return "", false, prev
+	}
 }
 
 // stringList reads nil, a string or a list of strings.

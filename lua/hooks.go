@@ -68,12 +68,38 @@ type batch struct {
 	v    *vm
 	th   *thread
 	pubs map[*engine.Message]*pubBase // pub tables built in this batch
+	// watch is the metatable of every pub and msg table a call gets: its
+	// __newindex stores the new key and sets added, so that a call which
+	// adds a key is seen without walking the tables afterwards.
+	watch *glua.LTable
+	added bool
 }
 
 // pubBase is what one message's pub tables share within a batch.
 type pubBase struct {
-	pub  *glua.LTable // req, topics, extra keys: copied into each call's pub
-	keys int
+	pub   *glua.LTable // req, topics, extra keys: copied into each call's pub
+	names []string     // pub's keys
+	vals  []glua.LValue
+	// spare and spareMsg are a pub and its msg that a call gave back
+	// untouched (see intact), for the next call to reuse.
+	spare, spareMsg *glua.LTable
+}
+
+// intact reports whether the call left pub and msg as it got them: no key
+// added (b.added), pub's keys still holding base's values, msg still pub's
+// msg (its field values were compared by the caller). Changes inside
+// nested tables (req.headers) and rawset are not looked for: req is
+// read-only for message, as documented.
+func (base *pubBase) intact(b *batch, pub, msg *glua.LTable) bool {
+	if b.added || pub.RawGetString("msg") != msg {
+		return false
+	}
+	for i, name := range base.names {
+		if pub.RawGetString(name) != base.vals[i] {
+			return false
+		}
+	}
+	return true
 }
 
 var errBadReturn = errors.New("hook must return a table or nothing")
@@ -285,6 +311,12 @@ func (rt *Runtime) enterShard(shard int) any {
 		v.spare = v.spare[:n-1]
 	} else {
 		b = &batch{v: v, pubs: make(map[*engine.Message]*pubBase)}
+		b.watch = v.main.CreateTable(0, 1)
+		b.watch.RawSetString("__newindex", v.main.NewFunction(func(L *glua.LState) int {
+			L.CheckTable(1).RawSet(L.CheckAny(2), L.Get(3))
+			b.added = true
+			return 0
+		}))
 	}
 	b.th = v.thread()
 	return b
@@ -317,13 +349,22 @@ func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []b
 		base = v.pubBase(L, m)
 		b.pubs[m] = base
 	}
-	pub := L.CreateTable(0, base.keys+1)
-	base.pub.ForEach(func(k, val glua.LValue) { pub.RawSet(k, val) })
-	pub.RawSetString("msg", msgTable(L, m))
-	st.dropReq()
+	pub, msg := base.spare, base.spareMsg
+	base.spare, base.spareMsg = nil, nil
+	if pub == nil {
+		pub = L.CreateTable(0, len(base.names)+1)
+		for i, name := range base.names {
+			pub.RawSetString(name, base.vals[i])
+		}
+		msg = msgTable(L, m)
+		pub.RawSetString("msg", msg)
+		L.SetMetatable(pub, b.watch)
+		L.SetMetatable(msg, b.watch)
+	}
 
+	b.added = false
 	ret, err := v.call(b.th, v.hooks["message"], pub, st.tbl)
-	st.dropReq()
+	st.dropReq() // a req the hook stored on sub is not kept
 	if err != nil {
 		if b.th.timedOut.Load() {
 			// Its context stays cancelled: the rest of the batch needs a new thread.
@@ -337,19 +378,24 @@ func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []b
 	if !ok {
 		return nil // nothing returned: this subscriber skips the message
 	}
-	out := &engine.Message{}
-	if err := readMsg(L, L.GetField(tbl, "msg"), out); err != nil {
+	var out engine.Message
+	if err := readMsg(L, L.GetField(tbl, "msg"), &out); err != nil {
 		rt.logMessageError("lua hook returned a bad message", err)
 		return nil
 	}
-	if sameMessage(out, m) {
+	if sameMessage(&out, m) {
+		if tbl == pub && base.intact(b, pub, msg) {
+			// Nothing the next call could see was changed: it may have
+			// these tables instead of new ones.
+			base.spare, base.spareMsg = pub, msg
+		}
 		return m.Frame
 	}
 	if err := out.Validate(); err != nil {
 		rt.logMessageError("lua hook returned a bad message", err)
 		return nil
 	}
-	return engine.AppendFrame(nil, out)
+	return engine.AppendFrame(nil, &out)
 }
 
 // sameMessage reports whether a's wire fields equal b's.
@@ -381,9 +427,14 @@ func (v *vm) pubBase(L *glua.LState, m *engine.Message) *pubBase {
 	} else {
 		pub.RawSetString("req", L.CreateTable(0, 0))
 	}
-	n := 0
-	pub.ForEach(func(glua.LValue, glua.LValue) { n++ })
-	return &pubBase{pub: pub, keys: n}
+	base := &pubBase{pub: pub}
+	pub.ForEach(func(k, val glua.LValue) {
+		if name, ok := k.(glua.LString); ok {
+			base.names = append(base.names, string(name))
+			base.vals = append(base.vals, val)
+		}
+	})
+	return base
 }
 
 func (rt *Runtime) timeout(sub *engine.Subscriber, elapsed time.Duration) (time.Duration, bool) {
