@@ -215,6 +215,10 @@ func (sub *Subscriber) catchUp() uint32 {
 	var frames [][]byte
 	for {
 		if err := sub.flushBacklog(); err != nil {
+			if errors.Is(err, ErrSlowWrite) {
+				sub.e.cfg.Logger.Warn("subscriber closed: its socket took nothing for the write timeout",
+					"subscriber", sub.ID, "write_timeout", sub.e.cfg.WriteTimeout)
+			}
 			return kickGone
 		}
 		if k := sub.kick.Load(); k&kickShutdown != 0 {
@@ -384,7 +388,7 @@ func (sub *Subscriber) finish(k uint32) error {
 		}
 		err = sub.writeFinal(AppendRetry(nil, "timeout", retry.Milliseconds()))
 	case k&kickLagged != 0:
-		e.cfg.Logger.Debug("subscriber lagged", "subscriber", sub.ID)
+		e.cfg.Logger.Warn("subscriber closed: lagged more than the ring holds", "subscriber", sub.ID, "capacity", e.cfg.Capacity)
 		err = sub.writeFinal(AppendRetry(nil, "lagged", e.cfg.TimeoutRetry.Milliseconds()))
 	}
 	_ = sub.closeFn()

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		os.Exit(runWorker())
+	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usageHead = `loadtest: drives an SSE server with subscribers and publishers and checks
+every delivery.
+
+Usage:
+  go run ./loadtest [flags]      one run, then a table (or --json) on stdout
+  loadtest worker                internal: a share of the subscribers, started by
+                                 the tool itself over stdin/stdout JSON lines
+
+A run: connect --subscribers streams at --connect-rate from worker processes
+(at most --per-worker streams each; the publishers stay in this process so
+that thousands of stream goroutines do not delay them), wait --settle,
+publish at --publish-rate for --duration (or just hold the streams when the
+rate is 0), wait for the last deliveries (--drain), close everything, report.
+Progress goes to stderr once a second.
+
+Every payload is "LT1 <publisher> <seq> <send unix ns> xxx..." (--size bytes).
+A stream must get, once and in each publisher's order, every message
+acknowledged after it became ready (for tinysse: after ": ok"); anything
+missing is a loss. Latency is publish-to-delivery, in an HdrHistogram.
+
+With --pid, the server's CPU (utime+stime from /proc/PID/stat) and RSS
+(VmRSS) are read before connecting, after --settle, and after the drain: CPU
+per million deliveries covers the publishing window and drain; RSS per
+subscriber is the growth from before connecting to after --settle.
+
+Only loopback addresses are loaded unless --allow-remote.
+Exit status: 0 all checks passed, 1 a check failed, 2 bad usage or error.
+
+Examples:
+  go run ./loadtest --subscribers 500 --publish-rate 1000 --size 100 --duration 10s --pid $(pgrep -n tinysse)
+  go run ./loadtest --target raw --url http://127.0.0.1:1984/sse --subscribers 500 --publish-rate 1000
+  go run ./loadtest --subscribers 15000 --publish-rate 0 --duration 5s --pid PID
+
+Flags:
+`
+
+func cli(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 2
+	}
+	if o.json {
+		err = res.writeJSON(stdout)
+	} else {
+		err = res.writeTable(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 2
+	}
+	if !res.OK {
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHead)
+		fs.PrintDefaults()
+	}
+	o := &options{}
+	var (
+		target      = fs.String("target", "tinysse", "server kind: "+targetNames())
+		subURL      = fs.String("url", "http://127.0.0.1:1983/sse", "subscribe URL (GET); its path defaults to the target's")
+		pubURL      = fs.String("pub-url", "", "publish URL (POST); default: --url's host with the target's publish path")
+		allowRemote = fs.Bool("allow-remote", false, "allow a host that is not a loopback address")
+		rate        = "100"
+	)
+	fs.IntVar(&o.subscribers, "subscribers", 100, "subscriber streams to hold")
+	fs.Float64Var(&o.connectRate, "connect-rate", 2000, "new streams per second (0 = all at once)")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time for one stream to connect and become ready")
+	fs.Func("publish-rate", "messages per second, \"max\" for as fast as possible, 0 to only hold the streams (default 100)", func(s string) error {
+		rate = s
+		return nil
+	})
+	fs.IntVar(&o.pub.Size, "size", 100, "bytes of data per message (at least the ~35-byte header)")
+	fs.DurationVar(&o.pub.Duration, "duration", 10*time.Second, "length of the publishing (or holding) window")
+	fs.Int64Var(&o.pub.Count, "count", 0, "stop publishing after this many messages (0 = no limit)")
+	fs.IntVar(&o.pub.Publishers, "publishers", 0, "keep-alive publisher connections at the start (0 = 1 per 1000 msg/s, at most 4; 4 for max)")
+	fs.IntVar(&o.pub.MaxPublishers, "max-publishers", 16, "at a fixed rate, open more connections while all are busy, up to this many")
+	noID := fs.Bool("no-id", false, "publish without an id field")
+	fs.IntVar(&o.pid, "pid", 0, "server process to measure from /proc (0 = none)")
+	fs.DurationVar(&o.settle, "settle", time.Second, "wait between the last connect and the window")
+	fs.DurationVar(&o.drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
+	fs.IntVar(&o.perWorker, "per-worker", 8000, "most streams per worker process (each process may open 20,000 files here)")
+	fs.IntVar(&o.workers, "workers", -1, "worker processes holding the streams (-1 = enough for --per-worker each, at least 1; 0 = all in this process, next to the publishers)")
+	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+
+	if o.target = targets[*target]; o.target == nil {
+		return nil, fmt.Errorf("--target %q: want one of %s", *target, targetNames())
+	}
+	var err error
+	if o.subURL, err = targetURL(*subURL, o.target.SubPath); err != nil {
+		return nil, fmt.Errorf("--url: %w", err)
+	}
+	if *pubURL == "" {
+		*pubURL = "http://" + o.subURL.Host + o.target.PubPath
+	}
+	if o.pubURL, err = targetURL(*pubURL, o.target.PubPath); err != nil {
+		return nil, fmt.Errorf("--pub-url: %w", err)
+	}
+	if !*allowRemote {
+		if err := checkLoopback(o.subURL); err != nil {
+			return nil, fmt.Errorf("--url: %w", err)
+		}
+		if err := checkLoopback(o.pubURL); err != nil {
+			return nil, fmt.Errorf("--pub-url: %w", err)
+		}
+	}
+	switch {
+	case rate == "max":
+		o.pub.Rate = -1
+	default:
+		r, err := strconv.ParseFloat(rate, 64)
+		if err != nil || r < 0 {
+			return nil, fmt.Errorf("--publish-rate %q: want a number >= 0 or \"max\"", rate)
+		}
+		o.pub.Rate = r
+	}
+	o.pub.WithID = !*noID
+	if o.pub.Publishers == 0 {
+		o.pub.Publishers = 4
+		if o.pub.Rate > 0 {
+			o.pub.Publishers = min(4, max(1, int((o.pub.Rate+999)/1000)))
+		}
+	}
+	switch {
+	case o.subscribers < 0:
+		return nil, errors.New("--subscribers must not be negative")
+	case o.connectRate < 0:
+		return nil, errors.New("--connect-rate must not be negative")
+	case o.pub.Duration <= 0:
+		return nil, errors.New("--duration must be positive")
+	case o.pub.Size < 0 || o.pub.Size > 1<<20:
+		return nil, errors.New("--size must be 0..1MiB")
+	case o.pub.Count < 0:
+		return nil, errors.New("--count must not be negative")
+	case o.pub.Publishers < 1 || o.pub.Publishers > 64 || o.pub.MaxPublishers > 64:
+		return nil, errors.New("--publishers and --max-publishers must be 1..64")
+	case o.perWorker < 1:
+		return nil, errors.New("--per-worker must be positive")
+	case o.workers < -1:
+		return nil, errors.New("--workers must be -1 (auto), 0 (none) or more")
+	case o.readBuffer < 64:
+		return nil, errors.New("--read-buffer must be at least 64")
+	case o.handshakeTimeout <= 0 || o.settle < 0 || o.drain < 0:
+		return nil, errors.New("--handshake-timeout must be positive, --settle and --drain not negative")
+	case o.pid < 0:
+		return nil, errors.New("--pid must not be negative")
+	}
+	if o.workers == -1 {
+		o.workers = max(1, (o.subscribers+o.perWorker-1)/o.perWorker)
+	}
+	if o.workers > 0 && o.subscribers/o.workers > o.perWorker {
+		return nil, fmt.Errorf("--workers %d: more than --per-worker %d streams each", o.workers, o.perWorker)
+	}
+	o.workers = min(o.workers, o.subscribers) // 0 subscribers: nothing to start
+	return o, nil
+}

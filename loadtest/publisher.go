@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// publisher sends publishes one after another on one keep-alive HTTP/1.1
+// connection, so the server sees its messages in seq order. It is owned
+// by one goroutine (loop).
+type publisher struct {
+	idx    int
+	target *Target
+	url    *url.URL
+	opts   *publishOptions
+
+	conn net.Conn
+	br   *bufio.Reader
+
+	seq    uint64
+	sent   []int64 // send times of acknowledged publishes, in seq order
+	errors map[string]int
+	failed int64
+
+	data, id, req []byte
+}
+
+type publishOptions struct {
+	Rate     float64 // per second; <0 as fast as possible
+	Duration time.Duration
+	Count    int64 // 0 = no limit
+	Size     int
+	WithID   bool
+	// Publishers is how many connections publish from the start. At a
+	// fixed rate, up to MaxPublishers are opened while the pacer finds
+	// every one busy.
+	Publishers, MaxPublishers int
+}
+
+// publishRun is the publishing phase: publishers fed by a pacer.
+type publishRun struct {
+	target *Target
+	url    *url.URL
+	opts   *publishOptions
+
+	mu   sync.Mutex   // guards pubs while run runs
+	pubs []*publisher // index = publisher number in the payload
+	wg   sync.WaitGroup
+
+	started atomic.Int64 // publishes started, all publishers
+	acked   atomic.Int64
+	skipped atomic.Int64 // pacer ticks dropped: every publisher busy, no more allowed
+}
+
+func newPublishRun(t *Target, u *url.URL, o *publishOptions) *publishRun {
+	return &publishRun{target: t, url: u, opts: o}
+}
+
+// run publishes until the duration or count is reached or ctx ends.
+func (r *publishRun) run(ctx context.Context) {
+	o := r.opts
+	limit := o.Duration
+	if o.Rate > 0 {
+		// The pacer stops after rate x duration ticks; the limit only
+		// bounds publishers that fall behind.
+		limit += max(time.Second, o.Duration/10)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var ticks chan struct{}
+	if o.Rate > 0 {
+		// A tick waits at most ~10ms for a free publisher before another
+		// connection is opened, or, at MaxPublishers, the tick is dropped
+		// and counted: the rate stays honest.
+		ticks = make(chan struct{}, max(1, int(o.Rate/100)))
+		go r.pace(ctx, ticks)
+	}
+	for range o.Publishers {
+		r.add(ctx, ticks)
+	}
+	r.wg.Wait()
+	for _, p := range r.publishers() {
+		if p.conn != nil {
+			p.conn.Close()
+		}
+	}
+}
+
+// add starts one more publisher, unless there are MaxPublishers already.
+func (r *publishRun) add(ctx context.Context, ticks <-chan struct{}) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pubs) >= max(r.opts.Publishers, r.opts.MaxPublishers) {
+		return false
+	}
+	p := &publisher{idx: len(r.pubs), target: r.target, url: r.url, opts: r.opts, errors: make(map[string]int)}
+	r.pubs = append(r.pubs, p)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		p.loop(ctx, r, ticks)
+	}()
+	return true
+}
+
+func (r *publishRun) publishers() []*publisher {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pubs
+}
+
+// pace puts one tick in ticks per 1/rate seconds, on a fixed schedule from
+// the start (a late wake-up sends the missed ticks at once), rate x
+// duration ticks in all.
+func (r *publishRun) pace(ctx context.Context, ticks chan struct{}) {
+	defer close(ticks)
+	o := r.opts
+	start := time.Now()
+	total := int64(o.Rate * o.Duration.Seconds())
+	if o.Count > 0 {
+		total = min(total, o.Count)
+	}
+	var n int64
+	for {
+		elapsed := time.Since(start)
+		due := int64(elapsed.Seconds()*o.Rate) + 1
+		for ; n < due; n++ {
+			if n >= total {
+				return
+			}
+			select {
+			case ticks <- struct{}{}:
+				continue
+			default:
+			}
+			if !r.add(ctx, ticks) {
+				r.skipped.Add(1)
+				continue
+			}
+			select {
+			case ticks <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		next := time.Duration(float64(n) / o.Rate * float64(time.Second))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next - elapsed):
+		}
+	}
+}
+
+func (p *publisher) loop(ctx context.Context, r *publishRun, ticks <-chan struct{}) {
+	for ctx.Err() == nil {
+		if ticks != nil {
+			select {
+			case _, ok := <-ticks:
+				if !ok {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+		if n := r.started.Add(1); p.opts.Count > 0 && n > p.opts.Count {
+			return
+		}
+		if err := p.publish(); err != nil {
+			p.failed++
+			p.errors[describe(err)]++
+			if p.conn != nil && !errors.Is(err, errNotPublished) {
+				p.conn.Close()
+				p.conn = nil
+			}
+			// Don't spin on a failing server.
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		r.acked.Add(1)
+	}
+}
+
+var errNotPublished = errors.New("not published")
+
+// publish sends one message and reads the answer.
+func (p *publisher) publish() error {
+	if p.conn == nil {
+		conn, err := net.DialTimeout("tcp", p.url.Host, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		p.conn, p.br = conn, bufio.NewReaderSize(conn, 4096)
+	}
+	p.seq++
+	now := time.Now().UnixNano()
+	p.data = appendPayload(p.data[:0], p.idx, p.seq, now, p.opts.Size)
+	p.id = p.id[:0]
+	if p.opts.WithID {
+		p.id = strconv.AppendInt(p.id, int64(p.idx), 10)
+		p.id = append(p.id, '-')
+		p.id = strconv.AppendUint(p.id, p.seq, 10)
+	}
+	p.req = p.target.AppendPublish(p.req[:0], p.url, p.id, p.data)
+	_ = p.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := p.conn.Write(p.req); err != nil {
+		return err
+	}
+	status, keep, err := readResponse(p.br)
+	if err != nil {
+		return err
+	}
+	if !keep {
+		p.conn.Close()
+		p.conn = nil
+	}
+	if !p.target.Published(status) {
+		return fmt.Errorf("%w: status %d", errNotPublished, status)
+	}
+	p.sent = append(p.sent, now)
+	return nil
+}
+
+// readResponse reads one HTTP/1.1 response and discards its body.
+func readResponse(br *bufio.Reader) (status int, keepAlive bool, err error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return 0, false, err
+	}
+	f := bytes.Fields(line)
+	if len(f) < 2 || !bytes.HasPrefix(f[0], []byte("HTTP/1.")) {
+		return 0, false, fmt.Errorf("bad status line %q", line)
+	}
+	if status, err = strconv.Atoi(string(f[1])); err != nil {
+		return 0, false, fmt.Errorf("bad status line %q", line)
+	}
+	keepAlive = bytes.HasPrefix(f[0], []byte("HTTP/1.1"))
+	length, chunked := -1, false
+	for {
+		h, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, false, err
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		k, v, _ := bytes.Cut(h, []byte(":"))
+		k, v = bytes.TrimSpace(k), bytes.TrimSpace(v)
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			if length, err = strconv.Atoi(string(v)); err != nil || length < 0 {
+				return 0, false, fmt.Errorf("bad Content-Length %q", v)
+			}
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
+			chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
+		case bytes.EqualFold(k, []byte("Connection")):
+			if bytes.EqualFold(v, []byte("close")) {
+				keepAlive = false
+			}
+		}
+	}
+	switch {
+	case chunked:
+		if _, err = io.Copy(io.Discard, httputil.NewChunkedReader(br)); err == nil {
+			err = skipTrailer(br)
+		}
+	case length >= 0:
+		_, err = br.Discard(length)
+	case status != 204 && status != 304:
+		// Body until close.
+		_, err = io.Copy(io.Discard, br)
+		keepAlive = false
+	}
+	return status, keepAlive, err
+}
+
+// skipTrailer reads a chunked body's trailer, up to its blank line.
+func skipTrailer(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+}
+
+// timeline of the run's acknowledged publishes; call after run.
+func (r *publishRun) timeline() timeline {
+	pubs := r.publishers()
+	t := make(timeline, len(pubs))
+	for i, p := range pubs {
+		t[i] = p.sent
+	}
+	return t
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReadResponse(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		status   int
+		keep     bool
+	}{
+		{"length", "HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nhello", 202, true},
+		{"chunked", "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 202, true},
+		{"close", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", 400, false},
+		{"until close", "HTTP/1.1 202 Accepted\r\n\r\nbody", 202, false},
+		{"1.0", "HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n", 202, false},
+	} {
+		br := bufio.NewReader(strings.NewReader(c.in + "NEXT"))
+		status, keep, err := readResponse(br)
+		if err != nil || status != c.status || keep != c.keep {
+			t.Errorf("%s: %d %v %v", c.name, status, keep, err)
+			continue
+		}
+		if rest, _ := br.Peek(br.Buffered()); keep && string(rest) != "NEXT" {
+			t.Errorf("%s: body not consumed exactly, left %q", c.name, rest)
+		}
+	}
+	if _, _, err := readResponse(bufio.NewReader(strings.NewReader("garbage\r\n\r\n"))); err == nil {
+		t.Error("garbage accepted")
+	}
+}
+
+// startSlowPublishSink answers every request with 202 after delay.
+func startSlowPublishSink(t *testing.T, delay time.Duration) *url.URL {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					time.Sleep(delay)
+					io.WriteString(c, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+				}
+			}()
+		}
+	}()
+	u, _ := targetURL("http://"+ln.Addr().String()+"/sse", "/sse")
+	return u
+}
+
+// A slow server gets more publisher connections, up to the maximum; past
+// it, ticks are skipped and counted.
+func TestPublishersKeepTheRate(t *testing.T) {
+	u := startSlowPublishSink(t, 20*time.Millisecond)
+	for _, c := range []struct {
+		max         int
+		wantSkipped bool
+	}{{16, false}, {1, true}} {
+		o := &publishOptions{Rate: 200, Duration: 500 * time.Millisecond, Size: 10, Publishers: 1, MaxPublishers: c.max}
+		r := newPublishRun(targets["tinysse"], u, o)
+		r.run(context.Background())
+		pubs, acked, skipped := len(r.publishers()), r.acked.Load(), r.skipped.Load()
+		t.Logf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
+		if pubs > c.max || acked+skipped != 100 || (skipped > 0) != c.wantSkipped {
+			t.Errorf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
+		}
+		var n int
+		for _, s := range r.timeline() {
+			n += len(s)
+		}
+		if int64(n) != acked {
+			t.Errorf("timeline holds %d sends, want %d", n, acked)
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/transport"
+)
+
+// TestMain lets the test binary serve as the tool's worker process.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "worker" {
+		os.Exit(runWorker())
+	}
+	os.Exit(m.Run())
+}
+
+// startTinysse runs the real server on a loopback port.
+func startTinysse(t *testing.T) string {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eng, err := engine.New(engine.Config{Logger: log, Capacity: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := transport.New(transport.Config{Logger: log}, eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return "http://" + ln.Addr().String() + "/sse"
+}
+
+func testOptions(t *testing.T, target, url string) *options {
+	t.Helper()
+	o, err := parseFlags([]string{"--target", target, "--url", url, "--subscribers", "20",
+		"--publish-rate", "500", "--duration", "400ms", "--settle", "100ms", "--drain", "2s", "--quiet", "--workers", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func runOK(t *testing.T, o *options) *Result {
+	t.Helper()
+	res, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if testing.Verbose() {
+		res.writeTable(os.Stderr)
+	}
+	return res
+}
+
+func TestRunTinysse(t *testing.T) {
+	o := testOptions(t, "tinysse", startTinysse(t))
+	o.pid = os.Getpid() // the server runs in this process
+	res := runOK(t, o)
+	d := res.Deliveries
+	if !res.OK || res.Subscribers.Ready != 20 || res.Publish.Acked != 200 || res.Publish.Skipped != 0 ||
+		d.Expected != 20*200 || d.Received != d.Expected || d.Total != d.Expected {
+		t.Fatalf("result not clean: %+v", res)
+	}
+	if res.Latency == nil || res.Latency.Count != d.Total || res.Latency.Max <= 0 {
+		t.Errorf("latency: %+v", res.Latency)
+	}
+	if res.Server == nil || res.Server.RSSConnected <= 0 || res.Server.CPUSeconds < 0 {
+		t.Errorf("server stats: %+v", res.Server)
+	}
+}
+
+// Worker processes (this test binary, see TestMain) hold the streams.
+func TestRunWorkers(t *testing.T) {
+	o := testOptions(t, "tinysse", startTinysse(t))
+	o.subscribers, o.workers = 30, 3
+	res := runOK(t, o)
+	if !res.OK || res.Subscribers.Workers != 3 || res.Subscribers.Ready != 30 || res.Deliveries.Received != 30*200 {
+		t.Fatalf("result: %+v", res)
+	}
+}
+
+func TestRunIdle(t *testing.T) {
+	o := testOptions(t, "tinysse", startTinysse(t))
+	o.pub.Rate, o.pub.Duration = 0, 200*time.Millisecond
+	res := runOK(t, o)
+	if !res.OK || res.Subscribers.Ready != 20 || res.Deliveries.Total != 0 || res.Publish.Acked != 0 {
+		t.Fatalf("result: %+v", res)
+	}
+}
+
+func TestRunRefusedConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	o := testOptions(t, "tinysse", "http://"+addr+"/sse")
+	o.subscribers, o.pub.Duration = 3, 100*time.Millisecond
+	res := runOK(t, o)
+	if res.OK || res.Subscribers.Failed != 3 || res.Publish.Failed == 0 || len(res.Errors) == 0 {
+		t.Fatalf("result: %+v", res)
+	}
+}
+
+// faultyServer speaks tinysse's wire but misdelivers on purpose, so the
+// checks can be checked.
+type faultyServer struct {
+	crlf, chunked bool
+
+	mu   sync.Mutex
+	subs []net.Conn
+	held map[int][]byte // by sub: a frame held back to be sent late
+}
+
+func startFaulty(t *testing.T, f *faultyServer) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f.held = map[int][]byte{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.handle(c)
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/sse"
+}
+
+func (f *faultyServer) handle(c net.Conn) {
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			c.Close()
+			return
+		}
+		if req.Method == "GET" {
+			head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+			if f.chunked {
+				head += "Transfer-Encoding: chunked\r\n"
+			}
+			c.Write([]byte(head + "\r\n"))
+			c.Write(f.frame(": ok\n\n"))
+			f.mu.Lock()
+			f.subs = append(f.subs, c)
+			f.mu.Unlock()
+			return
+		}
+		var m struct{ ID, Data string }
+		json.NewDecoder(req.Body).Decode(&m)
+		_, seq, _, _ := parsePayload([]byte(m.Data))
+		frame := "id: " + m.ID + "\ndata: " + m.Data + "\n\n"
+		f.mu.Lock()
+		for i, s := range f.subs {
+			switch {
+			case i == 0 && seq == 5: // lost
+			case i == 1 && seq == 7: // duplicated
+				s.Write(f.frame(frame + frame))
+			case i == 2 && seq == 10: // sent after 11
+				f.held[i] = f.frame(frame)
+			case i == 2 && seq == 11:
+				s.Write(f.frame(frame))
+				s.Write(f.held[i])
+			case i == 3 && seq == 3: // noise
+				s.Write(f.frame(": lagged\n\ndata: not ours\n\n" + frame))
+			default:
+				s.Write(f.frame(frame))
+			}
+		}
+		f.mu.Unlock()
+		fmt.Fprintf(c, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}")
+	}
+}
+
+func (f *faultyServer) frame(s string) []byte {
+	if f.crlf {
+		s = strings.ReplaceAll(s, "\n", "\r\n")
+	}
+	if f.chunked {
+		s = fmt.Sprintf("%x\r\n%s\r\n", len(s), s)
+	}
+	return []byte(s)
+}
+
+func TestRunFindsFaults(t *testing.T) {
+	for _, f := range []*faultyServer{{}, {crlf: true}, {chunked: true}} {
+		t.Run(fmt.Sprintf("crlf=%v,chunked=%v", f.crlf, f.chunked), func(t *testing.T) {
+			o := testOptions(t, "tinysse", startFaulty(t, f))
+			o.subscribers, o.pub.Rate, o.pub.Duration, o.drain = 5, 100, 300*time.Millisecond, time.Second
+			o.connectRate = 0
+			res := runOK(t, o)
+			d := res.Deliveries
+			msgs := res.Publish.Acked // 30 unless the machine is too busy to keep the pace
+			if res.OK || res.Subscribers.Ready != 5 || msgs < 12 {
+				t.Fatalf("result: %+v", res)
+			}
+			want := Result{}.Deliveries
+			want.Expected, want.Received, want.Lost, want.SubscribersWithLoss = 5*msgs, 5*msgs-1, 1, 1
+			want.Duplicates, want.OutOfOrder, want.Foreign, want.Lagged, want.Total = 1, 1, 1, 1, 5*msgs
+			want.PerSecond = d.PerSecond
+			if d != want {
+				t.Errorf("deliveries\n got %+v\nwant %+v", d, want)
+			}
+		})
+	}
+}
