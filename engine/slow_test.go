@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/sseparse"
 )
 
 func TestEngineLagged(t *testing.T) {
@@ -88,7 +89,7 @@ func TestEngineSlowSubscriber(t *testing.T) {
 	waitSubscribers(t, eng, "", 1)
 	u.check(t, stuck)
 	// What the stuck client had received is whole frames and then a cut.
-	p := newSSEParser()
+	p := sseparse.New()
 	b, _ := io.ReadAll(st.br)
 	p.Feed(b)
 	for i, e := range p.Events {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/sseparse"
 )
 
 // The end-to-end tests run the real server on a loopback socket and talk to
@@ -228,7 +229,7 @@ type sseClient struct {
 	Status int
 	Header http.Header
 	Body   string // the body of a refusal (Status != 200)
-	p      *sseParser
+	p      *sseparse.Parser
 	buf    []byte
 }
 
@@ -282,7 +283,7 @@ func startStream(t testing.TB, c net.Conn, target string, headers ...string) *ss
 	if err != nil {
 		t.Fatalf("subscribe %s: bad response head %q: %v", target, head[:i], err)
 	}
-	s := &sseClient{t: t, conn: c, Status: resp.StatusCode, Header: resp.Header, p: newSSEParser(), buf: buf}
+	s := &sseClient{t: t, conn: c, Status: resp.StatusCode, Header: resp.Header, p: sseparse.New(), buf: buf}
 	if s.Status != http.StatusOK {
 		rest := head[i:]
 		br := bufio.NewReader(io.MultiReader(bytes.NewReader(rest), c))
@@ -295,7 +296,7 @@ func startStream(t testing.TB, c net.Conn, target string, headers ...string) *ss
 }
 
 // next returns the next block of the stream, waiting at most d.
-func (s *sseClient) next(d time.Duration) (sseBlock, error) {
+func (s *sseClient) next(d time.Duration) (sseparse.Block, error) {
 	deadline := time.Now().Add(d)
 	for {
 		if b, ok := s.p.Next(); ok {
@@ -308,13 +309,13 @@ func (s *sseClient) next(d time.Duration) (sseBlock, error) {
 			if b, ok := s.p.Next(); ok {
 				return b, nil
 			}
-			return sseBlock{}, err
+			return sseparse.Block{}, err
 		}
 	}
 }
 
 // mustNext returns the next block or fails the test.
-func (s *sseClient) mustNext() sseBlock {
+func (s *sseClient) mustNext() sseparse.Block {
 	s.t.Helper()
 	b, err := s.next(wait)
 	if err != nil {
@@ -324,7 +325,7 @@ func (s *sseClient) mustNext() sseBlock {
 }
 
 // nextSkipping returns the next block for which skip is false.
-func (s *sseClient) nextSkipping(skip func(sseBlock) bool) sseBlock {
+func (s *sseClient) nextSkipping(skip func(sseparse.Block) bool) sseparse.Block {
 	s.t.Helper()
 	for {
 		if b := s.mustNext(); !skip(b) {
@@ -334,7 +335,7 @@ func (s *sseClient) nextSkipping(skip func(sseBlock) bool) sseBlock {
 }
 
 // expectLines reads the next block and requires exactly these lines.
-func (s *sseClient) expectLines(want ...string) sseBlock {
+func (s *sseClient) expectLines(want ...string) sseparse.Block {
 	s.t.Helper()
 	b := s.mustNext()
 	if !slices.Equal(b.Lines, want) {
@@ -356,9 +357,9 @@ func (s *sseClient) expectOK() {
 
 // drain reads blocks until the server closes the stream, waiting at most d
 // in all; it returns the blocks read and fails if the stream stays open.
-func (s *sseClient) drain(d time.Duration) []sseBlock {
+func (s *sseClient) drain(d time.Duration) []sseparse.Block {
 	s.t.Helper()
-	var got []sseBlock
+	var got []sseparse.Block
 	deadline := time.Now().Add(d)
 	for {
 		b, err := s.next(time.Until(deadline))
@@ -390,7 +391,7 @@ func isClosed(err error) bool {
 }
 
 // isKeepAlive matches a keep-alive comment block with the default text.
-func isKeepAlive(b sseBlock) bool { return b.Raw == ": keep-alive\n\n" }
+func isKeepAlive(b sseparse.Block) bool { return b.Raw == ": keep-alive\n\n" }
 
 // waitFor polls cond until it holds or d passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/sseparse"
 )
 
 func TestPublish(t *testing.T) {
@@ -28,7 +29,7 @@ func TestPublish(t *testing.T) {
 		if b.Raw != "id: 1\nevent: greet\ndata: hello\n\n" {
 			t.Fatalf("frame %q", b.Raw)
 		}
-		if *b.Event != (sseEvent{Type: "greet", Data: "hello", LastEventID: "1"}) {
+		if *b.Event != (sseparse.Event{Type: "greet", Data: "hello", LastEventID: "1"}) {
 			t.Errorf("event %+v", *b.Event)
 		}
 	})
@@ -271,33 +272,33 @@ func TestWireFormat(t *testing.T) {
 	id256 := strings.Repeat("7", engine.MaxIDLen)
 	cases := []struct {
 		name, body, raw string
-		event           *sseEvent // nil: nothing dispatched
+		event           *sseparse.Event // nil: nothing dispatched
 	}{
 		{"field order", `{"comment":["x","y"],"data":"d","event":"ev","id":"7"}`,
-			"id: 7\nevent: ev\ndata: d\n: x\n: y\n\n", &sseEvent{"ev", "d", "7"}},
-		{"LF splits data", `{"data":"a\nb"}`, "data: a\ndata: b\n\n", &sseEvent{"message", "a\nb", "7"}},
-		{"CRLF splits data", `{"data":"a\r\nb"}`, "data: a\ndata: b\n\n", &sseEvent{"message", "a\nb", "7"}},
-		{"CR splits data", `{"data":"a\rb"}`, "data: a\ndata: b\n\n", &sseEvent{"message", "a\nb", "7"}},
-		{"mixed line ends", `{"data":"a\nb\r\nc\rd"}`, "data: a\ndata: b\ndata: c\ndata: d\n\n", &sseEvent{"message", "a\nb\nc\nd", "7"}},
-		{"CR CR is two line ends", `{"data":"a\r\rb"}`, "data: a\ndata: \ndata: b\n\n", &sseEvent{"message", "a\n\nb", "7"}},
-		{"LF CR is two line ends", `{"data":"a\n\rb"}`, "data: a\ndata: \ndata: b\n\n", &sseEvent{"message", "a\n\nb", "7"}},
-		{"trailing line end", `{"data":"a\n"}`, "data: a\ndata: \n\n", &sseEvent{"message", "a\n", "7"}},
-		{"only a line end", `{"data":"\r\n"}`, "data: \ndata: \n\n", &sseEvent{"message", "\n", "7"}},
-		{"empty data", `{"data":""}`, "data: \n\n", &sseEvent{"message", "", "7"}},
-		{"leading space", `{"data":" x"}`, "data:  x\n\n", &sseEvent{"message", " x", "7"}},
-		{"leading colon", `{"data":":x"}`, "data: :x\n\n", &sseEvent{"message", ":x", "7"}},
-		{"looks like a field", `{"data":"id: 99\nevent: evil"}`, "data: id: 99\ndata: event: evil\n\n", &sseEvent{"message", "id: 99\nevent: evil", "7"}},
-		{"unicode", `{"data":"héllo ✓ 🎉 \u2028 end","event":"ünï"}`, "event: ünï\ndata: héllo ✓ 🎉 \u2028 end\n\n", &sseEvent{"ünï", "héllo ✓ 🎉 \u2028 end", "7"}},
-		{"NUL in data", `{"data":"a\u0000b"}`, "data: a\x00b\n\n", &sseEvent{"message", "a\x00b", "7"}},
-		{"event with colon and spaces", `{"event":"a: b ","data":"x"}`, "event: a: b \ndata: x\n\n", &sseEvent{"a: b ", "x", "7"}},
+			"id: 7\nevent: ev\ndata: d\n: x\n: y\n\n", &sseparse.Event{Type: "ev", Data: "d", LastEventID: "7"}},
+		{"LF splits data", `{"data":"a\nb"}`, "data: a\ndata: b\n\n", &sseparse.Event{Type: "message", Data: "a\nb", LastEventID: "7"}},
+		{"CRLF splits data", `{"data":"a\r\nb"}`, "data: a\ndata: b\n\n", &sseparse.Event{Type: "message", Data: "a\nb", LastEventID: "7"}},
+		{"CR splits data", `{"data":"a\rb"}`, "data: a\ndata: b\n\n", &sseparse.Event{Type: "message", Data: "a\nb", LastEventID: "7"}},
+		{"mixed line ends", `{"data":"a\nb\r\nc\rd"}`, "data: a\ndata: b\ndata: c\ndata: d\n\n", &sseparse.Event{Type: "message", Data: "a\nb\nc\nd", LastEventID: "7"}},
+		{"CR CR is two line ends", `{"data":"a\r\rb"}`, "data: a\ndata: \ndata: b\n\n", &sseparse.Event{Type: "message", Data: "a\n\nb", LastEventID: "7"}},
+		{"LF CR is two line ends", `{"data":"a\n\rb"}`, "data: a\ndata: \ndata: b\n\n", &sseparse.Event{Type: "message", Data: "a\n\nb", LastEventID: "7"}},
+		{"trailing line end", `{"data":"a\n"}`, "data: a\ndata: \n\n", &sseparse.Event{Type: "message", Data: "a\n", LastEventID: "7"}},
+		{"only a line end", `{"data":"\r\n"}`, "data: \ndata: \n\n", &sseparse.Event{Type: "message", Data: "\n", LastEventID: "7"}},
+		{"empty data", `{"data":""}`, "data: \n\n", &sseparse.Event{Type: "message", Data: "", LastEventID: "7"}},
+		{"leading space", `{"data":" x"}`, "data:  x\n\n", &sseparse.Event{Type: "message", Data: " x", LastEventID: "7"}},
+		{"leading colon", `{"data":":x"}`, "data: :x\n\n", &sseparse.Event{Type: "message", Data: ":x", LastEventID: "7"}},
+		{"looks like a field", `{"data":"id: 99\nevent: evil"}`, "data: id: 99\ndata: event: evil\n\n", &sseparse.Event{Type: "message", Data: "id: 99\nevent: evil", LastEventID: "7"}},
+		{"unicode", `{"data":"héllo ✓ 🎉 \u2028 end","event":"ünï"}`, "event: ünï\ndata: héllo ✓ 🎉 \u2028 end\n\n", &sseparse.Event{Type: "ünï", Data: "héllo ✓ 🎉 \u2028 end", LastEventID: "7"}},
+		{"NUL in data", `{"data":"a\u0000b"}`, "data: a\x00b\n\n", &sseparse.Event{Type: "message", Data: "a\x00b", LastEventID: "7"}},
+		{"event with colon and spaces", `{"event":"a: b ","data":"x"}`, "event: a: b \ndata: x\n\n", &sseparse.Event{Type: "a: b ", Data: "x", LastEventID: "7"}},
 		{"comment with line breaks", `{"comment":"one\ntwo\r\nthree\rfour"}`, ": one\n: two\n: three\n: four\n\n", nil},
 		{"comment list", `{"comment":["a","","b\nc"]}`, ": a\n: \n: b\n: c\n\n", nil},
 		{"event without data", `{"event":"e"}`, "event: e\n\n", nil},
 		{"id without data", `{"id":"8"}`, "id: 8\n\n", nil},
-		{"id carries over", `{"data":"after 8"}`, "data: after 8\n\n", &sseEvent{"message", "after 8", "8"}},
-		{"id with leading space", `{"id":" 9","data":"x"}`, "id:  9\ndata: x\n\n", &sseEvent{"message", "x", " 9"}},
-		{"id of 256 bytes", `{"id":"` + id256 + `","data":"x"}`, "id: " + id256 + "\ndata: x\n\n", &sseEvent{"message", "x", id256}},
-		{"form line ends", "", "data: a\ndata: b\ndata: c\n\n", &sseEvent{"message", "a\nb\nc", id256}},
+		{"id carries over", `{"data":"after 8"}`, "data: after 8\n\n", &sseparse.Event{Type: "message", Data: "after 8", LastEventID: "8"}},
+		{"id with leading space", `{"id":" 9","data":"x"}`, "id:  9\ndata: x\n\n", &sseparse.Event{Type: "message", Data: "x", LastEventID: " 9"}},
+		{"id of 256 bytes", `{"id":"` + id256 + `","data":"x"}`, "id: " + id256 + "\ndata: x\n\n", &sseparse.Event{Type: "message", Data: "x", LastEventID: id256}},
+		{"form line ends", "", "data: a\ndata: b\ndata: c\n\n", &sseparse.Event{Type: "message", Data: "a\nb\nc", LastEventID: id256}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
