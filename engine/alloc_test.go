@@ -191,7 +191,7 @@ func TestAllocsPerDelivery(t *testing.T) {
 			}
 			var ts []*topic
 			for _, n := range names {
-				ts = append(ts, e.topic(n))
+				ts = append(ts, e.acquire(n))
 			}
 			msgs := prebuilt(2*runs + 10)
 			next := 0
@@ -212,7 +212,7 @@ func TestAllocsPerDelivery(t *testing.T) {
 			spare := stillEngine(t, Config{Shards: 1, Capacity: 1024})
 			spareTopics := make([]*topic, len(ts))
 			for i := range ts {
-				spareTopics[i] = spare.topic(strconv.Itoa(i))
+				spareTopics[i] = spare.acquire(strconv.Itoa(i))
 			}
 			spareMsg := msgs[len(msgs)-1]
 			appendOnly := testing.AllocsPerRun(runs, func() { appendLocked(spare, spareMsg, spareTopics...) })
@@ -244,7 +244,7 @@ func TestAllocsPerDeliveryNoPublish(t *testing.T) {
 	e := stillEngine(t, Config{Shards: 1, KeepAlive: -1})
 	d := subscribeDrained(t, e, subs)
 	s := e.shards[0]
-	tp := e.topic("")
+	tp := e.acquire("")
 	m := prebuilt(1)[0]
 	appendLocked(e, m, tp)
 	redeliver := func() {

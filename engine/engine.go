@@ -115,6 +115,10 @@ type topic struct {
 	ring *ring.Ring[*Message] // written under Engine.pubMu only
 	// subscribers counts subscribers of this topic (Serve adds, finish removes).
 	subscribers atomic.Int64
+	// refs counts who holds the topic: subscribers and publishes in flight.
+	// Taken under Engine.topicsMu's read lock (acquire); the topic leaves
+	// the map only under its write lock with refs 0 and an empty ring.
+	refs atomic.Int64
 	// shardMin[i] is the smallest cursor of shard i's subscribers on this
 	// topic as of that shard's last pass (MaxUint64: none). Written by shard
 	// i, read by Publish to answer "queued".
@@ -150,10 +154,20 @@ func New(cfg Config) (*Engine, error) {
 // Config returns the engine's configuration with defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
 
-// topic returns the topic called name, creating it on first use.
-func (e *Engine) topic(name string) *topic {
+// acquire returns the topic called name, creating it on first use, with
+// one more reference held by the caller, who must release it.
+//
+// A topic is removed when its last reference goes while its ring is empty
+// (a subscriber of a name nobody published to), so that clients cannot
+// grow the topic map without bound. The reference is taken under the read
+// lock and removal happens under the write lock after re-checking, so a
+// topic is never removed between a lookup and its use.
+func (e *Engine) acquire(name string) *topic {
 	e.topicsMu.RLock()
 	t := e.topics[name]
+	if t != nil {
+		t.refs.Add(1)
+	}
 	e.topicsMu.RUnlock()
 	if t != nil {
 		return t
@@ -161,6 +175,7 @@ func (e *Engine) topic(name string) *topic {
 	e.topicsMu.Lock()
 	defer e.topicsMu.Unlock()
 	if t = e.topics[name]; t != nil {
+		t.refs.Add(1)
 		return t
 	}
 	r, err := ring.New[*Message](e.cfg.Capacity)
@@ -171,8 +186,28 @@ func (e *Engine) topic(name string) *topic {
 	for i := range t.shardMin {
 		t.shardMin[i].Store(math.MaxUint64)
 	}
+	t.refs.Store(1)
 	e.topics[name] = t
 	return t
+}
+
+// release gives back a reference taken by acquire.
+func (e *Engine) release(t *topic) {
+	if t.refs.Add(-1) != 0 || t.ring.Head() != 0 {
+		return
+	}
+	e.topicsMu.Lock()
+	if t.refs.Load() == 0 && t.ring.Head() == 0 && e.topics[t.name] == t {
+		delete(e.topics, t.name)
+	}
+	e.topicsMu.Unlock()
+}
+
+// Topics returns how many topics the engine holds.
+func (e *Engine) Topics() int {
+	e.topicsMu.RLock()
+	defer e.topicsMu.RUnlock()
+	return len(e.topics)
 }
 
 // PublishResult is what a publisher is told.
@@ -207,8 +242,13 @@ func (e *Engine) Publish(m *Message) (PublishResult, error) {
 		if slices.Contains(names[:i], n) {
 			continue // a topic named twice still gets the message once
 		}
-		topics = append(topics, e.topic(n))
+		topics = append(topics, e.acquire(n))
 	}
+	defer func() {
+		for _, t := range topics {
+			e.release(t)
+		}
+	}()
 	auto := e.cfg.AutoID && m.ID == ""
 	if !auto {
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)

@@ -696,3 +696,35 @@ func TestEnginePublishDuplicateTopics(t *testing.T) {
 		t.Fatalf("got %q, want message 2", f)
 	}
 }
+
+// TestEngineTopicsDoNotPileUp: subscribers of names nobody publishes to
+// leave no topic behind (a client must not grow the topic map at will),
+// while a topic that holds messages stays for replay.
+func TestEngineTopicsDoNotPileUp(t *testing.T) {
+	e := newEngine(t, engine.Config{})
+	ln := listen(t)
+	kept := &engine.Message{Data: "x", HasData: true, Topics: []string{"kept"}}
+	if _, err := e.Publish(kept); err != nil {
+		t.Fatal(err)
+	}
+	base := e.Topics()
+	for i := range 200 {
+		s := serve(t, e, ln, &engine.Subscriber{Topics: []string{fmt.Sprintf("random-%d", i), "kept"}})
+		s.expect(": ok\n\n")
+		s.conn.Close()
+		if err := <-s.done; err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+		s.done <- nil // for serve's cleanup
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Topics() != base && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := e.Topics(); n != base {
+		t.Fatalf("%d topics after 200 subscribers of random names came and went, want %d", n, base)
+	}
+	if e.Subscribers("kept") != 0 {
+		t.Fatalf("subscribers left on kept: %d", e.Subscribers("kept"))
+	}
+}

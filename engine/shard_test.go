@@ -22,7 +22,7 @@ func TestDeliverLongBacklogKeepsOwnership(t *testing.T) {
 	}
 	e := stillEngine(t, cfg)
 	d := subscribeDrained(t, e, 1)
-	tp := e.topic("")
+	tp := e.acquire("")
 	var sent int64
 	for _, m := range prebuilt(pending) {
 		appendLocked(e, m, tp)
@@ -52,7 +52,7 @@ func TestAllocsPerDeliveryOfABurst(t *testing.T) {
 	e := stillEngine(t, Config{Shards: 1, Capacity: 4096, KeepAlive: -1})
 	d := subscribeDrained(t, e, 10)
 	s := e.shards[0]
-	tp := e.topic("")
+	tp := e.acquire("")
 	msgs := prebuilt(burst * (runs + 5))
 	next := 0
 	round := func() {
@@ -64,7 +64,7 @@ func TestAllocsPerDeliveryOfABurst(t *testing.T) {
 	}
 	round()
 	spare := stillEngine(t, Config{Shards: 1, Capacity: 4096})
-	st := spare.topic("")
+	st := spare.acquire("")
 	appendOnly := testing.AllocsPerRun(runs, func() {
 		for range burst {
 			appendLocked(spare, msgs[0], st)
@@ -119,7 +119,7 @@ func TestShardHookBrackets(t *testing.T) {
 			t.Errorf("subscriber %d (id %d) is on shard %d", i, sub.ID, sub.Shard())
 		}
 	}
-	tp := e.topic("")
+	tp := e.acquire("")
 	for _, m := range prebuilt(5) {
 		appendLocked(e, m, tp)
 		for _, s := range e.shards {

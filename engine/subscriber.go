@@ -88,7 +88,7 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	}
 	sub.cursors = make([]cursor, len(names))
 	for i, n := range names {
-		sub.cursors[i].t = e.topic(n)
+		sub.cursors[i].t = e.acquire(n)
 		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
 	}
 
@@ -392,6 +392,9 @@ func (sub *Subscriber) finish(k uint32) error {
 		err = sub.writeFinal(AppendRetry(nil, "lagged", e.cfg.TimeoutRetry.Milliseconds()))
 	}
 	_ = sub.closeFn()
+	for i := range sub.cursors {
+		e.release(sub.cursors[i].t)
+	}
 	sub.runUnsubscribe()
 	return err
 }
