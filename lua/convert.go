@@ -230,9 +230,6 @@ func fromGo(L *glua.LState, v any, depth int) glua.LValue {
 	return glua.LString(fmt.Sprint(v))
 }
 
-// msToNumber turns a duration into Lua milliseconds.
-func msToNumber(ms int64) glua.LNumber { return glua.LNumber(ms) }
-
 // numberToMS reads a retry hint in milliseconds.
 func numberToMS(v glua.LValue) (int64, bool) {
 	switch x := v.(type) {

@@ -363,7 +363,7 @@ func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []b
 	}
 
 	b.added = false
-	ret, err := v.call(b.th, v.hooks["message"], pub, st.tbl)
+	ret, err := v.call(b.th, v.message, pub, st.tbl)
 	st.dropReq() // a req the hook stored on sub is not kept
 	if err != nil {
 		if b.th.timedOut.Load() {
@@ -443,7 +443,7 @@ func (rt *Runtime) timeout(sub *engine.Subscriber, elapsed time.Duration) (time.
 		return 0, false
 	}
 	defer st.unlock(th)
-	ret, err := st.v.call(th, st.v.hooks["timeout"], st.tbl, msToNumber(elapsed.Milliseconds()))
+	ret, err := st.v.call(th, st.v.hooks["timeout"], st.tbl, glua.LNumber(elapsed.Milliseconds()))
 	if err != nil {
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "timeout", "err", err)
 		return 0, false

@@ -29,7 +29,9 @@ type vm struct {
 	free   []*thread                  // idle threads
 	loaded map[string]glua.LValue     // require cache
 	hooks  map[string]*glua.LFunction // hook functions as the script defined them
-	spare  []*batch                   // idle batches, reused
+	// message is hooks["message"], looked up once: it runs per delivery.
+	message *glua.LFunction
+	spare   []*batch // idle batches, reused
 	// closers release what packages hold outside Lua (HTTP agents' idle
 	// connections, databases); Runtime.Close runs them.
 	closers []func()
@@ -79,6 +81,7 @@ func (rt *Runtime) newVM(idx int) (*vm, error) {
 			v.hooks[name] = fn
 		}
 	}
+	v.message = v.hooks["message"]
 	return v, nil
 }
 

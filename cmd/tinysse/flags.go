@@ -11,6 +11,7 @@ import (
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
+	"github.com/tinysse/tinysse/lua"
 )
 
 // options is every command-line option, after flags and environment.
@@ -108,7 +109,8 @@ func (v *vmsValue) Type() string { return "N|auto" }
 // levelValue is a log level name; TRACE is below DEBUG.
 type levelValue slog.Level
 
-const levelTrace = slog.Level(-8)
+// levelTrace is the scripts' log.trace level, below DEBUG.
+const levelTrace = lua.LevelTrace
 
 func (l *levelValue) Set(s string) error {
 	switch strings.ToUpper(s) {
