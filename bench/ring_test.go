@@ -115,23 +115,11 @@ func newRing(b *testing.B, capacity int) *ring.Ring[*engine.Message] {
 // and that would weigh more than what they do.
 func BenchmarkRingAppend(b *testing.B) {
 	m := newMessage()
-	b.Run("ring", func(b *testing.B) {
-		bySize(b, "cap", ringCaps, func(b *testing.B, n int) {
-			r := newRing(b, n)
-			b.ReportAllocs()
-			for b.Loop() {
-				r.Append(m)
-			}
-		})
-	})
-	b.Run("mutex", func(b *testing.B) {
-		bySize(b, "cap", ringCaps, func(b *testing.B, n int) {
-			r := newMutexRing[*engine.Message](n)
-			b.ReportAllocs()
-			for b.Loop() {
-				r.Append(m)
-			}
-		})
+	eachRing(b, func(b *testing.B, r rings, _ int) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r.Append(m)
+		}
 	})
 }
 
@@ -139,41 +127,38 @@ func BenchmarkRingAppend(b *testing.B) {
 // sweeping a full ring, while nobody writes: the best case for the lock,
 // which the readers still share.
 func BenchmarkRingRead(b *testing.B) {
-	b.Run("ring", func(b *testing.B) {
-		bySize(b, "cap", ringCaps, func(b *testing.B, n int) {
-			r := newRing(b, n)
-			fill(r, n)
-			tail, size := r.Tail(), uint64(n)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for c := uint64(0); pb.Next(); c++ {
-					if _, ok, _ := r.Get(tail + c%size); !ok {
-						panic("ring: value missing")
-					}
+	eachRing(b, func(b *testing.B, r rings, n int) {
+		fill(r, n)
+		tail, size := r.Tail(), uint64(n)
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for c := uint64(0); pb.Next(); c++ {
+				if _, ok, _ := r.Get(tail + c%size); !ok {
+					panic("ring: value missing")
 				}
-			})
-		})
-	})
-	b.Run("mutex", func(b *testing.B) {
-		bySize(b, "cap", ringCaps, func(b *testing.B, n int) {
-			r := newMutexRing[*engine.Message](n)
-			fill(r, n)
-			tail, size := r.Tail(), uint64(n)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for c := uint64(0); pb.Next(); c++ {
-					if _, ok, _ := r.Get(tail + c%size); !ok {
-						panic("mutex ring: value missing")
-					}
-				}
-			})
+			}
 		})
 	})
 }
 
-// fill laps r of capacity n a few times, so that reads cover the wrap.
+// eachRing runs fn on the lock-free ring ("ring") and on the naive
+// baseline ("mutex"), at every capacity of ringCaps.
+func eachRing(b *testing.B, fn func(b *testing.B, r rings, capacity int)) {
+	impls := []struct {
+		name string
+		make func(b *testing.B, capacity int) rings
+	}{
+		{"ring", func(b *testing.B, n int) rings { return newRing(b, n) }},
+		{"mutex", func(_ *testing.B, n int) rings { return newMutexRing[*engine.Message](n) }},
+	}
+	for _, impl := range impls {
+		b.Run(impl.name, func(b *testing.B) {
+			bySize(b, "cap", ringCaps, func(b *testing.B, n int) { fn(b, impl.make(b, n), n) })
+		})
+	}
+}
+
 func fill(r rings, n int) {
 	for range 3 * n {
 		r.Append(newMessage())

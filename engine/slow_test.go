@@ -104,12 +104,7 @@ func TestEngineSlowReaderCatchesUp(t *testing.T) {
 	// published gets all of it, in order, once it reads again.
 	eng := newEngine(t, engine.Config{Shards: 1, Capacity: 256, WriteTimeout: 2 * wait})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{}, func(st *engine.Stream, server net.Conn) {
-		_ = server.(*net.TCPConn).SetWriteBuffer(64 << 10)
-	})
-	_ = s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "", 1)
+	s := serveSmallBuffers(t, eng, ln)
 	const n = 100
 	big := strings.Repeat("z", 16<<10)
 	for i := range n {
@@ -129,12 +124,7 @@ func TestEngineKeepAliveDuringCatchUp(t *testing.T) {
 	// arrives in order.
 	eng := newEngine(t, engine.Config{Shards: 1, KeepAlive: 20 * time.Millisecond, WriteTimeout: 2 * wait})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{}, func(st *engine.Stream, server net.Conn) {
-		_ = server.(*net.TCPConn).SetWriteBuffer(64 << 10)
-	})
-	_ = s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "", 1)
+	s := serveSmallBuffers(t, eng, ln)
 	const n = 100
 	big := strings.Repeat("k", 16<<10)
 	for i := range n {
@@ -159,4 +149,18 @@ func TestEngineKeepAliveDuringCatchUp(t *testing.T) {
 		i++
 	}
 	t.Logf("%d keep-alives between frames", keepAlives)
+}
+
+// serveSmallBuffers serves a subscriber whose socket buffers are 64 KiB
+// on both ends (so a burst fills them quickly; smaller ones stalled
+// loopback TCP for seconds), and waits until it is registered.
+func serveSmallBuffers(t *testing.T, eng *engine.Engine, ln net.Listener) *stream {
+	t.Helper()
+	s := serve(t, eng, ln, &engine.Subscriber{}, func(st *engine.Stream, server net.Conn) {
+		_ = server.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	})
+	_ = s.conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	s.expect(okFrame)
+	waitSubscribers(t, eng, "", 1)
+	return s
 }

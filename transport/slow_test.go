@@ -37,11 +37,7 @@ func TestLapped(t *testing.T) {
 		TimeoutRetry: 700 * time.Millisecond,
 		KeepAlive:    -1, // TestKeepAliveWhileSlow has them
 	}, Config{})
-	stalled := startStream(t, dialTinyBuffer(t, addr), "/sse?topic=lap")
-	stalled.expectOK()
-	reader := subscribe(t, addr, "/sse?topic=lap")
-	reader.expectOK()
-	waitSubscribers(t, eng, "lap", 2)
+	stalled, reader := stalledAndReader(t, addr, eng, "lap")
 
 	// The reader takes each message before the next is published, so only
 	// the stalled subscriber can fall behind.
@@ -97,11 +93,7 @@ func TestSlowSubscriber(t *testing.T) {
 		WriteTimeout: 500 * time.Millisecond,
 		KeepAlive:    -1, // TestKeepAliveWhileSlow has them
 	}, Config{})
-	stalled := startStream(t, dialTinyBuffer(t, addr), "/sse?topic=slow")
-	stalled.expectOK()
-	reader := subscribe(t, addr, "/sse?topic=slow")
-	reader.expectOK()
-	waitSubscribers(t, eng, "slow", 2)
+	stalled, reader := stalledAndReader(t, addr, eng, "slow")
 
 	const most = 2000
 	published := 0
@@ -163,4 +155,17 @@ func TestKeepAliveWhileSlow(t *testing.T) {
 			t.Fatalf("got %.60q, want keep-alives once caught up", b.Raw)
 		}
 	}
+}
+
+// stalledAndReader opens two streams on topic: one through a tiny receive
+// buffer that the test will not read (stalled), one it reads (reader), and
+// waits until both are registered.
+func stalledAndReader(t *testing.T, addr string, eng *engine.Engine, topic string) (stalled, reader *sseClient) {
+	t.Helper()
+	stalled = startStream(t, dialTinyBuffer(t, addr), "/sse?topic="+topic)
+	stalled.expectOK()
+	reader = subscribe(t, addr, "/sse?topic="+topic)
+	reader.expectOK()
+	waitSubscribers(t, eng, topic, 2)
+	return stalled, reader
 }
