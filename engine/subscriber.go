@@ -51,8 +51,9 @@ type Stream struct {
 	// Conn reads (to notice the client leaving), does blocking writes and
 	// takes deadlines.
 	Conn net.Conn
-	// Raw, when not nil, lets the shard write without blocking. Leave it
-	// nil for connections whose bytes are not the socket's (TLS).
+	// Raw, when not nil, lets the shard write without blocking (on Linux;
+	// elsewhere it is ignored). Leave it nil for connections whose bytes
+	// are not the socket's (TLS).
 	Raw syscall.RawConn
 	// Close closes the socket.
 	Close func() error
@@ -73,7 +74,10 @@ var ErrSlowWrite = errors.New("engine: write timed out")
 // blocks for the stream's whole life; Unsubscribe has run when it returns.
 func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	e.Assign(sub)
-	sub.conn, sub.raw, sub.closeFn = st.Conn, st.Raw, st.Close
+	sub.conn, sub.closeFn = st.Conn, st.Close
+	if fastWrites {
+		sub.raw = st.Raw
+	}
 	if !e.enter() {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
 		_ = sub.closeFn()

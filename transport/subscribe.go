@@ -2,7 +2,6 @@ package transport
 
 import (
 	"net"
-	"runtime"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -51,9 +50,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 	st.LastEventID, st.HasLastEventID = lastEventID(ctx)
 	conn := ctx.Conn()
 	st.Conn, st.Close = conn, conn.Close
-	// The shard's non-blocking writev is Linux-only; elsewhere every
-	// delivery goes through the subscriber goroutine's blocking writes.
-	if sc, ok := conn.(syscall.Conn); ok && runtime.GOOS == "linux" {
+	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			st.Raw = raw
 		}
