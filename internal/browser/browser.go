@@ -1,0 +1,73 @@
+// Package browser starts headless Chromium for tests that judge the server
+// with a real browser (EventSource, the dashboard).
+//
+// The browser is Debian's chromium, or the binary named by TINYSSE_CHROMIUM.
+// Without one, New skips the test with a message that says how to get it;
+// .ci/run installs it, so in CI these tests always run.
+package browser
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// Path is the Chromium binary tests use, or "" when there is none.
+func Path() string {
+	if p := os.Getenv("TINYSSE_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// New starts a headless browser for t and returns a context for chromedp
+// actions, bounded by timeout. The browser is stopped when t ends. Without
+// a browser on the machine the test is skipped.
+//
+// The flags are the ones this machine's closed network needs: no
+// background networking, no component updates, no sync; a fresh profile in
+// t.TempDir(); --no-sandbox because CI runs as root.
+func New(t testing.TB, timeout time.Duration) context.Context {
+	t.Helper()
+	path := Path()
+	if path == "" {
+		t.Skip("no Chromium: install Debian's chromium (apt-get install chromium) or set TINYSSE_CHROMIUM")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+	})
+	// Start the browser now so a broken install fails here, clearly.
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	return ctx
+}
