@@ -1,0 +1,20 @@
+// client.mjs URL [EVENT-TYPE...]
+//
+// Reads URL with the npm eventsource package and prints one JSON line per
+// thing the EventSource reports: {"k":"open"}, {"k":"error"}, or
+// {"k":"event","type":..,"data":..,"id":..} for a "message" event and for
+// each extra event type named on the command line. It runs until killed
+// or until its standard input closes. internal/clients drives it.
+import { EventSource } from 'eventsource';
+
+const [url, ...types] = process.argv.slice(2);
+const es = new EventSource(url);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+es.addEventListener('open', () => out({ k: 'open' }));
+es.addEventListener('error', () => out({ k: 'error' }));
+for (const type of ['message', ...types]) {
+  es.addEventListener(type, (e) => out({ k: 'event', type: e.type, data: e.data, id: e.lastEventId }));
+}
+process.stdin.on('end', () => { es.close(); process.exit(0); });
+process.stdin.resume();
