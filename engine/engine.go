@@ -19,6 +19,10 @@ import (
 // ErrClosed is returned by Publish and Serve once Close has begun.
 var ErrClosed = errors.New("engine: shutting down")
 
+// ErrTooManyTopics is returned by Publish for a new topic once the engine
+// holds Config.MaxTopics topics.
+var ErrTooManyTopics = errors.New("engine: topic limit reached")
+
 // Config configures an Engine. The zero value of every field is its
 // documented default.
 type Config struct {
@@ -39,6 +43,13 @@ type Config struct {
 	// WriteTimeout closes a subscriber whose socket accepts nothing for this
 	// long. Default 30s.
 	WriteTimeout time.Duration
+	// MaxTopics bounds the topics a publish may create: beyond it Publish
+	// refuses a message for a topic that does not exist yet with
+	// ErrTooManyTopics. Topics that hold messages are kept for the
+	// process's life, so without a bound publishers choosing random names
+	// grow memory without end. Subscribers' own empty topics (removed when
+	// they leave) count towards it but are never refused. 0: no bound.
+	MaxTopics int
 	// AutoID gives a message published without an id the id Seq.
 	AutoID bool
 	// Hooks are the script's hook points; the zero value defines none.
@@ -66,6 +77,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 30 * time.Second
+	}
+	if c.MaxTopics < 0 {
+		return errors.New("engine: max topics must not be negative")
 	}
 	if c.Timeout < 0 || c.TimeoutRetry < 0 {
 		return errors.New("engine: timeout and timeout retry must not be negative")
@@ -162,7 +176,11 @@ func (e *Engine) Config() Config { return e.cfg }
 // grow the topic map without bound. The reference is taken under the read
 // lock and removal happens under the write lock after re-checking, so a
 // topic is never removed between a lookup and its use.
-func (e *Engine) acquire(name string) *topic {
+func (e *Engine) acquire(name string) *topic { return e.acquireUpTo(name, 0) }
+
+// acquireUpTo is acquire, except that it creates no topic (and returns nil)
+// when limit > 0 and the engine already holds limit topics.
+func (e *Engine) acquireUpTo(name string, limit int) *topic {
 	e.topicsMu.RLock()
 	t := e.topics[name]
 	if t != nil {
@@ -177,6 +195,9 @@ func (e *Engine) acquire(name string) *topic {
 	if t = e.topics[name]; t != nil {
 		t.refs.Add(1)
 		return t
+	}
+	if limit > 0 && len(e.topics) >= limit {
+		return nil
 	}
 	r, err := ring.New[*Message](e.cfg.Capacity)
 	if err != nil {
@@ -242,7 +263,14 @@ func (e *Engine) Publish(m *Message) (PublishResult, error) {
 		if slices.Contains(names[:i], n) {
 			continue // a topic named twice still gets the message once
 		}
-		topics = append(topics, e.acquire(n))
+		t := e.acquireUpTo(n, e.cfg.MaxTopics)
+		if t == nil {
+			for _, t := range topics {
+				e.release(t)
+			}
+			return PublishResult{}, ErrTooManyTopics
+		}
+		topics = append(topics, t)
 	}
 	defer func() {
 		for _, t := range topics {

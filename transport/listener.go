@@ -2,6 +2,7 @@ package transport
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,9 @@ type limitListener struct {
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{} // guarded by mu: open connections
+
+	perIP int                // MaxConnsPerIP; 0: no bound
+	byIP  map[netip.Addr]int // guarded by mu: open connections per client address, when perIP > 0
 }
 
 const overloadBody = `{"error":"server is at its connection limit"}`
@@ -38,8 +42,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			go refuse(c)
 			continue
 		}
-		tc := &trackedConn{Conn: c, l: l}
+		tc := &trackedConn{Conn: c, l: l, ip: remoteIP(c)}
 		l.mu.Lock()
+		if !l.admitIP(tc.ip) {
+			l.mu.Unlock()
+			l.open.Add(-1)
+			go refuseIP(c)
+			continue
+		}
 		if l.conns == nil {
 			l.conns = make(map[*trackedConn]struct{})
 		}
@@ -78,6 +88,7 @@ type trackedConn struct {
 	l     *limitListener
 	once  sync.Once
 	spoke atomic.Bool // the client has sent at least one byte
+	ip    netip.Addr  // the client's address, for the per-address count
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -95,6 +106,7 @@ func (c *trackedConn) Close() error {
 		c.l.open.Add(-1)
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
+		c.l.leaveIP(c.ip)
 		c.l.mu.Unlock()
 	})
 	return err

@@ -64,6 +64,9 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
+	case errors.Is(err, engine.ErrTooManyTopics):
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its topic limit: publish to an existing topic")
+		return
 	case errors.Is(err, engine.ErrClosed):
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return

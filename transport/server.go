@@ -44,6 +44,14 @@ type Config struct {
 	// MaxConns bounds open connections, streams included; beyond it new
 	// clients get a fast 503. Default: the open-file limit less 128.
 	MaxConns int
+	// MaxConnsPerIP bounds the open connections of one client address,
+	// streams included, counted in the listener: beyond it that address
+	// gets a fast 429. 0: no bound.
+	MaxConnsPerIP int
+	// MaxSubscribers bounds the streams open at once: beyond it a
+	// subscribe gets a fast 503 before any hook runs. 0: no bound (the
+	// connection limit still holds).
+	MaxSubscribers int
 	// Logger receives the transport's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -88,6 +96,9 @@ func (c *Config) setDefaults() error {
 			c.MaxConns = int(max(n-128, n/2))
 		}
 	}
+	if c.MaxConnsPerIP < 0 || c.MaxSubscribers < 0 {
+		return errors.New("transport: connection and subscriber limits must not be negative")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -109,6 +120,9 @@ type Server struct {
 	mu      sync.Mutex
 	closing atomic.Bool
 	ln      atomic.Pointer[limitListener]
+	// streams counts subscribers from the slot taken in subscribe to the
+	// end of their Serve goroutine (see takeStream).
+	streams atomic.Int64
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -158,7 +172,7 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns)}
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()

@@ -19,6 +19,17 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
 	}
+	if !s.takeStream() {
+		ctx.Response.Header.Set("Retry-After", "1")
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its subscriber limit")
+		return
+	}
+	hijacked := false
+	defer func() {
+		if !hijacked {
+			s.streams.Add(-1)
+		}
+	}()
 	topics := uniqueTopics(queryTopics(ctx))
 	if err := checkTopics(topics); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -60,8 +71,12 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		// fasthttp releases the request and its buffers when this returns
 		// (KeepHijackedConns leaves the socket open): the stream runs on
 		// a fresh goroutine with a small stack and holds nothing of theirs.
-		go func() { _ = s.eng.Serve(sub, st) }()
+		go func() {
+			_ = s.eng.Serve(sub, st)
+			s.streams.Add(-1)
+		}()
 	})
+	hijacked = true
 }
 
 // streamHead is the HTTP response head of an event stream. The body is

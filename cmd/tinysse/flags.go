@@ -44,6 +44,9 @@ type options struct {
 	shards          int
 	luaVMs          int // 0: auto (one per shard)
 	scriptTimeout   time.Duration
+	maxSubscribers  int
+	maxConnsPerIP   int
+	maxTopics       int
 	help            bool
 	version         bool
 }
@@ -186,6 +189,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
 	scriptTimeout := durationValue(5 * time.Second)
 	fs.Var(&scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
+	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
+	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -221,6 +227,14 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	}
 	if o.capacity < 1 || o.capacity > 1<<30 {
 		return nil, fmt.Errorf("invalid value for --capacity: %d is not between 1 and %d", o.capacity, 1<<30)
+	}
+	for _, n := range []struct {
+		name string
+		val  int
+	}{{"max-subscribers", o.maxSubscribers}, {"max-conns-per-ip", o.maxConnsPerIP}, {"max-topics", o.maxTopics}} {
+		if n.val < 0 {
+			return nil, fmt.Errorf("invalid value for --%s: %d is negative", n.name, n.val)
+		}
 	}
 	if body < 1 {
 		return nil, errors.New("invalid value for --max-body-size: must be at least 1 byte")

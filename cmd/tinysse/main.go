@@ -108,6 +108,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		TimeoutRetry:  o.timeoutRetry,
 		WriteTimeout:  o.writeTimeout,
 		AutoID:        o.autoID,
+		MaxTopics:     o.maxTopics,
 		Hooks:         hooks,
 		Logger:        log,
 	})
@@ -127,6 +128,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		AllowHeaders:     o.corsHeaders,
 		AllowCredentials: o.corsCredentials,
 		MaxAge:           o.corsMaxAge,
+		MaxSubscribers:   o.maxSubscribers,
+		MaxConnsPerIP:    o.maxConnsPerIP,
 		Logger:           log,
 	}, eng)
 	if err != nil {
@@ -219,5 +222,8 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"shutdown_timeout":       ms(o.shutdownTimeout),
 		"shards":                 shards,
 		"lua_vms":                vms,
+		"max_subscribers":        o.maxSubscribers,
+		"max_conns_per_ip":       o.maxConnsPerIP,
+		"max_topics":             o.maxTopics,
 	}
 }

@@ -1,0 +1,84 @@
+package transport
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Per-address connection limit (Config.MaxConnsPerIP). It is counted in
+// the listener, not at subscribe, so that it bounds every kind of
+// connection one address can hold open: streams, publishers, idle
+// keep-alive connections and slowloris clients that never finish a
+// request.
+
+const tooManyBody = `{"error":"too many connections from your address"}`
+
+var tooManyResponse = []byte("HTTP/1.1 429 Too Many Requests\r\n" +
+	"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(tooManyBody)) +
+	"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + tooManyBody)
+
+// admitIP counts one more connection from ip, unless ip is at the limit.
+// l.mu must be held.
+func (l *limitListener) admitIP(ip netip.Addr) bool {
+	if l.perIP <= 0 {
+		return true
+	}
+	if l.byIP == nil {
+		l.byIP = make(map[netip.Addr]int)
+	}
+	if l.byIP[ip] >= l.perIP {
+		return false
+	}
+	l.byIP[ip]++
+	return true
+}
+
+// leaveIP gives back the slot of a closed connection from ip. l.mu must
+// be held.
+func (l *limitListener) leaveIP(ip netip.Addr) {
+	if l.perIP <= 0 {
+		return
+	}
+	if n := l.byIP[ip]; n > 1 {
+		l.byIP[ip] = n - 1
+	} else {
+		delete(l.byIP, ip) // the map holds only addresses with open connections
+	}
+}
+
+// addresses returns how many client addresses hold connections (tests).
+func (l *limitListener) addresses() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byIP)
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{} // not TCP (tests' in-memory listeners): one shared address
+}
+
+func refuseIP(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = c.Write(tooManyResponse)
+	_ = c.Close()
+}
+
+// takeStream takes a subscriber slot (Config.MaxSubscribers). The slot is
+// given back when the stream's Serve returns, or by subscribe itself when
+// it answers without a stream.
+func (s *Server) takeStream() bool {
+	if s.streams.Add(1) > int64(s.cfg.MaxSubscribers) && s.cfg.MaxSubscribers > 0 {
+		s.streams.Add(-1)
+		return false
+	}
+	return true
+}
+
+// Streams returns how many subscriber streams are open or being opened.
+func (s *Server) Streams() int64 { return s.streams.Load() }
