@@ -66,9 +66,9 @@ type Runtime struct {
 	watching map[*thread]struct{} // guarded by watchMu
 	stop     chan struct{}
 	done     sync.WaitGroup
-	anyVM    atomic.Uint32 // round robin for publish
-	errLog   atomic.Int64  // unix seconds of the last logged message-hook error
-	errs     errorCounts   // see HookErrors
+	anyVM    atomic.Uint32   // round robin for publish
+	errLog   atomic.Int64    // unix seconds of the last logged message-hook error
+	errs     errorCounts     // see HookErrors
 	chunkCtx context.Context // set by Check only: bounds the main chunk
 
 	sharedOnce sync.Once
