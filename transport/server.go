@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,6 +47,16 @@ type Config struct {
 	MaxConns int
 	// Logger receives the transport's logs. Default slog.Default().
 	Logger *slog.Logger
+	// HealthPath answers 200 {"status":"ok"} while serving and 503 while
+	// shutting down. Default "": no health endpoint.
+	HealthPath string
+	// Routes are extra endpoints (metrics, the dashboard), matched after
+	// the API paths and before static files.
+	Routes []Route
+	// TLS, when set, serves HTTPS on the listener (HTTP/1.1 only). Streams
+	// are then written by the subscriber's goroutine through the TLS
+	// connection: the engine's writev fast path needs the raw socket.
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -91,7 +102,7 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c.checkRoutes()
 }
 
 // Server serves the HTTP API in front of an Engine.
@@ -109,6 +120,8 @@ type Server struct {
 	mu      sync.Mutex
 	closing atomic.Bool
 	ln      atomic.Pointer[limitListener]
+
+	counters counters // refused requests; see ops.go
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -158,7 +171,7 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns)}
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), tls: s.cfg.TLS}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -166,7 +179,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln.Store(l)
 	s.mu.Unlock()
-	err := s.srv.Serve(l)
+	var inner net.Listener = l
+	if s.cfg.TLS != nil {
+		inner = tls.NewListener(l, s.cfg.TLS)
+	}
+	err := s.srv.Serve(inner)
 	if s.closing.Load() {
 		return nil
 	}
@@ -210,8 +227,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.preflight(ctx)
 	case path == s.cfg.PubPath && ctx.IsPost():
 		s.publish(ctx)
+		s.countPublish(ctx)
 	case path == s.cfg.SubPath && ctx.IsGet():
 		s.subscribe(ctx)
+		s.countSubscribe(ctx)
 	case path == s.cfg.PubPath || path == s.cfg.SubPath:
 		allow := "OPTIONS"
 		if path == s.cfg.PubPath {
@@ -222,6 +241,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.Header.Set("Allow", allow)
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+	case s.cfg.HealthPath != "" && path == s.cfg.HealthPath:
+		s.health(ctx)
+	case s.route(path) != nil:
+		s.route(path)(ctx)
 	case s.static != nil && (ctx.IsGet() || ctx.IsHead()) && hasPathPrefix(path, s.cfg.StaticPath):
 		s.static(ctx)
 	default:
@@ -280,6 +303,9 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body is larger than %d bytes", s.cfg.MaxBodySize))
+		if ctx.IsPost() && string(ctx.Path()) == s.cfg.PubPath {
+			s.countPublish(ctx)
+		}
 	case errors.As(err, &small):
 		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line or headers too large")
 	case isTimeout(err):
