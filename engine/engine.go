@@ -121,6 +121,8 @@ type Engine struct {
 	live      sync.WaitGroup // one per running Serve
 	stopTick  chan struct{}
 	keepAlive []byte // the keep-alive frame, immutable
+
+	counters counters // behind Stats; see stats.go
 }
 
 // topic is one named stream: a ring and who reads it.

@@ -3,6 +3,7 @@ package engine
 import (
 	"math"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -35,6 +36,12 @@ type shard struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool // s.writev bound once, so a write allocates nothing
+
+	// passFrames counts the frames a pass handed to sockets; owned by
+	// whoever holds mu, added to delivered once per pass (not per
+	// delivery) by flushCount. delivered is read by Engine.Stats.
+	passFrames int
+	delivered  atomic.Uint64
 }
 
 // shardTopic is one topic's subscribers within a shard; guarded by shard.mu.
@@ -56,6 +63,9 @@ const (
 	kickTimeout
 	kickShutdown
 	kickGone // the socket failed
+	// kickWriteTimeout goes with kickGone when the socket took nothing
+	// for WriteTimeout (only for Stats: finish treats it as kickGone).
+	kickWriteTimeout
 )
 
 func newShard(e *Engine, idx int) *shard {
@@ -140,6 +150,7 @@ func (s *shard) deliverDirty() {
 		t.shardMin[s.idx].Store(lowest)
 	}
 	s.leaveHooks(batch)
+	s.flushCount()
 	s.mu.Unlock()
 	clear(list)
 	s.spare = list
@@ -164,6 +175,7 @@ func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote bool) {
 			sub.state.Store(stIdle)
 			return wrote
 		}
+		s.passFrames += len(frames)
 		wrote = true
 		if !s.write(sub, frames, now) {
 			return wrote // handed to its goroutine
@@ -255,6 +267,7 @@ func (s *shard) sweep(at time.Time) {
 	cfg := &s.e.cfg
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.flushCount()
 	batch := s.enterHooks()
 	defer s.leaveHooks(batch)
 	for _, sub := range s.subs {
@@ -274,6 +287,15 @@ func (s *shard) sweep(at time.Time) {
 		if time.Duration(now-sub.lastWrite) < cfg.KeepAlive || s.write(sub, append(s.frames[:0], s.e.keepAlive), now) {
 			sub.state.Store(stIdle)
 		}
+	}
+}
+
+// flushCount adds the pass's frames to delivered: one atomic add per
+// pass, however many subscribers it wrote to. mu must be held.
+func (s *shard) flushCount() {
+	if s.passFrames != 0 {
+		s.delivered.Add(uint64(s.passFrames))
+		s.passFrames = 0
 	}
 }
 
@@ -311,6 +333,8 @@ func (s *shard) add(sub *Subscriber) {
 		}
 		t.subscribers.Add(1)
 	}
+	s.e.counters.subscribers.Add(1)
+	s.e.counters.subscribes.Add(1)
 	if s.e.closing.Load() {
 		// Close has set closing before walking the shards under mu, so
 		// either its walk sees sub or we see closing here.
@@ -331,6 +355,7 @@ func (s *shard) remove(sub *Subscriber) {
 	s.subs[sub.index].index = sub.index
 	s.subs[last] = nil
 	s.subs = s.subs[:last]
+	s.e.counters.subscribers.Add(-1)
 	for i := range sub.cursors {
 		t := sub.cursors[i].t
 		t.subscribers.Add(-1)

@@ -83,10 +83,14 @@ func TestEngineSlowSubscriber(t *testing.T) {
 	if err := <-received; err != nil {
 		t.Fatal(err)
 	}
-	if err := st.served(); !errors.Is(err, engine.ErrSlowWrite) {
+	err := st.served()
+	if !errors.Is(err, engine.ErrSlowWrite) {
 		t.Logf("Serve of the stuck subscriber returned %v", err)
 	}
 	waitSubscribers(t, eng, "", 1)
+	if c := eng.Stats().Closed; errors.Is(err, engine.ErrSlowWrite) && (c.Slow != 1 || c.Left != 0) {
+		t.Errorf("closed %+v after a write timeout, want one slow", c)
+	}
 	u.check(t, stuck)
 	// What the stuck client had received is whole frames and then a cut.
 	p := sseparse.New()

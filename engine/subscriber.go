@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -109,8 +111,13 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 			}
 			head = AppendFrame(head, m)
 		}
-	} else if st.HasLastEventID && !sub.replayFrom(st.LastEventID) {
-		head = append(head, ": replay-gap\n\n"...)
+	} else if st.HasLastEventID {
+		if sub.replayFrom(st.LastEventID) {
+			e.counters.replays.Add(1)
+		} else {
+			e.counters.replayGaps.Add(1)
+			head = append(head, ": replay-gap\n\n"...)
+		}
 	}
 
 	// Registered before ": ok" goes out, so a client that has read it is
@@ -118,6 +125,9 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	// cannot write anything before it.
 	sub.state.Store(stSelf)
 	sub.shard.add(sub)
+	if log := e.cfg.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("subscribed", "subscriber", sub.ID, "topics", names, "shard", sub.shard.idx, "replay", st.HasLastEventID)
+	}
 	sub.backlog = head
 	if err := sub.flushBacklog(); err != nil {
 		return sub.finish(kickGone)
@@ -222,6 +232,7 @@ func (sub *Subscriber) catchUp() uint32 {
 			if errors.Is(err, ErrSlowWrite) {
 				sub.e.cfg.Logger.Warn("subscriber closed: its socket took nothing for the write timeout",
 					"subscriber", sub.ID, "write_timeout", sub.e.cfg.WriteTimeout)
+				return kickGone | kickWriteTimeout
 			}
 			return kickGone
 		}
@@ -236,6 +247,7 @@ func (sub *Subscriber) catchUp() uint32 {
 			return kickLagged
 		}
 		if len(frames) > 0 {
+			sub.shard.delivered.Add(uint64(len(frames))) // once per batch, as the shard does per pass
 			for _, f := range frames {
 				sub.backlog = append(sub.backlog, f...)
 			}
@@ -398,6 +410,11 @@ func (sub *Subscriber) finish(k uint32) error {
 	_ = sub.closeFn()
 	for i := range sub.cursors {
 		e.release(sub.cursors[i].t)
+	}
+	reason := closeReason(k)
+	e.counters.closed[reason].Add(1)
+	if log := e.cfg.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
+		log.Debug("unsubscribed", "subscriber", sub.ID, "reason", closeReasonNames[reason], "connected", time.Since(sub.Start).Round(time.Millisecond))
 	}
 	sub.runUnsubscribe()
 	return err

@@ -445,6 +445,7 @@ func (rt *Runtime) timeout(sub *engine.Subscriber, elapsed time.Duration) (time.
 	defer st.unlock(th)
 	ret, err := st.v.call(th, st.v.hooks["timeout"], st.tbl, glua.LNumber(elapsed.Milliseconds()))
 	if err != nil {
+		rt.errs.timeout.Add(1)
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "timeout", "err", err)
 		return 0, false
 	}
@@ -459,6 +460,7 @@ func (rt *Runtime) unsubscribe(sub *engine.Subscriber) {
 	}
 	defer st.unlock(th)
 	if _, err := st.v.call(th, st.v.hooks["unsubscribe"], st.tbl); err != nil {
+		rt.errs.unsubscribe.Add(1)
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "unsubscribe", "err", err)
 	}
 }
@@ -466,6 +468,7 @@ func (rt *Runtime) unsubscribe(sub *engine.Subscriber) {
 // logMessageError logs at most one message-hook problem a second: the hook
 // runs per delivery, and a broken script must not flood the log.
 func (rt *Runtime) logMessageError(msg string, err error) {
+	rt.errs.message.Add(1) // the error path already pays time.Now and a swap
 	now := time.Now().Unix()
 	if rt.errLog.Swap(now) != now {
 		rt.cfg.Logger.Warn(msg, "hook", "message", "err", err)

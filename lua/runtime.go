@@ -2,6 +2,7 @@ package lua
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -65,8 +66,10 @@ type Runtime struct {
 	watching map[*thread]struct{} // guarded by watchMu
 	stop     chan struct{}
 	done     sync.WaitGroup
-	anyVM    atomic.Uint32 // round robin for publish
-	errLog   atomic.Int64  // unix seconds of the last logged message-hook error
+	anyVM    atomic.Uint32   // round robin for publish
+	errLog   atomic.Int64    // unix seconds of the last logged message-hook error
+	errs     errorCounts     // see HookErrors
+	chunkCtx context.Context // set by Check only: bounds the main chunk
 
 	sharedOnce sync.Once
 	dict       *sharedDict
@@ -222,6 +225,7 @@ func (rt *Runtime) tickLoop() {
 		th := v.thread()
 		if fn := v.hooks["tick"]; fn != nil {
 			if _, err := v.call(th, fn, glua.LNumber(count)); err != nil {
+				rt.errs.tick.Add(1)
 				rt.cfg.Logger.Warn("lua hook failed", "hook", "tick", "err", err)
 			}
 		}

@@ -68,8 +68,14 @@ func (rt *Runtime) newVM(idx int) (*vm, error) {
 	// The main chunk runs with the VM locked like any hook: a top-level
 	// sqlite.open or sleep waits through vm.wait, which unlocks it.
 	v.mu.Lock()
+	if rt.chunkCtx != nil {
+		L.SetContext(rt.chunkCtx) // Check bounds the main chunk's run
+	}
 	L.Push(L.NewFunctionFromProto(rt.proto))
 	err := L.PCall(0, 0, nil)
+	if rt.chunkCtx != nil {
+		L.RemoveContext()
+	}
 	v.mu.Unlock()
 	if err != nil {
 		L.Close()

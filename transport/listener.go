@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,8 +16,10 @@ import (
 // max, so accept(2) never fails with "too many open files".
 type limitListener struct {
 	net.Listener
-	max  int64
-	open atomic.Int64 // connections accepted and not yet closed
+	max     int64
+	open    atomic.Int64  // connections accepted and not yet closed
+	refused atomic.Uint64 // connections turned away at max
+	tls     *tls.Config   // set when serving HTTPS: the 503 goes through TLS
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{} // guarded by mu: open connections
@@ -39,6 +42,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
+			l.refused.Add(1)
+			if l.tls != nil {
+				c = tls.Server(c, l.tls)
+			}
 			go refuse(c)
 			continue
 		}
@@ -47,6 +54,9 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if !l.admitIP(tc.ip) {
 			l.mu.Unlock()
 			l.open.Add(-1)
+			if l.tls != nil {
+				c = tls.Server(c, l.tls)
+			}
 			go refuseIP(c)
 			continue
 		}
@@ -76,7 +86,7 @@ func (l *limitListener) closeSilent() {
 var aLongTimeAgo = time.Unix(1, 0)
 
 func refuse(c net.Conn) {
-	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond)) // a TLS handshake reads too
 	_, _ = c.Write(overloadResponse)
 	_ = c.Close()
 }

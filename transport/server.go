@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +55,16 @@ type Config struct {
 	MaxSubscribers int
 	// Logger receives the transport's logs. Default slog.Default().
 	Logger *slog.Logger
+	// HealthPath answers 200 {"status":"ok"} while serving and 503 while
+	// shutting down. Default "": no health endpoint.
+	HealthPath string
+	// Routes are extra endpoints (metrics, the dashboard), matched after
+	// the API paths and before static files.
+	Routes []Route
+	// TLS, when set, serves HTTPS on the listener (HTTP/1.1 only). Streams
+	// are then written by the subscriber's goroutine through the TLS
+	// connection: the engine's writev fast path needs the raw socket.
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -102,7 +113,7 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c.checkRoutes()
 }
 
 // Server serves the HTTP API in front of an Engine.
@@ -123,6 +134,8 @@ type Server struct {
 	// streams counts subscribers from the slot taken in subscribe to the
 	// end of their Serve goroutine (see takeStream).
 	streams atomic.Int64
+
+	counters counters // refused requests; see ops.go
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -172,7 +185,7 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP}
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP, tls: s.cfg.TLS}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -180,7 +193,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln.Store(l)
 	s.mu.Unlock()
-	err := s.srv.Serve(l)
+	var inner net.Listener = l
+	if s.cfg.TLS != nil {
+		inner = tls.NewListener(l, s.cfg.TLS)
+	}
+	err := s.srv.Serve(inner)
 	if s.closing.Load() {
 		return nil
 	}
@@ -224,8 +241,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.preflight(ctx)
 	case path == s.cfg.PubPath && ctx.IsPost():
 		s.publish(ctx)
+		s.countPublish(ctx)
 	case path == s.cfg.SubPath && ctx.IsGet():
 		s.subscribe(ctx)
+		s.countSubscribe(ctx)
 	case path == s.cfg.PubPath || path == s.cfg.SubPath:
 		allow := "OPTIONS"
 		if path == s.cfg.PubPath {
@@ -236,6 +255,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.Header.Set("Allow", allow)
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+	case s.cfg.HealthPath != "" && path == s.cfg.HealthPath:
+		s.health(ctx)
+	case s.route(path) != nil:
+		s.route(path)(ctx)
 	case s.static != nil && (ctx.IsGet() || ctx.IsHead()) && hasPathPrefix(path, s.cfg.StaticPath):
 		s.static(ctx)
 	default:
@@ -294,6 +317,9 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body is larger than %d bytes", s.cfg.MaxBodySize))
+		if ctx.IsPost() && string(ctx.Path()) == s.cfg.PubPath {
+			s.countPublish(ctx)
+		}
 	case errors.As(err, &small):
 		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line or headers too large")
 	case isTimeout(err):

@@ -61,7 +61,9 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 	st.LastEventID, st.HasLastEventID = lastEventID(ctx)
 	conn := ctx.Conn()
 	st.Conn, st.Close = conn, conn.Close
-	if sc, ok := conn.(syscall.Conn); ok {
+	// Over TLS the socket's bytes are not the stream's: no raw writes, the
+	// engine falls back to Write on the TLS connection.
+	if sc, ok := conn.(syscall.Conn); ok && !s.isTLS(conn) {
 		if raw, err := sc.SyscallConn(); err == nil {
 			st.Raw = raw
 		}

@@ -1,0 +1,128 @@
+package engine
+
+import "sync/atomic"
+
+// Stats is a snapshot of the engine's counters, taken by Engine.Stats when
+// someone asks (a metrics scrape, the dashboard's once-a-second feed). The
+// engine keeps no per-delivery counter: deliveries are added up per shard
+// pass (see shard.passFrames), everything else is counted where it happens
+// once per publish, subscriber or disconnect.
+type Stats struct {
+	// Publishes is how many messages were published (the last Seq).
+	Publishes uint64
+	// Deliveries is how many frames were handed to subscribers' sockets
+	// (a message skipped by the message hook is not one).
+	Deliveries uint64
+	// Subscribers is how many streams are open now; Subscribes how many
+	// were ever registered.
+	Subscribers int64
+	Subscribes  uint64
+	// Closed counts ended streams by reason.
+	Closed CloseCounts
+	// Replays counts subscribers that came with a Last-Event-ID still in
+	// the ring; ReplayGaps those whose id was no longer (or never) there.
+	// A catchup hook replaces the engine's replay: its subscribers count
+	// in neither.
+	Replays, ReplayGaps uint64
+	// Capacity is the size of every topic's ring.
+	Capacity int
+	// Topics lists every topic the engine holds, in no particular order.
+	Topics []TopicStats
+}
+
+// CloseCounts are ended streams by reason.
+type CloseCounts struct {
+	Left     uint64 // the client went away, or its socket failed
+	Lagged   uint64 // fell more than Capacity messages behind
+	Slow     uint64 // its socket took nothing for WriteTimeout
+	Timeout  uint64 // reached Config.Timeout
+	Shutdown uint64 // the engine closed
+}
+
+// TopicStats is one topic in a Stats snapshot.
+type TopicStats struct {
+	Name        string
+	Subscribers int64  // subscribers reading it now
+	Published   uint64 // messages ever appended to its ring
+	Buffered    int    // messages its ring holds now (at most Capacity)
+}
+
+// counters are the engine-wide counters behind Stats. Each is written
+// where its event happens (never per delivery) and read by Stats.
+type counters struct {
+	subscribers atomic.Int64  // shard.add +1, shard.remove -1
+	subscribes  atomic.Uint64 // shard.add
+	replays     atomic.Uint64 // Serve
+	replayGaps  atomic.Uint64 // Serve
+	closed      [closeReasons]atomic.Uint64
+}
+
+// Reasons a stream ended, indexes of counters.closed.
+const (
+	closeLeft = iota
+	closeLagged
+	closeSlow
+	closeTimeout
+	closeShutdown
+	closeReasons
+)
+
+var closeReasonNames = [closeReasons]string{"left", "lagged", "slow", "timeout", "shutdown"}
+
+// closeReason maps the kick bits finish ends a stream for to one reason.
+func closeReason(k uint32) int {
+	switch {
+	case k&kickShutdown != 0:
+		return closeShutdown
+	case k&kickWriteTimeout != 0:
+		return closeSlow
+	case k&kickGone != 0:
+		return closeLeft
+	case k&kickTimeout != 0:
+		return closeTimeout
+	case k&kickLagged != 0:
+		return closeLagged
+	}
+	return closeLeft
+}
+
+// Stats returns a snapshot of the engine's counters and topics. It takes
+// Engine.pubMu and Engine.topicsMu's read lock briefly, never a shard's
+// lock, so it does not wait for a delivery pass. Safe from any goroutine.
+func (e *Engine) Stats() Stats {
+	st := Stats{
+		Subscribers: e.counters.subscribers.Load(),
+		Subscribes:  e.counters.subscribes.Load(),
+		Replays:     e.counters.replays.Load(),
+		ReplayGaps:  e.counters.replayGaps.Load(),
+		Capacity:    e.cfg.Capacity,
+	}
+	c := &e.counters.closed
+	st.Closed = CloseCounts{
+		Left:     c[closeLeft].Load(),
+		Lagged:   c[closeLagged].Load(),
+		Slow:     c[closeSlow].Load(),
+		Timeout:  c[closeTimeout].Load(),
+		Shutdown: c[closeShutdown].Load(),
+	}
+	for _, s := range e.shards {
+		st.Deliveries += s.delivered.Load()
+	}
+	e.pubMu.Lock()
+	st.Publishes = e.seq
+	e.pubMu.Unlock()
+
+	e.topicsMu.RLock()
+	st.Topics = make([]TopicStats, 0, len(e.topics))
+	for name, t := range e.topics {
+		head, tail := t.ring.Head(), t.ring.Tail()
+		st.Topics = append(st.Topics, TopicStats{
+			Name:        name,
+			Subscribers: t.subscribers.Load(),
+			Published:   head,
+			Buffered:    int(head - tail),
+		})
+	}
+	e.topicsMu.RUnlock()
+	return st
+}

@@ -1,0 +1,165 @@
+package transport
+
+import (
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Route is an extra endpoint served next to the API (metrics, the
+// dashboard). Handler answers every method; it runs on a fasthttp worker.
+type Route struct {
+	// Path is matched exactly, or as a prefix when it ends in "/" (the
+	// path without that slash matches too).
+	Path    string
+	Handler fasthttp.RequestHandler
+}
+
+func (r Route) matches(path string) bool {
+	if strings.HasSuffix(r.Path, "/") {
+		return path == strings.TrimSuffix(r.Path, "/") || strings.HasPrefix(path, r.Path)
+	}
+	return path == r.Path
+}
+
+// checkRoutes refuses extra routes that would hide the API.
+func (c *Config) checkRoutes() error {
+	taken := map[string]string{c.PubPath: "pub path", c.SubPath: "sub path"}
+	if c.HealthPath != "" {
+		if !strings.HasPrefix(c.HealthPath, "/") {
+			return errors.New("transport: health path must start with /")
+		}
+		if what, ok := taken[c.HealthPath]; ok {
+			return errors.New("transport: health path is the same as the " + what)
+		}
+		taken[c.HealthPath] = "health path"
+	}
+	for _, r := range c.Routes {
+		if !strings.HasPrefix(r.Path, "/") || r.Handler == nil {
+			return errors.New("transport: a route needs a path starting with / and a handler")
+		}
+		for p, what := range taken {
+			if r.matches(p) {
+				return errors.New("transport: route " + r.Path + " would hide the " + what)
+			}
+		}
+		taken[r.Path] = "route " + r.Path
+	}
+	return nil
+}
+
+// Rejection reasons, indexes of Stats' arrays and the metrics' labels.
+const (
+	RejectBadRequest   = iota // 400: malformed, wrong type, invalid field, bad topic
+	RejectForbidden           // 403: the hook refused
+	RejectTooLarge            // 413: body over MaxBodySize
+	RejectMediaType           // 415: content type missing or not JSON/form
+	RejectHookError           // 500: the hook failed
+	RejectShuttingDown        // 503: the server is shutting down
+	rejectReasons
+)
+
+// RejectReasons names each reason, for labels.
+var RejectReasons = [rejectReasons]string{"bad_request", "forbidden", "too_large", "unsupported_media_type", "hook_error", "shutting_down"}
+
+func rejectReason(status int) int {
+	switch status {
+	case fasthttp.StatusForbidden:
+		return RejectForbidden
+	case fasthttp.StatusRequestEntityTooLarge:
+		return RejectTooLarge
+	case fasthttp.StatusUnsupportedMediaType:
+		return RejectMediaType
+	case fasthttp.StatusServiceUnavailable:
+		return RejectShuttingDown
+	case fasthttp.StatusInternalServerError:
+		return RejectHookError
+	}
+	return RejectBadRequest
+}
+
+// counters are the transport's own counts: one atomic add per refused
+// request or connection, nothing per delivery. Read by Stats.
+type counters struct {
+	pubRejected [rejectReasons]atomic.Uint64
+	subRejected [rejectReasons]atomic.Uint64
+}
+
+// Stats is a snapshot of what the transport refused.
+type Stats struct {
+	// PublishRejected and SubscribeRejected count refused requests by
+	// reason (index with Reject*; names in RejectReasons).
+	PublishRejected   [rejectReasons]uint64
+	SubscribeRejected [rejectReasons]uint64
+	// ConnsRefused counts connections turned away at the connection limit.
+	ConnsRefused uint64
+	// OpenConns is how many connections are open now, streams included.
+	OpenConns int64
+}
+
+// Stats returns the transport's counters. Safe from any goroutine.
+func (s *Server) Stats() Stats {
+	var st Stats
+	for i := range st.PublishRejected {
+		st.PublishRejected[i] = s.counters.pubRejected[i].Load()
+		st.SubscribeRejected[i] = s.counters.subRejected[i].Load()
+	}
+	if l := s.ln.Load(); l != nil {
+		st.ConnsRefused = l.refused.Load()
+		st.OpenConns = l.open.Load()
+	}
+	return st
+}
+
+// countPublish counts a publish answered with something other than 202.
+func (s *Server) countPublish(ctx *fasthttp.RequestCtx) {
+	if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
+		s.counters.pubRejected[rejectReason(code)].Add(1)
+	}
+}
+
+// countSubscribe counts a subscribe refused before its stream began (a
+// hijacked stream has no status code set: it is 200).
+func (s *Server) countSubscribe(ctx *fasthttp.RequestCtx) {
+	if code := ctx.Response.StatusCode(); code != fasthttp.StatusOK {
+		s.counters.subRejected[rejectReason(code)].Add(1)
+	}
+}
+
+// Closing reports whether Shutdown has begun.
+func (s *Server) Closing() bool { return s.closing.Load() || s.eng.Closing() }
+
+// health answers {"status":"ok"} while serving and 503
+// {"status":"shutting down"} once Shutdown has begun.
+func (s *Server) health(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if s.Closing() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetBodyString(`{"status":"shutting down"}`)
+		return
+	}
+	ctx.SetBodyString(`{"status":"ok"}`)
+}
+
+// route returns the extra route serving path, if any.
+func (s *Server) route(path string) fasthttp.RequestHandler {
+	for _, r := range s.cfg.Routes {
+		if r.matches(path) {
+			return r.Handler
+		}
+	}
+	return nil
+}
+
+// isTLS says whether conn is a TLS connection (checked explicitly, so that
+// a future tls.Conn exposing its socket never gets plaintext written to it).
+func (s *Server) isTLS(conn net.Conn) bool {
+	_, ok := conn.(*tls.Conn)
+	return ok || s.cfg.TLS != nil
+}
