@@ -64,8 +64,8 @@ func tinysseTarget(name, defaultURL string) *Target {
 	return &Target{
 		Name:       name,
 		DefaultURL: defaultURL,
-		SubPath: "/sse",
-		PubPath: "/sse",
+		SubPath:    "/sse",
+		PubPath:    "/sse",
 		AppendSubscribe: func(b []byte, u *url.URL) []byte {
 			b = append(b, "GET "...)
 			b = append(b, u.RequestURI()...)
