@@ -57,6 +57,7 @@ Examples:
   go run ./loadtest --target centrifugo --subscribers 500 --publish-rate 1000 --pid $(pgrep -n centrifugo)
   go run ./loadtest --target mercure --subscribers 500 --publish-rate 1000 --pid $(pgrep -n mercure)
   go run ./loadtest --subscribers 15000 --publish-rate 0 --duration 5s --pid PID
+  go run ./loadtest --churn --subscribers 50 --duration 5s --pid PID
 
 Flags:
 `
@@ -72,7 +73,12 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	res, err := run(ctx, o, stderr)
+	var res *Result
+	if o.churn {
+		res, err = runChurn(ctx, o, stderr)
+	} else {
+		res, err = run(ctx, o, stderr)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "loadtest: %v\n", err)
 		return 2
@@ -127,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.perWorker, "per-worker", 8000, "most streams per worker process (each process may open 20,000 files here)")
 	fs.IntVar(&o.workers, "workers", -1, "worker processes holding the streams (-1 = enough for --per-worker each, at least 1; 0 = all in this process, next to the publishers)")
 	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
+	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {

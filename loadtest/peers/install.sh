@@ -81,7 +81,7 @@ install_k6() {
 	fetch "go.k6.io/k6@$K6_VERSION"
 	(
 		cd "$here/../k6/xk6sse"
-		GOPROXY="$proxy" XK6_K6_REPO=go.k6.io/k6 "$bin/xk6" build "$K6_VERSION" \
+		GOPROXY="$proxy" "$bin/xk6" build "$K6_VERSION" \
 			--with "github.com/tinysse/tinysse/loadtest/k6/xk6sse=." \
 			--output "$bin/k6"
 	)
