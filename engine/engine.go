@@ -52,6 +52,11 @@ type Config struct {
 	MaxTopics int
 	// AutoID gives a message published without an id the id Seq.
 	AutoID bool
+	// WriteCoalesce is how long a shard, woken by a publish, waits before
+	// its delivery pass, so that what is published meanwhile reaches each
+	// subscriber in the same write (see coalesce.go). 0, the default,
+	// delivers at once.
+	WriteCoalesce time.Duration
 	// Hooks are the script's hook points; the zero value defines none.
 	Hooks Hooks
 	// Logger receives the engine's logs. Default slog.Default().
@@ -83,6 +88,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Timeout < 0 || c.TimeoutRetry < 0 {
 		return errors.New("engine: timeout and timeout retry must not be negative")
+	}
+	if c.WriteCoalesce < 0 || c.WriteCoalesce > maxWriteCoalesce {
+		return fmt.Errorf("engine: write coalesce %v out of range 0..%v", c.WriteCoalesce, maxWriteCoalesce)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

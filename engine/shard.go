@@ -96,9 +96,13 @@ func (e *Engine) sweepEvery() time.Duration {
 func (s *shard) run(stop <-chan struct{}) {
 	tick := time.NewTicker(s.e.sweepEvery())
 	defer tick.Stop()
+	var hold coalescer
 	for {
 		select {
 		case <-s.wake:
+			if !hold.wait(s, stop) {
+				return
+			}
 			s.deliverDirty()
 		case now := <-tick.C:
 			s.sweep(now)

@@ -39,6 +39,9 @@ Every payload is "LT1 <publisher> <seq> <send unix ns> xxx..." (--size bytes).
 A stream must get, once and in each publisher's order, every message
 acknowledged after it became ready (for tinysse: after ": ok"); anything
 missing is a loss. Latency is publish-to-delivery, in an HdrHistogram.
+The peers get the same workload on channel "news": Centrifugo over uni_sse
+and its HTTP API (the payload is the publication's data string), Mercure
+over its hub with a JWT-signed form publish (see loadtest/peers/).
 
 With --pid, the server's CPU (utime+stime from /proc/PID/stat) and RSS
 (VmRSS) are read before connecting, after --settle, and after the drain: CPU
@@ -51,7 +54,10 @@ Exit status: 0 all checks passed, 1 a check failed, 2 bad usage or error.
 Examples:
   go run ./loadtest --subscribers 500 --publish-rate 1000 --size 100 --duration 10s --pid $(pgrep -n tinysse)
   go run ./loadtest --target raw --url http://127.0.0.1:1984/sse --subscribers 500 --publish-rate 1000
+  go run ./loadtest --target centrifugo --subscribers 500 --publish-rate 1000 --pid $(pgrep -n centrifugo)
+  go run ./loadtest --target mercure --subscribers 500 --publish-rate 1000 --pid $(pgrep -n mercure)
   go run ./loadtest --subscribers 15000 --publish-rate 0 --duration 5s --pid PID
+  go run ./loadtest --churn --subscribers 50 --duration 5s --pid PID
 
 Flags:
 `
@@ -67,7 +73,12 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	res, err := run(ctx, o, stderr)
+	var res *Result
+	if o.churn {
+		res, err = runChurn(ctx, o, stderr)
+	} else {
+		res, err = run(ctx, o, stderr)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "loadtest: %v\n", err)
 		return 2
@@ -97,7 +108,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	var (
 		target      = fs.String("target", "tinysse", "server kind: "+targetNames())
-		subURL      = fs.String("url", "http://127.0.0.1:1983/sse", "subscribe URL (GET); its path defaults to the target's")
+		subURL      = fs.String("url", "", "subscribe URL (GET); its path defaults to the target's (default: the target's: tinysse http://127.0.0.1:1983/sse, raw :1984, centrifugo :18000, mercure :13000)")
+		mercureKey  = fs.String("mercure-key", defaultMercureKey, "HS256 key that signs the publisher JWT for --target mercure (loadtest/peers/Caddyfile's)")
 		pubURL      = fs.String("pub-url", "", "publish URL (POST); default: --url's host with the target's publish path")
 		allowRemote = fs.Bool("allow-remote", false, "allow a host that is not a loopback address")
 		rate        = "100"
@@ -121,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.perWorker, "per-worker", 8000, "most streams per worker process (each process may open 20,000 files here)")
 	fs.IntVar(&o.workers, "workers", -1, "worker processes holding the streams (-1 = enough for --per-worker each, at least 1; 0 = all in this process, next to the publishers)")
 	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
+	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +145,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 
 	if o.target = targets[*target]; o.target == nil {
 		return nil, fmt.Errorf("--target %q: want one of %s", *target, targetNames())
+	}
+	if o.target.Name == "mercure" && *mercureKey != defaultMercureKey {
+		o.target = mercureTarget(*mercureKey)
+	}
+	if *subURL == "" {
+		*subURL = o.target.DefaultURL
 	}
 	var err error
 	if o.subURL, err = targetURL(*subURL, o.target.SubPath); err != nil {

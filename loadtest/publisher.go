@@ -33,7 +33,7 @@ type publisher struct {
 	errors map[string]int
 	failed int64
 
-	data, id, req []byte
+	data, id, req, body []byte
 }
 
 type publishOptions struct {
@@ -221,7 +221,8 @@ func (p *publisher) publish() error {
 	if _, err := p.conn.Write(p.req); err != nil {
 		return err
 	}
-	status, keep, err := readResponse(p.br)
+	status, keep, body, err := readResponse(p.br, p.body[:0])
+	p.body = body
 	if err != nil {
 		return err
 	}
@@ -229,32 +230,37 @@ func (p *publisher) publish() error {
 		p.conn.Close()
 		p.conn = nil
 	}
-	if !p.target.Published(status) {
-		return fmt.Errorf("%w: status %d", errNotPublished, status)
+	if !p.target.Published(status, body) {
+		return fmt.Errorf("%w: status %d %.60q", errNotPublished, status, body)
 	}
 	p.sent = append(p.sent, now)
 	return nil
 }
 
-// readResponse reads one HTTP/1.1 response and discards its body.
-func readResponse(br *bufio.Reader) (status int, keepAlive bool, err error) {
+// maxBody is how much of a publish answer's body is kept for
+// Target.Published; the rest is read and discarded.
+const maxBody = 4096
+
+// readResponse reads one HTTP/1.1 response and appends up to maxBody bytes
+// of its body to body.
+func readResponse(br *bufio.Reader, body []byte) (status int, keepAlive bool, _ []byte, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
-		return 0, false, err
+		return 0, false, body, err
 	}
 	f := bytes.Fields(line)
 	if len(f) < 2 || !bytes.HasPrefix(f[0], []byte("HTTP/1.")) {
-		return 0, false, fmt.Errorf("bad status line %q", line)
+		return 0, false, body, fmt.Errorf("bad status line %q", line)
 	}
 	if status, err = strconv.Atoi(string(f[1])); err != nil {
-		return 0, false, fmt.Errorf("bad status line %q", line)
+		return 0, false, body, fmt.Errorf("bad status line %q", line)
 	}
 	keepAlive = bytes.HasPrefix(f[0], []byte("HTTP/1.1"))
 	length, chunked := -1, false
 	for {
 		h, err := br.ReadSlice('\n')
 		if err != nil {
-			return 0, false, err
+			return 0, false, body, err
 		}
 		h = bytes.TrimRight(h, "\r\n")
 		if len(h) == 0 {
@@ -265,7 +271,7 @@ func readResponse(br *bufio.Reader) (status int, keepAlive bool, err error) {
 		switch {
 		case bytes.EqualFold(k, []byte("Content-Length")):
 			if length, err = strconv.Atoi(string(v)); err != nil || length < 0 {
-				return 0, false, fmt.Errorf("bad Content-Length %q", v)
+				return 0, false, body, fmt.Errorf("bad Content-Length %q", v)
 			}
 		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
 			chunked = bytes.Contains(bytes.ToLower(v), []byte("chunked"))
@@ -275,19 +281,30 @@ func readResponse(br *bufio.Reader) (status int, keepAlive bool, err error) {
 			}
 		}
 	}
+	w := &capped{b: body}
 	switch {
 	case chunked:
-		if _, err = io.Copy(io.Discard, httputil.NewChunkedReader(br)); err == nil {
+		if _, err = io.Copy(w, httputil.NewChunkedReader(br)); err == nil {
 			err = skipTrailer(br)
 		}
 	case length >= 0:
-		_, err = br.Discard(length)
+		_, err = io.CopyN(w, br, int64(length))
 	case status != 204 && status != 304:
 		// Body until close.
-		_, err = io.Copy(io.Discard, br)
+		_, err = io.Copy(w, br)
 		keepAlive = false
 	}
-	return status, keepAlive, err
+	return status, keepAlive, w.b, err
+}
+
+// capped keeps the first maxBody bytes written to it and drops the rest.
+type capped struct{ b []byte }
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := maxBody - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }
 
 // skipTrailer reads a chunked body's trailer, up to its blank line.

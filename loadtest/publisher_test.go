@@ -14,27 +14,28 @@ import (
 
 func TestReadResponse(t *testing.T) {
 	for _, c := range []struct {
-		name, in string
-		status   int
-		keep     bool
+		name, in, body string
+		status         int
+		keep           bool
 	}{
-		{"length", "HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nhello", 202, true},
-		{"chunked", "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 202, true},
-		{"close", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", 400, false},
-		{"until close", "HTTP/1.1 202 Accepted\r\n\r\nbody", 202, false},
-		{"1.0", "HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n", 202, false},
+		{"length", "HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nhello", "hello", 202, true},
+		{"chunked", "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", "hello", 202, true},
+		{"close", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", "{}", 400, false},
+		{"until close", "HTTP/1.1 202 Accepted\r\n\r\nbody", "bodyNEXT", 202, false},
+		{"1.0", "HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n", "", 202, false},
+		{"long", "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("y", 5000), strings.Repeat("y", maxBody), 200, true},
 	} {
 		br := bufio.NewReader(strings.NewReader(c.in + "NEXT"))
-		status, keep, err := readResponse(br)
-		if err != nil || status != c.status || keep != c.keep {
-			t.Errorf("%s: %d %v %v", c.name, status, keep, err)
+		status, keep, body, err := readResponse(br, nil)
+		if err != nil || status != c.status || keep != c.keep || string(body) != c.body {
+			t.Errorf("%s: %d %v %.20q %v", c.name, status, keep, body, err)
 			continue
 		}
 		if rest, _ := br.Peek(br.Buffered()); keep && string(rest) != "NEXT" {
 			t.Errorf("%s: body not consumed exactly, left %q", c.name, rest)
 		}
 	}
-	if _, _, err := readResponse(bufio.NewReader(strings.NewReader("garbage\r\n\r\n"))); err == nil {
+	if _, _, _, err := readResponse(bufio.NewReader(strings.NewReader("garbage\r\n\r\n")), nil); err == nil {
 		t.Error("garbage accepted")
 	}
 }

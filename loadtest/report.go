@@ -58,6 +58,10 @@ type Result struct {
 
 	Server *ServerStats `json:"server,omitempty"`
 
+	// Churn is set by --churn runs, which publish nothing; Latency is then
+	// the time from dialling to a ready stream.
+	Churn *ChurnStats `json:"churn,omitempty"`
+
 	// Host says how loaded the machine was in the window: the tool itself
 	// competes with the server for the same cores.
 	Host *HostStats `json:"host,omitempty"`
@@ -135,6 +139,12 @@ func (r *Result) writeTable(w io.Writer) error {
 		s.Ready, s.Wanted, s.Failed, s.Dropped, workersText(s.Workers), s.ConnectSeconds)
 	p := &r.Publish
 	switch {
+	case r.Churn != nil:
+		c := r.Churn
+		row("churn", "%d subscribe+close cycles in %.2fs = %.1f/s over %d loops, %d failed", c.Cycles, c.Seconds, c.PerSecond, c.Loops, c.Failed)
+		if c.ServerCPUPerThousand > 0 {
+			row("", "server CPU %.4f s per 1,000 cycles", c.ServerCPUPerThousand)
+		}
 	case p.Rate == 0:
 		row("publish", "none (idle for the window)")
 	default:
@@ -149,11 +159,13 @@ func (r *Result) writeTable(w io.Writer) error {
 			d.Expected, d.Received, d.Lost, d.SubscribersWithLoss, d.Duplicates, d.OutOfOrder)
 		row("", "%d total = %.0f/s; %d early, %d foreign, %d lagged", d.Total, d.PerSecond, d.Early, d.Foreign, d.Lagged)
 	}
-	if l := r.Latency; l != nil {
+	if l := r.Latency; l != nil && r.Churn != nil {
+		row("ready ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+	} else if l != nil {
 		row("latency ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
 	}
 	if v := r.Server; v != nil {
-		if r.Publish.Rate != 0 {
+		if r.Publish.Rate != 0 && r.Churn == nil {
 			row("server cpu", "%.3f s in window = %.3f s per million deliveries (pid %d)", v.CPUSeconds, v.CPUPerMillion, v.PID)
 		} else {
 			row("server cpu", "%.3f s in window (pid %d)", v.CPUSeconds, v.PID)

@@ -30,6 +30,7 @@ type options struct {
 	workers          int
 	readBuffer       int
 	json, quiet      bool
+	churn            bool
 }
 
 // tally gathers the groups' reports.

@@ -202,7 +202,15 @@ func (s *sub) parseLine(line []byte) {
 		if s.pending {
 			return // a later data line of the same event
 		}
-		pub, seq, sent, ok := parsePayload(line[len("data:"):])
+		value := line[len("data:"):]
+		if f := s.g.target.Payload; f != nil {
+			p, isPub := f(value)
+			if !isPub {
+				return // the server's own event
+			}
+			value = p
+		}
+		pub, seq, sent, ok := parsePayload(value)
 		if !ok {
 			s.c.Foreign++
 			return

@@ -12,12 +12,12 @@ import (
 
 // Target is how the tool speaks to one kind of server. Everything that
 // differs between servers lives here; subscribers, publishers and the
-// checks know nothing else about the server they drive. Adding Centrifugo
-// (uni_sse + HTTP API) or Mercure (hub + JWT) means adding an entry to
-// targets: their publish bodies wrap the payload in JSON, which the
-// subscriber still finds by its marker (see appendPayload).
+// checks know nothing else about the server they drive. The peers
+// (Centrifugo, Mercure) are in peers.go.
 type Target struct {
 	Name string
+	// DefaultURL is --url when the flag is not given.
+	DefaultURL string
 	// SubPath and PubPath are used when --url or --pub-url has no path.
 	SubPath, PubPath string
 	// AppendSubscribe appends the HTTP/1.1 request that opens one stream.
@@ -30,15 +30,23 @@ type Target struct {
 	// AppendPublish appends one publish request. id and data are ASCII
 	// without quotes, backslashes or line breaks.
 	AppendPublish func(dst []byte, u *url.URL, id, data []byte) []byte
-	// Published reports whether a publish answer's status means published.
-	Published func(status int) bool
+	// Published reports whether a publish answer (its status and the first
+	// maxBody bytes of its body) means published.
+	Published func(status int, body []byte) bool
+	// Payload takes the value of an event's first data line and returns
+	// the load tool's payload inside it (see appendPayload), or isPub false
+	// for a server's own events (a connect reply, a ping), which the checks
+	// ignore. Nil: the value is the payload.
+	Payload func(value []byte) (payload []byte, isPub bool)
 }
 
 // targets are the servers the tool can drive, by --target name.
 var targets = map[string]*Target{
-	"tinysse": tinysseTarget("tinysse"),
+	"tinysse": tinysseTarget("tinysse", "http://127.0.0.1:1983/sse"),
 	// raw is bench/rawfanout, the minimal fan-out loop: same wire as tinysse.
-	"raw": tinysseTarget("raw"),
+	"raw":        tinysseTarget("raw", "http://127.0.0.1:1984/sse"),
+	"centrifugo": centrifugoTarget(),
+	"mercure":    mercureTarget(defaultMercureKey),
 }
 
 func targetNames() string {
@@ -52,11 +60,12 @@ func targetNames() string {
 
 // tinysseTarget speaks tinysse's HTTP API (SPEC.md sections 2 and 3): GET
 // opens a stream that starts with ": ok", POST takes JSON and answers 202.
-func tinysseTarget(name string) *Target {
+func tinysseTarget(name, defaultURL string) *Target {
 	return &Target{
-		Name:    name,
-		SubPath: "/sse",
-		PubPath: "/sse",
+		Name:       name,
+		DefaultURL: defaultURL,
+		SubPath:    "/sse",
+		PubPath:    "/sse",
 		AppendSubscribe: func(b []byte, u *url.URL) []byte {
 			b = append(b, "GET "...)
 			b = append(b, u.RequestURI()...)
@@ -86,7 +95,7 @@ func tinysseTarget(name string) *Target {
 			b = append(b, data...)
 			return append(b, `"}`...)
 		},
-		Published: func(status int) bool { return status == 202 },
+		Published: func(status int, _ []byte) bool { return status == 202 },
 	}
 }
 

@@ -39,6 +39,7 @@ type options struct {
 	corsMaxAge      time.Duration
 	autoID          bool
 	writeTimeout    time.Duration
+	writeCoalesce   time.Duration
 	readTimeout     time.Duration
 	shutdownTimeout time.Duration
 	shards          int
@@ -156,6 +157,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	body := sizeValue(64 << 10)
 	maxAge := durationValue(0)
 	writeTimeout := durationValue(30 * time.Second)
+	writeCoalesce := durationValue(0)
 	readTimeout := durationValue(10 * time.Second)
 	shutdownTimeout := durationValue(10 * time.Second)
 
@@ -182,6 +184,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&maxAge, "cors-max-age", "Access-Control-Max-Age")
 	fs.BoolVar(&o.autoID, "auto-id", false, "give messages published without an id an increasing server id")
 	fs.Var(&writeTimeout, "write-timeout", "close a subscriber whose socket accepts nothing for this long")
+	fs.Var(&writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = deliver at once; at most 1s)")
 	fs.Var(&readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
 	fs.Var(&shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
 	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU)")
@@ -258,6 +261,10 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	o.maxBodySize = int64(body)
 	o.corsMaxAge = time.Duration(maxAge)
 	o.writeTimeout = time.Duration(writeTimeout)
+	o.writeCoalesce = time.Duration(writeCoalesce)
+	if o.writeCoalesce < 0 || o.writeCoalesce > time.Second {
+		return nil, fmt.Errorf("invalid value for --write-coalesce: %v is not between 0 and 1s", o.writeCoalesce)
+	}
 	o.readTimeout = time.Duration(readTimeout)
 	o.shutdownTimeout = time.Duration(shutdownTimeout)
 	o.luaVMs = int(vms)

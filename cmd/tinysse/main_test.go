@@ -87,6 +87,7 @@ func TestHelp(t *testing.T) {
 			{"", "cors-max-age", "0s"},
 			{"", "auto-id", ""},
 			{"", "write-timeout", "30s"},
+			{"", "write-coalesce", "0s"},
 			{"", "shutdown-timeout", "10s"},
 			{"", "max-subscribers", ""},
 			{"", "max-conns-per-ip", ""},
@@ -161,6 +162,9 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--cors-allow-credentials", "--cors-allow-headers", "Content-Type"}, nil, "--cors-allow-credentials", ""},
 		{nil, []string{"TINYSSE_CORS_ALLOW_CREDENTIALS=true"}, "--cors-allow-credentials", ""},
 		{[]string{"--lua-vms", "0"}, nil, "--lua-vms", ""},
+		{[]string{"--write-coalesce", "2s"}, nil, "--write-coalesce", ""},
+		{[]string{"--write-coalesce=-1ms"}, nil, "--write-coalesce", ""},
+		{nil, []string{"TINYSSE_WRITE_COALESCE=soon"}, "--write-coalesce", ""},
 		{[]string{"--pub-path", "nopath"}, nil, "--pub-path", ""},
 		{[]string{"--sub-path", "nopath"}, nil, "--sub-path", ""},
 		{[]string{"--serve-static-path", "static"}, nil, "--serve-static-path", ""},
@@ -257,6 +261,17 @@ func TestOptions(t *testing.T) {
 		o = parse(t, []string{"-c", "8", "--pub-path", "/flag", "--auto-id=false", "-k", "5s", "-L", "WARN"}, vars...)
 		if o.capacity != 8 || o.pubPath != "/flag" || o.autoID || o.keepAlive != 5*time.Second || o.logLevel.String() != "WARN" {
 			t.Errorf("flags over env: %+v", *o)
+		}
+	})
+	t.Run("write coalesce", func(t *testing.T) {
+		if o := parse(t, nil); o.writeCoalesce != 0 {
+			t.Errorf("default --write-coalesce %v", o.writeCoalesce)
+		}
+		if o := parse(t, []string{"--write-coalesce", "5ms"}); o.writeCoalesce != 5*time.Millisecond {
+			t.Errorf("--write-coalesce 5ms: %v", o.writeCoalesce)
+		}
+		if o := parse(t, nil, "TINYSSE_WRITE_COALESCE=2ms"); o.writeCoalesce != 2*time.Millisecond {
+			t.Errorf("TINYSSE_WRITE_COALESCE=2ms: %v", o.writeCoalesce)
 		}
 	})
 	t.Run("credentials with named origins and headers", func(t *testing.T) {
