@@ -110,7 +110,7 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 			head = AppendFrame(head, m)
 		}
 	} else if st.HasLastEventID && !sub.replayFrom(st.LastEventID) {
-		head = append(head, ": replay-gap\n\n"...)
+		head = sub.replayElsewhere(head, st.LastEventID)
 	}
 
 	// Registered before ": ok" goes out, so a client that has read it is

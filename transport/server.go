@@ -46,6 +46,12 @@ type Config struct {
 	MaxConns int
 	// Logger receives the transport's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Publish, when set, takes a publish after the publish hook accepted
+	// it, instead of the engine (cluster mode: it goes to JetStream and
+	// reaches the engine from there). Errors other than engine.ErrInvalid
+	// and engine.ErrClosed answer 503: the backend is unreachable. Nil:
+	// the engine's Publish.
+	Publish func(m *engine.Message) (engine.PublishResult, error)
 }
 
 func (c *Config) setDefaults() error {
