@@ -50,18 +50,22 @@ func (e *Engine) LastSeq() uint64 {
 	return e.seq
 }
 
-// replayElsewhere is Serve's answer to a Last-Event-ID that no ring holds:
-// with Config.Replay and an auto id, it appends to head the subscriber's
-// messages published after that id and up to the cursors' position, so
-// that live delivery continues exactly where the replay stops; otherwise a
+const gapFrame = ": replay-gap\n\n"
+
+// replay points sub's cursors just after the message with id lastID and
+// appends to head what must come before live delivery: nothing when the
+// rings hold the rest, the messages fetched through Config.Replay when they
+// do not (with Replay and AutoID, for an id that is a number: a Seq), or a
 // replay-gap comment. Called by Serve before the subscriber is registered,
 // while it owns the cursors.
-func (sub *Subscriber) replayElsewhere(head []byte, lastID string) []byte {
-	const gapFrame = ": replay-gap\n\n"
+func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 	e := sub.e
 	after, err := strconv.ParseUint(lastID, 10, 64)
 	if e.cfg.Replay == nil || !e.cfg.AutoID || err != nil {
-		return append(head, gapFrame...)
+		if !sub.replayFrom(lastID) {
+			head = append(head, gapFrame...)
+		}
+		return head
 	}
 	if after > e.LastSeq() {
 		// Another node saw this id first; wait until it reaches us, so the
@@ -74,26 +78,29 @@ func (sub *Subscriber) replayElsewhere(head []byte, lastID string) []byte {
 			e.cfg.Logger.Warn("Last-Event-ID is ahead of this node", "subscriber", sub.ID, "id", lastID, "last_seq", e.LastSeq())
 			return append(head, gapFrame...)
 		}
-		if sub.replayFrom(lastID) {
-			return head
-		}
 	}
 
 	// Under the publish lock, so that every message up to upTo is before
 	// the cursors and every later one after them: the replay and the live
 	// stream meet with nothing lost or repeated.
-	names := sub.Topics
-	if len(names) == 0 {
-		names = defaultTopic
-	}
 	e.pubMu.Lock()
+	covered := true
 	for i := range sub.cursors {
-		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
+		covered = sub.cursors[i].seekAfter(after) && covered
+	}
+	if !covered {
+		for i := range sub.cursors {
+			sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
+		}
 	}
 	upTo := e.seq
 	e.pubMu.Unlock()
-	if after >= upTo {
+	if covered || after >= upTo {
 		return head
+	}
+	names := sub.Topics
+	if len(names) == 0 {
+		names = defaultTopic
 	}
 	msgs, gap, err := e.cfg.Replay(names, after, upTo)
 	if err != nil {
@@ -127,4 +134,24 @@ func (sub *Subscriber) replayElsewhere(head []byte, lastID string) []byte {
 		}
 	}
 	return head
+}
+
+// seekAfter points c at the first message with Seq above after, if c's
+// ring still holds every message of its topic with Seq above after: its
+// oldest message is at most after+1. An empty ring cannot tell (its topic
+// may have messages from before this engine started). Engine.pubMu must be
+// held, so the ring does not move.
+func (c *cursor) seekAfter(after uint64) bool {
+	r := c.t.ring
+	tail := r.Tail()
+	oldest, ok, _ := r.Get(tail)
+	if !ok || oldest.Seq > after+1 {
+		return false
+	}
+	if s, found := r.Find(func(m *Message) bool { return m.Seq <= after }); found {
+		c.next.Store(s + 1)
+	} else {
+		c.next.Store(tail)
+	}
+	return true
 }

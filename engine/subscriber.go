@@ -109,8 +109,8 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 			}
 			head = AppendFrame(head, m)
 		}
-	} else if st.HasLastEventID && !sub.replayFrom(st.LastEventID) {
-		head = sub.replayElsewhere(head, st.LastEventID)
+	} else if st.HasLastEventID {
+		head = sub.replay(head, st.LastEventID)
 	}
 
 	// Registered before ": ok" goes out, so a client that has read it is
