@@ -59,6 +59,14 @@ type Config struct {
 	WriteCoalesce time.Duration
 	// Hooks are the script's hook points; the zero value defines none.
 	Hooks Hooks
+	// Replay, when set, fetches from outside the rings (cluster mode: from
+	// JetStream) what a Last-Event-ID older than the rings asks for; see
+	// ReplayFunc. Nil: such a subscriber gets ": replay-gap".
+	Replay ReplayFunc
+	// ReplayWait is how long a subscriber whose Last-Event-ID is ahead of
+	// this engine (another node saw it first) waits for it to arrive before
+	// it is treated as a gap. Default 2s. Used only with Replay.
+	ReplayWait time.Duration
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -94,6 +102,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.ReplayWait <= 0 {
+		c.ReplayWait = 2 * time.Second
 	}
 	return nil
 }
@@ -256,7 +267,10 @@ type PublishResult struct {
 // its topics and wakes the shards that have subscribers there. Its cost
 // does not depend on the number of subscribers. m must not be changed
 // afterwards.
-func (e *Engine) Publish(m *Message) (PublishResult, error) {
+func (e *Engine) Publish(m *Message) (PublishResult, error) { return e.publish(m, 0) }
+
+// publish is Publish with m's Seq given (see PublishSeq), or 0 for the next.
+func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 	if e.closing.Load() {
 		return PublishResult{}, ErrClosed
 	}
@@ -293,8 +307,15 @@ func (e *Engine) Publish(m *Message) (PublishResult, error) {
 	}
 
 	e.pubMu.Lock()
-	e.seq++
-	m.Seq = e.seq
+	if seq == 0 {
+		seq = e.seq + 1
+	} else if seq <= e.seq {
+		last := e.seq
+		e.pubMu.Unlock()
+		return PublishResult{}, fmt.Errorf("%w: %d after %d", ErrSeqOrder, seq, last)
+	}
+	e.seq = seq
+	m.Seq = seq
 	if auto {
 		m.ID = strconv.FormatUint(m.Seq, 10)
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)

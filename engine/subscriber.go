@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -112,11 +113,12 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 			head = AppendFrame(head, m)
 		}
 	} else if st.HasLastEventID {
-		if sub.replayFrom(st.LastEventID) {
-			e.counters.replays.Add(1)
-		} else {
+		n := len(head)
+		head = sub.replay(head, st.LastEventID)
+		if bytes.Contains(head[n:], []byte(gapFrame)) {
 			e.counters.replayGaps.Add(1)
-			head = append(head, ": replay-gap\n\n"...)
+		} else {
+			e.counters.replays.Add(1)
 		}
 	}
 

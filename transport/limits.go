@@ -64,7 +64,7 @@ func remoteIP(c net.Conn) netip.Addr {
 }
 
 func refuseIP(c net.Conn) {
-	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond)) // a TLS handshake reads too
 	_, _ = c.Write(tooManyResponse)
 	_ = c.Close()
 }

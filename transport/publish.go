@@ -59,7 +59,11 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	res, err := s.eng.Publish(m)
+	publish := s.eng.Publish
+	if s.cfg.Publish != nil {
+		publish = s.cfg.Publish
+	}
+	res, err := publish(m)
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -69,6 +73,9 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		return
 	case errors.Is(err, engine.ErrClosed):
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
+		return
+	case err != nil && s.cfg.Publish != nil:
+		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
 		return
 	case err != nil:
 		writeError(ctx, fasthttp.StatusInternalServerError, err.Error())

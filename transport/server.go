@@ -65,6 +65,12 @@ type Config struct {
 	// are then written by the subscriber's goroutine through the TLS
 	// connection: the engine's writev fast path needs the raw socket.
 	TLS *tls.Config
+	// Publish, when set, takes a publish after the publish hook accepted
+	// it, instead of the engine (cluster mode: it goes to JetStream and
+	// reaches the engine from there). Errors other than engine.ErrInvalid
+	// and engine.ErrClosed answer 503: the backend is unreachable. Nil:
+	// the engine's Publish.
+	Publish func(m *engine.Message) (engine.PublishResult, error)
 }
 
 func (c *Config) setDefaults() error {

@@ -1,0 +1,275 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tinysse/tinysse/engine"
+)
+
+// ErrUnavailable wraps every failure to reach JetStream on publish: the
+// transport answers it with 503.
+var ErrUnavailable = errors.New("cluster: NATS JetStream unavailable")
+
+// Config configures a Node. The zero value of every field but URL is its
+// documented default.
+type Config struct {
+	// URL is the NATS server (or a comma-separated list of a cluster's
+	// servers): nats://host:4222, tls://host:4222, user:password@ in it.
+	URL string
+	// Stream is the JetStream stream's name, and the first token of its
+	// subjects (<Stream>.>). Letters, digits, '-' and '_'. Default "tinysse".
+	Stream string
+	// MaxAge and MaxMsgs bound what the stream keeps, so how far back a
+	// replay reaches. 0: no bound. Applied to an existing stream too.
+	MaxAge  time.Duration
+	MaxMsgs int64
+	// Replicas is the stream's replica count on a NATS cluster. Default 1.
+	Replicas int
+	// CredsFile, Token: NATS credentials (a .creds file with JWT and seed;
+	// a token). TLSCA, TLSCert, TLSKey: a CA file to trust and a client
+	// certificate; any of them turns TLS on.
+	CredsFile, Token       string
+	TLSCA, TLSCert, TLSKey string
+	// PublishTimeout bounds the wait for JetStream's acknowledgement of a
+	// publish, and for a replay's fetch. Default 5s.
+	PublishTimeout time.Duration
+	// ReconnectWait is the pause between reconnection attempts. Default 1s.
+	ReconnectWait time.Duration
+	// ReplayLimit bounds the messages one subscriber is replayed from the
+	// stream; beyond it the oldest are left out (": replay-gap"). Default
+	// 10000.
+	ReplayLimit int
+	// Logger receives the node's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.URL == "" {
+		return errors.New("cluster: a NATS URL is required")
+	}
+	if c.Stream == "" {
+		c.Stream = "tinysse"
+	}
+	for i := 0; i < len(c.Stream); i++ {
+		ch := c.Stream[i]
+		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '_') {
+			return fmt.Errorf("cluster: stream name %q: only letters, digits, - and _", c.Stream)
+		}
+	}
+	if c.MaxAge < 0 || c.MaxMsgs < 0 || c.Replicas < 0 || c.ReplayLimit < 0 {
+		return errors.New("cluster: max age, max msgs, replicas and replay limit must not be negative")
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("cluster: a TLS client certificate needs both cert and key")
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.ReconnectWait <= 0 {
+		c.ReconnectWait = time.Second
+	}
+	if c.ReplayLimit == 0 {
+		c.ReplayLimit = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Node is one tinysse server's part in a cluster: its NATS connection, the
+// stream, and the consumer that feeds the local engine.
+//
+// Publish and Replay are called from any goroutine (HTTP workers,
+// subscriber goroutines). The consumer's handler (apply) runs on the NATS
+// client's delivery goroutine, one message at a time, in stream order.
+type Node struct {
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+
+	eng     *engine.Engine           // set by Start
+	consume jetstream.ConsumeContext // set by Start
+
+	// resultsMu guards results and waiters: apply stores what each stream
+	// sequence gave here, and a publisher waiting for its own sequence
+	// finds it there or registers to be told.
+	resultsMu sync.Mutex
+	applied   uint64 // the last stream sequence apply handled
+	results   [256]applyResult
+	waiters   map[uint64]chan engine.PublishResult
+
+	// appliedSeq mirrors applied for readers that need no lock (stats).
+	appliedSeq atomic.Uint64
+}
+
+type applyResult struct {
+	seq uint64
+	res engine.PublishResult
+}
+
+// Connect connects to NATS and creates the stream, or updates its limits.
+// It fails when NATS cannot be reached: a node does not start without it.
+func Connect(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	opts := []nats.Option{
+		nats.Name("tinysse"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(cfg.ReconnectWait),
+		// No buffering while disconnected: a publish then fails at once
+		// (503) instead of being sent later, after its client gave up.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLSCA))
+	}
+	if cfg.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to %s: %w", cfg.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "tinysse messages",
+		Subjects:    []string{cfg.Stream + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      cfg.MaxAge,
+		MaxMsgs:     maxOrUnlimited(cfg.MaxMsgs),
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
+	}
+	return &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult)}, nil
+}
+
+func maxOrUnlimited(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// Start feeds eng from the stream, beginning after the stream's last
+// message: what came before is not live any more, and reaches a client only
+// as a replay (Replay). eng must have been built with Replay as its
+// Config.Replay. Start is called once.
+func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
+	info, err := n.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: stream %s: %w", n.cfg.Stream, err)
+	}
+	last := info.State.LastSeq
+	eng.AdvanceSeq(last)
+	n.eng = eng
+	n.resultsMu.Lock()
+	n.applied = last
+	n.resultsMu.Unlock()
+	n.appliedSeq.Store(last)
+	// An ordered consumer: ephemeral, flow-controlled, and recreated by the
+	// client after a reconnect or a missed message from the last stream
+	// sequence it delivered, so nothing is applied twice or skipped.
+	cons, err := n.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   last + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: consumer: %w", err)
+	}
+	cc, err := cons.Consume(n.apply, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		n.cfg.Logger.Debug("cluster consumer", "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("cluster: consume: %w", err)
+	}
+	n.consume = cc
+	n.cfg.Logger.Info("cluster mode", "nats", n.nc.ConnectedUrlRedacted(), "stream", n.cfg.Stream, "last_seq", last)
+	return nil
+}
+
+// apply hands one stream message to the engine with its stream sequence as
+// Seq. Called by the consumer, one message at a time, in stream order.
+func (n *Node) apply(msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		n.cfg.Logger.Warn("cluster: message without metadata", "err", err)
+		return
+	}
+	seq := meta.Sequence.Stream
+	var res engine.PublishResult
+	m, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+	if err == nil {
+		res, err = n.eng.PublishSeq(m, seq)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, engine.ErrSeqOrder):
+		return // already applied (it cannot happen with an ordered consumer; kept safe)
+	case errors.Is(err, engine.ErrClosed):
+		return
+	default:
+		// Not from a tinysse publish (someone wrote garbage to the
+		// subjects): skipped, but its sequence counts as seen.
+		n.cfg.Logger.Warn("cluster: message skipped", "seq", seq, "subject", msg.Subject(), "err", err)
+		n.eng.AdvanceSeq(seq)
+	}
+	n.resultsMu.Lock()
+	n.applied = seq
+	n.results[seq%uint64(len(n.results))] = applyResult{seq, res}
+	ch := n.waiters[seq]
+	delete(n.waiters, seq)
+	n.resultsMu.Unlock()
+	n.appliedSeq.Store(seq)
+	if ch != nil {
+		ch <- res
+	}
+}
+
+// Applied returns the last stream sequence this node has applied.
+func (n *Node) Applied() uint64 { return n.appliedSeq.Load() }
+
+// Close stops the consumer and closes the connection. Call it after the
+// engine is closed.
+func (n *Node) Close() {
+	if n.consume != nil {
+		n.consume.Stop()
+	}
+	n.nc.Close()
+}

@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tinysse/tinysse/engine"
+)
+
+// fetchBatch is how many messages one pull of a replay asks for.
+const fetchBatch = 256
+
+// Replay is the engine's Config.Replay in cluster mode: it returns the
+// messages of topics with stream sequence in (after, upTo], read from the
+// stream with a short-lived consumer filtered on those topics' subjects
+// (and the multi-topic subject). gap reports that the stream no longer
+// keeps all of them (retention) or that more than ReplayLimit matched (the
+// newest are returned).
+func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
+	defer cancel()
+	info, err := n.stream.Info(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("cluster: replay: %w", err)
+	}
+	first := info.State.FirstSeq
+	gap := first > after+1
+	start := max(after+1, first)
+	if start > upTo || info.State.Msgs == 0 {
+		return nil, gap, nil
+	}
+
+	want := make(map[string]bool, len(topics))
+	filters := []string{n.cfg.Stream + ".m"}
+	for _, t := range topics {
+		if !want[t] {
+			want[t] = true
+			filters = append(filters, subject(n.cfg.Stream, []string{t}))
+		}
+	}
+	cons, err := n.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubjects:    filters,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       start,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		InactiveThreshold: n.cfg.PublishTimeout,
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("cluster: replay: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
+		defer cancel()
+		_ = n.stream.DeleteConsumer(ctx, cons.CachedInfo().Name)
+	}()
+
+	// pending is what matched when the consumer was made, so each pull asks
+	// only for messages that exist and returns as soon as it has them.
+	pending := cons.CachedInfo().NumPending
+	limit := n.cfg.ReplayLimit
+	var kept []*engine.Message // the newest limit, oldest first from index head
+	head := 0
+	dropped := false
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, fetchBatch)), jetstream.FetchMaxWait(n.cfg.PublishTimeout))
+		if err != nil {
+			return nil, false, fmt.Errorf("cluster: replay: %w", err)
+		}
+		got := 0
+		done := false
+		for msg := range batch.Messages() {
+			got++
+			meta, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			seq := meta.Sequence.Stream
+			if seq > upTo {
+				done = true
+				continue // the live stream has it
+			}
+			m, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+			if err != nil || !wanted(m, want) {
+				continue
+			}
+			m.Seq = seq
+			if len(kept) < limit {
+				kept = append(kept, m)
+			} else {
+				kept[head] = m
+				head = (head + 1) % limit
+				dropped = true
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, false, fmt.Errorf("cluster: replay: %w", err)
+		}
+		if done || got == 0 {
+			break
+		}
+		pending -= uint64(got)
+	}
+	if head > 0 {
+		kept = slices.Concat(kept[head:], kept[:head])
+	}
+	return kept, gap || dropped, nil
+}
+
+// wanted reports whether m goes to one of the topics in want (a message
+// on the multi-topic subject may name none of them).
+func wanted(m *engine.Message, want map[string]bool) bool {
+	if len(m.Topics) == 0 {
+		return want[""]
+	}
+	return slices.ContainsFunc(m.Topics, func(t string) bool { return want[t] })
+}

@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+	"unicode"
+
+	"github.com/tinysse/tinysse/engine"
+)
+
+func TestSubjectToken(t *testing.T) {
+	for _, c := range []struct{ topic, token string }{
+		{"", "~"},
+		{"news", "news"},
+		{"a-b_C9", "a-b_C9"},
+		{"a.b", "a~2Eb"},
+		{"*", "~2A"},
+		{">", "~3E"},
+		{"~", "~7E"},
+		{"~7E", "~7E7E"},
+		{"a b", "a~20b"},
+		{"é", "~C3~A9"},
+	} {
+		if got := subjectToken(c.topic); got != c.token {
+			t.Errorf("subjectToken(%q) = %q, want %q", c.topic, got, c.token)
+		}
+		if back, err := topicOfToken(c.token); err != nil || back != c.topic {
+			t.Errorf("topicOfToken(%q) = %q, %v; want %q", c.token, back, err, c.topic)
+		}
+	}
+	for _, bad := range []string{"", "~2", "~G0", "a~", "~2e"} {
+		if _, err := topicOfToken(bad); err == nil {
+			t.Errorf("topicOfToken(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzSubjectToken: every topic maps to one valid subject token, and back.
+func FuzzSubjectToken(f *testing.F) {
+	for _, s := range []string{"", "news", "a.b.c", "*>~", "\x00\xff", "日本"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		tok := subjectToken(topic)
+		if tok == "" || strings.ContainsAny(tok, ".*>") || strings.ContainsFunc(tok, func(r rune) bool { return r > 0x7e || unicode.IsSpace(r) || r < 0x21 }) {
+			t.Fatalf("subjectToken(%q) = %q is not a safe subject token", topic, tok)
+		}
+		back, err := topicOfToken(tok)
+		if err != nil || back != topic {
+			t.Fatalf("round trip %q -> %q -> %q, %v", topic, tok, back, err)
+		}
+	})
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	for _, m := range []*engine.Message{
+		{Data: "x", HasData: true},
+		{ID: "7", Event: "e", Data: "", HasData: true, Topics: []string{"news"}},
+		{Comments: []string{"c1", "c2"}, Topics: []string{"a", "b"}},
+		{Event: "e", Topics: []string{"a.b"}},
+	} {
+		b, err := encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decode("s", subject("s", m.Topics), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != m.ID || got.Event != m.Event || got.Data != m.Data || got.HasData != m.HasData ||
+			strings.Join(got.Comments, "|") != strings.Join(m.Comments, "|") || strings.Join(got.Topics, "|") != strings.Join(m.Topics, "|") {
+			t.Errorf("round trip of %+v gave %+v", m, got)
+		}
+	}
+	for _, c := range []struct{ subj, payload string }{
+		{"s.t.a", "not json"},
+		{"s.m", `{"data":"x","topics":["a"]}`},
+		{"s.x.a", `{"data":"x"}`},
+		{"s.t.a.b", `{"data":"x"}`},
+		{"s.t.~Z", `{"data":"x"}`},
+	} {
+		if _, err := decode("s", c.subj, []byte(c.payload)); err == nil {
+			t.Errorf("decode(%s, %s) accepted", c.subj, c.payload)
+		}
+	}
+}
