@@ -96,7 +96,11 @@ func TestRunWorkers(t *testing.T) {
 	o := testOptions(t, "tinysse", startTinysse(t))
 	o.subscribers, o.workers = 30, 3
 	res := runOK(t, o)
-	if !res.OK || res.Subscribers.Workers != 3 || res.Subscribers.Ready != 30 || res.Deliveries.Received != 30*200 {
+	// On a loaded machine the fixed-rate publisher may skip a send; every
+	// acknowledged publish must still reach all 30 streams.
+	d := res.Deliveries
+	if !res.OK || res.Subscribers.Workers != 3 || res.Subscribers.Ready != 30 || res.Publish.Acked < 100 ||
+		d.Expected != 30*res.Publish.Acked || d.Received != d.Expected || d.Lost != 0 || d.Duplicates != 0 {
 		t.Fatalf("result: %+v", res)
 	}
 }
