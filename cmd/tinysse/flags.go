@@ -46,6 +46,17 @@ type options struct {
 	scriptTimeout   time.Duration
 	help            bool
 	version         bool
+
+	// Operations (see ops.go).
+	metricsPath   string
+	metricsTopics int
+	healthPath    string
+	logFormat     string
+	check         string
+	tlsCert       string
+	tlsKey        string
+	dashboardPath string
+	noDashboard   bool
 }
 
 // durationValue parses 500ms, 60s, 2m, 1h (and a bare 0).
@@ -186,11 +197,12 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
 	scriptTimeout := durationValue(5 * time.Second)
 	fs.Var(&scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
+	addOpsFlags(fs, o)
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Name != "help" && f.Name != "version" {
+		if !noEnv[f.Name] {
 			f.Usage += fmt.Sprintf(" [env %s]", envName(f.Name))
 		}
 	})
@@ -204,7 +216,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	}
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if envErr != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+		if envErr != nil || f.Changed || noEnv[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -235,6 +247,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	}
 	if o.corsCredentials && (o.corsOrigin == "*" || o.corsHeaders == "*") {
 		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
+	}
+	if err := checkOpsOptions(o); err != nil {
+		return nil, err
 	}
 	o.logLevel = slog.Level(level)
 	o.keepAlive = time.Duration(keepAlive)
