@@ -192,7 +192,7 @@ type feedMessage struct {
 	Deliveries  uint64             `json:"deliveries"`
 	Subscribers int64              `json:"subscribers"`
 	Subscribes  uint64             `json:"subscribes"`
-	Closed      engine.CloseCounts `json:"closed"`
+	Closed      feedClosed         `json:"closed"`
 	Replays     uint64             `json:"replays"`
 	ReplayGaps  uint64             `json:"replay_gaps"`
 	Capacity    int                `json:"capacity"`
@@ -207,6 +207,14 @@ type feedMessage struct {
 	Runtime     map[string]float64 `json:"runtime"`
 }
 
+type feedClosed struct {
+	Left     uint64 `json:"left"`
+	Lagged   uint64 `json:"lagged"`
+	Slow     uint64 `json:"slow"`
+	Timeout  uint64 `json:"timeout"`
+	Shutdown uint64 `json:"shutdown"`
+}
+
 type feedTopic struct {
 	Name        string `json:"name"`
 	Subscribers int64  `json:"subscribers"`
@@ -218,7 +226,7 @@ func (d *Dashboard) feed(s Snapshot) feedMessage {
 	e := &s.Engine
 	f := feedMessage{
 		Time: time.Now().UnixMilli(), Publishes: e.Publishes, Deliveries: e.Deliveries,
-		Subscribers: e.Subscribers, Subscribes: e.Subscribes, Closed: e.Closed,
+		Subscribers: e.Subscribers, Subscribes: e.Subscribes, Closed: feedClosed(e.Closed),
 		Replays: e.Replays, ReplayGaps: e.ReplayGaps, Capacity: e.Capacity,
 		TopicCount: len(e.Topics), OtherTopics: s.OtherTopics,
 		Other:    feedTopic{Subscribers: s.Other.Subscribers, Buffered: s.Other.Buffered, Published: s.Other.Published},

@@ -141,9 +141,9 @@ function onStats(ev) {
   text("del-rate", prev ? fmt(rate("deliveries")) : "–");
   text("publishes-total", String(s.publishes));
   text("deliveries-total", String(s.deliveries));
-  text("lagged", String(s.closed.Lagged));
-  text("slow", String(s.closed.Slow));
-  text("timeouts", String(s.closed.Timeout));
+  text("lagged", String(s.closed.lagged));
+  text("slow", String(s.closed.slow));
+  text("timeouts", String(s.closed.timeout));
   text("replays", String(s.replays));
   text("replay-gaps", String(s.replay_gaps));
   const rej = Object.entries(s.rejected).filter(([, n]) => n > 0);
