@@ -116,7 +116,9 @@ func checkScript(o *options, stdout, stderr io.Writer, log *slog.Logger) int {
 	if err != nil {
 		msg := strings.TrimSpace(err.Error())
 		if m := luaSyntaxPos.FindStringSubmatch(strings.SplitN(msg, "\n", 2)[0]); m != nil {
-			msg = fmt.Sprintf("%s:%s:%s: syntax error %s", m[1], m[2], m[3], m[4])
+			why := strings.Join(strings.Fields(m[4]), " ")
+			why = strings.TrimSuffix(strings.TrimSuffix(why, " syntax error"), ":")
+			msg = fmt.Sprintf("%s:%s:%s: syntax error %s", m[1], m[2], m[3], why)
 		}
 		fmt.Fprintf(stderr, "tinysse: --check: %s\n", msg)
 		return 1
