@@ -35,6 +35,11 @@ type server struct {
 
 // start runs a server with script src ("" for none).
 func start(t *testing.T, src string, ecfg engine.Config, topTopics int) *server {
+	return startEvery(t, src, ecfg, topTopics, 50*time.Millisecond)
+}
+
+// startEvery is start with the dashboard feed's interval.
+func startEvery(t *testing.T, src string, ecfg engine.Config, topTopics int, interval time.Duration) *server {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := &server{}
@@ -68,7 +73,7 @@ func start(t *testing.T, src string, ecfg engine.Config, topTopics int) *server 
 		t.Fatal(err)
 	}
 	s.metrics = m
-	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: 50 * time.Millisecond, Version: "test", Logger: quiet})
+	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
