@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -41,16 +42,24 @@ func start(t *testing.T, src string, ecfg engine.Config, topTopics int) *server 
 // startEvery is start with the dashboard feed's interval.
 func startEvery(t *testing.T, src string, ecfg engine.Config, topTopics int, interval time.Duration) *server {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s := &server{}
-	var hs *ops.HookStats
 	var rt *lua.Runtime
 	if src != "" {
 		var err error
-		rt, err = lua.Load(lua.Config{Script: "test.lua", Source: []byte(src), Logger: quiet, Stdout: io.Discard})
+		rt, err = lua.Load(lua.Config{Script: "test.lua", Source: []byte(src), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	return startWith(t, rt, ecfg, topTopics, interval)
+}
+
+// startWith runs a server with the loaded (not started) script rt, or none.
+func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration) *server {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := &server{}
+	var hs *ops.HookStats
+	if rt != nil {
 		if err := rt.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -445,5 +454,68 @@ func TestDashboardFeed(t *testing.T) {
 	}
 	if s.eng.Stats().Publishes < 2 {
 		t.Error("the engine saw no stats publish")
+	}
+}
+
+// TestDashboardTokenExample runs examples/dashboard_token.lua, the README's
+// way to restrict the dashboard: no token, no stats and no publishing.
+func TestDashboardTokenExample(t *testing.T) {
+	src, err := os.ReadFile("../examples/dashboard_token.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := lua.Load(lua.Config{Script: "dashboard_token.lua", Source: src, Data: "s3cret", Logger: quiet, Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startWith(t, rt, engine.Config{}, 10, 50*time.Millisecond)
+	status := func(method, target, auth, body string) int {
+		req, _ := http.NewRequest(method, "http://"+s.addr+target, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if method == http.MethodGet {
+			// A stream that is let in never ends: read the head only.
+			c, err := net.Dial("tcp", s.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(wait))
+			if err := req.Write(c); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.StatusCode
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	stats := "/sse?topic=" + ops.DefaultStatsTopic
+	for _, c := range []struct {
+		method, target, auth, body string
+		want                       int
+	}{
+		{"GET", stats, "", "", 403},
+		{"GET", stats, "Bearer wrong", "", 403},
+		{"GET", stats, "Bearer s3cret", "", 200},
+		{"GET", "/sse?topic=news", "", "", 200},
+		{"POST", "/sse", "", `{"data":"x"}`, 403},
+		{"POST", "/sse", "Bearer s3cret", `{"data":"x"}`, 202},
+	} {
+		if got := status(c.method, c.target, c.auth, c.body); got != c.want {
+			t.Errorf("%s %s with %q: %d, want %d", c.method, c.target, c.auth, got, c.want)
+		}
 	}
 }
