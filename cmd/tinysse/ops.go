@@ -53,28 +53,28 @@ func checkOpsOptions(o *options) error {
 	if !o.noDashboard && o.dashboardPath == "" {
 		return errors.New("invalid value for --dashboard-path: empty (use --no-dashboard to turn it off)")
 	}
-	api := map[string]string{o.pubPath: "--pub-path", o.subPath: "--sub-path"}
-	paths := []struct{ name, val string }{{"metrics-path", o.metricsPath}, {"health-path", o.healthPath}}
+	type path struct{ name, val string }
+	taken := []path{{"pub-path", o.pubPath}, {"sub-path", o.subPath}}
+	mine := []path{{"metrics-path", o.metricsPath}, {"health-path", o.healthPath}}
 	if !o.noDashboard {
-		paths = append(paths, struct{ name, val string }{"dashboard-path", o.dashboardPath})
+		mine = append(mine, path{"dashboard-path", o.dashboardPath})
 	}
-	seen := map[string]string{}
-	for _, p := range paths {
+	// hides says whether a request for b could be served by a: the same
+	// path, or a is a prefix route (ending in /) above b.
+	hides := func(a, b string) bool { return a == b || strings.HasSuffix(a, "/") && strings.HasPrefix(b, a) }
+	for _, p := range mine {
 		if p.val == "" {
 			continue
 		}
 		if !strings.HasPrefix(p.val, "/") {
 			return fmt.Errorf("invalid value for --%s: %q must start with /", p.name, p.val)
 		}
-		for apiPath, apiName := range api {
-			if p.val == apiPath || strings.HasSuffix(p.val, "/") && strings.HasPrefix(apiPath, p.val) {
-				return fmt.Errorf("invalid value for --%s: %q would hide %s %q", p.name, p.val, apiName, apiPath)
+		for _, q := range taken {
+			if hides(p.val, q.val) || hides(q.val, p.val) {
+				return fmt.Errorf("invalid value for --%s: %q clashes with --%s %q", p.name, p.val, q.name, q.val)
 			}
 		}
-		if other, ok := seen[p.val]; ok {
-			return fmt.Errorf("invalid value for --%s: %q is also --%s", p.name, p.val, other)
-		}
-		seen[p.val] = p.name
+		taken = append(taken, p)
 	}
 	return nil
 }

@@ -112,6 +112,8 @@ func TestOpsBadValues(t *testing.T) {
 		{[]string{"--dashboard-path", ""}, nil, "--dashboard-path"},
 		{[]string{"--metrics-path", "/m", "--health-path", "/m"}, nil, "--health-path"},
 		{[]string{"--dashboard-path", "/ops/", "--pub-path", "/ops/pub"}, nil, "--dashboard-path"},
+		{[]string{"--metrics-path", "/_tinysse/metrics"}, nil, "--dashboard-path"},
+		{[]string{"--health-path", "/ops/health", "--dashboard-path", "/ops/"}, nil, "--dashboard-path"},
 		{[]string{"--tls-cert", "cert.pem"}, nil, "--tls-cert"},
 		{nil, []string{"TINYSSE_TLS_KEY=key.pem"}, "--tls-key"},
 		{nil, []string{"TINYSSE_NO_DASHBOARD=perhaps"}, "--no-dashboard"},
