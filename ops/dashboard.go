@@ -174,7 +174,10 @@ func (d *Dashboard) publish(eng *engine.Engine) error {
 	if err != nil {
 		return err
 	}
-	m := &engine.Message{Event: "stats", Data: string(data), HasData: true, Topics: []string{d.cfg.Topic}}
+	// NoHook: the message hook is for the users' messages; a script that
+	// filters by its own rules (examples/channels.lua) would drop these.
+	// Who may read them is the subscribe hook's call.
+	m := &engine.Message{Event: "stats", Data: string(data), HasData: true, Topics: []string{d.cfg.Topic}, NoHook: true}
 	// Counted before the publish: a scrape in between reads one publish
 	// too few rather than one of ours as a user's.
 	d.cfg.Metrics.internal.Add(1)

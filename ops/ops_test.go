@@ -519,3 +519,21 @@ func TestDashboardTokenExample(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardFeedWithChannelsScript: a message hook that filters by its
+// own rules (examples/channels.lua drops anything without ?chan=) does not
+// see the stats messages, so the dashboard works under it.
+func TestDashboardFeedWithChannelsScript(t *testing.T) {
+	src, err := os.ReadFile("../examples/channels.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startEvery(t, string(src), engine.Config{}, 10, 50*time.Millisecond)
+	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
+	feed.until(t, "event: stats\n")
+	m := s.scrape(t)
+	if m[`tinysse_hook_errors_total{hook="message"}`] != 0 || m[`tinysse_hook_calls_total{hook="message"}`] != 0 {
+		t.Errorf("the message hook saw the stats: calls %v errors %v",
+			m[`tinysse_hook_calls_total{hook="message"}`], m[`tinysse_hook_errors_total{hook="message"}`])
+	}
+}
