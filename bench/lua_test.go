@@ -6,6 +6,7 @@ import (
 
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
+	"github.com/tinysse/tinysse/ops"
 )
 
 // trivialMessage is the hook the Lua benchmarks run per delivery.
@@ -23,16 +24,18 @@ func BenchmarkLuaMessage(b *testing.B) {
 	for _, m := range []struct {
 		name      string
 		unbatched bool
-		vms       int // 0: one per shard (--lua-vms auto)
+		vms       int  // 0: one per shard (--lua-vms auto)
+		timed     bool // hooks wrapped by ops.HookStats, as with metrics on
 	}{
-		{"batched/vms=1", false, 1},
-		{"percall/vms=1", true, 1},
-		{"batched/vms=auto", false, 0},
-		{"percall/vms=auto", true, 0},
+		{"batched/vms=1", false, 1, false},
+		{"percall/vms=1", true, 1, false},
+		{"batched/vms=auto", false, 0, false},
+		{"percall/vms=auto", true, 0, false},
+		{"batched+timed/vms=1", false, 1, true},
 	} {
 		b.Run(m.name, func(b *testing.B) {
 			bySize(b, "subs", luaSubs, func(b *testing.B, n int) {
-				runFanout(b, n, luaDevNull(m.unbatched, m.vms))
+				runFanout(b, n, luaDevNull(m.unbatched, m.vms, m.timed))
 			})
 		})
 	}
@@ -40,7 +43,7 @@ func BenchmarkLuaMessage(b *testing.B) {
 
 // luaDevNull is the engine with a Lua message hook, over /dev/null
 // subscribers (see nullSubscribers).
-func luaDevNull(unbatched bool, vms int) design {
+func luaDevNull(unbatched bool, vms int, timed bool) design {
 	return func(b *testing.B, n int, t *tally) (func(), bool) {
 		fds := devNulls(b)
 		shards := runtime.GOMAXPROCS(0)
@@ -57,6 +60,9 @@ func luaDevNull(unbatched bool, vms int) design {
 		}
 		b.Cleanup(rt.Close) // registered first, so it runs after the engine's close
 		hooks := rt.Hooks()
+		if timed {
+			hooks = ops.NewHookStats().Wrap(hooks)
+		}
 		e := newEngine(b, engine.Config{Shards: shards, Hooks: hooks})
 		conns := make([]*idleConn, n)
 		for i := range conns {

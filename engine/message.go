@@ -34,6 +34,10 @@ type Message struct {
 	Frame []byte
 	// State is opaque to the engine: a hook's per-message data (the Lua pub table).
 	State any
+	// NoHook delivers the message without the Message hook: the server's
+	// own messages (the dashboard's stats), which no script published and
+	// whose readers the Subscribe hook has already admitted.
+	NoHook bool
 }
 
 // Empty reports whether m carries none of id, event, data and comment.

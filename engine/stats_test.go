@@ -126,3 +126,18 @@ func TestEngineStatsTimeoutAndShutdown(t *testing.T) {
 	}
 	_ = eng.Close(ctx)
 }
+
+func TestEngineNoHook(t *testing.T) {
+	skipAll := func(any, *engine.Message, *engine.Subscriber) []byte { return nil }
+	eng := newEngine(t, engine.Config{Hooks: engine.Hooks{Message: skipAll,
+		EnterShard: func(int) any { return nil }, LeaveShard: func(any) {}}})
+	ln := listen(t)
+	s := serve(t, eng, ln, &engine.Subscriber{})
+	s.expect(okFrame)
+	waitSubscribers(t, eng, "", 1)
+	publish(t, eng, msg("1", "skipped by the hook"))
+	m := msg("2", "the server's own")
+	m.NoHook = true
+	publish(t, eng, m)
+	s.expect(frame("2", "the server's own"))
+}

@@ -346,7 +346,7 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 func (sub *Subscriber) appendFrame(dst [][]byte, m *Message, hook func(any, *Message, *Subscriber) []byte, batch any) [][]byte {
 	sub.lastSeq = m.Seq
 	f := m.Frame
-	if hook != nil {
+	if hook != nil && !m.NoHook {
 		if f = hook(batch, m, sub); f == nil {
 			return dst
 		}

@@ -50,6 +50,17 @@ type options struct {
 	maxTopics       int
 	help            bool
 	version         bool
+
+	// Operations (see ops.go).
+	metricsPath   string
+	metricsTopics int
+	healthPath    string
+	logFormat     string
+	check         string
+	tlsCert       string
+	tlsKey        string
+	dashboardPath string
+	noDashboard   bool
 }
 
 // durationValue parses 500ms, 60s, 2m, 1h (and a bare 0).
@@ -195,11 +206,12 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
+	addOpsFlags(fs, o)
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Name != "help" && f.Name != "version" {
+		if !noEnv[f.Name] {
 			f.Usage += fmt.Sprintf(" [env %s]", envName(f.Name))
 		}
 	})
@@ -213,7 +225,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	}
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if envErr != nil || f.Changed || f.Name == "help" || f.Name == "version" {
+		if envErr != nil || f.Changed || noEnv[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -252,6 +264,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	}
 	if o.corsCredentials && (o.corsOrigin == "*" || o.corsHeaders == "*") {
 		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
+	}
+	if err := checkOpsOptions(o); err != nil {
+		return nil, err
 	}
 	o.logLevel = slog.Level(level)
 	o.keepAlive = time.Duration(keepAlive)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
+	"github.com/tinysse/tinysse/ops"
 	"github.com/tinysse/tinysse/transport"
 )
 
@@ -44,7 +45,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		fmt.Fprintf(stdout, "tinysse %s\n", version)
 		return 0
 	}
-	log := newLogger(stderr, o.logLevel)
+	log := newLogger(stderr, o.logLevel, o.logFormat)
+	if o.check != "" {
+		return checkScript(o, stdout, stderr, log)
+	}
+	tlsConfig, err := loadTLS(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinysse: --tls-cert/--tls-key: %v\n", err)
+		return 1
+	}
 	shards := o.shards
 	if shards == 0 {
 		shards = runtime.GOMAXPROCS(0)
@@ -87,6 +96,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 	defer ln.Close()
 	var hooks engine.Hooks
+	var hookStats *ops.HookStats // nil: hooks not timed
 	if script != nil {
 		// startup runs on every VM after the socket is bound and before
 		// anyone is accepted.
@@ -96,6 +106,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		}
 		defer script.Close()
 		hooks = script.Hooks()
+		if o.metricsPath != "" || !o.noDashboard {
+			hookStats = ops.NewHookStats()
+			hooks = hookStats.Wrap(hooks)
+		}
 		log.Info("script loaded", "script", o.script, "hooks", script.Defined(), "vms", vms)
 	}
 
@@ -117,7 +131,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
 		return 2
 	}
-	srv, err := transport.New(transport.Config{
+	var srv *transport.Server
+	stopOps := make(chan struct{})
+	defer close(stopOps)
+	routes, feed, err := opsRoutes(o, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinysse: %v\n", err)
+		return 2
+	}
+	srv, err = transport.New(transport.Config{
 		PubPath:          o.pubPath,
 		SubPath:          o.subPath,
 		MaxBodySize:      int(o.maxBodySize),
@@ -132,14 +154,24 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxSubscribers:   o.maxSubscribers,
 		MaxConnsPerIP:    o.maxConnsPerIP,
 		Logger:           log,
+		HealthPath:       o.healthPath,
+		Routes:           routes,
+		TLS:              tlsConfig,
 	}, eng)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
 		return 2
 	}
+	if feed != nil {
+		go feed(stopOps)
+	}
 
 	log.Info(fmt.Sprintf("tinysse %s", version), "shards", eng.Config().Shards, "capacity", eng.Config().Capacity)
-	log.Info(fmt.Sprintf("Listening on %s", ln.Addr()))
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	log.Info(fmt.Sprintf("Listening on %s", ln.Addr()), "scheme", scheme)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -178,8 +210,8 @@ func keepAliveOrOff(o *options) time.Duration {
 	return o.keepAlive
 }
 
-func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.LevelKey && a.Value.Any().(slog.Level) == levelTrace {
@@ -187,7 +219,11 @@ func newLogger(w io.Writer, level slog.Level) *slog.Logger {
 			}
 			return a
 		},
-	}))
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // cliTable is the options table startup(cli) receives: snake_case keys,

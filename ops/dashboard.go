@@ -1,0 +1,277 @@
+package ops
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"time"
+
+	"github.com/tinysse/tinysse/engine"
+	"github.com/valyala/fasthttp"
+)
+
+// DefaultStatsTopic is the topic the dashboard's feed is published to.
+const DefaultStatsTopic = "_tinysse.stats"
+
+//go:embed dashboard
+var dashboardFiles embed.FS
+
+// DashboardConfig configures a Dashboard. The zero value of every field is
+// its documented default.
+type DashboardConfig struct {
+	// Path is where the page is served; it ends in "/". Default "/_tinysse/".
+	Path string
+	// Topic is the topic the stats feed is published to. Default
+	// DefaultStatsTopic.
+	Topic string
+	// PubPath and SubPath are the API's paths, for the page. Default "/sse".
+	PubPath, SubPath string
+	// Interval is how often the feed publishes. Default 1s.
+	Interval time.Duration
+	// Metrics is where the feed reads its counters. Required.
+	Metrics *Metrics
+	// Version is shown on the page.
+	Version string
+	// Logger receives the feed's errors. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Dashboard serves the page and publishes its feed.
+type Dashboard struct {
+	cfg   DashboardConfig
+	files map[string]dashFile // immutable after NewDashboard
+}
+
+type dashFile struct {
+	body  []byte
+	ctype string
+}
+
+// NewDashboard checks cfg and prepares the page.
+func NewDashboard(cfg DashboardConfig) (*Dashboard, error) {
+	if cfg.Path == "" {
+		cfg.Path = "/_tinysse/"
+	}
+	if !strings.HasPrefix(cfg.Path, "/") || !strings.HasSuffix(cfg.Path, "/") {
+		return nil, fmt.Errorf("ops: dashboard path %q must start and end with /", cfg.Path)
+	}
+	if cfg.Topic == "" {
+		cfg.Topic = DefaultStatsTopic
+	}
+	if cfg.PubPath == "" {
+		cfg.PubPath = "/sse"
+	}
+	if cfg.SubPath == "" {
+		cfg.SubPath = "/sse"
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Metrics == nil {
+		return nil, fmt.Errorf("ops: the dashboard needs metrics")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Dashboard{cfg: cfg, files: make(map[string]dashFile)}
+	page, err := json.Marshal(map[string]any{
+		"pub_path": cfg.PubPath, "sub_path": cfg.SubPath, "topic": cfg.Topic,
+		"interval_ms": cfg.Interval.Milliseconds(), "version": cfg.Version,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for name, ctype := range map[string]string{
+		"index.html": "text/html; charset=utf-8",
+		"app.js":     "text/javascript; charset=utf-8",
+		"style.css":  "text/css; charset=utf-8",
+	} {
+		b, err := dashboardFiles.ReadFile("dashboard/" + name)
+		if err != nil {
+			return nil, err
+		}
+		// json.Marshal escapes < and >, so the config cannot close the
+		// script element it sits in.
+		b = bytes.Replace(b, []byte("{/*config*/}"), page, 1)
+		d.files[name] = dashFile{body: b, ctype: ctype}
+	}
+	return d, nil
+}
+
+// Handler serves the page's files to GET and HEAD.
+func (d *Dashboard) Handler() fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		p := string(ctx.Path())
+		if p == strings.TrimSuffix(d.cfg.Path, "/") {
+			ctx.Redirect(d.cfg.Path, fasthttp.StatusMovedPermanently)
+			return
+		}
+		name := path.Clean("/" + strings.TrimPrefix(p, d.cfg.Path))[1:]
+		if name == "" {
+			name = "index.html"
+		}
+		f, ok := d.files[name]
+		switch {
+		case !ctx.IsGet() && !ctx.IsHead():
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			jsonError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+			return
+		case !ok:
+			jsonError(ctx, fasthttp.StatusNotFound, "not found")
+			return
+		}
+		h := &ctx.Response.Header
+		h.Set("Content-Type", f.ctype)
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+		h.Set("Referrer-Policy", "no-referrer")
+		ctx.SetBody(f.body)
+	}
+}
+
+func jsonError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
+
+// Run publishes a stats message to the feed's topic every Interval while
+// the topic has subscribers, until stop is closed. It publishes through
+// the engine, as an HTTP publish would after its hook: subscribers get it
+// through the normal subscribe path (their subscribe and message hooks run).
+func (d *Dashboard) Run(stop <-chan struct{}) {
+	t := time.NewTicker(d.cfg.Interval)
+	defer t.Stop()
+	eng := d.cfg.Metrics.cfg.Engine
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if eng.Subscribers(d.cfg.Topic) == 0 {
+			continue
+		}
+		if err := d.publish(eng); err != nil {
+			if eng.Closing() {
+				return
+			}
+			d.cfg.Logger.Warn("dashboard feed", "err", err)
+		}
+	}
+}
+
+func (d *Dashboard) publish(eng *engine.Engine) error {
+	data, err := json.Marshal(d.feed(d.cfg.Metrics.Snapshot()))
+	if err != nil {
+		return err
+	}
+	// NoHook: the message hook is for the users' messages; a script that
+	// filters by its own rules (examples/channels.lua) would drop these.
+	// Who may read them is the subscribe hook's call.
+	m := &engine.Message{Event: "stats", Data: string(data), HasData: true, Topics: []string{d.cfg.Topic}, NoHook: true}
+	// Counted before the publish: a scrape in between reads one publish
+	// too few rather than one of ours as a user's.
+	d.cfg.Metrics.internal.Add(1)
+	if _, err := eng.Publish(m); err != nil {
+		d.cfg.Metrics.internal.Add(^uint64(0))
+		return err
+	}
+	return nil
+}
+
+// feedMessage is what the page receives once per Interval.
+type feedMessage struct {
+	Time        int64              `json:"t"` // unix milliseconds
+	Publishes   uint64             `json:"publishes"`
+	Deliveries  uint64             `json:"deliveries"`
+	Subscribers int64              `json:"subscribers"`
+	Subscribes  uint64             `json:"subscribes"`
+	Closed      feedClosed         `json:"closed"`
+	Replays     uint64             `json:"replays"`
+	ReplayGaps  uint64             `json:"replay_gaps"`
+	Capacity    int                `json:"capacity"`
+	TopicCount  int                `json:"topic_count"`
+	Topics      []feedTopic        `json:"topics"`
+	Other       feedTopic          `json:"other"`
+	OtherTopics int                `json:"other_topics"`
+	Rejected    map[string]uint64  `json:"rejected"`
+	Refused     uint64             `json:"conns_refused"`
+	OpenConns   int64              `json:"open_conns"`
+	Hooks       []HookSnapshot     `json:"hooks"`
+	Runtime     map[string]float64 `json:"runtime"`
+}
+
+type feedClosed struct {
+	Left     uint64 `json:"left"`
+	Lagged   uint64 `json:"lagged"`
+	Slow     uint64 `json:"slow"`
+	Timeout  uint64 `json:"timeout"`
+	Shutdown uint64 `json:"shutdown"`
+}
+
+type feedTopic struct {
+	Name        string `json:"name"`
+	Subscribers int64  `json:"subscribers"`
+	Buffered    int    `json:"buffered"`
+	Published   uint64 `json:"published"`
+}
+
+func (d *Dashboard) feed(s Snapshot) feedMessage {
+	e := &s.Engine
+	f := feedMessage{
+		Time: time.Now().UnixMilli(), Publishes: e.Publishes, Deliveries: e.Deliveries,
+		Subscribers: e.Subscribers, Subscribes: e.Subscribes, Closed: feedClosed(e.Closed),
+		Replays: e.Replays, ReplayGaps: e.ReplayGaps, Capacity: e.Capacity,
+		TopicCount: len(e.Topics), OtherTopics: s.OtherTopics,
+		Other:    feedTopic{Subscribers: s.Other.Subscribers, Buffered: s.Other.Buffered, Published: s.Other.Published},
+		Rejected: make(map[string]uint64),
+		Refused:  s.Transport.ConnsRefused, OpenConns: s.Transport.OpenConns,
+		Hooks:   s.Hooks,
+		Runtime: runtimeFigures(),
+	}
+	if f.Hooks == nil {
+		f.Hooks = []HookSnapshot{}
+	}
+	f.Topics = make([]feedTopic, 0, len(s.Top))
+	for _, t := range s.Top {
+		f.Topics = append(f.Topics, feedTopic{Name: t.Name, Subscribers: t.Subscribers, Buffered: t.Buffered, Published: t.Published})
+	}
+	for i, n := range s.Transport.PublishRejected {
+		f.Rejected[rejectName(i)] = n
+	}
+	return f
+}
+
+var runtimeSamples = []string{"/memory/classes/heap/objects:bytes", "/gc/cycles/total:gc-cycles"}
+
+// runtimeFigures are a few Go runtime figures for the page.
+func runtimeFigures() map[string]float64 {
+	samples := make([]metrics.Sample, len(runtimeSamples))
+	for i, n := range runtimeSamples {
+		samples[i].Name = n
+	}
+	metrics.Read(samples)
+	out := map[string]float64{"goroutines": float64(runtime.NumGoroutine())}
+	for _, s := range samples {
+		switch s.Value.Kind() {
+		case metrics.KindUint64:
+			out[s.Name] = float64(s.Value.Uint64())
+		case metrics.KindFloat64:
+			out[s.Name] = s.Value.Float64()
+		}
+	}
+	return map[string]float64{
+		"goroutines": out["goroutines"],
+		"heap_bytes": out["/memory/classes/heap/objects:bytes"],
+		"gc_cycles":  out["/gc/cycles/total:gc-cycles"],
+	}
+}

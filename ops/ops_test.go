@@ -1,0 +1,539 @@
+package ops_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/lua"
+	"github.com/tinysse/tinysse/ops"
+	"github.com/tinysse/tinysse/transport"
+)
+
+const wait = 5 * time.Second
+
+var client = &http.Client{Timeout: wait}
+
+// server is a full tinysse on loopback: engine, transport, metrics at
+// /metrics and the dashboard at /_tinysse/ (feed every 50ms).
+type server struct {
+	addr    string
+	eng     *engine.Engine
+	srv     *transport.Server
+	metrics *ops.Metrics
+}
+
+// start runs a server with script src ("" for none).
+func start(t *testing.T, src string, ecfg engine.Config, topTopics int) *server {
+	return startEvery(t, src, ecfg, topTopics, 50*time.Millisecond)
+}
+
+// startEvery is start with the dashboard feed's interval.
+func startEvery(t *testing.T, src string, ecfg engine.Config, topTopics int, interval time.Duration) *server {
+	t.Helper()
+	var rt *lua.Runtime
+	if src != "" {
+		var err error
+		rt, err = lua.Load(lua.Config{Script: "test.lua", Source: []byte(src), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return startWith(t, rt, ecfg, topTopics, interval)
+}
+
+// startWith runs a server with the loaded (not started) script rt, or none.
+func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration) *server {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := &server{}
+	var hs *ops.HookStats
+	if rt != nil {
+		if err := rt.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rt.Close)
+		hs = ops.NewHookStats()
+		ecfg.Hooks = hs.Wrap(rt.Hooks())
+	}
+	ecfg.Logger = quiet
+	eng, err := engine.New(ecfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.eng = eng
+	cfg := ops.Config{Engine: eng, Transport: func() transport.Stats { return s.srv.Stats() }, Hooks: hs, TopTopics: topTopics, Version: "test"}
+	if rt != nil {
+		cfg.HookErrors = rt.HookErrors
+	}
+	m, err := ops.NewMetrics(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.metrics = m
+	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.srv, err = transport.New(transport.Config{Logger: quiet, HealthPath: "/healthz", Routes: []transport.Route{
+		{Path: "/metrics", Handler: m.Handler()},
+		{Path: "/_tinysse/", Handler: d.Handler()},
+	}}, eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	go d.Run(stop)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		close(stop)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = s.srv.Shutdown(ctx)
+		<-served
+		client.CloseIdleConnections()
+	})
+	return s
+}
+
+func (s *server) get(t *testing.T, path string) (int, http.Header, string) {
+	t.Helper()
+	resp, err := client.Get("http://" + s.addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func (s *server) publish(t *testing.T, target, body string) int {
+	t.Helper()
+	resp, err := client.Post("http://"+s.addr+target, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// stream is a raw subscriber; lines reads what it got.
+type stream struct {
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func (s *server) subscribe(t *testing.T, target string) *stream {
+	t.Helper()
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_, _ = io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	st := &stream{conn: c, br: bufio.NewReader(c)}
+	st.until(t, ": ok\n")
+	return st
+}
+
+// until reads lines until one equals line, and returns them.
+func (st *stream) until(t *testing.T, line string) []string {
+	t.Helper()
+	_ = st.conn.SetReadDeadline(time.Now().Add(wait))
+	var got []string
+	for {
+		l, err := st.br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream: %v after %q", err, got)
+		}
+		got = append(got, l)
+		if l == line {
+			return got
+		}
+	}
+}
+
+// scrape returns the metrics as series -> value, checking every line's
+// form and that no series appears twice.
+func (s *server) scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	code, hdr, body := s.get(t, "/metrics")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("/metrics: %d %q", code, hdr.Get("Content-Type"))
+	}
+	line := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"(?:, ?[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*\})?) (\S+)$`)
+	out := map[string]float64{}
+	for _, l := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		m := line.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("malformed metrics line %q", l)
+		}
+		if _, dup := out[m[1]]; dup {
+			t.Fatalf("series %s appears twice", m[1])
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		out[m[1]] = v
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	s := start(t, "", engine.Config{Shards: 2, Capacity: 4}, 2)
+	a := s.subscribe(t, "/sse?topic=news")
+	s.subscribe(t, "/sse?topic=news")
+	s.subscribe(t, "/sse?topic=sport")
+	s.subscribe(t, "/sse?topic=weird%22%5Cname")
+	s.subscribe(t, "/sse?topic=quiet")
+	waitFor(t, "5 subscribers", func() bool { return s.eng.Stats().Subscribers == 5 })
+	for i := range 6 {
+		if code := s.publish(t, "/sse?topic=news", `{"id":"`+strconv.Itoa(i)+`","data":"x"}`); code != 202 {
+			t.Fatalf("publish: %d", code)
+		}
+		a.until(t, "data: x\n")
+	}
+	if code := s.publish(t, "/sse", `{"data":`); code != 400 {
+		t.Fatalf("bad publish: %d", code)
+	}
+	// A replay and a gap.
+	s.subscribe(t, "/sse?topic=news&last_event_id=4")
+	s.subscribe(t, "/sse?topic=news&last_event_id=0")
+	waitFor(t, "12 deliveries", func() bool { return s.scrape(t)["tinysse_deliveries_total"] == 6*2+1 })
+
+	m := s.scrape(t)
+	for series, want := range map[string]float64{
+		`tinysse_publishes_total`:                                0 + 6,
+		`tinysse_subscribers`:                                    7,
+		`tinysse_subscribes_total`:                               7,
+		`tinysse_replays_total`:                                  1,
+		`tinysse_replay_gaps_total`:                              1,
+		`tinysse_topics`:                                         4,
+		`tinysse_topic_subscribers{topic="news"}`:                4,
+		`tinysse_topic_subscribers{topic="_tinysse.stats"}`:      -1, // absent: not in the top 2
+		`tinysse_topic_subscribers_other`:                        2,  // sport, the weird one and quiet have 1 each; 2 of them are "other"
+		`tinysse_topics_other`:                                   2,
+		`tinysse_ring_capacity`:                                  4,
+		`tinysse_ring_buffered{topic="news"}`:                    4,
+		`tinysse_publish_rejected_total{reason="bad_request"}`:   1,
+		`tinysse_publish_rejected_total{reason="forbidden"}`:     0,
+		`tinysse_subscribe_rejected_total{reason="bad_request"}`: 0,
+		`tinysse_disconnects_total{reason="lagged"}`:             0,
+		`tinysse_build_info{version="test"}`:                     1,
+	} {
+		got, ok := m[series]
+		if want == -1 {
+			if ok {
+				t.Errorf("%s present", series)
+			}
+			continue
+		}
+		if !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	// The top 2 are news (4) and one topic with 1 subscriber, chosen by
+	// ring then name: quiet, sport and the weird one have empty rings, so
+	// quiet; the weird name is escaped wherever it appears.
+	if _, ok := m[`tinysse_topic_subscribers{topic="quiet"}`]; !ok {
+		t.Errorf("quiet not in the top 2: %v", keys(m, "tinysse_topic_subscribers"))
+	}
+	for _, want := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_resident_memory_bytes"} {
+		if _, ok := m[want]; !ok {
+			t.Errorf("no %s", want)
+		}
+	}
+	if _, ok := m[`tinysse_hook_calls_total{hook="publish"}`]; ok {
+		t.Error("hook series without a script")
+	}
+	if code, _, _ := s.get(t, "/metrics"); code != 200 {
+		t.Fatal(code)
+	}
+	resp, err := client.Post("http://"+s.addr+"/metrics", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /metrics: %d", resp.StatusCode)
+	}
+}
+
+func TestMetricsLabelEscaping(t *testing.T) {
+	s := start(t, "", engine.Config{}, 10)
+	s.subscribe(t, `/sse?topic=a%22b%5Cc`)
+	waitFor(t, "1 subscriber", func() bool { return s.eng.Stats().Subscribers == 1 })
+	m := s.scrape(t)
+	if m[`tinysse_topic_subscribers{topic="a\"b\\c"}`] != 1 {
+		t.Errorf("escaped topic missing: %v", keys(m, "tinysse_topic_subscribers"))
+	}
+}
+
+func keys(m map[string]float64, prefix string) []string {
+	var out []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func TestHookMetrics(t *testing.T) {
+	const src = `function publish(pub)
+  if pub.msg.data == "fail" then error("publish failed") end
+  if pub.msg.data == "no" then return end
+  return pub
+end
+function subscribe(sub) return sub end
+function message(pub, sub)
+  if pub.msg.data == "bad" then error("message failed") end
+  return pub
+end
+function unsubscribe(sub) end`
+	s := start(t, src, engine.Config{Shards: 1}, 10)
+	a := s.subscribe(t, "/sse")
+	b := s.subscribe(t, "/sse")
+	waitFor(t, "2 subscribers", func() bool { return s.eng.Stats().Subscribers == 2 })
+	for range 5 {
+		s.publish(t, "/sse", `{"data":"ok"}`)
+	}
+	s.publish(t, "/sse", `{"data":"bad"}`)
+	s.publish(t, "/sse", `{"data":"fail"}`)
+	s.publish(t, "/sse", `{"data":"no"}`)
+	s.publish(t, "/sse", `{"data":"last"}`)
+	a.until(t, "data: last\n")
+	b.until(t, "data: last\n")
+	a.conn.Close()
+	waitFor(t, "unsubscribe", func() bool { return s.scrape(t)[`tinysse_hook_calls_total{hook="unsubscribe"}`] == 1 })
+
+	m := s.scrape(t)
+	for series, want := range map[string]float64{
+		`tinysse_hook_calls_total{hook="publish"}`:              9,
+		`tinysse_hook_errors_total{hook="publish"}`:             1,
+		`tinysse_hook_calls_total{hook="subscribe"}`:            2,
+		`tinysse_hook_errors_total{hook="subscribe"}`:           0,
+		`tinysse_hook_calls_total{hook="message"}`:              2 * 7, // 5 ok, bad, last to 2 subscribers
+		`tinysse_hook_errors_total{hook="message"}`:             2,
+		`tinysse_hook_errors_total{hook="tick"}`:                0,
+		`tinysse_publish_rejected_total{reason="hook_error"}`:   1,
+		`tinysse_publish_rejected_total{reason="forbidden"}`:    1,
+		`tinysse_deliveries_total`:                              2 * 6, // the bad one is skipped for both
+		`tinysse_hook_duration_seconds_count{hook="publish"}`:   9,
+		`tinysse_hook_duration_seconds_count{hook="subscribe"}`: 2,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	// message is timed per batch: at least one, at most one per call.
+	if n := m[`tinysse_hook_duration_seconds_count{hook="message"}`]; n < 1 || n > 14 {
+		t.Errorf("message batches timed: %v", n)
+	}
+	if m[`tinysse_hook_duration_seconds_bucket{hook="publish",le="+Inf"}`] != 9 {
+		t.Errorf("publish histogram +Inf bucket: %v", m[`tinysse_hook_duration_seconds_bucket{hook="publish",le="+Inf"}`])
+	}
+	if m[`tinysse_hook_duration_seconds_sum{hook="publish"}`] <= 0 {
+		t.Error("publish histogram sum is 0")
+	}
+}
+
+func TestDashboardPage(t *testing.T) {
+	s := start(t, "", engine.Config{}, 10)
+	code, hdr, body := s.get(t, "/_tinysse/")
+	if code != 200 || hdr.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Fatalf("page: %d %v", code, hdr)
+	}
+	cfg := regexp.MustCompile(`<script id="config" type="application/json">(.*?)</script>`).FindStringSubmatch(body)
+	if cfg == nil {
+		t.Fatal("no config in the page")
+	}
+	var c map[string]any
+	if err := json.Unmarshal([]byte(cfg[1]), &c); err != nil || c["topic"] != ops.DefaultStatsTopic || c["sub_path"] != "/sse" || c["pub_path"] != "/sse" {
+		t.Fatalf("config %q: %v", cfg[1], err)
+	}
+	for path, ctype := range map[string]string{"/_tinysse/app.js": "text/javascript; charset=utf-8", "/_tinysse/style.css": "text/css; charset=utf-8", "/_tinysse/index.html": "text/html; charset=utf-8"} {
+		if code, hdr, body := s.get(t, path); code != 200 || hdr.Get("Content-Type") != ctype || len(body) < 100 {
+			t.Errorf("%s: %d %q %d bytes", path, code, hdr.Get("Content-Type"), len(body))
+		}
+	}
+	// No external asset: every src and href is relative to the page.
+	for _, m := range regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindAllStringSubmatch(body, -1) {
+		if strings.Contains(m[1], "//") || strings.HasPrefix(m[1], "/") {
+			t.Errorf("external or absolute asset %q", m[1])
+		}
+	}
+	if code, hdr, body := s.get(t, "/_tinysse/nope.js"); code != 404 || hdr.Get("Content-Type") != "application/json" || !strings.Contains(body, "not found") {
+		t.Errorf("missing file: %d %q", code, body)
+	}
+	if code, _, _ := s.get(t, "/_tinysse/../metrics"); code != 200 {
+		t.Errorf("a cleaned path outside the dashboard: %d", code)
+	}
+	noRedirect := &http.Client{Timeout: wait, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get("http://" + s.addr + "/_tinysse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || !strings.HasSuffix(resp.Header.Get("Location"), s.addr+"/_tinysse/") {
+		t.Errorf("/_tinysse: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = client.Post("http://"+s.addr+"/_tinysse/", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST to the page: %d", resp.StatusCode)
+	}
+}
+
+func TestDashboardFeed(t *testing.T) {
+	s := start(t, "", engine.Config{}, 10)
+	// Nobody watches: nothing is published to the stats topic.
+	time.Sleep(150 * time.Millisecond)
+	if st := s.eng.Stats(); st.Publishes != 0 {
+		t.Fatalf("%d publishes with nobody watching", st.Publishes)
+	}
+	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
+	news := s.subscribe(t, "/sse?topic=news")
+	s.publish(t, "/sse?topic=news", `{"data":"hello"}`)
+	news.until(t, "data: hello\n")
+	var last map[string]any
+	waitFor(t, "a stats message counting the publish", func() bool {
+		lines := feed.until(t, "\n")
+		for _, l := range lines {
+			if d, ok := strings.CutPrefix(l, "data: "); ok {
+				if err := json.Unmarshal([]byte(d), &last); err != nil {
+					t.Fatalf("stats %q: %v", d, err)
+				}
+			}
+		}
+		return last != nil && last["publishes"] == 1.0 && last["subscribers"] == 2.0
+	})
+	for _, k := range []string{"t", "deliveries", "topics", "hooks", "rejected", "closed", "runtime", "capacity"} {
+		if _, ok := last[k]; !ok {
+			t.Errorf("stats message without %q", k)
+		}
+	}
+	// The feed's own publishes are not the users': the metrics say 1.
+	if m := s.scrape(t); m["tinysse_publishes_total"] != 1 {
+		t.Errorf("publishes_total %v, want 1 (the feed's own not counted)", m["tinysse_publishes_total"])
+	}
+	if s.eng.Stats().Publishes < 2 {
+		t.Error("the engine saw no stats publish")
+	}
+}
+
+// TestDashboardTokenExample runs examples/dashboard_token.lua, the README's
+// way to restrict the dashboard: no token, no stats and no publishing.
+func TestDashboardTokenExample(t *testing.T) {
+	src, err := os.ReadFile("../examples/dashboard_token.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := lua.Load(lua.Config{Script: "dashboard_token.lua", Source: src, Data: "s3cret", Logger: quiet, Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startWith(t, rt, engine.Config{}, 10, 50*time.Millisecond)
+	status := func(method, target, auth, body string) int {
+		req, _ := http.NewRequest(method, "http://"+s.addr+target, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if method == http.MethodGet {
+			// A stream that is let in never ends: read the head only.
+			c, err := net.Dial("tcp", s.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(wait))
+			if err := req.Write(c); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.StatusCode
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	stats := "/sse?topic=" + ops.DefaultStatsTopic
+	for _, c := range []struct {
+		method, target, auth, body string
+		want                       int
+	}{
+		{"GET", stats, "", "", 403},
+		{"GET", stats, "Bearer wrong", "", 403},
+		{"GET", stats, "Bearer s3cret", "", 200},
+		{"GET", "/sse?topic=news", "", "", 200},
+		{"POST", "/sse", "", `{"data":"x"}`, 403},
+		{"POST", "/sse", "Bearer s3cret", `{"data":"x"}`, 202},
+	} {
+		if got := status(c.method, c.target, c.auth, c.body); got != c.want {
+			t.Errorf("%s %s with %q: %d, want %d", c.method, c.target, c.auth, got, c.want)
+		}
+	}
+}
+
+// TestDashboardFeedWithChannelsScript: a message hook that filters by its
+// own rules (examples/channels.lua drops anything without ?chan=) does not
+// see the stats messages, so the dashboard works under it.
+func TestDashboardFeedWithChannelsScript(t *testing.T) {
+	src, err := os.ReadFile("../examples/channels.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startEvery(t, string(src), engine.Config{}, 10, 50*time.Millisecond)
+	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
+	feed.until(t, "event: stats\n")
+	m := s.scrape(t)
+	if m[`tinysse_hook_errors_total{hook="message"}`] != 0 || m[`tinysse_hook_calls_total{hook="message"}`] != 0 {
+		t.Errorf("the message hook saw the stats: calls %v errors %v",
+			m[`tinysse_hook_calls_total{hook="message"}`], m[`tinysse_hook_errors_total{hook="message"}`])
+	}
+}
