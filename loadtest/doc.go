@@ -13,10 +13,12 @@
 // subscriber. `go run ./loadtest --help` lists the flags.
 //
 // Files by concern: main.go (flags), run.go (the phases of a run),
-// target.go (what differs between servers: the Target seam), subscriber.go
+// target.go (what differs between servers: the Target seam), peers.go
+// (the Centrifugo and Mercure targets), subscriber.go
 // (one stream), group.go (a process's share of the streams), worker.go (the
 // JSON-lines protocol between the tool and its workers), publisher.go,
-// check.go (payload and order checks), procstat.go (/proc), report.go.
+// check.go (payload and order checks), procstat.go (/proc), report.go,
+// churn.go (--churn), summarize.go (tables from scenarios.sh's results).
 //
 // Concurrency: each sub is owned by its goroutine and hands counts and
 // latencies to its group under a sharded mutex; each publisher by its own

@@ -17,6 +17,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(runWorker())
 	}
+	if len(os.Args) == 3 && os.Args[1] == "summarize" {
+		if err := summarize(os.Args[2], os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "loadtest: %v\n", err)
+			os.Exit(2)
+		}
+		return
+	}
 	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -25,6 +32,7 @@ every delivery.
 
 Usage:
   go run ./loadtest [flags]      one run, then a table (or --json) on stdout
+  loadtest summarize DIR         medians and ratios of loadtest/scenarios.sh's results
   loadtest worker                internal: a share of the subscribers, started by
                                  the tool itself over stdin/stdout JSON lines
 
