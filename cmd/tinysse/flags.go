@@ -44,6 +44,7 @@ type options struct {
 	shards          int
 	luaVMs          int // 0: auto (one per shard)
 	scriptTimeout   time.Duration
+	nats            natsOptions
 	help            bool
 	version         bool
 }
@@ -186,6 +187,17 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
 	scriptTimeout := durationValue(5 * time.Second)
 	fs.Var(&scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
+	natsMaxAge := durationValue(0)
+	fs.StringVar(&o.nats.url, "nats", "", "cluster mode: NATS server URL(s), comma-separated (absent: single node)")
+	fs.StringVar(&o.nats.stream, "nats-stream", "tinysse", "JetStream stream name (and subject prefix)")
+	fs.Var(&natsMaxAge, "nats-max-age", "how long the stream keeps messages (0 = no limit)")
+	fs.Int64Var(&o.nats.maxMsgs, "nats-max-msgs", 0, "how many messages the stream keeps (0 = no limit)")
+	fs.IntVar(&o.nats.replicas, "nats-replicas", 1, "stream replicas on a NATS cluster")
+	fs.StringVar(&o.nats.creds, "nats-creds", "", "NATS credentials file (JWT and seed)")
+	fs.StringVar(&o.nats.token, "nats-token", "", "NATS authentication token")
+	fs.StringVar(&o.nats.tlsCA, "nats-tls-ca", "", "CA certificate file to verify the NATS server")
+	fs.StringVar(&o.nats.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
+	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -236,6 +248,10 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if o.corsCredentials && (o.corsOrigin == "*" || o.corsHeaders == "*") {
 		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
 	}
+	if err := o.nats.check(); err != nil {
+		return nil, err
+	}
+	o.nats.maxAge = time.Duration(natsMaxAge)
 	o.logLevel = slog.Level(level)
 	o.keepAlive = time.Duration(keepAlive)
 	o.timeout = time.Duration(timeout)

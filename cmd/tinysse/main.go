@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
 	"github.com/tinysse/tinysse/transport"
@@ -99,6 +100,23 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		log.Info("script loaded", "script", o.script, "hooks", script.Defined(), "vms", vms)
 	}
 
+	// Cluster mode: the node connects before the engine exists, so the
+	// engine can replay from the stream; it feeds the engine once built.
+	var node *cluster.Node
+	var replay engine.ReplayFunc
+	var publish func(*engine.Message) (engine.PublishResult, error)
+	if o.nats.url != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		node, err = cluster.Connect(ctx, o.nats.config(log))
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
+			return 1
+		}
+		defer node.Close() // after the server's shutdown below: deferred calls run last first
+		replay, publish = node.Replay, node.Publish
+	}
+
 	eng, err := engine.New(engine.Config{
 		Shards:        shards,
 		Capacity:      o.capacity,
@@ -109,6 +127,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		WriteTimeout:  o.writeTimeout,
 		AutoID:        o.autoID,
 		Hooks:         hooks,
+		Replay:        replay,
 		Logger:        log,
 	})
 	if err != nil {
@@ -128,10 +147,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		AllowCredentials: o.corsCredentials,
 		MaxAge:           o.corsMaxAge,
 		Logger:           log,
+		Publish:          publish,
 	}, eng)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
 		return 2
+	}
+	if node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := node.Start(ctx, eng)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
+			return 1
+		}
 	}
 
 	log.Info(fmt.Sprintf("tinysse %s", version), "shards", eng.Config().Shards, "capacity", eng.Config().Capacity)
@@ -219,5 +248,10 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"shutdown_timeout":       ms(o.shutdownTimeout),
 		"shards":                 shards,
 		"lua_vms":                vms,
+		"nats":                   o.nats.url,
+		"nats_stream":            o.nats.stream,
+		"nats_max_age":           ms(o.nats.maxAge),
+		"nats_max_msgs":          o.nats.maxMsgs,
+		"nats_replicas":          o.nats.replicas,
 	}
 }
