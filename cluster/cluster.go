@@ -47,6 +47,12 @@ type Config struct {
 	// stream; beyond it the oldest are left out (": replay-gap"). Default
 	// 10000.
 	ReplayLimit int
+	// EncodeState and DecodeState carry a message's State (what the
+	// publish hook kept with it: lua.MarshalState, lua.UnmarshalState) to
+	// the other nodes, so their message hooks see the same pub. Nil: State
+	// stays on the publishing node.
+	EncodeState func(m *engine.Message) ([]byte, error)
+	DecodeState func(m *engine.Message, b []byte) error
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -234,7 +240,7 @@ func (n *Node) apply(msg jetstream.Msg) {
 	}
 	seq := meta.Sequence.Stream
 	var res engine.PublishResult
-	m, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+	m, err := n.decode(msg)
 	if err == nil {
 		res, err = n.eng.PublishSeq(m, seq)
 	}

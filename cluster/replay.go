@@ -82,7 +82,7 @@ func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, b
 				done = true
 				continue // the live stream has it
 			}
-			m, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+			m, err := n.decode(msg)
 			if err != nil || !wanted(m, want) {
 				continue
 			}

@@ -107,7 +107,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	var publish func(*engine.Message) (engine.PublishResult, error)
 	if o.nats.url != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		node, err = cluster.Connect(ctx, o.nats.config(log))
+		ccfg := o.nats.config(log)
+		if script != nil {
+			// message hooks on every node see pub as the publishing node made it
+			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
+		}
+		node, err = cluster.Connect(ctx, ccfg)
 		cancel()
 		if err != nil {
 			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
