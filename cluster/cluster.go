@@ -117,8 +117,12 @@ type Node struct {
 	results   [256]applyResult
 	waiters   map[uint64]chan engine.PublishResult
 
-	// appliedSeq mirrors applied for readers that need no lock (stats).
-	appliedSeq atomic.Uint64
+	// warnedReset: the stream went back in sequence and that was logged.
+	warnedReset atomic.Bool
+	// replays bounds the replays running at once (a slot per replay), so
+	// that clients all coming back after a restart do not each open a
+	// JetStream consumer at the same moment.
+	replays chan struct{}
 }
 
 type applyResult struct {
@@ -183,7 +187,8 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
-	return &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult)}, nil
+	return &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult),
+		replays: make(chan struct{}, maxReplays)}, nil
 }
 
 func maxOrUnlimited(n int64) int64 {
@@ -208,7 +213,6 @@ func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
 	n.resultsMu.Lock()
 	n.applied = last
 	n.resultsMu.Unlock()
-	n.appliedSeq.Store(last)
 	// An ordered consumer: ephemeral, flow-controlled, and recreated by the
 	// client after a reconnect or a missed message from the last stream
 	// sequence it delivered, so nothing is applied twice or skipped.
@@ -247,7 +251,13 @@ func (n *Node) apply(msg jetstream.Msg) {
 	switch {
 	case err == nil:
 	case errors.Is(err, engine.ErrSeqOrder):
-		return // already applied (it cannot happen with an ordered consumer; kept safe)
+		// An ordered consumer never delivers a sequence twice: the stream
+		// was deleted and made again, and counts from 1. Ids would repeat.
+		if !n.warnedReset.Swap(true) {
+			n.cfg.Logger.Error("cluster: the stream's sequence went back (was it recreated?); messages are dropped until this node restarts",
+				"stream", n.cfg.Stream, "seq", seq, "last", n.eng.LastSeq())
+		}
+		return
 	case errors.Is(err, engine.ErrClosed):
 		return
 	default:
@@ -262,14 +272,10 @@ func (n *Node) apply(msg jetstream.Msg) {
 	ch := n.waiters[seq]
 	delete(n.waiters, seq)
 	n.resultsMu.Unlock()
-	n.appliedSeq.Store(seq)
 	if ch != nil {
 		ch <- res
 	}
 }
-
-// Applied returns the last stream sequence this node has applied.
-func (n *Node) Applied() uint64 { return n.appliedSeq.Load() }
 
 // Close stops the consumer and closes the connection. Call it after the
 // engine is closed.
