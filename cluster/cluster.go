@@ -53,6 +53,10 @@ type Config struct {
 	// stays on the publishing node.
 	EncodeState func(m *engine.Message) ([]byte, error)
 	DecodeState func(m *engine.Message, b []byte) error
+	// LeaderTTL is how long the leader lease (Node.Leader) outlives its
+	// holder: after a leader dies, another node leads within about this
+	// long. Default 3s.
+	LeaderTTL time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -88,6 +92,12 @@ func (c *Config) setDefaults() error {
 	if c.ReplayLimit == 0 {
 		c.ReplayLimit = 10000
 	}
+	if c.LeaderTTL <= 0 {
+		c.LeaderTTL = 3 * time.Second
+	}
+	if c.LeaderTTL < 300*time.Millisecond {
+		return errors.New("cluster: leader TTL must be at least 300ms")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -119,6 +129,18 @@ type Node struct {
 
 	// warnedReset: the stream went back in sequence and that was logged.
 	warnedReset atomic.Bool
+	// The leader lease (leader.go). kv, name are set by startLeader;
+	// leaseRev and wasLeader belong to the leader goroutine; renewed (unix
+	// nanoseconds of the last renewal, 0: not leader) is read by Leader.
+	kv         jetstream.KeyValue
+	name       string
+	leaseRev   uint64
+	wasLeader  bool
+	renewed    atomic.Int64
+	stop       chan struct{} // closed by Close
+	closeOnce  sync.Once
+	leaderDone chan struct{} // closed when the leader goroutine ends
+
 	// replays bounds the replays running at once (a slot per replay), so
 	// that clients all coming back after a restart do not each open a
 	// JetStream consumer at the same moment.
@@ -187,8 +209,13 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
-	return &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult),
-		replays: make(chan struct{}, maxReplays)}, nil
+	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult),
+		replays: make(chan struct{}, maxReplays), stop: make(chan struct{}), leaderDone: make(chan struct{})}
+	if err := n.startLeader(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return n, nil
 }
 
 func maxOrUnlimited(n int64) int64 {
@@ -280,8 +307,12 @@ func (n *Node) apply(msg jetstream.Msg) {
 // Close stops the consumer and closes the connection. Call it after the
 // engine is closed.
 func (n *Node) Close() {
-	if n.consume != nil {
-		n.consume.Stop()
-	}
-	n.nc.Close()
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		<-n.leaderDone
+		if n.consume != nil {
+			n.consume.Stop()
+		}
+		n.nc.Close()
+	})
 }
