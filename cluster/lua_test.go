@@ -3,7 +3,9 @@ package cluster_test
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
@@ -61,4 +63,69 @@ end
 	if got := nodes[1].subscribe("topic=x", "0").events(3); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("replayed: %q, want %q", got, want)
 	}
+}
+
+// tick runs on every node; cluster.leader() is true on one of them.
+func TestLuaLeaderTick(t *testing.T) {
+	const script = `
+local cluster = require "cluster"
+function tick()
+  if cluster.leader() then print("lead") else print("follow") end
+end
+`
+	ns := startNATS(t)
+	var outs []*syncBuffer
+	for range 3 {
+		var cl *cluster.Node
+		out := &syncBuffer{}
+		rt, err := lua.Load(lua.Config{Script: "tick.lua", Source: []byte(script), Logger: quiet, Stdout: out,
+			Tick: 20 * time.Millisecond, Leader: func() bool { return cl != nil && cl.Leader() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := startNode(t, ns, cluster.Config{}, engine.Config{Hooks: rt.Hooks()})
+		cl = n.cl
+		if err := rt.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rt.Close)
+		outs = append(outs, out)
+	}
+	waitFor(t, "every node ticking", func() bool {
+		for _, o := range outs {
+			if strings.Count(o.String(), "\n") < 10 {
+				return false
+			}
+		}
+		return true
+	})
+	leading := 0
+	for _, o := range outs {
+		if strings.Contains(o.String(), "lead\n") {
+			leading++
+			if strings.Contains(o.String(), "follow") {
+				t.Errorf("a node both led and followed: %q", o.String())
+			}
+		}
+	}
+	if leading != 1 {
+		t.Fatalf("%d nodes led, want 1", leading)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

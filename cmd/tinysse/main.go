@@ -58,6 +58,30 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		vms = shards
 	}
 
+	// Cluster mode: the node connects before the script and the engine
+	// exist (the script asks it who leads, the engine replays from it); it
+	// feeds the engine once built.
+	var node *cluster.Node
+	var replay engine.ReplayFunc
+	var publish func(*engine.Message) (engine.PublishResult, error)
+	var leader func() bool // nil: a single node leads itself
+	if o.nats.url != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ccfg := o.nats.config(log)
+		if o.script != "" {
+			// message hooks on every node see pub as the publishing node made it
+			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
+		}
+		node, err = cluster.Connect(ctx, ccfg)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
+			return 1
+		}
+		defer node.Close() // after the server's shutdown below: deferred calls run last first
+		replay, publish, leader = node.Replay, node.Publish, node.Leader
+	}
+
 	var script *lua.Runtime
 	if o.script != "" {
 		scriptTimeout := o.scriptTimeout
@@ -72,6 +96,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			VMs:     vms,
 			Timeout: scriptTimeout,
 			CLI:     cliTable(o, shards, vms),
+			Leader:  leader,
 			Stdout:  stdout,
 			Logger:  log,
 		})
@@ -98,28 +123,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		defer script.Close()
 		hooks = script.Hooks()
 		log.Info("script loaded", "script", o.script, "hooks", script.Defined(), "vms", vms)
-	}
-
-	// Cluster mode: the node connects before the engine exists, so the
-	// engine can replay from the stream; it feeds the engine once built.
-	var node *cluster.Node
-	var replay engine.ReplayFunc
-	var publish func(*engine.Message) (engine.PublishResult, error)
-	if o.nats.url != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ccfg := o.nats.config(log)
-		if script != nil {
-			// message hooks on every node see pub as the publishing node made it
-			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
-		}
-		node, err = cluster.Connect(ctx, ccfg)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
-			return 1
-		}
-		defer node.Close() // after the server's shutdown below: deferred calls run last first
-		replay, publish = node.Replay, node.Publish
 	}
 
 	eng, err := engine.New(engine.Config{
