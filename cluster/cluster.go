@@ -47,6 +47,16 @@ type Config struct {
 	// stream; beyond it the oldest are left out (": replay-gap"). Default
 	// 10000.
 	ReplayLimit int
+	// EncodeState and DecodeState carry a message's State (what the
+	// publish hook kept with it: lua.MarshalState, lua.UnmarshalState) to
+	// the other nodes, so their message hooks see the same pub. Nil: State
+	// stays on the publishing node.
+	EncodeState func(m *engine.Message) ([]byte, error)
+	DecodeState func(m *engine.Message, b []byte) error
+	// LeaderTTL is how long the leader lease (Node.Leader) outlives its
+	// holder: after a leader dies, another node leads within about this
+	// long. Default 3s.
+	LeaderTTL time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -82,6 +92,12 @@ func (c *Config) setDefaults() error {
 	if c.ReplayLimit == 0 {
 		c.ReplayLimit = 10000
 	}
+	if c.LeaderTTL <= 0 {
+		c.LeaderTTL = 3 * time.Second
+	}
+	if c.LeaderTTL < 300*time.Millisecond {
+		return errors.New("cluster: leader TTL must be at least 300ms")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -111,8 +127,24 @@ type Node struct {
 	results   [256]applyResult
 	waiters   map[uint64]chan engine.PublishResult
 
-	// appliedSeq mirrors applied for readers that need no lock (stats).
-	appliedSeq atomic.Uint64
+	// warnedReset: the stream went back in sequence and that was logged.
+	warnedReset atomic.Bool
+	// The leader lease (leader.go). kv, name are set by startLeader;
+	// leaseRev and wasLeader belong to the leader goroutine; renewed (unix
+	// nanoseconds of the last renewal, 0: not leader) is read by Leader.
+	kv         jetstream.KeyValue
+	name       string
+	leaseRev   uint64
+	wasLeader  bool
+	renewed    atomic.Int64
+	stop       chan struct{} // closed by Close
+	closeOnce  sync.Once
+	leaderDone chan struct{} // closed when the leader goroutine ends
+
+	// replays bounds the replays running at once (a slot per replay), so
+	// that clients all coming back after a restart do not each open a
+	// JetStream consumer at the same moment.
+	replays chan struct{}
 }
 
 type applyResult struct {
@@ -177,7 +209,13 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
-	return &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult)}, nil
+	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult),
+		replays: make(chan struct{}, maxReplays), stop: make(chan struct{}), leaderDone: make(chan struct{})}
+	if err := n.startLeader(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return n, nil
 }
 
 func maxOrUnlimited(n int64) int64 {
@@ -202,7 +240,6 @@ func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
 	n.resultsMu.Lock()
 	n.applied = last
 	n.resultsMu.Unlock()
-	n.appliedSeq.Store(last)
 	// An ordered consumer: ephemeral, flow-controlled, and recreated by the
 	// client after a reconnect or a missed message from the last stream
 	// sequence it delivered, so nothing is applied twice or skipped.
@@ -234,14 +271,20 @@ func (n *Node) apply(msg jetstream.Msg) {
 	}
 	seq := meta.Sequence.Stream
 	var res engine.PublishResult
-	m, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+	m, err := n.decode(msg)
 	if err == nil {
 		res, err = n.eng.PublishSeq(m, seq)
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, engine.ErrSeqOrder):
-		return // already applied (it cannot happen with an ordered consumer; kept safe)
+		// An ordered consumer never delivers a sequence twice: the stream
+		// was deleted and made again, and counts from 1. Ids would repeat.
+		if !n.warnedReset.Swap(true) {
+			n.cfg.Logger.Error("cluster: the stream's sequence went back (was it recreated?); messages are dropped until this node restarts",
+				"stream", n.cfg.Stream, "seq", seq, "last", n.eng.LastSeq())
+		}
+		return
 	case errors.Is(err, engine.ErrClosed):
 		return
 	default:
@@ -256,20 +299,20 @@ func (n *Node) apply(msg jetstream.Msg) {
 	ch := n.waiters[seq]
 	delete(n.waiters, seq)
 	n.resultsMu.Unlock()
-	n.appliedSeq.Store(seq)
 	if ch != nil {
 		ch <- res
 	}
 }
 
-// Applied returns the last stream sequence this node has applied.
-func (n *Node) Applied() uint64 { return n.appliedSeq.Load() }
-
 // Close stops the consumer and closes the connection. Call it after the
 // engine is closed.
 func (n *Node) Close() {
-	if n.consume != nil {
-		n.consume.Stop()
-	}
-	n.nc.Close()
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		<-n.leaderDone
+		if n.consume != nil {
+			n.consume.Stop()
+		}
+		n.nc.Close()
+	})
 }

@@ -11,6 +11,10 @@
 // than the rings comes back through Node.Replay (the engine's
 // Config.Replay), which reads the stream filtered by topic.
 //
-// Publish and Replay are safe from any goroutine. The consumer's handler
+// Node.Leader is a lease in a JetStream key-value bucket, true on one node
+// at a time: the Lua cluster.leader() that lets a tick job run once per
+// cluster (leader.go).
+//
+// Publish, Replay and Leader are safe from any goroutine. The consumer's handler
 // runs on one NATS delivery goroutine at a time.
 package cluster

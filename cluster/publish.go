@@ -23,7 +23,14 @@ func (n *Node) Publish(m *engine.Message) (engine.PublishResult, error) {
 	if err := m.Validate(); err != nil {
 		return engine.PublishResult{}, err
 	}
-	data, err := encode(m)
+	var state []byte
+	if n.cfg.EncodeState != nil {
+		var err error
+		if state, err = n.cfg.EncodeState(m); err != nil {
+			return engine.PublishResult{}, err
+		}
+	}
+	data, err := encode(m, state)
 	if err != nil {
 		return engine.PublishResult{}, err
 	}

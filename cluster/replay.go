@@ -9,8 +9,12 @@ import (
 	"github.com/tinysse/tinysse/engine"
 )
 
-// fetchBatch is how many messages one pull of a replay asks for.
-const fetchBatch = 256
+// fetchBatch is how many messages one pull of a replay asks for;
+// maxReplays how many replays run at once (the others wait their turn).
+const (
+	fetchBatch = 256
+	maxReplays = 16
+)
 
 // Replay is the engine's Config.Replay in cluster mode: it returns the
 // messages of topics with stream sequence in (after, upTo], read from the
@@ -19,6 +23,8 @@ const fetchBatch = 256
 // keeps all of them (retention) or that more than ReplayLimit matched (the
 // newest are returned).
 func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, bool, error) {
+	n.replays <- struct{}{}
+	defer func() { <-n.replays }()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
 	defer cancel()
 	info, err := n.stream.Info(ctx)
@@ -82,7 +88,7 @@ func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, b
 				done = true
 				continue // the live stream has it
 			}
-			m, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+			m, err := n.decode(msg)
 			if err != nil || !wanted(m, want) {
 				continue
 			}

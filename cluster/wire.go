@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tinysse/tinysse/engine"
 )
 
@@ -102,10 +103,12 @@ type wireMessage struct {
 	Data     *string  `json:"data,omitempty"`
 	Comments []string `json:"comments,omitempty"`
 	Topics   []string `json:"topics,omitempty"`
+	// State is Config.EncodeState's encoding of m.State, if any.
+	State json.RawMessage `json:"state,omitempty"`
 }
 
-func encode(m *engine.Message) ([]byte, error) {
-	w := wireMessage{ID: m.ID, Event: m.Event, Comments: m.Comments}
+func encode(m *engine.Message, state []byte) ([]byte, error) {
+	w := wireMessage{ID: m.ID, Event: m.Event, Comments: m.Comments, State: state}
 	if len(m.Topics) > 1 {
 		w.Topics = m.Topics
 	}
@@ -118,31 +121,47 @@ func encode(m *engine.Message) ([]byte, error) {
 // decode reads a message stored at subj in stream. Anything that can
 // publish to NATS may write there (nats pub tinysse.t.news '{"data":"hi"}'),
 // so the payload is checked like an HTTP publish by the engine later.
-func decode(stream, subj string, b []byte) (*engine.Message, error) {
+func decode(stream, subj string, b []byte) (*engine.Message, json.RawMessage, error) {
 	var w wireMessage
 	if err := json.Unmarshal(b, &w); err != nil {
-		return nil, fmt.Errorf("cluster: undecodable message on %s: %w", subj, err)
+		return nil, nil, fmt.Errorf("cluster: undecodable message on %s: %w", subj, err)
 	}
 	m := &engine.Message{ID: w.ID, Event: w.Event, Comments: w.Comments}
 	switch rest, _ := strings.CutPrefix(subj, stream+"."); {
 	case rest == "m":
 		if len(w.Topics) < 2 {
-			return nil, fmt.Errorf("cluster: message on %s names fewer than two topics", subj)
+			return nil, nil, fmt.Errorf("cluster: message on %s names fewer than two topics", subj)
 		}
 		m.Topics = w.Topics
 	case strings.HasPrefix(rest, "t.") && !strings.Contains(rest[2:], "."):
 		topic, err := topicOfToken(rest[2:])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if topic != "" {
 			m.Topics = []string{topic}
 		}
 	default:
-		return nil, fmt.Errorf("cluster: message on unknown subject %s", subj)
+		return nil, nil, fmt.Errorf("cluster: message on unknown subject %s", subj)
 	}
 	if w.Data != nil {
 		m.Data, m.HasData = *w.Data, true
+	}
+	return m, w.State, nil
+}
+
+// decode reads a stream message, with its State when Config.DecodeState
+// is set.
+func (n *Node) decode(msg jetstream.Msg) (*engine.Message, error) {
+	m, state, err := decode(n.cfg.Stream, msg.Subject(), msg.Data())
+	if err != nil {
+		return nil, err
+	}
+	if len(state) > 0 && n.cfg.DecodeState != nil {
+		if err := n.cfg.DecodeState(m, state); err != nil {
+			// The message still goes out; its hooks see no request.
+			n.cfg.Logger.Warn("cluster: message state skipped", "subject", msg.Subject(), "err", err)
+		}
 	}
 	return m, nil
 }

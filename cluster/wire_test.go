@@ -59,11 +59,11 @@ func TestWireRoundTrip(t *testing.T) {
 		{Comments: []string{"c1", "c2"}, Topics: []string{"a", "b"}},
 		{Event: "e", Topics: []string{"a.b"}},
 	} {
-		b, err := encode(m)
+		b, err := encode(m, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decode("s", subject("s", m.Topics), b)
+		got, _, err := decode("s", subject("s", m.Topics), b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func TestWireRoundTrip(t *testing.T) {
 		{"s.t.a.b", `{"data":"x"}`},
 		{"s.t.~Z", `{"data":"x"}`},
 	} {
-		if _, err := decode("s", c.subj, []byte(c.payload)); err == nil {
+		if _, _, err := decode("s", c.subj, []byte(c.payload)); err == nil {
 			t.Errorf("decode(%s, %s) accepted", c.subj, c.payload)
 		}
 	}

@@ -419,7 +419,7 @@ func (v *vm) pubBase(L *glua.LState, m *engine.Message) *pubBase {
 			for k, val := range ps.extra {
 				pub.RawSetString(k, val)
 			}
-		case ps.origin != nil:
+		default: // another VM, or another node (UnmarshalState)
 			for k, val := range ps.goExtra {
 				pub.RawSetString(k, fromGo(L, val, 0))
 			}

@@ -48,6 +48,9 @@ type Config struct {
 	Stdout io.Writer
 	// Logger receives hook errors and the log package. Default slog.Default().
 	Logger *slog.Logger
+	// Leader reports whether this node leads its cluster (the `cluster`
+	// package's leader()). Nil: a single node, always the leader.
+	Leader func() bool
 	// Unbatched runs message as one call per delivery (a VM lock and a new
 	// pub table each time) instead of one batch per shard pass. It exists
 	// as the naive baseline of the benchmarks; do not use it otherwise.

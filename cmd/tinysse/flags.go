@@ -48,6 +48,7 @@ type options struct {
 	maxSubscribers  int
 	maxConnsPerIP   int
 	maxTopics       int
+	nats            natsOptions
 	help            bool
 	version         bool
 
@@ -207,6 +208,17 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
 	addOpsFlags(fs, o)
+	natsMaxAge := durationValue(0)
+	fs.StringVar(&o.nats.url, "nats", "", "cluster mode: NATS server URL(s), comma-separated (absent: single node)")
+	fs.StringVar(&o.nats.stream, "nats-stream", "tinysse", "JetStream stream name (and subject prefix)")
+	fs.Var(&natsMaxAge, "nats-max-age", "how long the stream keeps messages (0 = no limit)")
+	fs.Int64Var(&o.nats.maxMsgs, "nats-max-msgs", 0, "how many messages the stream keeps (0 = no limit)")
+	fs.IntVar(&o.nats.replicas, "nats-replicas", 1, "stream replicas on a NATS cluster")
+	fs.StringVar(&o.nats.creds, "nats-creds", "", "NATS credentials file (JWT and seed)")
+	fs.StringVar(&o.nats.token, "nats-token", "", "NATS authentication token")
+	fs.StringVar(&o.nats.tlsCA, "nats-tls-ca", "", "CA certificate file to verify the NATS server")
+	fs.StringVar(&o.nats.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
+	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -268,6 +280,10 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if err := checkOpsOptions(o); err != nil {
 		return nil, err
 	}
+	if err := o.nats.check(); err != nil {
+		return nil, err
+	}
+	o.nats.maxAge = time.Duration(natsMaxAge)
 	o.logLevel = slog.Level(level)
 	o.keepAlive = time.Duration(keepAlive)
 	o.timeout = time.Duration(timeout)

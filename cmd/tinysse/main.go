@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
 	"github.com/tinysse/tinysse/ops"
@@ -66,6 +67,30 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		vms = shards
 	}
 
+	// Cluster mode: the node connects before the script and the engine
+	// exist (the script asks it who leads, the engine replays from it); it
+	// feeds the engine once built.
+	var node *cluster.Node
+	var replay engine.ReplayFunc
+	var publish func(*engine.Message) (engine.PublishResult, error)
+	var leader func() bool // nil: a single node leads itself
+	if o.nats.url != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ccfg := o.nats.config(log)
+		if o.script != "" {
+			// message hooks on every node see pub as the publishing node made it
+			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
+		}
+		node, err = cluster.Connect(ctx, ccfg)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
+			return 1
+		}
+		defer node.Close() // after the server's shutdown below: deferred calls run last first
+		replay, publish, leader = node.Replay, node.Publish, node.Leader
+	}
+
 	var script *lua.Runtime
 	if o.script != "" {
 		scriptTimeout := o.scriptTimeout
@@ -80,6 +105,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			VMs:     vms,
 			Timeout: scriptTimeout,
 			CLI:     cliTable(o, shards, vms),
+			Leader:  leader,
 			Stdout:  stdout,
 			Logger:  log,
 		})
@@ -125,6 +151,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		AutoID:        o.autoID,
 		MaxTopics:     o.maxTopics,
 		Hooks:         hooks,
+		Replay:        replay,
 		Logger:        log,
 	})
 	if err != nil {
@@ -157,6 +184,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		HealthPath:       o.healthPath,
 		Routes:           routes,
 		TLS:              tlsConfig,
+		Publish:          publish,
 	}, eng)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -164,6 +192,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 	if feed != nil {
 		go feed(stopOps)
+	}
+	if node != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := node.Start(ctx, eng)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
+			return 1
+		}
 	}
 
 	log.Info(fmt.Sprintf("tinysse %s", version), "shards", eng.Config().Shards, "capacity", eng.Config().Capacity)
@@ -263,5 +300,10 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"max_subscribers":        o.maxSubscribers,
 		"max_conns_per_ip":       o.maxConnsPerIP,
 		"max_topics":             o.maxTopics,
+		"nats":                   o.nats.url,
+		"nats_stream":            o.nats.stream,
+		"nats_max_age":           ms(o.nats.maxAge),
+		"nats_max_msgs":          o.nats.maxMsgs,
+		"nats_replicas":          o.nats.replicas,
 	}
 }

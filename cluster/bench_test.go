@@ -1,0 +1,200 @@
+package cluster_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/tinysse/tinysse/cluster"
+	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/transport"
+)
+
+// BenchmarkFanout: one publisher, subscribers spread over the nodes, every
+// message to every subscriber over real loopback sockets. "single" is one
+// node without NATS (the baseline), "cluster3" three nodes on an
+// in-process NATS server with JetStream on disk; all in this one process,
+// so they share the same CPUs. b.N is the number of messages; each
+// carries its send time, and the benchmark reports deliveries per second
+// (first publish to last delivery) and the p50/p99 publish-to-delivery
+// latency. The publisher waits for each 202 ("max") or publishes at a
+// fixed rate ("rate1000").
+//
+//	go test -run '^$' -bench Fanout -benchtime 2000x -count 3 ./cluster
+func BenchmarkFanout(b *testing.B) {
+	const subscribers = 300
+	for _, mode := range []struct {
+		name string
+		rate int // messages per second; 0: one after the other's 202
+	}{{"max", 0}, {"rate1000", 1000}} {
+		// Rings that hold every message of a run: a subscriber goroutine
+		// of this benchmark that falls behind must not be cut off as
+		// lagged (that is tested elsewhere), or the counts would not add up.
+		ecfg := engine.Config{Capacity: 1 << 14}
+		b.Run("single/"+mode.name, func(b *testing.B) {
+			addr := startPlainNode(b, ecfg)
+			fanout(b, []string{addr}, subscribers, mode.rate)
+		})
+		b.Run("cluster3/"+mode.name, func(b *testing.B) {
+			ns := startNATS(b)
+			nodes := startNodes(b, ns, 3, cluster.Config{}, ecfg)
+			var addrs []string
+			for _, n := range nodes {
+				addrs = append(addrs, n.addr)
+			}
+			fanout(b, addrs, subscribers, mode.rate)
+		})
+	}
+}
+
+// startPlainNode runs one node without cluster mode.
+func startPlainNode(b *testing.B, ecfg engine.Config) string {
+	ecfg.AutoID, ecfg.Logger = true, quiet
+	eng, err := engine.New(ecfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := transport.New(transport.Config{Logger: quiet}, eng)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return ln.Addr().String()
+}
+
+// fanout subscribes subs streams round-robin over addrs, publishes b.N
+// messages to addrs[0], and waits for every delivery.
+func fanout(b *testing.B, addrs []string, subs, rate int) {
+	var (
+		mu        sync.Mutex
+		hist      = hdr.New(1, int64(time.Minute/time.Microsecond), 3)
+		delivered atomic.Int64
+		lastAt    atomic.Int64
+		wg        sync.WaitGroup
+	)
+	want := int64(b.N)
+	if b.N > 1<<14 {
+		b.Fatalf("at most %d messages per run (the rings' size)", 1<<14)
+	}
+	var conns []net.Conn
+	for i := range subs {
+		c, err := net.DialTimeout("tcp", addrs[i%len(addrs)], wait)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, "GET /sse?topic=bench HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			b.Fatal(err)
+		}
+		br := bufio.NewReaderSize(c, 16<<10)
+		for { // head, then ": ok"
+			line, err := br.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if line == ": ok\n" {
+				break
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := hdr.New(1, int64(time.Minute/time.Microsecond), 3)
+			var got int64
+			for got < want {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					break
+				}
+				v, ok := strings.CutPrefix(string(line), "data: ")
+				if !ok {
+					continue
+				}
+				sent, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				now := time.Now().UnixNano()
+				_ = h.RecordValue((now - sent) / 1000)
+				got++
+			}
+			delivered.Add(got)
+			lastAt.Store(max(lastAt.Load(), time.Now().UnixNano()))
+			mu.Lock()
+			hist.Merge(h)
+			mu.Unlock()
+		}()
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // every stream registered on its node
+
+	client := &http.Client{Timeout: wait, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	pub := func() {
+		body := fmt.Sprintf(`{"data":"%d","topic":"bench"}`, time.Now().UnixNano())
+		resp, err := client.Post("http://"+addrs[0]+"/sse", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Errorf("publish: %d", resp.StatusCode)
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if rate == 0 {
+		for range b.N {
+			pub()
+		}
+	} else {
+		var pw sync.WaitGroup
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		for range b.N {
+			<-tick.C
+			pw.Go(pub)
+		}
+		tick.Stop()
+		pw.Wait()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		for _, c := range conns {
+			c.Close()
+		}
+		<-done
+	}
+	b.StopTimer()
+	if got := delivered.Load(); got != want*int64(subs) {
+		b.Fatalf("%d deliveries, want %d", got, want*int64(subs))
+	}
+	elapsed := time.Duration(lastAt.Load() - start.UnixNano())
+	b.ReportMetric(float64(delivered.Load())/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(hist.ValueAtQuantile(50)), "p50-µs")
+	b.ReportMetric(float64(hist.ValueAtQuantile(99)), "p99-µs")
+}
