@@ -269,7 +269,20 @@ type PublishResult struct {
 // afterwards.
 func (e *Engine) Publish(m *Message) (PublishResult, error) { return e.publish(m, 0) }
 
-// publish is Publish with m's Seq given (see PublishSeq), or 0 for the next.
+// PublishLocal publishes a message that belongs to this process only (the
+// dashboard's stats): it is not one of the users' publishes, so it is not
+// counted in Stats.Publishes and gets no auto id, and it takes the last Seq
+// without advancing it. In cluster mode, where Seq is the stream's sequence
+// (PublishSeq), a local message must not take a number the stream will
+// give next; several messages may then share a Seq, which gather tells
+// apart by identity.
+func (e *Engine) PublishLocal(m *Message) (PublishResult, error) { return e.publish(m, localSeq) }
+
+// localSeq, as publish's seq, marks a PublishLocal.
+const localSeq = math.MaxUint64
+
+// publish is Publish with m's Seq given (see PublishSeq), 0 for the next,
+// or localSeq for the last (PublishLocal).
 func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 	if e.closing.Load() {
 		return PublishResult{}, ErrClosed
@@ -301,21 +314,27 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 			e.release(t)
 		}
 	}()
-	auto := e.cfg.AutoID && m.ID == ""
+	local := seq == localSeq
+	auto := e.cfg.AutoID && m.ID == "" && !local
 	if !auto {
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
 	}
 
 	e.pubMu.Lock()
-	if seq == 0 {
+	if local {
+		seq = e.seq
+	} else if seq == 0 {
 		seq = e.seq + 1
 	} else if seq <= e.seq {
 		last := e.seq
 		e.pubMu.Unlock()
 		return PublishResult{}, fmt.Errorf("%w: %d after %d", ErrSeqOrder, seq, last)
 	}
-	e.seq = seq
-	m.Seq = seq
+	if !local {
+		e.seq = seq
+		e.counters.publishes.Add(1)
+	}
+	m.Seq, m.local = seq, local
 	if auto {
 		m.ID = strconv.FormatUint(m.Seq, 10)
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)

@@ -32,6 +32,9 @@ type Message struct {
 	Seq uint64
 	// Frame is the encoded SSE frame, built once per message.
 	Frame []byte
+	// local marks a PublishLocal message, which shares its Seq with the
+	// message published before it; set under the publish lock.
+	local bool
 	// State is opaque to the engine: a hook's per-message data (the Lua pub table).
 	State any
 	// NoHook delivers the message without the Message hook: the server's

@@ -8,7 +8,8 @@ import "sync/atomic"
 // pass (see shard.passFrames), everything else is counted where it happens
 // once per publish, subscriber or disconnect.
 type Stats struct {
-	// Publishes is how many messages were published (the last Seq).
+	// Publishes is how many messages were published here (in cluster
+	// mode: applied from the stream), not counting PublishLocal's.
 	Publishes uint64
 	// Deliveries is how many frames were handed to subscribers' sockets
 	// (a message skipped by the message hook is not one).
@@ -50,6 +51,7 @@ type TopicStats struct {
 // counters are the engine-wide counters behind Stats. Each is written
 // where its event happens (never per delivery) and read by Stats.
 type counters struct {
+	publishes   atomic.Uint64 // publish, under pubMu (PublishLocal's are not counted)
 	subscribers atomic.Int64  // shard.add +1, shard.remove -1
 	subscribes  atomic.Uint64 // shard.add
 	replays     atomic.Uint64 // Serve
@@ -87,7 +89,7 @@ func closeReason(k uint32) int {
 }
 
 // Stats returns a snapshot of the engine's counters and topics. It takes
-// Engine.pubMu and Engine.topicsMu's read lock briefly, never a shard's
+// Engine.topicsMu's read lock briefly, never a shard's
 // lock, so it does not wait for a delivery pass. Safe from any goroutine.
 func (e *Engine) Stats() Stats {
 	st := Stats{
@@ -108,9 +110,7 @@ func (e *Engine) Stats() Stats {
 	for _, s := range e.shards {
 		st.Deliveries += s.delivered.Load()
 	}
-	e.pubMu.Lock()
-	st.Publishes = e.seq
-	e.pubMu.Unlock()
+	st.Publishes = e.counters.publishes.Load()
 
 	e.topicsMu.RLock()
 	st.Topics = make([]TopicStats, 0, len(e.topics))

@@ -39,6 +39,7 @@ type Subscriber struct {
 
 	cursors   []cursor // one per topic; next is atomic only so stats can read it
 	lastSeq   uint64   // Seq of the last message delivered (drops multi-topic duplicates)
+	lastMsg   *Message // the last message delivered: PublishLocal's may share its Seq
 	lastWrite int64    // unix nanoseconds of the last write
 	backlog   []byte   // bytes owed to the socket after a partial write
 }
@@ -327,7 +328,7 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 			if lap {
 				return dst, true
 			}
-			if ok && (bm == nil || m.Seq < bm.Seq) {
+			if ok && (bm == nil || m.Seq < bm.Seq || m.Seq == bm.Seq && sub.before(m, bm)) {
 				best, bm = c, m
 			}
 		}
@@ -335,7 +336,7 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 			break
 		}
 		best.next.Add(1)
-		if bm.Seq <= sub.lastSeq {
+		if bm == sub.lastMsg || bm.Seq < sub.lastSeq {
 			continue // the same message through another of our topics
 		}
 		dst = sub.appendFrame(dst, bm, hook, batch)
@@ -343,8 +344,20 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 	return dst, false
 }
 
+// before orders two messages of one Seq, which only PublishLocal makes (a
+// local message takes the Seq of the last one published): the message just
+// delivered goes first, so its copies in other topics are dropped before
+// anything comes between them; then the published one, which came first,
+// before the local one.
+func (sub *Subscriber) before(m, other *Message) bool {
+	if m == sub.lastMsg || other == sub.lastMsg {
+		return m == sub.lastMsg
+	}
+	return other.local && !m.local
+}
+
 func (sub *Subscriber) appendFrame(dst [][]byte, m *Message, hook func(any, *Message, *Subscriber) []byte, batch any) [][]byte {
-	sub.lastSeq = m.Seq
+	sub.lastSeq, sub.lastMsg = m.Seq, m
 	f := m.Frame
 	if hook != nil && !m.NoHook {
 		if f = hook(batch, m, sub); f == nil {

@@ -177,15 +177,12 @@ func (d *Dashboard) publish(eng *engine.Engine) error {
 	// NoHook: the message hook is for the users' messages; a script that
 	// filters by its own rules (examples/channels.lua) would drop these.
 	// Who may read them is the subscribe hook's call.
+	// PublishLocal: not counted as a user's publish, and in cluster mode
+	// it takes no number from the stream's sequence (each node feeds its
+	// own dashboard).
 	m := &engine.Message{Event: "stats", Data: string(data), HasData: true, Topics: []string{d.cfg.Topic}, NoHook: true}
-	// Counted before the publish: a scrape in between reads one publish
-	// too few rather than one of ours as a user's.
-	d.cfg.Metrics.internal.Add(1)
-	if _, err := eng.Publish(m); err != nil {
-		d.cfg.Metrics.internal.Add(^uint64(0))
-		return err
-	}
-	return nil
+	_, err = eng.PublishLocal(m)
+	return err
 }
 
 // feedMessage is what the page receives once per Interval.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -36,14 +35,12 @@ type Config struct {
 }
 
 // Metrics reads the server's counters when asked and writes them in the
-// Prometheus text format. It keeps no counter of its own except the
-// dashboard's publishes, which it subtracts from the engine's.
+// Prometheus text format. It keeps no counter of its own: the dashboard's
+// stats messages are published with engine.PublishLocal, which the
+// engine's publish count leaves out.
 type Metrics struct {
 	cfg   Config
 	start time.Time
-	// internal counts the stats messages the dashboard feed published:
-	// they are not the users' publishes. Written by the feed goroutine.
-	internal atomic.Uint64
 }
 
 // NewMetrics checks cfg and returns a Metrics.
@@ -76,7 +73,6 @@ type Snapshot struct {
 func (m *Metrics) Snapshot() Snapshot {
 	var s Snapshot
 	s.Engine = m.cfg.Engine.Stats()
-	s.Engine.Publishes -= min(m.internal.Load(), s.Engine.Publishes)
 	if m.cfg.Transport != nil {
 		s.Transport = m.cfg.Transport()
 	}
