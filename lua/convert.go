@@ -241,7 +241,7 @@ func numberToMS(v glua.LValue) (int64, bool) {
 		return int64(f), true
 	case glua.LString:
 		n, err := strconv.ParseInt(string(x), 10, 64)
-		return n, err == nil && n >= 0
+		return n, err == nil && n >= 0 && n <= math.MaxInt32 // the same bound as a number
 	}
 	return 0, false
 }

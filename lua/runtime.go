@@ -68,11 +68,15 @@ type Runtime struct {
 	watchMu  sync.Mutex
 	watching map[*thread]struct{} // guarded by watchMu
 	stop     chan struct{}
-	done     sync.WaitGroup
-	anyVM    atomic.Uint32   // round robin for publish
-	errLog   atomic.Int64    // unix seconds of the last logged message-hook error
-	errs     errorCounts     // see HookErrors
-	chunkCtx context.Context // set by Check only: bounds the main chunk
+	done     sync.WaitGroup // the tick loop
+	// The watchdog stops only after the tick loop has ended, so that a
+	// tick looping when Close is called is still cut off at the timeout.
+	watchStop chan struct{}
+	watchDone sync.WaitGroup
+	anyVM     atomic.Uint32   // round robin for publish
+	errLog    atomic.Int64    // unix seconds of the last logged message-hook error
+	errs      errorCounts     // see HookErrors
+	chunkCtx  context.Context // set by Check only: bounds the main chunk
 
 	sharedOnce sync.Once
 	dict       *sharedDict
@@ -120,7 +124,7 @@ func Load(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lua: %s: %w", cfg.Script, err)
 	}
-	return &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{})}, nil
+	return &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{}), watchStop: make(chan struct{})}, nil
 }
 
 // Start builds every VM from the compiled script, runs startup(cli) on each
@@ -129,7 +133,7 @@ func Load(cfg Config) (*Runtime, error) {
 func (rt *Runtime) Start() error {
 	rt.clock.Store(1)
 	if rt.cfg.Timeout > 0 {
-		rt.done.Add(1)
+		rt.watchDone.Add(1)
 		go rt.watchdog()
 	}
 	for i := 0; i < rt.cfg.VMs; i++ {
@@ -177,6 +181,8 @@ func (rt *Runtime) Close() {
 		close(rt.stop)
 	}
 	rt.done.Wait()
+	close(rt.watchStop)
+	rt.watchDone.Wait()
 	for _, v := range rt.vms {
 		v.mu.Lock()
 		for _, c := range v.closers {
@@ -241,14 +247,14 @@ func (rt *Runtime) tickLoop() {
 // cancelling their thread's context (gopher-lua checks it between
 // instructions).
 func (rt *Runtime) watchdog() {
-	defer rt.done.Done()
+	defer rt.watchDone.Done()
 	period := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
 	limit := int64(rt.cfg.Timeout / period)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
-		case <-rt.stop:
+		case <-rt.watchStop:
 			return
 		case <-t.C:
 		}

@@ -207,10 +207,17 @@ func dial(t testing.TB, addr string) net.Conn {
 // a client that does not read then stops the server's writes quickly.
 func dialTinyBuffer(t testing.TB, addr string) net.Conn {
 	t.Helper()
+	return dialBuffer(t, addr, 1024)
+}
+
+// dialBuffer connects with a receive buffer of size bytes, fixed before
+// the handshake (the kernel no longer grows it).
+func dialBuffer(t testing.TB, addr string, size int) net.Conn {
+	t.Helper()
 	d := net.Dialer{Timeout: wait, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024)
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
 		})
 		return errors.Join(err, serr)
 	}}

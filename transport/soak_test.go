@@ -99,9 +99,9 @@ func TestSoak(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); soakChurn(addr, i, stop, &st) }()
 	}
-	for range soakStallers {
+	for i := range soakStallers {
 		wg.Add(1)
-		go func() { defer wg.Done(); soakStall(addr, stop, &st) }()
+		go func() { defer wg.Done(); soakStall(addr, i, eng, stop, &st) }()
 	}
 
 	start := time.Now()
@@ -113,8 +113,8 @@ func TestSoak(t *testing.T) {
 		u := readUsage(t)
 		el := time.Since(start).Round(time.Second)
 		samples, sampleAt = append(samples, u), append(sampleAt, el)
-		t.Logf("%v: %v; subscribers %d, conns %d; published %d, refused %d, churned %d, stalled closed %d (open %d)",
-			el, u, soakSubscribers(eng), srv.OpenConns(), st.published.Load(), st.refused.Load(), st.churned.Load(), st.stallClosed.Load(), st.stallOpen.Load())
+		t.Logf("%v: %v; subscribers %d, conns %d; published %d, refused %d, churned %d, stalled closed %d (after at most %dms; open after 40s %d)",
+			el, u, soakSubscribers(eng), srv.OpenConns(), st.published.Load(), st.refused.Load(), st.churned.Load(), st.stallClosed.Load(), st.stallMaxMS.Load(), st.stallOpen.Load())
 		for _, r := range steady {
 			if err := r.failure(); err != nil {
 				t.Fatalf("steady subscriber on %s: %v", r.topic, err)
@@ -155,8 +155,11 @@ func TestSoak(t *testing.T) {
 	first, final := medianUsage(warm[:3]), medianUsage(warm[len(warm)-3:])
 	peak := slices.MaxFunc(warm, func(a, b usage) int { return int(a.RSS - b.RSS) })
 	t.Logf("SOAK %v: after warm-up (%v) %v; at the end %v; peak rss %.1f MiB", d, warmUp, first, final, float64(peak.RSS)/(1<<20))
-	t.Logf("SOAK totals: published %d (%.0f/s), refused %d, churned subscriptions %d, stalled subscribers closed by the server %d (still open after 20s: %d), steady subscribers %d with 0 lost",
-		st.published.Load(), float64(st.published.Load())/d.Seconds(), st.refused.Load(), st.churned.Load(), st.stallClosed.Load(), st.stallOpen.Load(), soakSteady)
+	t.Logf("SOAK totals: published %d (%.0f/s), refused %d, churned subscriptions %d, stalled subscribers closed by the server %d (the slowest after %dms; still there after 40s: %d), steady subscribers %d with 0 lost",
+		st.published.Load(), float64(st.published.Load())/d.Seconds(), st.refused.Load(), st.churned.Load(), st.stallClosed.Load(), st.stallMaxMS.Load(), st.stallOpen.Load(), soakSteady)
+	if st.stallOpen.Load() > 0 {
+		t.Errorf("%d stalled subscribers were still served after %v (--write-timeout 3s)", st.stallOpen.Load(), stallBound)
+	}
 	if final.RSS > first.RSS+first.RSS/4+32<<20 {
 		t.Errorf("RSS grew from %.1f to %.1f MiB after the warm-up", float64(first.RSS)/(1<<20), float64(final.RSS)/(1<<20))
 	}
@@ -181,6 +184,9 @@ func soakSubscribers(eng *engine.Engine) int {
 	for i := range soakTopics {
 		n += eng.Subscribers(soakTopic(i))
 	}
+	for i := range soakStallers {
+		n += eng.Subscribers("stall" + strconv.Itoa(i))
+	}
 	return n
 }
 
@@ -202,7 +208,8 @@ func medianUsage(us []usage) usage {
 
 type soakStats struct {
 	published, refused, churned atomic.Int64
-	stallClosed, stallOpen      atomic.Int64 // stalled subscribers closed by the server, or still open after 20s
+	stallClosed, stallOpen      atomic.Int64 // stalled subscribers closed by the server, or still there after stallBound
+	stallMaxMS                  atomic.Int64 // the longest a stalled subscriber lasted
 }
 
 // soakPublish publishes "<p> <n> padding" with id "<p>-<n>" to its topic
@@ -372,26 +379,38 @@ func soakChurn(addr string, i int, stop chan struct{}, st *soakStats) {
 	}
 }
 
-// soakStall subscribes with a tiny receive buffer and reads nothing until
-// the server gives up on it (write timeout or lag), then starts over.
-func soakStall(addr string, stop chan struct{}, st *soakStats) {
+// soakStall subscribes with a tiny receive buffer, on every soak topic
+// and one of its own (so the engine's count on it shows whether it is
+// still there), and reads nothing. The server must close it within
+// --write-timeout of its socket filling, or when the ring laps it; the
+// longest that took is kept. Filling takes a while: the kernel grows the
+// server's send buffer up to tcp_wmem's 4 MiB, about 19s of this load, so
+// the bound is 40s.
+const stallBound = 40 * time.Second
+
+func soakStall(addr string, i int, eng *engine.Engine, stop chan struct{}, st *soakStats) {
+	own := "stall" + strconv.Itoa(i)
 	for {
-		// On every topic, so that its socket fills within seconds.
-		c, err := soakSubscribe(addr, "soak0&topic=soak1&topic=soak2&topic=soak3", "", true)
+		c, err := soakSubscribe(addr, "soak0&topic=soak1&topic=soak2&topic=soak3&topic="+own, "", true)
 		if err != nil {
 			panic(err)
 		}
-		// Wait without reading, then see whether the server closed it.
-		select {
-		case <-stop:
-			c.Close()
-			return
-		case <-time.After(15 * time.Second):
+		start := time.Now()
+		closed := false
+		for !closed && time.Since(start) < stallBound {
+			select {
+			case <-stop:
+				c.Close()
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			closed = eng.Subscribers(own) == 0
 		}
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = io.Copy(io.Discard, c) // what the sockets held, then the end
-		if err == nil || isClosed(err) {
+		if closed {
 			st.stallClosed.Add(1)
+			took := time.Since(start).Milliseconds()
+			for prev := st.stallMaxMS.Load(); took > prev && !st.stallMaxMS.CompareAndSwap(prev, took); prev = st.stallMaxMS.Load() {
+			}
 		} else {
 			st.stallOpen.Add(1)
 		}
