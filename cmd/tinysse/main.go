@@ -255,5 +255,13 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"shutdown_timeout":       ms(o.shutdownTimeout),
 		"shards":                 shards,
 		"lua_vms":                vms,
+		"metrics_path":           o.metricsPath,
+		"metrics_topics":         o.metricsTopics,
+		"health_path":            o.healthPath,
+		"log_format":             o.logFormat,
+		"dashboard_path":         o.dashboardPath,
+		"no_dashboard":           o.noDashboard,
+		"tls_cert":               o.tlsCert,
+		"tls_key":                o.tlsKey,
 	}
 }
