@@ -19,6 +19,9 @@
 // subscriber never holds up its shard, and the publisher never waits for
 // anyone. See ARCHITECTURE.md for the ownership map.
 //
-// Safe from any goroutine: Publish, Serve, Subscribers, Close, Config.
+// Stats is a snapshot of the engine's counters for metrics: deliveries are
+// added up once per shard pass, never per delivery (see stats.go).
+//
+// Safe from any goroutine: Publish, Serve, Subscribers, Stats, Close, Config.
 // Hooks are called as documented on Hooks.
 package engine

@@ -19,5 +19,9 @@
 // over HTTP without a deadlock. A shard takes its VM once per delivery pass
 // (EnterShard/LeaveShard) and runs message for every pending pair.
 //
+// Check runs the main chunk once without startup, for `tinysse --check`.
+// HookErrors counts the errors of the hooks whose error the engine's seam
+// does not return (message, timeout, unsubscribe, tick), for the metrics.
+//
 // All exported methods are safe from any goroutine.
 package lua

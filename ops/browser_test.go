@@ -50,6 +50,7 @@ function message(pub, sub) return pub end`
 		waitText(`#tail-status`, "watching news"),
 		waitText(`#tail-list`, "news "), // a publisher's message reached the tail
 		waitText(`#hooks-body`, "message"),
+		waitText(`#heap`, "MiB"),
 		chromedp.Sleep(2*time.Second), // let the charts draw a few points
 	)
 	if err != nil {

@@ -248,27 +248,20 @@ func (d *Dashboard) feed(s Snapshot) feedMessage {
 	return f
 }
 
-var runtimeSamples = []string{"/memory/classes/heap/objects:bytes", "/gc/cycles/total:gc-cycles"}
-
-// runtimeFigures are a few Go runtime figures for the page.
+// runtimeFigures are a few Go runtime figures for the page (Prometheus
+// gets all of them from metrics.WriteProcessMetrics).
 func runtimeFigures() map[string]float64 {
-	samples := make([]metrics.Sample, len(runtimeSamples))
-	for i, n := range runtimeSamples {
-		samples[i].Name = n
-	}
+	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(samples)
-	out := map[string]float64{"goroutines": float64(runtime.NumGoroutine())}
-	for _, s := range samples {
-		switch s.Value.Kind() {
-		case metrics.KindUint64:
-			out[s.Name] = float64(s.Value.Uint64())
-		case metrics.KindFloat64:
-			out[s.Name] = s.Value.Float64()
+	value := func(s metrics.Sample) float64 {
+		if s.Value.Kind() == metrics.KindUint64 {
+			return float64(s.Value.Uint64())
 		}
+		return 0 // not supported by this Go version
 	}
 	return map[string]float64{
-		"goroutines": out["goroutines"],
-		"heap_bytes": out["/memory/classes/heap/objects:bytes"],
-		"gc_cycles":  out["/gc/cycles/total:gc-cycles"],
+		"goroutines": float64(runtime.NumGoroutine()),
+		"heap_bytes": value(samples[0]),
+		"gc_cycles":  value(samples[1]),
 	}
 }

@@ -11,5 +11,11 @@
 //
 // Every refusal is a JSON body {"error": "..."} with its status code.
 //
+// Beside the API: a health endpoint (Config.HealthPath), extra routes
+// served by others (Config.Routes: metrics and the dashboard, package ops),
+// and HTTPS on the same listener (Config.TLS; streams then fall back from
+// the engine's raw writev to Write on the TLS connection). Stats counts
+// what was refused, one atomic add per refusal.
+//
 // Server's methods are safe from any goroutine.
 package transport

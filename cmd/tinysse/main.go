@@ -305,5 +305,13 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"nats_max_age":           ms(o.nats.maxAge),
 		"nats_max_msgs":          o.nats.maxMsgs,
 		"nats_replicas":          o.nats.replicas,
+		"metrics_path":           o.metricsPath,
+		"metrics_topics":         o.metricsTopics,
+		"health_path":            o.healthPath,
+		"log_format":             o.logFormat,
+		"dashboard_path":         o.dashboardPath,
+		"no_dashboard":           o.noDashboard,
+		"tls_cert":               o.tlsCert,
+		"tls_key":                o.tlsKey,
 	}
 }

@@ -246,7 +246,10 @@ func get(t *testing.T, url string) reply { return request(t, http.MethodGet, url
 
 func TestRunOps(t *testing.T) {
 	script := writeScript(t, `local log = require "log"
-function startup(cli) log.trace("trace from startup") end
+function startup(cli)
+  log.trace("trace from startup")
+  log.info("cli " .. cli.metrics_path .. " " .. cli.health_path .. " " .. cli.dashboard_path .. " " .. cli.log_format .. " " .. cli.metrics_topics)
+end
 function subscribe(sub) return sub end`)
 	addr, logs, stop := runServer(t, []string{"--log-format", "json", "-L", "TRACE", "--script", script, "--metrics-topics", "1"})
 	base := "http://" + addr
@@ -279,6 +282,9 @@ function subscribe(sub) return sub end`)
 
 	// Every log line is JSON; TRACE keeps its name; subscribes and
 	// unsubscribes have their DEBUG line.
+	if !strings.Contains(logs.String(), `"msg":"cli /metrics /healthz /_tinysse/ json 1"`) {
+		t.Errorf("startup's cli lacks the ops options: %s", logs)
+	}
 	var sawTrace, sawSub, sawUnsub bool
 	sc := bufio.NewScanner(strings.NewReader(logs.String()))
 	for sc.Scan() {

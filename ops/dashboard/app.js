@@ -149,6 +149,9 @@ function onStats(ev) {
   const rej = Object.entries(s.rejected).filter(([, n]) => n > 0);
   text("rejected", String(rej.reduce((a, [, n]) => a + n, 0)));
   text("rejected-detail", rej.map(([k, n]) => k.replace(/_/g, " ") + " " + n).join(" · "));
+  text("heap", (s.runtime.heap_bytes / 1048576).toFixed(1) + " MiB");
+  text("goroutines", fmt(s.runtime.goroutines));
+  text("gc", fmt(s.runtime.gc_cycles));
   if (prev) { charts.pub.push(rate("publishes")); charts.del.push(rate("deliveries")); }
   charts.subs.push(s.subscribers);
   renderTopics(s);
