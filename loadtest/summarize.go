@@ -59,7 +59,28 @@ func summarize(dir string, w io.Writer) error {
 		}
 	}
 	rank := map[string]int{"raw": 0, "tinysse": 1, "tinysse-c5": 2, "tinysse-lua1": 3, "tinysse-luaauto": 4, "centrifugo": 5, "mercure": 6}
-	sort.SliceStable(order, func(i, j int) bool { return rankOf(rank, order[i]) < rankOf(rank, order[j]) })
+	// tinysse-cN (--write-coalesce Nms) right after tinysse, by N.
+	coalesce := func(t string) int {
+		n, err := strconv.Atoi(strings.TrimPrefix(t, "tinysse-c"))
+		if err != nil || !strings.HasPrefix(t, "tinysse-c") {
+			return -1
+		}
+		return n
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		ri, rj := rankOf(rank, order[i]), rankOf(rank, order[j])
+		ci, cj := coalesce(order[i]), coalesce(order[j])
+		if ci >= 0 {
+			ri = rank["tinysse-c5"]
+		}
+		if cj >= 0 {
+			rj = rank["tinysse-c5"]
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		return ci < cj
+	})
 	var scenarios []int
 	for k := range runs {
 		if !slices.Contains(scenarios, k.scenario) {
