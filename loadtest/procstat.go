@@ -19,6 +19,9 @@ type procSample struct {
 	At  time.Time
 	CPU float64 // user + system seconds since the process started
 	RSS int64   // bytes
+	// WriteCalls counts the process's write-like system calls (write,
+	// writev, ...: syscw in /proc/PID/io); -1 if that file is not readable.
+	WriteCalls int64
 }
 
 // readProc samples process pid from /proc.
@@ -38,7 +41,23 @@ func readProc(pid int) (procSample, error) {
 	if s.RSS, err = parseStatusRSS(status); err != nil {
 		return s, fmt.Errorf("/proc/%d/status: %w", pid, err)
 	}
+	s.WriteCalls = -1
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		s.WriteCalls = parseIOField(io, "syscw:")
+	}
 	return s, nil
+}
+
+// parseIOField reads one counter of /proc/PID/io, -1 if absent.
+func parseIOField(io []byte, name string) int64 {
+	for line := range bytes.SplitSeq(io, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte(name)); ok {
+			if n, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // parseStatCPU reads utime and stime (fields 14 and 15, see proc(5)). The

@@ -39,3 +39,13 @@ func TestReadProcSelf(t *testing.T) {
 		t.Errorf("readProc(self) = %+v", s)
 	}
 }
+
+func TestParseIOField(t *testing.T) {
+	io := []byte("rchar: 6976\nwchar: 0\nsyscr: 10\nsyscw: 12345\nread_bytes: 0\n")
+	if got := parseIOField(io, "syscw:"); got != 12345 {
+		t.Errorf("syscw = %d", got)
+	}
+	if got := parseIOField(io, "nope:"); got != -1 {
+		t.Errorf("absent field = %d, want -1", got)
+	}
+}

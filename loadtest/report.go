@@ -112,6 +112,11 @@ type ServerStats struct {
 	RSSEnd        int64   `json:"rss_end"`
 	// RSSPerSubscriber is (RSSConnected - RSSBefore) / ready subscribers.
 	RSSPerSubscriber float64 `json:"rss_per_subscriber"`
+	// WriteCalls is the server's write-like system calls in the window
+	// (/proc/PID/io syscw), and DeliveriesPerWrite all deliveries divided
+	// by it: how many messages a write carries. Omitted if unreadable.
+	WriteCalls         int64   `json:"write_calls,omitempty"`
+	DeliveriesPerWrite float64 `json:"deliveries_per_write,omitempty"`
 }
 
 // HostStats cover the window from the end of the settle to the end of
@@ -167,6 +172,9 @@ func (r *Result) writeTable(w io.Writer) error {
 	if v := r.Server; v != nil {
 		if r.Publish.Rate != 0 && r.Churn == nil {
 			row("server cpu", "%.3f s in window = %.3f s per million deliveries (pid %d)", v.CPUSeconds, v.CPUPerMillion, v.PID)
+			if v.WriteCalls > 0 {
+				row("server writes", "%d write system calls, %.2f deliveries per write", v.WriteCalls, v.DeliveriesPerWrite)
+			}
 		} else {
 			row("server cpu", "%.3f s in window (pid %d)", v.CPUSeconds, v.PID)
 		}

@@ -299,6 +299,10 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 			if d.Total > 0 {
 				v.CPUPerMillion = v.CPUSeconds / (float64(d.Total) / 1e6)
 			}
+			if samples[1].WriteCalls >= 0 && samples[2].WriteCalls > samples[1].WriteCalls {
+				v.WriteCalls = samples[2].WriteCalls - samples[1].WriteCalls
+				v.DeliveriesPerWrite = float64(d.Total) / float64(v.WriteCalls)
+			}
 			if connected > 0 {
 				v.RSSPerSubscriber = float64(v.RSSConnected-v.RSSBefore) / float64(connected)
 			}

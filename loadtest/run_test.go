@@ -89,6 +89,10 @@ func TestRunTinysse(t *testing.T) {
 	if res.Server == nil || res.Server.RSSConnected <= 0 || res.Server.CPUSeconds < 0 {
 		t.Errorf("server stats: %+v", res.Server)
 	}
+	// The server (this process, publishers included) made write calls.
+	if v := res.Server; v == nil || v.WriteCalls <= 0 || v.DeliveriesPerWrite <= 0 {
+		t.Errorf("write calls: %+v", v)
+	}
 }
 
 // Worker processes (this test binary, see TestMain) hold the streams.

@@ -11,6 +11,8 @@
 #   OUT        results directory (default /tmp/tinysse-scenarios)
 #   SCENARIOS  any of 1 2 3 4 5 6 7 (default: all)
 #   ROUNDS=3   runs of each scenario and target
+#   TARGETS    instead of each scenario's own list, e.g. "raw tinysse tinysse-c1 tinysse-c5"
+#              (tinysse-cN: tinysse --write-coalesce Nms)
 #
 # About 6 minutes per round on a 2-core machine. Everything listens on and
 # loads 127.0.0.1 only.
@@ -46,7 +48,7 @@ start_server() {
 	local t=$1
 	case $t in
 	tinysse) "$bin/tinysse" -l 127.0.0.1:19831 -L WARN -c 4096 >"$out/server.log" 2>&1 & ;;
-	tinysse-c5) "$bin/tinysse" -l 127.0.0.1:19831 -L WARN -c 4096 --write-coalesce 5ms >"$out/server.log" 2>&1 & ;;
+	tinysse-c*) "$bin/tinysse" -l 127.0.0.1:19831 -L WARN -c 4096 --write-coalesce "${t#tinysse-c}ms" >"$out/server.log" 2>&1 & ;;
 	tinysse-lua1) "$bin/tinysse" -l 127.0.0.1:19831 -L WARN -c 4096 --script loadtest/message-hook.lua --lua-vms 1 >"$out/server.log" 2>&1 & ;;
 	tinysse-luaauto) "$bin/tinysse" -l 127.0.0.1:19831 -L WARN -c 4096 --script loadtest/message-hook.lua --lua-vms auto >"$out/server.log" 2>&1 & ;;
 	raw) "$bin/rawfanout" -l 127.0.0.1:19841 >"$out/server.log" 2>&1 & ;;
@@ -85,6 +87,10 @@ args_of() {
 	esac
 }
 targets_of() {
+	if [ -n "${TARGETS:-}" ]; then
+		echo "$TARGETS"
+		return
+	fi
 	case $1 in
 	1 | 2) echo raw tinysse tinysse-c5 centrifugo mercure ;;
 	7) echo tinysse tinysse-lua1 tinysse-luaauto ;;

@@ -59,7 +59,28 @@ func summarize(dir string, w io.Writer) error {
 		}
 	}
 	rank := map[string]int{"raw": 0, "tinysse": 1, "tinysse-c5": 2, "tinysse-lua1": 3, "tinysse-luaauto": 4, "centrifugo": 5, "mercure": 6}
-	sort.SliceStable(order, func(i, j int) bool { return rankOf(rank, order[i]) < rankOf(rank, order[j]) })
+	// tinysse-cN (--write-coalesce Nms) right after tinysse, by N.
+	coalesce := func(t string) int {
+		n, err := strconv.Atoi(strings.TrimPrefix(t, "tinysse-c"))
+		if err != nil || !strings.HasPrefix(t, "tinysse-c") {
+			return -1
+		}
+		return n
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		ri, rj := rankOf(rank, order[i]), rankOf(rank, order[j])
+		ci, cj := coalesce(order[i]), coalesce(order[j])
+		if ci >= 0 {
+			ri = rank["tinysse-c5"]
+		}
+		if cj >= 0 {
+			rj = rank["tinysse-c5"]
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		return ci < cj
+	})
 	var scenarios []int
 	for k := range runs {
 		if !slices.Contains(scenarios, k.scenario) {
@@ -145,25 +166,38 @@ func columnsFor(scenario int) []column {
 		p50        = column{"p50 ms", "%.2f", lat(func(l *Latency) float64 { return l.P50 })}
 		p99        = column{"p99 ms", "%.2f", lat(func(l *Latency) float64 { return l.P99 })}
 		cpuM       = column{"CPU s / M deliveries", "%.3f", server(func(v *ServerStats) float64 { return v.CPUPerMillion })}
-		rssEnd     = column{"RSS MiB", "%.1f", server(func(v *ServerStats) float64 { return float64(v.RSSEnd) / (1 << 20) })}
-		rssSub     = column{"RSS KiB / subscriber", "%.2f", server(func(v *ServerStats) float64 { return v.RSSPerSubscriber / 1024 })}
-		ready      = column{"subscribers ready", "%.0f", func(r *Result) (float64, bool) { return float64(r.Subscribers.Ready), true }}
-		churn      = column{"cycles/s", "%.0f", func(r *Result) (float64, bool) { return r.Churn.PerSecond, r.Churn != nil }}
-		churnCPU   = column{"CPU s / 1k cycles", "%.3f", func(r *Result) (float64, bool) {
-			return r.Churn.ServerCPUPerThousand, r.Churn != nil
+		perWrite   = column{"deliveries / write call", "%.2f", func(r *Result) (float64, bool) {
+			if r.Server == nil || r.Server.WriteCalls == 0 {
+				return 0, false
+			}
+			return r.Server.DeliveriesPerWrite, true
 		}}
+		rssEnd   = column{"RSS MiB", "%.1f", server(func(v *ServerStats) float64 { return float64(v.RSSEnd) / (1 << 20) })}
+		rssSub   = column{"RSS KiB / subscriber", "%.2f", server(func(v *ServerStats) float64 { return v.RSSPerSubscriber / 1024 })}
+		ready    = column{"subscribers ready", "%.0f", func(r *Result) (float64, bool) { return float64(r.Subscribers.Ready), true }}
+		churn    = column{"cycles/s", "%.0f", churnValue(func(c *ChurnStats) float64 { return c.PerSecond })}
+		churnCPU = column{"CPU s / 1k cycles", "%.3f", churnValue(func(c *ChurnStats) float64 { return c.ServerCPUPerThousand })}
 	)
 	switch scenario {
 	case 4:
 		return []column{ready, rssSub, rssEnd}
 	case 5:
-		return []column{publishes, deliveries, lost, p50, p99, cpuM, rssEnd}
+		return []column{publishes, deliveries, lost, p50, p99, cpuM, perWrite, rssEnd}
 	case 6:
 		ready50, ready99 := p50, p99
 		ready50.title, ready99.title = "ready p50 ms", "ready p99 ms"
 		return []column{churn, ready50, ready99, churnCPU, rssEnd}
 	}
-	return []column{deliveries, lost, p50, p99, cpuM, rssEnd}
+	return []column{deliveries, lost, p50, p99, cpuM, perWrite, rssEnd}
+}
+
+func churnValue(f func(*ChurnStats) float64) func(*Result) (float64, bool) {
+	return func(r *Result) (float64, bool) {
+		if r.Churn == nil {
+			return 0, false
+		}
+		return f(r.Churn), true
+	}
 }
 
 // cpuCost is a run's server CPU per unit of work: per million deliveries,

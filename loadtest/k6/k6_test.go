@@ -150,6 +150,10 @@ func TestK6Subscribe(t *testing.T) {
 	}
 	pubs := s.value("http_reqs", "count")
 	events, streams := s.value("sse_events", "count"), s.value("sse_streams", "count")
+	// The checks read the result's fields (status, error): all passed.
+	if pass, fail := s.value("checks", "passes"), s.value("checks", "fails"); fail != 0 || pass != subs*2+pubs {
+		t.Errorf("checks: %v passed, %v failed (want %v passed)\n%s", pass, fail, subs*2+pubs, out)
+	}
 	if pubs < 20 || streams != subs || events != subs*pubs {
 		t.Errorf("%v publishes, %v streams, %v events (want %v)\n%s", pubs, streams, events, subs*pubs, out)
 	}
