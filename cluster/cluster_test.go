@@ -94,6 +94,18 @@ func TestCrossNodeDeliveryAndOrder(t *testing.T) {
 	if got, want := both.events(2), []string{fmt.Sprintf("%d:ab", k+61), fmt.Sprintf("%d:b only", k+62)}; !slices.Equal(got, want) {
 		t.Fatalf("multi-topic subscriber got %q, want %q", got, want)
 	}
+	// Replayed from the stream (the rings do not go back to 0): the
+	// multi-topic message once, and only to subscribers of its topics.
+	for q, want := range map[string][]string{
+		"topic=a":         {fmt.Sprintf("%d:ab", k+61)},
+		"topic=b&topic=a": {fmt.Sprintf("%d:ab", k+61), fmt.Sprintf("%d:b only", k+62)},
+	} {
+		r := nodes[0].subscribe(q, "0")
+		if got := r.events(len(want)); !slices.Equal(got, want) {
+			t.Fatalf("replay of %s got %q, want %q", q, got, want)
+		}
+		r.quiet(50 * time.Millisecond)
+	}
 	def := nodes[1].subscribe("", "")
 	waitFor(t, "default subscriber", func() bool { return nodes[1].eng.Subscribers("") == 1 })
 	nodes[2].mustPublish("plain")
