@@ -31,12 +31,16 @@ const wait = 10 * time.Second
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// logger is quiet unless TINYSSE_TEST_LOG is set.
+// logger is quiet unless TINYSSE_TEST_LOG is set (to a level name, or
+// anything else for DEBUG).
 func logger() *slog.Logger {
-	if os.Getenv("TINYSSE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	v := os.Getenv("TINYSSE_TEST_LOG")
+	if v == "" {
+		return quiet
 	}
-	return quiet
+	level := slog.LevelDebug
+	_ = level.UnmarshalText([]byte(v))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // natsServer is an in-process nats-server that can be stopped and started
