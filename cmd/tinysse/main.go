@@ -80,6 +80,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		}
 		defer node.Close() // after the server's shutdown below: deferred calls run last first
 		replay, publish, leader = node.Replay, node.Publish, node.Leader
+		if !o.autoID {
+			log.Warn("cluster mode without --auto-id: ids differ between nodes, so a client resumes on another node only from that node's rings")
+		}
 	}
 
 	var script *lua.Runtime
