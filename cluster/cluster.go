@@ -127,6 +127,9 @@ type Node struct {
 	results   [256]applyResult
 	waiters   map[uint64]chan engine.PublishResult
 
+	// multiFilter: the server takes several filter subjects per consumer
+	// (nats-server 2.10+), so a replay reads only its topics' subjects.
+	multiFilter bool
 	// warnedReset: the stream went back in sequence and that was logged.
 	warnedReset atomic.Bool
 	// The leader lease (leader.go). kv, name are set by startLeader;
@@ -210,12 +213,22 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
 	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult),
-		replays: make(chan struct{}, maxReplays), stop: make(chan struct{}), leaderDone: make(chan struct{})}
+		replays: make(chan struct{}, maxReplays), stop: make(chan struct{}), leaderDone: make(chan struct{}),
+		multiFilter: atLeast(nc.ConnectedServerVersion(), 2, 10)}
 	if err := n.startLeader(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// atLeast reports whether version ("2.10.4") is at least major.minor.
+func atLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 func maxOrUnlimited(n int64) int64 {

@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,34 +33,65 @@ const wait = 10 * time.Second
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// logger is quiet unless TINYSSE_TEST_LOG is set.
+// logger is quiet unless TINYSSE_TEST_LOG is set (to a level name, or
+// anything else for DEBUG).
 func logger() *slog.Logger {
-	if os.Getenv("TINYSSE_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	v := os.Getenv("TINYSSE_TEST_LOG")
+	if v == "" {
+		return quiet
 	}
-	return quiet
+	level := slog.LevelDebug
+	_ = level.UnmarshalText([]byte(v))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
 // natsServer is an in-process nats-server that can be stopped and started
-// again on the same port and store.
+// again on the same port and store. With TINYSSE_TEST_NATS_SERVER set to a
+// nats-server binary (Debian's /usr/sbin/nats-server 2.9, say), it runs
+// that instead, as a child process on a free loopback port.
 type natsServer struct {
 	t    testing.TB
 	port int
 	dir  string
 	srv  *server.Server
+	cmd  *exec.Cmd // the external server, when TINYSSE_TEST_NATS_SERVER is set
 }
 
 func startNATS(t testing.TB) *natsServer {
 	t.Helper()
 	ns := &natsServer{t: t, port: -1, dir: t.TempDir()}
+	if os.Getenv("TINYSSE_TEST_NATS_SERVER") != "" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
 	ns.start()
-	ns.port = ns.srv.Addr().(*net.TCPAddr).Port
+	if ns.srv != nil {
+		ns.port = ns.srv.Addr().(*net.TCPAddr).Port
+	}
 	t.Cleanup(ns.stop)
 	return ns
 }
 
 func (ns *natsServer) start() {
 	ns.t.Helper()
+	if bin := os.Getenv("TINYSSE_TEST_NATS_SERVER"); bin != "" {
+		ns.cmd = exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(ns.port), "-sd", ns.dir)
+		if err := ns.cmd.Start(); err != nil {
+			ns.t.Fatalf("nats server: %v", err)
+		}
+		waitFor(ns.t, "the nats server", func() bool {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", ns.port))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		return
+	}
 	s, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: ns.port, JetStream: true, StoreDir: ns.dir,
 		NoLog: true, NoSigs: true,
@@ -74,6 +107,11 @@ func (ns *natsServer) start() {
 }
 
 func (ns *natsServer) stop() {
+	if ns.cmd != nil {
+		_ = ns.cmd.Process.Signal(os.Interrupt)
+		_ = ns.cmd.Wait()
+		ns.cmd = nil
+	}
 	if ns.srv != nil {
 		ns.srv.Shutdown()
 		ns.srv.WaitForShutdown()

@@ -46,14 +46,20 @@ func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, b
 			filters = append(filters, subject(n.cfg.Stream, []string{t}))
 		}
 	}
-	cons, err := n.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	ccfg := jetstream.ConsumerConfig{
 		FilterSubjects:    filters,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       start,
 		AckPolicy:         jetstream.AckNonePolicy,
 		MemoryStorage:     true,
 		InactiveThreshold: n.cfg.PublishTimeout,
-	})
+	}
+	if !n.multiFilter {
+		// A server before 2.10 takes one filter: read every subject and
+		// keep the subscriber's topics here (wanted, below).
+		ccfg.FilterSubjects, ccfg.FilterSubject = nil, n.cfg.Stream+".>"
+	}
+	cons, err := n.stream.CreateConsumer(ctx, ccfg)
 	if err != nil {
 		return nil, false, fmt.Errorf("cluster: replay: %w", err)
 	}

@@ -84,3 +84,11 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestAtLeast(t *testing.T) {
+	for v, want := range map[string]bool{"2.10.0": true, "2.15.2": true, "3.0.0": true, "2.9.10": false, "1.99.0": false, "": false, "x": false} {
+		if got := atLeast(v, 2, 10); got != want {
+			t.Errorf("atLeast(%q, 2, 10) = %v", v, got)
+		}
+	}
+}

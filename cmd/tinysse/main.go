@@ -89,6 +89,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		}
 		defer node.Close() // after the server's shutdown below: deferred calls run last first
 		replay, publish, leader = node.Replay, node.Publish, node.Leader
+		if !o.autoID {
+			log.Warn("cluster mode without --auto-id: a Last-Event-ID is looked up in the rings of the node the client reconnects to, never in the stream")
+		}
 	}
 
 	var script *lua.Runtime
