@@ -23,6 +23,11 @@ func (n *Node) Publish(m *engine.Message) (engine.PublishResult, error) {
 	if err := m.Validate(); err != nil {
 		return engine.PublishResult{}, err
 	}
+	// The topic cap is checked here, where the 202 is decided: every node
+	// applies what the stream holds, cap or not (engine.PublishSeq).
+	if err := n.eng.CheckTopics(m.Topics); err != nil {
+		return engine.PublishResult{}, err
+	}
 	var state []byte
 	if n.cfg.EncodeState != nil {
 		var err error

@@ -252,6 +252,32 @@ func (e *Engine) Topics() int {
 	return len(e.topics)
 }
 
+// CheckTopics reports ErrTooManyTopics if publishing to topics (none: the
+// default topic) would create a topic beyond Config.MaxTopics, as Publish
+// would. Cluster mode asks before a message goes to the stream, since
+// PublishSeq, which applies it, does not refuse. A check, not a
+// reservation: publishes racing it may each create one topic more.
+func (e *Engine) CheckTopics(topics []string) error {
+	if e.cfg.MaxTopics <= 0 {
+		return nil
+	}
+	if len(topics) == 0 {
+		topics = defaultTopic
+	}
+	e.topicsMu.RLock()
+	defer e.topicsMu.RUnlock()
+	n := len(e.topics)
+	for i, name := range topics {
+		if _, ok := e.topics[name]; !ok && !slices.Contains(topics[:i], name) {
+			n++
+		}
+	}
+	if n > e.cfg.MaxTopics {
+		return ErrTooManyTopics
+	}
+	return nil
+}
+
 // PublishResult is what a publisher is told.
 type PublishResult struct {
 	// Queued is how many messages of the published topics some subscriber
@@ -300,7 +326,15 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 		if slices.Contains(names[:i], n) {
 			continue // a topic named twice still gets the message once
 		}
-		t := e.acquireUpTo(n, e.cfg.MaxTopics)
+		limit := e.cfg.MaxTopics
+		if seq != 0 && seq != localSeq {
+			// PublishSeq applies what an outside log (cluster mode's
+			// stream) already accepted: the publishing node checked the
+			// cap (CheckTopics), and a node refusing here would hold less
+			// than the others.
+			limit = 0
+		}
+		t := e.acquireUpTo(n, limit)
 		if t == nil {
 			for _, t := range topics {
 				e.release(t)
