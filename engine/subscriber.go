@@ -279,6 +279,10 @@ func (sub *Subscriber) catchUp() uint32 {
 // WriteTimeout: a socket that takes nothing for that long fails.
 func (sub *Subscriber) flushBacklog() error {
 	const chunk = 64 << 10
+	// Written from the front; buf keeps the slice's start, so that the
+	// next backlog reuses its capacity instead of allocating (the path of
+	// every delivery without a raw socket, as over TLS).
+	buf := sub.backlog
 	for len(sub.backlog) > 0 {
 		n := min(len(sub.backlog), chunk)
 		_ = sub.conn.SetWriteDeadline(time.Now().Add(sub.e.cfg.WriteTimeout))
@@ -291,7 +295,7 @@ func (sub *Subscriber) flushBacklog() error {
 			return err
 		}
 	}
-	sub.backlog = sub.backlog[:0]
+	sub.backlog = buf[:0]
 	sub.lastWrite = time.Now().UnixNano()
 	return sub.conn.SetWriteDeadline(time.Time{})
 }
