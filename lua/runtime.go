@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -40,6 +41,10 @@ type Config struct {
 	VMs int
 	// Timeout stops a hook that runs longer. Default 5s; negative: none.
 	Timeout time.Duration
+	// MaxMemory stops a running hook once the Go heap has grown by this
+	// many bytes since it began (memory.go). Default 256 MiB; negative:
+	// none.
+	MaxMemory int64
 	// CLI is the options table given to startup (cli.vm and cli.vms are
 	// added per VM).
 	CLI map[string]any
@@ -93,6 +98,9 @@ func Load(cfg Config) (*Runtime, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.MaxMemory == 0 {
+		cfg.MaxMemory = 256 << 20
+	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout
 	}
@@ -126,7 +134,7 @@ func Load(cfg Config) (*Runtime, error) {
 // tick loop and the watchdog. Call it before accepting clients.
 func (rt *Runtime) Start() error {
 	rt.clock.Store(1)
-	if rt.cfg.Timeout > 0 {
+	if rt.cfg.Timeout > 0 || rt.cfg.MaxMemory > 0 {
 		rt.watchDone.Add(1)
 		go rt.watchdog()
 	}
@@ -242,7 +250,14 @@ func (rt *Runtime) tickLoop() {
 func (rt *Runtime) watchdog() {
 	defer rt.watchDone.Done()
 	period := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
-	limit := int64(rt.cfg.Timeout / period)
+	if rt.cfg.MaxMemory > 0 {
+		period = memoryPeriod // a doubling string outgrows a slower look
+	}
+	limit := int64(math.MaxInt64)
+	if rt.cfg.Timeout > 0 {
+		limit = int64(rt.cfg.Timeout / period)
+	}
+	var heap heapReader
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -258,6 +273,9 @@ func (rt *Runtime) watchdog() {
 				th.timedOut.Store(true)
 				th.cancel()
 			}
+		}
+		if rt.cfg.MaxMemory > 0 {
+			rt.checkMemory(&heap)
 		}
 		rt.watchMu.Unlock()
 	}
