@@ -479,3 +479,51 @@ func TestHostileSizes(t *testing.T) {
 	publishJSON(t, addr, `{"id":"1","data":"still serving"}`)
 	watch.expectLines("id: 1", "data: still serving")
 }
+
+// TestOversizedBodiesMemoryFlat: bodies far over MaxBodySize, announced by
+// Content-Length or sent chunked, are refused with 413 without the server
+// holding them: memory stays flat over 200 of them (100 MiB sent or
+// announced in all).
+func TestOversizedBodiesMemoryFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 MiB of requests")
+	}
+	addr, eng, _ := startServer(t, engine.Config{}, Config{MaxBodySize: 64 << 10})
+	sub := subscribe(t, addr, "/sse")
+	sub.expectOK()
+	waitSubscribers(t, eng, "", 1)
+	chunk := strings.Repeat("z", 256<<10)
+	send := func(chunked bool) answer {
+		c := dial(t, addr)
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(wait))
+		if chunked {
+			io.WriteString(c, "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+			for range 4 { // 1 MiB, or until the server stops reading
+				if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+					break
+				}
+			}
+		} else {
+			fmt.Fprintf(c, "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", 1<<30)
+			_, _ = io.WriteString(c, chunk) // a start of the gigabyte
+		}
+		return readAnswer(t, bufio.NewReader(c))
+	}
+	for range 10 { // warm up
+		send(true)
+	}
+	debug.FreeOSMemory()
+	base := readUsage(t)
+	for i := range 200 {
+		wantError(t, send(i%2 == 0), http.StatusRequestEntityTooLarge)
+	}
+	debug.FreeOSMemory()
+	after := readUsage(t)
+	t.Logf("200 oversized bodies: before %v, after %v", base, after)
+	if after.RSS > base.RSS+16<<20 {
+		t.Errorf("RSS grew from %d to %d MiB", base.RSS>>20, after.RSS>>20)
+	}
+	publishJSON(t, addr, `{"id":"1","data":"fine"}`)
+	sub.expectLines("id: 1", "data: fine") // nothing of the refused ones came first
+}
