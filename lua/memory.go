@@ -16,6 +16,11 @@ var ErrMemory = errors.New("lua: hook used too much memory")
 // every 10ms stops it within a doubling or two of the allowance.
 const memoryPeriod = 10 * time.Millisecond
 
+// idlePeriod is how often the watchdog wakes while no hook runs. A hook
+// that starts meanwhile is first seen up to this late: its timeout may
+// come that much early, its heap is measured from then.
+const idlePeriod = 100 * time.Millisecond
+
 // heapReader reads the bytes of heap objects (live or not yet swept), a
 // cheap reading that does not stop the world. Watchdog only.
 type heapReader struct {

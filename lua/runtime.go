@@ -249,16 +249,22 @@ func (rt *Runtime) tickLoop() {
 // instructions).
 func (rt *Runtime) watchdog() {
 	defer rt.watchDone.Done()
-	period := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
+	// The clock counts units of real time. With a memory bound the unit is
+	// short, to catch a doubling string in time, but the watchdog only
+	// wakes that often while a hook runs: idle, it sleeps idlePeriod and
+	// adds the units that passed.
+	unit := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
+	idle := unit
 	if rt.cfg.MaxMemory > 0 {
-		period = memoryPeriod // a doubling string outgrows a slower look
+		unit, idle = memoryPeriod, idlePeriod
 	}
 	limit := int64(math.MaxInt64)
 	if rt.cfg.Timeout > 0 {
-		limit = int64(rt.cfg.Timeout / period)
+		limit = int64(rt.cfg.Timeout / unit)
 	}
 	var heap heapReader
-	t := time.NewTicker(period)
+	last := time.Now()
+	t := time.NewTimer(unit)
 	defer t.Stop()
 	for {
 		select {
@@ -266,18 +272,28 @@ func (rt *Runtime) watchdog() {
 			return
 		case <-t.C:
 		}
-		now := rt.clock.Add(1)
+		units := max(int64(time.Since(last)/unit), 1)
+		last = last.Add(time.Duration(units) * unit)
+		now := rt.clock.Add(units)
+		busy := false
 		rt.watchMu.Lock()
 		for th := range rt.watching {
-			if s := th.started.Load(); s != 0 && now-s > limit {
+			s := th.started.Load()
+			busy = busy || s != 0
+			if s != 0 && now-s > limit {
 				th.timedOut.Store(true)
 				th.cancel()
 			}
 		}
-		if rt.cfg.MaxMemory > 0 {
+		if rt.cfg.MaxMemory > 0 && busy {
 			rt.checkMemory(&heap)
 		}
 		rt.watchMu.Unlock()
+		if busy {
+			t.Reset(unit)
+		} else {
+			t.Reset(idle)
+		}
 	}
 }
 
