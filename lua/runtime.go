@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -41,6 +42,10 @@ type Config struct {
 	VMs int
 	// Timeout stops a hook that runs longer. Default 5s; negative: none.
 	Timeout time.Duration
+	// MaxMemory stops a running hook once the Go heap has grown by this
+	// many bytes since it began (memory.go). Default 256 MiB; negative:
+	// none.
+	MaxMemory int64
 	// CLI is the options table given to startup (cli.vm and cli.vms are
 	// added per VM).
 	CLI map[string]any
@@ -99,6 +104,9 @@ func Load(cfg Config) (*Runtime, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 5 * time.Second
 	}
+	if cfg.MaxMemory == 0 {
+		cfg.MaxMemory = 256 << 20
+	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout
 	}
@@ -132,7 +140,7 @@ func Load(cfg Config) (*Runtime, error) {
 // tick loop and the watchdog. Call it before accepting clients.
 func (rt *Runtime) Start() error {
 	rt.clock.Store(1)
-	if rt.cfg.Timeout > 0 {
+	if rt.cfg.Timeout > 0 || rt.cfg.MaxMemory > 0 {
 		rt.watchDone.Add(1)
 		go rt.watchdog()
 	}
@@ -248,9 +256,22 @@ func (rt *Runtime) tickLoop() {
 // instructions).
 func (rt *Runtime) watchdog() {
 	defer rt.watchDone.Done()
-	period := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
-	limit := int64(rt.cfg.Timeout / period)
-	t := time.NewTicker(period)
+	// The clock counts units of real time. With a memory bound the unit is
+	// short, to catch a doubling string in time, but the watchdog only
+	// wakes that often while a hook runs: idle, it sleeps idlePeriod and
+	// adds the units that passed.
+	unit := min(max(rt.cfg.Timeout/10, 10*time.Millisecond), 250*time.Millisecond)
+	idle := unit
+	if rt.cfg.MaxMemory > 0 {
+		unit, idle = memoryPeriod, idlePeriod
+	}
+	limit := int64(math.MaxInt64)
+	if rt.cfg.Timeout > 0 {
+		limit = int64(rt.cfg.Timeout / unit)
+	}
+	var heap heapReader
+	last := time.Now()
+	t := time.NewTimer(unit)
 	defer t.Stop()
 	for {
 		select {
@@ -258,15 +279,28 @@ func (rt *Runtime) watchdog() {
 			return
 		case <-t.C:
 		}
-		now := rt.clock.Add(1)
+		units := max(int64(time.Since(last)/unit), 1)
+		last = last.Add(time.Duration(units) * unit)
+		now := rt.clock.Add(units)
+		busy := false
 		rt.watchMu.Lock()
 		for th := range rt.watching {
-			if s := th.started.Load(); s != 0 && now-s > limit {
+			s := th.started.Load()
+			busy = busy || s != 0
+			if s != 0 && now-s > limit {
 				th.timedOut.Store(true)
 				th.cancel()
 			}
 		}
+		if rt.cfg.MaxMemory > 0 && busy {
+			rt.checkMemory(&heap)
+		}
 		rt.watchMu.Unlock()
+		if busy {
+			t.Reset(unit)
+		} else {
+			t.Reset(idle)
+		}
 	}
 }
 

@@ -46,6 +46,12 @@ type thread struct {
 	// idle. Written by the caller (VM locked), read by the watchdog.
 	started  atomic.Int64
 	timedOut atomic.Bool // set by the watchdog; the thread is then discarded
+	overMem  atomic.Bool // set with timedOut when it was stopped for memory
+
+	// Watchdog only (under Runtime.watchMu): the call it last saw running
+	// and the heap then.
+	seen   int64
+	heapAt uint64
 }
 
 func (rt *Runtime) newVM(idx int) (*vm, error) {
@@ -255,6 +261,9 @@ func (v *vm) call(t *thread, fn *glua.LFunction, args ...glua.LValue) (glua.LVal
 	t.started.Store(0)
 	if err != nil {
 		L.SetTop(top)
+		if t.overMem.Load() {
+			return glua.LNil, fmt.Errorf("%w (the heap grew by more than %d MiB while it ran)", ErrMemory, v.rt.cfg.MaxMemory>>20)
+		}
 		if t.timedOut.Load() {
 			return glua.LNil, fmt.Errorf("%w (longer than --script-timeout %s)", ErrTimeout, v.rt.cfg.Timeout)
 		}

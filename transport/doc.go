@@ -10,6 +10,10 @@
 // SetBodyStreamWriter).
 //
 // Every refusal is a JSON body {"error": "..."} with its status code.
+// Connection limits are enforced before a request is read: the listener
+// (listener.go, limits.go) answers a fast 503 beyond MaxConns and a 429
+// beyond MaxConnsPerIP; subscribe answers 503 beyond MaxSubscribers before
+// any hook runs.
 //
 // Beside the API: a health endpoint (Config.HealthPath), extra routes
 // served by others (Config.Routes: metrics and the dashboard, package ops),

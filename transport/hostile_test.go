@@ -181,7 +181,10 @@ func TestStoppedSubscriberProcess(t *testing.T) {
 	closedAfter := time.Since(start)
 	t.Logf("p99 delay of the other subscribers: %v with the helper reading, %v with it stopped; it was closed %v after the burst began (burst %v, write timeout %v)",
 		running.Round(time.Microsecond), stopped.Round(time.Microsecond), closedAfter.Round(time.Millisecond), burstTook.Round(time.Millisecond), writeTimeout)
-	if stopped > 3*running+25*time.Millisecond {
+	// A shared 2-core machine is noisy: the bound allows for that, not
+	// for a stopped subscriber holding the others up (which costs seconds).
+	// The race detector slows everything tenfold: delays are only reported.
+	if stopped > 3*running+50*time.Millisecond && !raceEnabled {
 		t.Errorf("p99 delay rose from %v to %v while a subscriber was stopped", running, stopped)
 	}
 

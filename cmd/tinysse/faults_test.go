@@ -395,9 +395,18 @@ func TestDescriptorLimit(t *testing.T) {
 	if len(open) != 128 || refused != 12 {
 		t.Errorf("%d open and %d refused, want 128 and 12 (the limit less 128)", len(open), refused)
 	}
-	if a := request(t, http.MethodPost, "http://"+addr+"/sse", `{"data":"x"}`); a.status != http.StatusServiceUnavailable {
-		t.Errorf("publish at the limit: %d, want 503", a.status)
+	// A publisher at the limit is refused too, before it has sent anything
+	// (so read the answer on a bare connection: an HTTP client would call
+	// it unsolicited).
+	c, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		t.Fatalf("dial at the limit: %v (the server stopped accepting)", err)
 	}
+	_ = c.SetDeadline(time.Now().Add(wait))
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a connection at the limit: %v %v, want 503", resp, err)
+	}
+	c.Close()
 	for _, s := range open[:20] {
 		s.conn.Close()
 	}

@@ -45,6 +45,7 @@ type options struct {
 	shards          int
 	luaVMs          int // 0: auto (one per shard)
 	scriptTimeout   time.Duration
+	scriptMemory    int64
 	maxSubscribers  int
 	maxConnsPerIP   int
 	maxTopics       int
@@ -204,6 +205,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
 	scriptTimeout := durationValue(5 * time.Second)
 	fs.Var(&scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
+	scriptMemory := sizeValue(256 << 20)
+	fs.Var(&scriptMemory, "script-memory", "stop a hook while the heap has grown by more than this since it began (0 = never)")
 	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
@@ -300,6 +303,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	o.shutdownTimeout = time.Duration(shutdownTimeout)
 	o.luaVMs = int(vms)
 	o.scriptTimeout = time.Duration(scriptTimeout)
+	o.scriptMemory = int64(scriptMemory)
 	return o, nil
 }
 

@@ -101,16 +101,17 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			scriptTimeout = -1 // --script-timeout 0: never
 		}
 		script, err = lua.Load(lua.Config{
-			Script:  o.script,
-			Data:    o.scriptData,
-			Tick:    o.scriptTick,
-			Unsafe:  o.unsafeScript,
-			VMs:     vms,
-			Timeout: scriptTimeout,
-			CLI:     cliTable(o, shards, vms),
-			Leader:  leader,
-			Stdout:  stdout,
-			Logger:  log,
+			Script:    o.script,
+			Data:      o.scriptData,
+			Tick:      o.scriptTick,
+			Unsafe:    o.unsafeScript,
+			VMs:       vms,
+			Timeout:   scriptTimeout,
+			MaxMemory: scriptMemory(o),
+			CLI:       cliTable(o, shards, vms),
+			Leader:    leader,
+			Stdout:    stdout,
+			Logger:    log,
 		})
 		if err != nil {
 			fmt.Fprintf(stderr, "tinysse: --script: %v\n", err)
@@ -282,6 +283,7 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"script_data":            o.scriptData,
 		"script_tick":            ms(o.scriptTick),
 		"script_timeout":         ms(o.scriptTimeout),
+		"script_memory":          o.scriptMemory,
 		"unsafe_script":          o.unsafeScript,
 		"max_body_size":          o.maxBodySize,
 		"pub_path":               o.pubPath,
@@ -317,4 +319,12 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"tls_cert":               o.tlsCert,
 		"tls_key":                o.tlsKey,
 	}
+}
+
+// scriptMemory maps --script-memory 0 to "no bound" for the runtime.
+func scriptMemory(o *options) int64 {
+	if o.scriptMemory == 0 {
+		return -1
+	}
+	return o.scriptMemory
 }

@@ -92,6 +92,7 @@ func TestHelp(t *testing.T) {
 			{"", "max-subscribers", ""},
 			{"", "max-conns-per-ip", ""},
 			{"", "max-topics", "10000"},
+			{"", "script-memory", "256MiB"},
 			{"h", "help", ""},
 			{"V", "version", ""},
 		} {
