@@ -231,7 +231,7 @@ func (d *Dashboard) feed(s Snapshot) feedMessage {
 		TopicCount: len(e.Topics), OtherTopics: s.OtherTopics,
 		Other:    feedTopic{Subscribers: s.Other.Subscribers, Buffered: s.Other.Buffered, Published: s.Other.Published},
 		Rejected: make(map[string]uint64),
-		Refused:  s.Transport.ConnsRefused, OpenConns: s.Transport.OpenConns,
+		Refused:  s.Transport.ConnsRefused + s.Transport.ConnsRefusedPerIP, OpenConns: s.Transport.OpenConns,
 		Hooks:   s.Hooks,
 		Runtime: runtimeFigures(),
 	}

@@ -161,6 +161,7 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 			metrics.WriteCounterUint64(w, `tinysse_subscribe_rejected_total{reason="`+name+`"}`, tr.SubscribeRejected[i])
 		}
 		metrics.WriteCounterUint64(w, "tinysse_connections_refused_total", tr.ConnsRefused)
+		metrics.WriteCounterUint64(w, "tinysse_connections_refused_per_ip_total", tr.ConnsRefusedPerIP)
 		metrics.WriteGaugeUint64(w, "tinysse_open_connections", uint64(max(tr.OpenConns, 0)))
 	}
 	if m.cfg.Hooks != nil {

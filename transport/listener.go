@@ -16,10 +16,11 @@ import (
 // max, so accept(2) never fails with "too many open files".
 type limitListener struct {
 	net.Listener
-	max     int64
-	open    atomic.Int64  // connections accepted and not yet closed
-	refused atomic.Uint64 // connections turned away at max
-	tls     *tls.Config   // set when serving HTTPS: the 503 goes through TLS
+	max       int64
+	open      atomic.Int64  // connections accepted and not yet closed
+	refused   atomic.Uint64 // connections turned away at max
+	refusedIP atomic.Uint64 // connections turned away at perIP
+	tls       *tls.Config   // set when serving HTTPS: the 503 goes through TLS
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{} // guarded by mu: open connections
@@ -54,6 +55,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if !l.admitIP(tc.ip) {
 			l.mu.Unlock()
 			l.open.Add(-1)
+			l.refusedIP.Add(1)
 			if l.tls != nil {
 				c = tls.Server(c, l.tls)
 			}

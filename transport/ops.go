@@ -60,11 +60,25 @@ const (
 	RejectMediaType           // 415: content type missing or not JSON/form
 	RejectHookError           // 500: the hook failed
 	RejectShuttingDown        // 503: the server is shutting down
+	RejectLimit               // 503: at --max-subscribers (subscribe) or --max-topics (publish)
+	RejectUnavailable         // 503: cluster mode, the stream could not be reached (publish)
 	rejectReasons
 )
 
 // RejectReasons names each reason, for labels.
-var RejectReasons = [rejectReasons]string{"bad_request", "forbidden", "too_large", "unsupported_media_type", "hook_error", "shutting_down"}
+var RejectReasons = [rejectReasons]string{"bad_request", "forbidden", "too_large", "unsupported_media_type", "hook_error", "shutting_down", "limit", "unavailable"}
+
+// rejectKey is the user value a handler sets (to a Reject* index) when the
+// status alone does not tell why it refused: three reasons share 503.
+const rejectKey = "tinysse.reject"
+
+// rejectReasonOf is the reason ctx's refusal is counted under.
+func rejectReasonOf(ctx *fasthttp.RequestCtx, status int) int {
+	if r, ok := ctx.UserValue(rejectKey).(int); ok {
+		return r
+	}
+	return rejectReason(status)
+}
 
 func rejectReason(status int) int {
 	switch status {
@@ -95,8 +109,9 @@ type Stats struct {
 	// reason (index with Reject*; names in RejectReasons).
 	PublishRejected   [rejectReasons]uint64
 	SubscribeRejected [rejectReasons]uint64
-	// ConnsRefused counts connections turned away at the connection limit.
-	ConnsRefused uint64
+	// ConnsRefused counts connections turned away at the connection limit
+	// (503); ConnsRefusedPerIP those turned away at MaxConnsPerIP (429).
+	ConnsRefused, ConnsRefusedPerIP uint64
 	// OpenConns is how many connections are open now, streams included.
 	OpenConns int64
 }
@@ -110,6 +125,7 @@ func (s *Server) Stats() Stats {
 	}
 	if l := s.ln.Load(); l != nil {
 		st.ConnsRefused = l.refused.Load()
+		st.ConnsRefusedPerIP = l.refusedIP.Load()
 		st.OpenConns = l.open.Load()
 	}
 	return st
@@ -118,7 +134,7 @@ func (s *Server) Stats() Stats {
 // countPublish counts a publish answered with something other than 202.
 func (s *Server) countPublish(ctx *fasthttp.RequestCtx) {
 	if code := ctx.Response.StatusCode(); code != fasthttp.StatusAccepted {
-		s.counters.pubRejected[rejectReason(code)].Add(1)
+		s.counters.pubRejected[rejectReasonOf(ctx, code)].Add(1)
 	}
 }
 
@@ -126,7 +142,7 @@ func (s *Server) countPublish(ctx *fasthttp.RequestCtx) {
 // hijacked stream has no status code set: it is 200).
 func (s *Server) countSubscribe(ctx *fasthttp.RequestCtx) {
 	if code := ctx.Response.StatusCode(); code != fasthttp.StatusOK {
-		s.counters.subRejected[rejectReason(code)].Add(1)
+		s.counters.subRejected[rejectReasonOf(ctx, code)].Add(1)
 	}
 }
 

@@ -69,12 +69,14 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	case errors.Is(err, engine.ErrTooManyTopics):
+		ctx.SetUserValue(rejectKey, RejectLimit)
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its topic limit: publish to an existing topic")
 		return
 	case errors.Is(err, engine.ErrClosed):
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
 	case err != nil && s.cfg.Publish != nil:
+		ctx.SetUserValue(rejectKey, RejectUnavailable)
 		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
 		return
 	case err != nil:

@@ -20,6 +20,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !s.takeStream() {
+		ctx.SetUserValue(rejectKey, RejectLimit)
 		ctx.Response.Header.Set("Retry-After", "1")
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its subscriber limit")
 		return

@@ -1,0 +1,524 @@
+package main
+
+// Cross-feature tests: cluster mode, the dashboard's stats feed, /metrics,
+// --write-coalesce, Lua hooks, TLS and the connection limits, each run
+// through run() on loopback ports together, as a user would combine them.
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/tinysse/tinysse/internal/testcert"
+)
+
+// startNATS runs an in-process JetStream server on a loopback port and
+// returns its URL.
+func startNATS(t *testing.T) string {
+	url, _ := startNATSServer(t)
+	return url
+}
+
+func startNATSServer(t *testing.T) (string, *server.Server) {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(wait) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	return fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port), ns
+}
+
+// runNodes starts n servers through run with the same args, and stops
+// them all with one SIGINT at cleanup (every run has its own signal.Notify;
+// a second SIGINT with none left would kill the test binary).
+func runNodes(t *testing.T, n int, args []string, vars ...string) (addrs []string) {
+	t.Helper()
+	exited := make(chan int, n)
+	logs := make([]*syncBuffer, n)
+	for i := range n {
+		logs[i] = &syncBuffer{}
+		ready := make(chan string, 1)
+		go func() {
+			exited <- run(append([]string{"--listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...), env(vars...), io.Discard, logs[i], ready)
+		}()
+		select {
+		case a := <-ready:
+			addrs = append(addrs, a)
+		case code := <-exited:
+			t.Fatalf("node %d exited %d: %s", i, code, logs[i])
+		case <-time.After(2 * wait):
+			t.Fatal("run did not get ready")
+		}
+	}
+	t.Cleanup(func() {
+		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			select {
+			case code := <-exited:
+				if code != 0 {
+					t.Errorf("exit %d after SIGINT", code)
+				}
+			case <-time.After(2 * wait):
+				t.Fatal("run did not return after SIGINT")
+			}
+		}
+		if t.Failed() {
+			for i, l := range logs {
+				t.Logf("node %d log:\n%s", i, l)
+			}
+		}
+	})
+	return addrs
+}
+
+// event is one SSE frame, read back as fields.
+type event struct{ id, event, data string }
+
+// next reads the next frame that is not a comment.
+func (s *stream) next(t *testing.T) event {
+	t.Helper()
+	for {
+		f := s.readUntil(t, "\n\n")
+		if strings.HasPrefix(f, ":") {
+			continue
+		}
+		var e event
+		for _, line := range strings.Split(strings.TrimSuffix(f, "\n\n"), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			switch k {
+			case "id":
+				e.id = v
+			case "event":
+				e.event = v
+			case "data":
+				e.data = v
+			}
+		}
+		return e
+	}
+}
+
+// metricValue returns the value of the series named exactly name.
+func metricValue(t *testing.T, body, name string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no series %s in\n%s", name, body)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestClusterWithDashboardFeed runs two nodes with --auto-id while the
+// dashboard's feed publishes stats on node 1 (its _tinysse.stats has a
+// subscriber) and messages are published to both nodes in turn. Every
+// subscriber on both nodes gets every message once, in order, with the
+// stream sequence as id; the stats keep arriving and count the cluster's
+// messages; /metrics counts publishes and deliveries on each node; a
+// reconnect with Last-Event-ID on either node gets exactly the rest.
+func TestClusterWithDashboardFeed(t *testing.T) {
+	url := startNATS(t)
+	addrs := runNodes(t, 2, []string{"--auto-id"}, "TINYSSE_NATS="+url)
+
+	stats := openStream(t, addrs[1], "/sse?topic=_tinysse.stats")
+	stats.readUntil(t, ": ok\n\n")
+	both := openStream(t, addrs[1], "/sse?topic=news&topic=_tinysse.stats")
+	both.readUntil(t, ": ok\n\n")
+	subs := []*stream{openStream(t, addrs[0], "/sse?topic=news"), openStream(t, addrs[1], "/sse?topic=news")}
+	for _, s := range subs {
+		s.readUntil(t, ": ok\n\n")
+	}
+
+	// Long enough for several stats ticks (one a second) between messages.
+	const n = 40
+	for i := 1; i <= n; i++ {
+		if a := request(t, http.MethodPost, "http://"+addrs[i%2]+"/sse?topic=news", fmt.Sprintf(`{"data":"m%d"}`, i)); a.status != http.StatusAccepted {
+			t.Fatalf("publish %d: %d %s", i, a.status, a.body)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	for k, s := range subs {
+		for i := 1; i <= n; i++ {
+			if e := s.next(t); e != (event{id: strconv.Itoa(i), data: fmt.Sprintf("m%d", i)}) {
+				t.Fatalf("node %d subscriber: message %d is %+v", k, i, e)
+			}
+		}
+	}
+	// One stream on news and the stats topic: every message once and in
+	// order, stats without ids in between.
+	statsSeen := 0
+	for i := 1; i <= n; {
+		e := both.next(t)
+		if e.event == "stats" {
+			if e.id != "" {
+				t.Errorf("a stats message has id %q", e.id)
+			}
+			statsSeen++
+			continue
+		}
+		if e != (event{id: strconv.Itoa(i), data: fmt.Sprintf("m%d", i)}) {
+			t.Fatalf("news+stats subscriber: message %d is %+v", i, e)
+		}
+		i++
+	}
+	if statsSeen < 2 {
+		t.Errorf("news+stats subscriber saw %d stats during %d messages over %v", statsSeen, n, n*60*time.Millisecond)
+	}
+	// The feed goes on after the messages and counts all of them: node 1
+	// applied every message of the stream.
+	deadline := time.Now().Add(wait)
+	for {
+		e := stats.next(t)
+		if e.event != "stats" {
+			t.Fatalf("stats topic carried %+v", e)
+		}
+		var feed struct {
+			Publishes  uint64 `json:"publishes"`
+			Deliveries uint64 `json:"deliveries"`
+		}
+		if err := json.Unmarshal([]byte(e.data), &feed); err != nil {
+			t.Fatalf("stats data %q: %v", e.data, err)
+		}
+		if feed.Publishes > n {
+			t.Fatalf("stats count %d publishes, %d were made", feed.Publishes, n)
+		}
+		if feed.Publishes == n && feed.Deliveries >= 2*n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats still say %+v", feed)
+		}
+	}
+
+	// /metrics: each node applied n messages (a user's publish counts on
+	// every node, the stats feed on none) and delivered them to its
+	// subscribers of news.
+	for k, addr := range addrs {
+		body := get(t, "http://"+addr+"/metrics").body
+		if v := metricValue(t, body, "tinysse_publishes_total"); v != n {
+			t.Errorf("node %d: tinysse_publishes_total %v, want %d", k, v, n)
+		}
+		wantDeliveries := float64(n) // node 0: one subscriber of news
+		if k == 1 {
+			wantDeliveries = 2 * n // node 1: two, and the stats on top
+		}
+		if v := metricValue(t, body, "tinysse_deliveries_total"); v < wantDeliveries {
+			t.Errorf("node %d: tinysse_deliveries_total %v, want at least %v", k, v, wantDeliveries)
+		}
+	}
+
+	// A reconnect with Last-Event-ID, on either node, to news with and
+	// without the stats topic: the rest, from the ring, nothing twice.
+	for _, path := range []string{"/sse?topic=news", "/sse?topic=news&topic=_tinysse.stats"} {
+		for k, addr := range addrs {
+			c, err := net.DialTimeout("tcp", addr, wait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nLast-Event-ID: %d\r\n\r\n", path, addr, n-5)
+			s := &stream{conn: c}
+			s.readUntil(t, "\r\n\r\n")
+			for i := n - 4; i <= n; {
+				e := s.next(t)
+				if e.event == "stats" {
+					continue
+				}
+				if e != (event{id: strconv.Itoa(i), data: fmt.Sprintf("m%d", i)}) {
+					t.Fatalf("node %d, %s, Last-Event-ID %d: got %+v, want id %d", k, path, n-5, e, i)
+				}
+				i++
+			}
+		}
+	}
+}
+
+// TestClusterWriteCoalesceLua: two nodes with --write-coalesce and a Lua
+// message hook that rewrites and drops messages. Every subscriber on both
+// nodes gets the hook's result of every message in stream order, ids the
+// stream sequence, with bursts published at once.
+func TestClusterWriteCoalesceLua(t *testing.T) {
+	url := startNATS(t)
+	script := writeScript(t, `function message(pub, sub)
+  if pub.msg.data == "drop" then return nil end
+  pub.msg.data = pub.msg.data .. "!"
+  return pub
+end`)
+	addrs := runNodes(t, 2, []string{"--auto-id", "--write-coalesce", "40ms", "--script", script}, "TINYSSE_NATS="+url)
+	subs := []*stream{openStream(t, addrs[0], "/sse?topic=a&topic=b"), openStream(t, addrs[1], "/sse?topic=a&topic=b")}
+	for _, s := range subs {
+		s.readUntil(t, ": ok\n\n")
+	}
+	// Bursts from several publishers on both nodes, to two topics and the
+	// pair: a coalesced pass holds many messages.
+	const n = 60
+	done := make(chan error, 4)
+	for p := range 4 {
+		go func() {
+			for i := p; i < n; i += 4 {
+				topic := []string{"topic=a", "topic=b", "topic=a&topic=b"}[i%3]
+				data := fmt.Sprintf("p%d-%d", p, i)
+				if i%7 == 0 {
+					data = "drop"
+				}
+				resp, err := http.Post("http://"+addrs[p%2]+"/sse?"+topic, "application/json", strings.NewReader(`{"data":"`+data+`"}`))
+				if err != nil {
+					done <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					done <- fmt.Errorf("publish: %d", resp.StatusCode)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both nodes deliver the same sequence: ids increase, every message
+	// not dropped arrives once with the hook's "!", the drops never.
+	var got [2][]event
+	for k, s := range subs {
+		for len(got[k]) < n-(n+6)/7 {
+			e := s.next(t)
+			if !strings.HasSuffix(e.data, "!") || e.data == "drop!" {
+				t.Fatalf("node %d: %+v did not pass the hook", k, e)
+			}
+			got[k] = append(got[k], e)
+		}
+	}
+	if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
+		t.Fatalf("nodes disagree:\n%v\n%v", got[0], got[1])
+	}
+	last, seen := 0, map[string]bool{}
+	for _, e := range got[0] {
+		id, err := strconv.Atoi(e.id)
+		if err != nil || id <= last || id > n {
+			t.Fatalf("id %q after %d", e.id, last)
+		}
+		last = id
+		if seen[e.data] {
+			t.Fatalf("%q twice", e.data)
+		}
+		seen[e.data] = true
+	}
+}
+
+// TestWriteCoalesceLuaSingleNode: --write-coalesce with a message hook on
+// one node: per subscriber rewrites and drops, in order.
+func TestWriteCoalesceLuaSingleNode(t *testing.T) {
+	script := writeScript(t, `function message(pub, sub)
+  if sub.id:sub(-1) == "x" and pub.msg.data == "odd" then return nil end
+  pub.msg.data = pub.msg.data .. "@" .. sub.id
+  return pub
+end
+function subscribe(sub)
+  sub.id = sub.req.query:match("name=(%w+)") or sub.id
+  return sub
+end`)
+	addr, _, _ := runServer(t, []string{"--auto-id", "--write-coalesce", "30ms", "--script", script})
+	x := openStream(t, addr, "/sse?name=subx")
+	y := openStream(t, addr, "/sse?name=suby")
+	x.readUntil(t, ": ok\n\n")
+	y.readUntil(t, ": ok\n\n")
+	const n = 50
+	for i := 1; i <= n; i++ {
+		data := "even"
+		if i%2 == 1 {
+			data = "odd"
+		}
+		if a := request(t, http.MethodPost, "http://"+addr+"/sse", `{"data":"`+data+`"}`); a.status != http.StatusAccepted {
+			t.Fatalf("publish: %d %s", a.status, a.body)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if e := y.next(t); e.id != strconv.Itoa(i) || !strings.HasSuffix(e.data, "@suby") {
+			t.Fatalf("suby message %d: %+v", i, e)
+		}
+	}
+	for i := 2; i <= n; i += 2 {
+		if e := x.next(t); e != (event{id: strconv.Itoa(i), data: "even@subx"}) {
+			t.Fatalf("subx message %d: %+v", i, e)
+		}
+	}
+}
+
+// tlsRequest sends one request over a fresh TLS connection and returns the
+// status line and body (the whole response, read until close or
+// Content-Length).
+func tlsRequest(t *testing.T, addr string, cfg *tls.Config, req string) (status int, body string) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("TLS dial: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	fmt.Fprintf(c, req, addr)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the response over TLS: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestTLSWithLimits: with --tls-cert, the --max-subscribers 503 and the
+// --max-conns-per-ip 429 are proper HTTPS responses with their JSON
+// bodies; /healthz and /metrics still answer from another address while
+// one address is at its limit, and count the refusals.
+func TestTLSWithLimits(t *testing.T) {
+	cert := testcert.New(t)
+	certFile, keyFile := cert.Files(t, t.TempDir())
+	addr, _, _ := runServer(t, []string{"--max-subscribers", "1", "--max-conns-per-ip", "3"}, "TINYSSE_TLS_CERT="+certFile, "TINYSSE_TLS_KEY="+keyFile)
+	cfg := cert.Client()
+
+	// One stream: the subscriber limit.
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	fmt.Fprintf(c, "GET /sse HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	(&stream{conn: c}).readUntil(t, ": ok\n\n")
+	if status, body := tlsRequest(t, addr, cfg, "GET /sse HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"); status != http.StatusServiceUnavailable || !json.Valid([]byte(body)) || !strings.Contains(body, `"error"`) {
+		t.Errorf("second stream over HTTPS: %d %q, want 503 with a JSON error", status, body)
+	}
+
+	// Two more connections from 127.0.0.1: the address is at its limit
+	// (3); the next one gets a 429 through TLS.
+	for range 2 {
+		h, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		if err := h.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the listener counts them when it accepts
+	for _, path := range []string{"/sse", "/healthz"} {
+		status, body := tlsRequest(t, addr, cfg, "GET "+path+" HTTP/1.1\r\nHost: %s\r\n\r\n")
+		if status != http.StatusTooManyRequests || body != `{"error":"too many connections from your address"}` {
+			t.Errorf("GET %s from the full address over HTTPS: %d %q, want 429", path, status, body)
+		}
+	}
+
+	// Another loopback address is not at its limit: probes and scrapes
+	// get through, and the metrics count what was turned away.
+	hc := &http.Client{Timeout: wait, Transport: &http.Transport{
+		TLSClientConfig: cfg,
+		DialContext:     (&net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
+	}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("https://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/healthz from 127.0.0.2: %d", resp.StatusCode)
+	}
+	resp, err = hc.Get("https://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics from 127.0.0.2: %d", resp.StatusCode)
+	}
+	if v := metricValue(t, string(b), "tinysse_connections_refused_per_ip_total"); v != 2 {
+		t.Errorf("tinysse_connections_refused_per_ip_total %v, want 2 (the two 429s)", v)
+	}
+	if v := metricValue(t, string(b), "tinysse_connections_refused_total"); v != 0 {
+		t.Errorf("tinysse_connections_refused_total %v, want 0 (the connection limit was never reached)", v)
+	}
+	if v := metricValue(t, string(b), `tinysse_subscribe_rejected_total{reason="limit"}`); v != 1 {
+		t.Errorf(`tinysse_subscribe_rejected_total{reason="limit"} %v, want 1`, v)
+	}
+	if v := metricValue(t, string(b), "tinysse_subscribers"); v != 1 {
+		t.Errorf("tinysse_subscribers %v, want 1", v)
+	}
+}
+
+// TestRefusalReasons: the three kinds of 503 a publish or subscribe can
+// get are counted apart in /metrics: a limit (--max-topics,
+// --max-subscribers), NATS out of reach in cluster mode, and shutdown.
+func TestRefusalReasons(t *testing.T) {
+	url, ns := startNATSServer(t)
+	addr := runNodes(t, 1, []string{"--max-topics", "1", "--max-subscribers", "1"}, "TINYSSE_NATS="+url)[0]
+	base := "http://" + addr
+	if a := request(t, http.MethodPost, base+"/sse?topic=a", `{"data":"x"}`); a.status != http.StatusAccepted {
+		t.Fatalf("first topic: %d %s", a.status, a.body)
+	}
+	if a := request(t, http.MethodPost, base+"/sse?topic=b", `{"data":"x"}`); a.status != http.StatusServiceUnavailable {
+		t.Fatalf("topic beyond --max-topics: %d %s", a.status, a.body)
+	}
+	openStream(t, addr, "/sse?topic=a").readUntil(t, ": ok\n\n")
+	if r := get(t, base+"/sse?topic=a"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("stream beyond --max-subscribers: %d %s", r.status, r.body)
+	}
+	ns.Shutdown()
+	if a := request(t, http.MethodPost, base+"/sse?topic=a", `{"data":"x"}`); a.status != http.StatusServiceUnavailable {
+		t.Fatalf("publish with NATS gone: %d %s", a.status, a.body)
+	}
+	body := get(t, base+"/metrics").body
+	for name, want := range map[string]float64{
+		`tinysse_publish_rejected_total{reason="limit"}`:           1,
+		`tinysse_publish_rejected_total{reason="unavailable"}`:     1,
+		`tinysse_publish_rejected_total{reason="shutting_down"}`:   0,
+		`tinysse_subscribe_rejected_total{reason="limit"}`:         1,
+		`tinysse_subscribe_rejected_total{reason="shutting_down"}`: 0,
+	} {
+		if v := metricValue(t, body, name); v != want {
+			t.Errorf("%s %v, want %v", name, v, want)
+		}
+	}
+}
+
+// TestCheckExamples runs --check on every script in examples/: each loads.
+func TestCheckExamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.lua"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example scripts: %v", err)
+	}
+	for _, f := range files {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"--check", f}, env(), &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), ": ok") {
+			t.Errorf("--check %s: exit %d, stdout %q, stderr %q", f, code, stdout.String(), stderr.String())
+		}
+	}
+}
