@@ -21,7 +21,8 @@ type Stats struct {
 	// Closed counts ended streams by reason.
 	Closed CloseCounts
 	// Replays counts subscribers that came with a Last-Event-ID still in
-	// the ring; ReplayGaps those whose id was no longer (or never) there.
+	// the ring (or, with Config.Replay, replayed from outside it without a
+	// gap); ReplayGaps those whose id was no longer (or never) there.
 	// A catchup hook replaces the engine's replay: its subscribers count
 	// in neither.
 	Replays, ReplayGaps uint64
