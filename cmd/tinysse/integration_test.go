@@ -522,3 +522,25 @@ func TestCheckExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteCoalesceShutdown: a message answered 202 inside a coalescing
+// window still reaches the subscriber when SIGINT comes before the window
+// ends, before the stream's ": shutdown" goodbye (on one node the ring is
+// gone after the restart: a message not delivered then is lost).
+func TestWriteCoalesceShutdown(t *testing.T) {
+	addr, _, stop := runServer(t, []string{"--write-coalesce", "1s", "--auto-id"})
+	sub := openStream(t, addr, "/sse")
+	sub.readUntil(t, ": ok\n\n")
+	for i := 1; i <= 3; i++ {
+		if a := request(t, http.MethodPost, "http://"+addr+"/sse", fmt.Sprintf(`{"data":"late%d"}`, i)); a.status != http.StatusAccepted {
+			t.Fatalf("publish: %d %s", a.status, a.body)
+		}
+	}
+	stop()
+	rest, _ := io.ReadAll(sub.conn)
+	got := string(sub.got) + string(rest)
+	want := "id: 1\ndata: late1\n\nid: 2\ndata: late2\n\nid: 3\ndata: late3\n\n: shutdown\n"
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("stream after SIGINT: %q, want it to start %q", got, want)
+	}
+}
