@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -133,6 +134,30 @@ func metricValue(t *testing.T, body, name string) float64 {
 	return v
 }
 
+// waitMetric polls addr's /metrics until the series name has value want.
+func waitMetric(t *testing.T, addr, name string, want float64) {
+	t.Helper()
+	waitMetricAtLeast(t, addr, name, want, want)
+}
+
+// waitMetricAtLeast polls addr's /metrics until the series name is in
+// [want, upTo]. Counters added once per pass may trail what a client has
+// already read.
+func waitMetricAtLeast(t *testing.T, addr, name string, want, upTo float64) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		v := metricValue(t, get(t, "http://"+addr+"/metrics").body, name)
+		if v >= want && v <= upTo {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s is %v, want %v", addr, name, v, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestClusterWithDashboardFeed runs two nodes with --auto-id while the
 // dashboard's feed publishes stats on node 1 (its _tinysse.stats has a
 // subscriber) and messages are published to both nodes in turn. Every
@@ -218,17 +243,12 @@ func TestClusterWithDashboardFeed(t *testing.T) {
 	// every node, the stats feed on none) and delivered them to its
 	// subscribers of news.
 	for k, addr := range addrs {
-		body := get(t, "http://"+addr+"/metrics").body
-		if v := metricValue(t, body, "tinysse_publishes_total"); v != n {
-			t.Errorf("node %d: tinysse_publishes_total %v, want %d", k, v, n)
-		}
+		waitMetric(t, addr, "tinysse_publishes_total", n)
 		wantDeliveries := float64(n) // node 0: one subscriber of news
 		if k == 1 {
 			wantDeliveries = 2 * n // node 1: two, and the stats on top
 		}
-		if v := metricValue(t, body, "tinysse_deliveries_total"); v < wantDeliveries {
-			t.Errorf("node %d: tinysse_deliveries_total %v, want at least %v", k, v, wantDeliveries)
-		}
+		waitMetricAtLeast(t, addr, "tinysse_deliveries_total", wantDeliveries, math.Inf(1))
 	}
 
 	// A reconnect with Last-Event-ID, on either node, to news with and
@@ -257,15 +277,22 @@ func TestClusterWithDashboardFeed(t *testing.T) {
 	}
 }
 
-// TestClusterWriteCoalesceLua: two nodes with --write-coalesce and a Lua
-// message hook that rewrites and drops messages. Every subscriber on both
+// TestClusterWriteCoalesceLua: two nodes with --write-coalesce and Lua
+// publish and message hooks; message rewrites and drops messages. Every subscriber on both
 // nodes gets the hook's result of every message in stream order, ids the
 // stream sequence, with bursts published at once.
 func TestClusterWriteCoalesceLua(t *testing.T) {
 	url := startNATS(t)
-	script := writeScript(t, `function message(pub, sub)
+	// publish adds a key on the node that got the POST; message on every
+	// node reads it (the state travels in the stream message, through the
+	// hooks as ops.HookStats wraps them for /metrics).
+	script := writeScript(t, `function publish(pub)
+  pub.mark = "!"
+  return pub
+end
+function message(pub, sub)
   if pub.msg.data == "drop" then return nil end
-  pub.msg.data = pub.msg.data .. "!"
+  pub.msg.data = pub.msg.data .. pub.mark
   return pub
 end`)
 	addrs := runNodes(t, 2, []string{"--auto-id", "--write-coalesce", "40ms", "--script", script}, "TINYSSE_NATS="+url)
@@ -318,6 +345,12 @@ end`)
 	}
 	if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
 		t.Fatalf("nodes disagree:\n%v\n%v", got[0], got[1])
+	}
+	// Each node ran publish for the POSTs it got (half of them), and
+	// message for every delivery to its subscriber.
+	for _, addr := range addrs {
+		waitMetric(t, addr, `tinysse_hook_calls_total{hook="publish"}`, n/2)
+		waitMetric(t, addr, `tinysse_hook_calls_total{hook="message"}`, n) // a last drop may still be in its pass
 	}
 	last, seen := 0, map[string]bool{}
 	for _, e := range got[0] {
@@ -509,15 +542,18 @@ func TestRefusalReasons(t *testing.T) {
 	}
 }
 
-// TestCheckExamples runs --check on every script in examples/: each loads.
+// TestCheckExamples runs --check on every script in examples/: each loads,
+// without listening or reaching for NATS or a certificate though the
+// environment names them (a CI job may share the server's environment).
 func TestCheckExamples(t *testing.T) {
+	vars := env("TINYSSE_NATS=nats://127.0.0.1:1", "TINYSSE_LISTEN=256.0.0.1:1", "TINYSSE_TLS_CERT=/nonexistent", "TINYSSE_TLS_KEY=/nonexistent")
 	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.lua"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no example scripts: %v", err)
 	}
 	for _, f := range files {
 		var stdout, stderr bytes.Buffer
-		if code := run([]string{"--check", f}, env(), &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), ": ok") {
+		if code := run([]string{"--check", f}, vars, &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), ": ok") {
 			t.Errorf("--check %s: exit %d, stdout %q, stderr %q", f, code, stdout.String(), stderr.String())
 		}
 	}
