@@ -580,3 +580,43 @@ func TestWriteCoalesceShutdown(t *testing.T) {
 		t.Errorf("stream after SIGINT: %q, want it to start %q", got, want)
 	}
 }
+
+// TestTLSWriteCoalesceHook: over HTTPS (streams written by the
+// subscriber's goroutine, no raw socket) with --write-coalesce and a
+// message hook, bursts arrive whole, in order, through the hook.
+func TestTLSWriteCoalesceHook(t *testing.T) {
+	cert := testcert.New(t)
+	certFile, keyFile := cert.Files(t, t.TempDir())
+	script := writeScript(t, `function message(pub, sub)
+  pub.msg.data = pub.msg.data .. "+"
+  return pub
+end`)
+	addr, _, _ := runServer(t, []string{"--auto-id", "--write-coalesce", "25ms", "--script", script, "--tls-cert", certFile, "--tls-key", keyFile})
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", addr, cert.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	fmt.Fprintf(c, "GET /sse HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	s := &stream{conn: c}
+	s.readUntil(t, ": ok\n\n")
+	hc := &http.Client{Timeout: wait, Transport: &http.Transport{TLSClientConfig: cert.Client()}}
+	defer hc.CloseIdleConnections()
+	const n = 200
+	for i := 1; i <= n; i++ {
+		resp, err := hc.Post("https://"+addr+"/sse", "application/json", strings.NewReader(fmt.Sprintf(`{"data":"b%d"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("publish %d: %d", i, resp.StatusCode)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if e := s.next(t); e != (event{id: strconv.Itoa(i), data: fmt.Sprintf("b%d+", i)}) {
+			t.Fatalf("message %d over TLS: %+v", i, e)
+		}
+	}
+}
