@@ -528,6 +528,11 @@ func TestRefusalReasons(t *testing.T) {
 	if a := request(t, http.MethodPost, base+"/sse?topic=a", `{"data":"x"}`); a.status != http.StatusServiceUnavailable {
 		t.Fatalf("publish with NATS gone: %d %s", a.status, a.body)
 	}
+	// The node still serves its subscribers: /healthz stays 200 (the
+	// README says to alert on reason="unavailable" instead).
+	if r := get(t, base+"/healthz"); r.status != http.StatusOK {
+		t.Errorf("/healthz with NATS gone: %d %s", r.status, r.body)
+	}
 	body := get(t, base+"/metrics").body
 	for name, want := range map[string]float64{
 		`tinysse_publish_rejected_total{reason="limit"}`:           1,
