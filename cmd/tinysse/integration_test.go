@@ -158,7 +158,8 @@ func waitMetricAtLeast(t *testing.T, addr, name string, want, upTo float64) {
 	}
 }
 
-// TestClusterWithDashboardFeed runs two nodes with --auto-id while the
+// TestClusterWithDashboardFeed runs two nodes with --auto-id (and then
+// with --write-coalesce too) while the
 // dashboard's feed publishes stats on node 1 (its _tinysse.stats has a
 // subscriber) and messages are published to both nodes in turn. Every
 // subscriber on both nodes gets every message once, in order, with the
@@ -166,8 +167,14 @@ func waitMetricAtLeast(t *testing.T, addr, name string, want, upTo float64) {
 // messages; /metrics counts publishes and deliveries on each node; a
 // reconnect with Last-Event-ID on either node gets exactly the rest.
 func TestClusterWithDashboardFeed(t *testing.T) {
+	for _, args := range [][]string{{"--auto-id"}, {"--auto-id", "--write-coalesce", "30ms"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) { testClusterWithDashboardFeed(t, args) })
+	}
+}
+
+func testClusterWithDashboardFeed(t *testing.T, args []string) {
 	url := startNATS(t)
-	addrs := runNodes(t, 2, []string{"--auto-id"}, "TINYSSE_NATS="+url)
+	addrs := runNodes(t, 2, args, "TINYSSE_NATS="+url)
 
 	stats := openStream(t, addrs[1], "/sse?topic=_tinysse.stats")
 	stats.readUntil(t, ": ok\n\n")
