@@ -116,8 +116,13 @@ type Node struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 
-	eng     *engine.Engine           // set by Start
-	consume jetstream.ConsumeContext // set by Start
+	// eng and consume are set once by Start, before the consumer runs
+	// (apply reads eng) and before the server serves (run calls Start
+	// before Serve, so Publish's read of eng follows the write); read
+	// without a lock after that. Close reads consume on the goroutine
+	// that called Start.
+	eng     *engine.Engine
+	consume jetstream.ConsumeContext
 
 	// resultsMu guards results and waiters: apply stores what each stream
 	// sequence gave here, and a publisher waiting for its own sequence
@@ -129,6 +134,7 @@ type Node struct {
 
 	// multiFilter: the server takes several filter subjects per consumer
 	// (nats-server 2.10+), so a replay reads only its topics' subjects.
+	// Set by Connect, read-only after.
 	multiFilter bool
 	// warnedReset: the stream went back in sequence and that was logged.
 	warnedReset atomic.Bool

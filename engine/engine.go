@@ -129,7 +129,7 @@ type Engine struct {
 	seq   uint64 // guarded by pubMu: the last Seq given
 
 	topicsMu sync.RWMutex
-	topics   map[string]*topic // guarded by topicsMu; topics are never removed
+	topics   map[string]*topic // guarded by topicsMu; release removes a topic no one holds whose ring is empty
 
 	nextSubID atomic.Uint64 // subscriber ids; id mod shards picks the shard
 	closing   atomic.Bool

@@ -33,7 +33,8 @@ func (e *Engine) PublishSeq(m *Message, seq uint64) (PublishResult, error) {
 	return e.publish(m, seq)
 }
 
-// AdvanceSeq raises the last Seq to seq if it is lower: the messages up to
+// AdvanceSeq raises the last Seq to seq if it is lower (under pubMu, so
+// it orders with publishes): the messages up to
 // seq exist outside the rings (published before this engine started, or
 // skipped), so a Last-Event-ID up to seq is replayed through Config.Replay
 // rather than waited for.
@@ -57,7 +58,9 @@ const gapFrame = ": replay-gap\n\n"
 // rings hold the rest, the messages fetched through Config.Replay when they
 // do not (with Replay and AutoID, for an id that is a number: a Seq), or a
 // replay-gap comment. Called by Serve before the subscriber is registered,
-// while it owns the cursors.
+// while it owns the cursors and lastSeq/lastMsg (appendFrame sets them for
+// each replayed message; the store on Subscriber.state that lets the
+// subscriber go publishes them to the shard, as for the cursors).
 func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 	e := sub.e
 	after, err := strconv.ParseUint(lastID, 10, 64)

@@ -21,7 +21,8 @@ type Stats struct {
 	// Closed counts ended streams by reason.
 	Closed CloseCounts
 	// Replays counts subscribers that came with a Last-Event-ID still in
-	// the ring; ReplayGaps those whose id was no longer (or never) there.
+	// the ring (or, with Config.Replay, replayed from outside it without a
+	// gap); ReplayGaps those whose id was no longer (or never) there.
 	// A catchup hook replaces the engine's replay: its subscribers count
 	// in neither.
 	Replays, ReplayGaps uint64
@@ -115,12 +116,16 @@ func (e *Engine) Stats() Stats {
 	e.topicsMu.RLock()
 	st.Topics = make([]TopicStats, 0, len(e.topics))
 	for name, t := range e.topics {
-		head, tail := t.ring.Head(), t.ring.Tail()
+		// One load of head, read without pubMu: a ring never gives a
+		// message back, so it holds min(head, Capacity). (head - Tail()
+		// would load head twice, and a scrape preempted between the loads
+		// while more than Capacity messages went in would underflow.)
+		head := t.ring.Head()
 		st.Topics = append(st.Topics, TopicStats{
 			Name:        name,
 			Subscribers: t.subscribers.Load(),
 			Published:   head,
-			Buffered:    int(head - tail),
+			Buffered:    int(min(head, uint64(e.cfg.Capacity))),
 		})
 	}
 	e.topicsMu.RUnlock()

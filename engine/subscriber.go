@@ -411,7 +411,13 @@ func (sub *Subscriber) finish(k uint32) error {
 	var err error
 	switch {
 	case k&kickShutdown != 0:
-		err = sub.writeFinal(AppendRetry(nil, "shutdown", e.shutdownRetryMS()))
+		// What was published before the shutdown and not written yet (a
+		// --write-coalesce window, a pass that had not run) goes out before
+		// the goodbye: a restarted node's rings will not have it.
+		pending, n := sub.pendingFrames()
+		if err = sub.writeFinal(AppendRetry(pending, "shutdown", e.shutdownRetryMS())); err == nil && n > 0 {
+			sub.shard.delivered.Add(uint64(n))
+		}
 	case k&kickGone != 0:
 		// nothing can be written any more
 	case k&kickTimeout != 0:
@@ -441,6 +447,32 @@ func (sub *Subscriber) finish(k uint32) error {
 
 // writeFinal writes b with a short deadline: a goodbye must not hold up a
 // shutdown or a slot.
+// pendingFrames returns the frames sub's cursors have not delivered yet
+// (through the message hook, as a pass would), and how many, for the
+// shutdown goodbye. Nothing if a cursor was lapped: the ring no longer has
+// them in order. Only the owner of sub calls it, once it left its shard.
+func (sub *Subscriber) pendingFrames() ([]byte, int) {
+	var out []byte
+	var frames [][]byte
+	n := 0
+	batch := sub.shard.enterHooks()
+	defer sub.shard.leaveHooks(batch)
+	for {
+		var lapped bool
+		frames, lapped = sub.gather(frames[:0], maxBatch, batch)
+		if lapped {
+			return nil, 0
+		}
+		if len(frames) == 0 {
+			return out, n
+		}
+		n += len(frames)
+		for _, f := range frames {
+			out = append(out, f...)
+		}
+	}
+}
+
 func (sub *Subscriber) writeFinal(b []byte) error {
 	d := min(sub.e.cfg.WriteTimeout, 2*time.Second)
 	_ = sub.conn.SetWriteDeadline(time.Now().Add(d))

@@ -42,7 +42,9 @@ type DashboardConfig struct {
 	Logger *slog.Logger
 }
 
-// Dashboard serves the page and publishes its feed.
+// Dashboard serves the page and publishes its feed. Handler is safe from
+// any goroutine (files is read-only); Run is called once, on a goroutine
+// of its own, and is the only caller of publish.
 type Dashboard struct {
 	cfg   DashboardConfig
 	files map[string]dashFile // immutable after NewDashboard

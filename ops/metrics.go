@@ -39,8 +39,8 @@ type Config struct {
 // stats messages are published with engine.PublishLocal, which the
 // engine's publish count leaves out.
 type Metrics struct {
-	cfg   Config
-	start time.Time
+	cfg   Config    // read-only after NewMetrics
+	start time.Time // read-only after NewMetrics
 }
 
 // NewMetrics checks cfg and returns a Metrics.

@@ -71,7 +71,9 @@ func refuseIP(c net.Conn) {
 
 // takeStream takes a subscriber slot (Config.MaxSubscribers). The slot is
 // given back when the stream's Serve returns, or by subscribe itself when
-// it answers without a stream.
+// it answers without a stream. Called by fasthttp workers at once: the
+// Add that overshoots is undone, so the count may exceed the bound for an
+// instant but no caller is admitted beyond it.
 func (s *Server) takeStream() bool {
 	if s.streams.Add(1) > int64(s.cfg.MaxSubscribers) && s.cfg.MaxSubscribers > 0 {
 		s.streams.Add(-1)

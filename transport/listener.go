@@ -16,11 +16,16 @@ import (
 // max, so accept(2) never fails with "too many open files".
 type limitListener struct {
 	net.Listener
+	// max, perIP and tls are set before the first Accept and read-only
+	// after. open is added to by Accept (the accept goroutine) and
+	// subtracted from by trackedConn.Close (any goroutine); the refusal
+	// counters are added to by Accept only. All are read by Server.Stats
+	// from any goroutine, hence atomics.
 	max       int64
 	open      atomic.Int64  // connections accepted and not yet closed
-	refused   atomic.Uint64 // connections turned away at max
-	refusedIP atomic.Uint64 // connections turned away at perIP
-	tls       *tls.Config   // set when serving HTTPS: the 503 goes through TLS
+	refused   atomic.Uint64 // connections turned away at max (503)
+	refusedIP atomic.Uint64 // connections turned away at perIP (429)
+	tls       *tls.Config   // set when serving HTTPS: the 503 and 429 go through TLS
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{} // guarded by mu: open connections

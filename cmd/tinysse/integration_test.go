@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -133,7 +134,32 @@ func metricValue(t *testing.T, body, name string) float64 {
 	return v
 }
 
-// TestClusterWithDashboardFeed runs two nodes with --auto-id while the
+// waitMetric polls addr's /metrics until the series name has value want.
+func waitMetric(t *testing.T, addr, name string, want float64) {
+	t.Helper()
+	waitMetricAtLeast(t, addr, name, want, want)
+}
+
+// waitMetricAtLeast polls addr's /metrics until the series name is in
+// [want, upTo]. Counters added once per pass may trail what a client has
+// already read.
+func waitMetricAtLeast(t *testing.T, addr, name string, want, upTo float64) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		v := metricValue(t, get(t, "http://"+addr+"/metrics").body, name)
+		if v >= want && v <= upTo {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s is %v, want %v", addr, name, v, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterWithDashboardFeed runs two nodes with --auto-id (and then
+// with --write-coalesce too) while the
 // dashboard's feed publishes stats on node 1 (its _tinysse.stats has a
 // subscriber) and messages are published to both nodes in turn. Every
 // subscriber on both nodes gets every message once, in order, with the
@@ -141,8 +167,14 @@ func metricValue(t *testing.T, body, name string) float64 {
 // messages; /metrics counts publishes and deliveries on each node; a
 // reconnect with Last-Event-ID on either node gets exactly the rest.
 func TestClusterWithDashboardFeed(t *testing.T) {
+	for _, args := range [][]string{{"--auto-id"}, {"--auto-id", "--write-coalesce", "30ms"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) { testClusterWithDashboardFeed(t, args) })
+	}
+}
+
+func testClusterWithDashboardFeed(t *testing.T, args []string) {
 	url := startNATS(t)
-	addrs := runNodes(t, 2, []string{"--auto-id"}, "TINYSSE_NATS="+url)
+	addrs := runNodes(t, 2, args, "TINYSSE_NATS="+url)
 
 	stats := openStream(t, addrs[1], "/sse?topic=_tinysse.stats")
 	stats.readUntil(t, ": ok\n\n")
@@ -218,17 +250,12 @@ func TestClusterWithDashboardFeed(t *testing.T) {
 	// every node, the stats feed on none) and delivered them to its
 	// subscribers of news.
 	for k, addr := range addrs {
-		body := get(t, "http://"+addr+"/metrics").body
-		if v := metricValue(t, body, "tinysse_publishes_total"); v != n {
-			t.Errorf("node %d: tinysse_publishes_total %v, want %d", k, v, n)
-		}
+		waitMetric(t, addr, "tinysse_publishes_total", n)
 		wantDeliveries := float64(n) // node 0: one subscriber of news
 		if k == 1 {
 			wantDeliveries = 2 * n // node 1: two, and the stats on top
 		}
-		if v := metricValue(t, body, "tinysse_deliveries_total"); v < wantDeliveries {
-			t.Errorf("node %d: tinysse_deliveries_total %v, want at least %v", k, v, wantDeliveries)
-		}
+		waitMetricAtLeast(t, addr, "tinysse_deliveries_total", wantDeliveries, math.Inf(1))
 	}
 
 	// A reconnect with Last-Event-ID, on either node, to news with and
@@ -257,15 +284,22 @@ func TestClusterWithDashboardFeed(t *testing.T) {
 	}
 }
 
-// TestClusterWriteCoalesceLua: two nodes with --write-coalesce and a Lua
-// message hook that rewrites and drops messages. Every subscriber on both
+// TestClusterWriteCoalesceLua: two nodes with --write-coalesce and Lua
+// publish and message hooks; message rewrites and drops messages. Every subscriber on both
 // nodes gets the hook's result of every message in stream order, ids the
 // stream sequence, with bursts published at once.
 func TestClusterWriteCoalesceLua(t *testing.T) {
 	url := startNATS(t)
-	script := writeScript(t, `function message(pub, sub)
+	// publish adds a key on the node that got the POST; message on every
+	// node reads it (the state travels in the stream message, through the
+	// hooks as ops.HookStats wraps them for /metrics).
+	script := writeScript(t, `function publish(pub)
+  pub.mark = "!"
+  return pub
+end
+function message(pub, sub)
   if pub.msg.data == "drop" then return nil end
-  pub.msg.data = pub.msg.data .. "!"
+  pub.msg.data = pub.msg.data .. pub.mark
   return pub
 end`)
 	addrs := runNodes(t, 2, []string{"--auto-id", "--write-coalesce", "40ms", "--script", script}, "TINYSSE_NATS="+url)
@@ -318,6 +352,12 @@ end`)
 	}
 	if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
 		t.Fatalf("nodes disagree:\n%v\n%v", got[0], got[1])
+	}
+	// Each node ran publish for the POSTs it got (half of them), and
+	// message for every delivery to its subscriber.
+	for _, addr := range addrs {
+		waitMetric(t, addr, `tinysse_hook_calls_total{hook="publish"}`, n/2)
+		waitMetric(t, addr, `tinysse_hook_calls_total{hook="message"}`, n) // a last drop may still be in its pass
 	}
 	last, seen := 0, map[string]bool{}
 	for _, e := range got[0] {
@@ -495,6 +535,11 @@ func TestRefusalReasons(t *testing.T) {
 	if a := request(t, http.MethodPost, base+"/sse?topic=a", `{"data":"x"}`); a.status != http.StatusServiceUnavailable {
 		t.Fatalf("publish with NATS gone: %d %s", a.status, a.body)
 	}
+	// The node still serves its subscribers: /healthz stays 200 (the
+	// README says to alert on reason="unavailable" instead).
+	if r := get(t, base+"/healthz"); r.status != http.StatusOK {
+		t.Errorf("/healthz with NATS gone: %d %s", r.status, r.body)
+	}
 	body := get(t, base+"/metrics").body
 	for name, want := range map[string]float64{
 		`tinysse_publish_rejected_total{reason="limit"}`:           1,
@@ -509,16 +554,81 @@ func TestRefusalReasons(t *testing.T) {
 	}
 }
 
-// TestCheckExamples runs --check on every script in examples/: each loads.
+// TestCheckExamples runs --check on every script in examples/: each loads,
+// without listening or reaching for NATS or a certificate though the
+// environment names them (a CI job may share the server's environment).
 func TestCheckExamples(t *testing.T) {
+	vars := env("TINYSSE_NATS=nats://127.0.0.1:1", "TINYSSE_LISTEN=256.0.0.1:1", "TINYSSE_TLS_CERT=/nonexistent", "TINYSSE_TLS_KEY=/nonexistent")
 	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.lua"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no example scripts: %v", err)
 	}
 	for _, f := range files {
 		var stdout, stderr bytes.Buffer
-		if code := run([]string{"--check", f}, env(), &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), ": ok") {
+		if code := run([]string{"--check", f}, vars, &stdout, &stderr, nil); code != 0 || !strings.Contains(stdout.String(), ": ok") {
 			t.Errorf("--check %s: exit %d, stdout %q, stderr %q", f, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+// TestWriteCoalesceShutdown: a message answered 202 inside a coalescing
+// window still reaches the subscriber when SIGINT comes before the window
+// ends, before the stream's ": shutdown" goodbye (on one node the ring is
+// gone after the restart: a message not delivered then is lost).
+func TestWriteCoalesceShutdown(t *testing.T) {
+	addr, _, stop := runServer(t, []string{"--write-coalesce", "1s", "--auto-id"})
+	sub := openStream(t, addr, "/sse")
+	sub.readUntil(t, ": ok\n\n")
+	for i := 1; i <= 3; i++ {
+		if a := request(t, http.MethodPost, "http://"+addr+"/sse", fmt.Sprintf(`{"data":"late%d"}`, i)); a.status != http.StatusAccepted {
+			t.Fatalf("publish: %d %s", a.status, a.body)
+		}
+	}
+	stop()
+	rest, _ := io.ReadAll(sub.conn)
+	got := string(sub.got) + string(rest)
+	want := "id: 1\ndata: late1\n\nid: 2\ndata: late2\n\nid: 3\ndata: late3\n\n: shutdown\n"
+	if !strings.HasPrefix(got, want) {
+		t.Errorf("stream after SIGINT: %q, want it to start %q", got, want)
+	}
+}
+
+// TestTLSWriteCoalesceHook: over HTTPS (streams written by the
+// subscriber's goroutine, no raw socket) with --write-coalesce and a
+// message hook, bursts arrive whole, in order, through the hook.
+func TestTLSWriteCoalesceHook(t *testing.T) {
+	cert := testcert.New(t)
+	certFile, keyFile := cert.Files(t, t.TempDir())
+	script := writeScript(t, `function message(pub, sub)
+  pub.msg.data = pub.msg.data .. "+"
+  return pub
+end`)
+	addr, _, _ := runServer(t, []string{"--auto-id", "--write-coalesce", "25ms", "--script", script, "--tls-cert", certFile, "--tls-key", keyFile})
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: wait}, "tcp", addr, cert.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	fmt.Fprintf(c, "GET /sse HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	s := &stream{conn: c}
+	s.readUntil(t, ": ok\n\n")
+	hc := &http.Client{Timeout: wait, Transport: &http.Transport{TLSClientConfig: cert.Client()}}
+	defer hc.CloseIdleConnections()
+	const n = 200
+	for i := 1; i <= n; i++ {
+		resp, err := hc.Post("https://"+addr+"/sse", "application/json", strings.NewReader(fmt.Sprintf(`{"data":"b%d"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("publish %d: %d", i, resp.StatusCode)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		if e := s.next(t); e != (event{id: strconv.Itoa(i), data: fmt.Sprintf("b%d+", i)}) {
+			t.Fatalf("message %d over TLS: %+v", i, e)
 		}
 	}
 }
