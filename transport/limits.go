@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"time"
 )
 
 // Per-address connection limit (Config.MaxConnsPerIP). It is counted in
@@ -61,12 +60,6 @@ func remoteIP(c net.Conn) netip.Addr {
 		return ip.Unmap()
 	}
 	return netip.Addr{} // not TCP (tests' in-memory listeners): one shared address
-}
-
-func refuseIP(c net.Conn) {
-	_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond)) // a TLS handshake reads too
-	_, _ = c.Write(tooManyResponse)
-	_ = c.Close()
 }
 
 // takeStream takes a subscriber slot (Config.MaxSubscribers). The slot is

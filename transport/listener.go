@@ -52,7 +52,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if l.tls != nil {
 				c = tls.Server(c, l.tls)
 			}
-			go refuse(c)
+			go refuse(c, overloadResponse)
 			continue
 		}
 		tc := &trackedConn{Conn: c, l: l, ip: remoteIP(c)}
@@ -64,7 +64,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if l.tls != nil {
 				c = tls.Server(c, l.tls)
 			}
-			go refuseIP(c)
+			go refuse(c, tooManyResponse)
 			continue
 		}
 		if l.conns == nil {
@@ -92,10 +92,45 @@ func (l *limitListener) closeSilent() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-func refuse(c net.Conn) {
-	_ = c.SetDeadline(time.Now().Add(100 * time.Millisecond)) // a TLS handshake reads too
-	_, _ = c.Write(overloadResponse)
-	_ = c.Close()
+// refusing counts the refusals that are waiting for their request; at
+// most maxPolite do, so that a flood of refused clients holds at most that
+// many descriptors beyond the limit, each for at most twice refuseWait.
+var refusing atomic.Int32
+
+const (
+	maxPolite  = 64
+	refuseWait = 100 * time.Millisecond
+)
+
+// refuse answers a connection turned away at accept with resp and closes
+// it, within twice refuseWait (a TLS handshake included). It first waits for the
+// client's request to begin, when it can afford to: an HTTP client drops
+// an answer that comes before its request ("unsolicited response") and
+// retries or fails instead of reading the 503. After writing, it shuts
+// its side down and drains what the client sent, so the close does not
+// reset the connection under the answer. Beyond maxPolite refusals at
+// once it writes and closes at once, as a flood deserves.
+func refuse(c net.Conn, resp []byte) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(refuseWait))
+	polite := refusing.Add(1) <= maxPolite
+	defer refusing.Add(-1)
+	var buf [512]byte
+	if polite {
+		_, _ = c.Read(buf[:]) // the request's first bytes, or the deadline
+		_ = c.SetDeadline(time.Now().Add(refuseWait))
+	}
+	if _, err := c.Write(resp); err != nil || !polite {
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	for {
+		if _, err := c.Read(buf[:]); err != nil {
+			return // the client closed, or the deadline
+		}
+	}
 }
 
 // trackedConn gives its slot back once, however often it is closed

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -251,8 +253,51 @@ func TestConnectionLimit(t *testing.T) {
 		t.Error("no Retry-After on the 503")
 	}
 
+	// An HTTP client that sends its request gets the 503 as the answer to
+	// it: refused connections wait for the request before answering, since
+	// Go's client (like others) drops an answer that comes before its
+	// request as unsolicited and fails the request.
+	for range 20 {
+		wantError(t, do(t, http.MethodPost, "http://"+addr+"/sse", `{"data":"x"}`, "Content-Type", "application/json"), http.StatusServiceUnavailable)
+	}
+
 	a.conn.Close()
 	waitFor(t, wait, "a free slot", func() bool { return srv.OpenConns() < 2 })
 	s := subscribe(t, addr, "/sse")
 	s.expectOK()
+}
+
+// TestConnectionLimitFlood: 300 clients at once beyond the limit, more
+// than refuse waits for politely: every one still gets its 503, and the
+// refused connections are gone within the refusal's bound.
+func TestConnectionLimitFlood(t *testing.T) {
+	t.Parallel()
+	addr, _, srv := startServer(t, engine.Config{}, Config{MaxConns: 1})
+	a := subscribe(t, addr, "/sse")
+	a.expectOK()
+	const n = 300
+	errs := make(chan error, n)
+	var conns []net.Conn
+	for range n {
+		c := dial(t, addr)
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		go func(c net.Conn) {
+			_ = c.SetDeadline(time.Now().Add(wait))
+			ans, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err == nil && ans.StatusCode != http.StatusServiceUnavailable {
+				err = fmt.Errorf("status %d", ans.StatusCode)
+			}
+			errs <- err
+		}(c)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("a refused client: %v", err)
+		}
+	}
+	if got := srv.Stats().ConnsRefused; got != n {
+		t.Errorf("%d refusals counted, want %d", got, n)
+	}
 }
