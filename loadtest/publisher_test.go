@@ -85,7 +85,12 @@ func TestPublishersKeepTheRate(t *testing.T) {
 		r.run(context.Background())
 		pubs, acked, skipped := len(r.publishers()), r.acked.Load(), r.skipped.Load()
 		t.Logf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
-		if pubs > c.max || acked+skipped != 100 || (skipped > 0) != c.wantSkipped {
+		// With room for more connections the run opens them and keeps the
+		// pace (a loaded or -race machine may still miss a tick or two);
+		// on one connection a 20 ms answer allows at most 50 of the 200/s.
+		kept := pubs > 1 && skipped <= 5
+		starved := pubs == 1 && skipped >= 50
+		if pubs > c.max || acked+skipped != 100 || (c.wantSkipped && !starved) || (!c.wantSkipped && !kept) {
 			t.Errorf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
 		}
 		var n int
