@@ -107,10 +107,25 @@ func TestEngineWriteCoalesceConfig(t *testing.T) {
 	if got := newEngine(t, engine.Config{}).Config().WriteCoalesce; got != 0 {
 		t.Errorf("default WriteCoalesce %v, want 0", got)
 	}
-	for _, bad := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+	for _, bad := range []time.Duration{2 * time.Second, time.Second + 1} {
 		if e, err := engine.New(engine.Config{WriteCoalesce: bad}); err == nil {
 			e.Close(t.Context())
 			t.Errorf("WriteCoalesce %v accepted", bad)
 		}
+	}
+}
+
+// Negative WriteCoalesce (--write-coalesce off) is accepted: never wait.
+func TestEngineWriteCoalesceOff(t *testing.T) {
+	eng := newEngine(t, engine.Config{Shards: 1, WriteCoalesce: -1})
+	ln := listen(t)
+	s := serve(t, eng, ln, &engine.Subscriber{})
+	s.expect(okFrame)
+	waitSubscribers(t, eng, "", 1)
+	for i := range 50 {
+		publish(t, eng, msg(strconv.Itoa(i), "x"))
+	}
+	for i := range 50 {
+		s.expect(frame(strconv.Itoa(i), "x"))
 	}
 }

@@ -54,8 +54,10 @@ type Config struct {
 	AutoID bool
 	// WriteCoalesce is how long a shard, woken by a publish, waits before
 	// its delivery pass, so that what is published meanwhile reaches each
-	// subscriber in the same write (see coalesce.go). 0, the default,
-	// delivers at once.
+	// subscriber in the same write (see coalesce.go). 0, the default, is
+	// adaptive: no wait on an idle shard; a shard woken within one pass's
+	// duration of its last pass (busy) waits that long, at most
+	// AdaptiveCoalesceMax. Negative: never wait.
 	WriteCoalesce time.Duration
 	// Hooks are the script's hook points; the zero value defines none.
 	Hooks Hooks
@@ -97,8 +99,8 @@ func (c *Config) setDefaults() error {
 	if c.Timeout < 0 || c.TimeoutRetry < 0 {
 		return errors.New("engine: timeout and timeout retry must not be negative")
 	}
-	if c.WriteCoalesce < 0 || c.WriteCoalesce > maxWriteCoalesce {
-		return fmt.Errorf("engine: write coalesce %v out of range 0..%v", c.WriteCoalesce, maxWriteCoalesce)
+	if c.WriteCoalesce > maxWriteCoalesce {
+		return fmt.Errorf("engine: write coalesce %v over %v", c.WriteCoalesce, maxWriteCoalesce)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -37,6 +37,12 @@ type shard struct {
 	werr    error
 	writeFn func(fd uintptr) bool // s.writev bound once, so a write allocates nothing
 
+	// passEnd and passDur are when the last delivery pass ended and how
+	// long it took, for the adaptive hold (coalesce.go). Shard goroutine
+	// only.
+	passEnd time.Time
+	passDur time.Duration
+
 	// passFrames counts the frames a pass handed to sockets; owned by
 	// whoever holds mu, added to delivered once per pass (not per
 	// delivery) by flushCount. delivered is read by Engine.Stats.
@@ -103,7 +109,14 @@ func (s *shard) run(stop <-chan struct{}) {
 			if !hold.wait(s, stop) {
 				return
 			}
-			s.deliverDirty()
+			if s.e.cfg.WriteCoalesce == 0 {
+				start := time.Now()
+				s.deliverDirty()
+				s.passEnd = time.Now()
+				s.passDur = s.passEnd.Sub(start)
+			} else {
+				s.deliverDirty()
+			}
 		case now := <-tick.C:
 			s.sweep(now)
 		case <-stop:

@@ -86,6 +86,29 @@ func (d *durationValue) Set(s string) error {
 func (d *durationValue) String() string { return time.Duration(*d).String() }
 func (d *durationValue) Type() string   { return "DUR" }
 
+// coalesceValue is a duration, or "off" (stored as -1: never hold).
+type coalesceValue time.Duration
+
+func (c *coalesceValue) Set(s string) error {
+	if strings.EqualFold(s, "off") {
+		*c = -1
+		return nil
+	}
+	var d durationValue
+	if err := d.Set(s); err != nil {
+		return fmt.Errorf("%q is not a duration (like 5ms) or off", s)
+	}
+	*c = coalesceValue(d)
+	return nil
+}
+func (c *coalesceValue) String() string {
+	if *c < 0 {
+		return "off"
+	}
+	return time.Duration(*c).String()
+}
+func (c *coalesceValue) Type() string { return "DUR|off" }
+
 // sizeValue parses 65536, 64KB, 1MB (binary multiples: 1KB = 1024 bytes).
 type sizeValue int64
 
@@ -170,7 +193,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	body := sizeValue(64 << 10)
 	maxAge := durationValue(0)
 	writeTimeout := durationValue(30 * time.Second)
-	writeCoalesce := durationValue(0)
+	writeCoalesce := coalesceValue(0)
 	readTimeout := durationValue(10 * time.Second)
 	shutdownTimeout := durationValue(10 * time.Second)
 
@@ -197,7 +220,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&maxAge, "cors-max-age", "Access-Control-Max-Age")
 	fs.BoolVar(&o.autoID, "auto-id", false, "give messages published without an id an increasing server id")
 	fs.Var(&writeTimeout, "write-timeout", "close a subscriber whose socket accepts nothing for this long")
-	fs.Var(&writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = deliver at once; at most 1s)")
+	fs.Var(&writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = adaptive: only while a shard is busy, at most 2ms; off = never; at most 1s)")
 	fs.Var(&readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
 	fs.Var(&shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
 	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU)")
@@ -296,8 +319,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	o.corsMaxAge = time.Duration(maxAge)
 	o.writeTimeout = time.Duration(writeTimeout)
 	o.writeCoalesce = time.Duration(writeCoalesce)
-	if o.writeCoalesce < 0 || o.writeCoalesce > time.Second {
-		return nil, fmt.Errorf("invalid value for --write-coalesce: %v is not between 0 and 1s", o.writeCoalesce)
+	if o.writeCoalesce > time.Second {
+		return nil, fmt.Errorf("invalid value for --write-coalesce: %v is over 1s", o.writeCoalesce)
 	}
 	o.readTimeout = time.Duration(readTimeout)
 	o.shutdownTimeout = time.Duration(shutdownTimeout)

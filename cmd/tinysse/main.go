@@ -297,7 +297,7 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"cors_max_age":           ms(o.corsMaxAge),
 		"auto_id":                o.autoID,
 		"write_timeout":          ms(o.writeTimeout),
-		"write_coalesce":         ms(o.writeCoalesce),
+		"write_coalesce":         ms(max(o.writeCoalesce, -1)), // -1: off
 		"read_timeout":           ms(o.readTimeout),
 		"shutdown_timeout":       ms(o.shutdownTimeout),
 		"shards":                 shards,

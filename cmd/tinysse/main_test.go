@@ -165,6 +165,7 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--lua-vms", "0"}, nil, "--lua-vms", ""},
 		{[]string{"--write-coalesce", "2s"}, nil, "--write-coalesce", ""},
 		{[]string{"--write-coalesce=-1ms"}, nil, "--write-coalesce", ""},
+		{[]string{"--write-coalesce", "never"}, nil, "--write-coalesce", ""},
 		{nil, []string{"TINYSSE_WRITE_COALESCE=soon"}, "--write-coalesce", ""},
 		{[]string{"--pub-path", "nopath"}, nil, "--pub-path", ""},
 		{[]string{"--sub-path", "nopath"}, nil, "--sub-path", ""},
@@ -270,6 +271,12 @@ func TestOptions(t *testing.T) {
 		}
 		if o := parse(t, []string{"--write-coalesce", "5ms"}); o.writeCoalesce != 5*time.Millisecond {
 			t.Errorf("--write-coalesce 5ms: %v", o.writeCoalesce)
+		}
+		if o := parse(t, []string{"--write-coalesce", "off"}); o.writeCoalesce != -1 {
+			t.Errorf("--write-coalesce off: %v, want -1 (never hold)", o.writeCoalesce)
+		}
+		if o := parse(t, nil, "TINYSSE_WRITE_COALESCE=OFF"); o.writeCoalesce != -1 {
+			t.Errorf("TINYSSE_WRITE_COALESCE=OFF: %v, want -1", o.writeCoalesce)
 		}
 		if o := parse(t, nil, "TINYSSE_WRITE_COALESCE=2ms"); o.writeCoalesce != 2*time.Millisecond {
 			t.Errorf("TINYSSE_WRITE_COALESCE=2ms: %v", o.writeCoalesce)
