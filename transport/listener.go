@@ -154,12 +154,15 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 func (c *trackedConn) Close() error {
 	err := net.ErrClosed
 	c.once.Do(func() {
-		err = c.Conn.Close()
-		c.l.open.Add(-1)
+		// The address's slot is given back before the socket closes, so a
+		// client that has seen the close may connect again at once; the
+		// descriptor count only after, so it never undercounts.
 		c.l.mu.Lock()
 		delete(c.l.conns, c)
 		c.l.leaveIP(c.ip)
 		c.l.mu.Unlock()
+		err = c.Conn.Close()
+		c.l.open.Add(-1)
 	})
 	return err
 }

@@ -223,7 +223,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = adaptive: only while a shard is busy, at most 2ms; off = never; at most 1s)")
 	fs.Var(&readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
 	fs.Var(&shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
-	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU)")
+	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU less one, at least one)")
 	vms := vmsValue(1)
 	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
 	scriptTimeout := durationValue(5 * time.Second)

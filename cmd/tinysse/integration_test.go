@@ -430,6 +430,11 @@ func tlsRequest(t *testing.T, addr string, cfg *tls.Config, req string) (status 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.Close {
+		// The server closes after this answer: wait for it, so that the
+		// connection no longer counts against the address's limit.
+		_, _ = io.Copy(io.Discard, c)
+	}
 	return resp.StatusCode, string(b)
 }
 

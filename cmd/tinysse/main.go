@@ -14,7 +14,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -57,7 +56,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 	shards := o.shards
 	if shards == 0 {
-		shards = runtime.GOMAXPROCS(0)
+		shards = engine.DefaultShards()
 		if o.luaVMs > 1 {
 			shards = o.luaVMs // with N VMs, each shard gets its own
 		}
