@@ -82,13 +82,18 @@ func (s *server) handle(c net.Conn) {
 		}
 		switch {
 		case req.Method == "GET":
-			if _, err := io.WriteString(c, streamHead); err != nil {
-				c.Close()
-				return
-			}
+			// The head goes out under the lock that publishes take, after
+			// the connection joined: a client that has read ": ok" gets
+			// every publish after it, and no frame can precede the head.
 			s.mu.Lock()
-			s.conns = append(s.conns, c)
+			_, err := io.WriteString(c, streamHead)
+			if err == nil {
+				s.conns = append(s.conns, c)
+			}
 			s.mu.Unlock()
+			if err != nil {
+				c.Close()
+			}
 			return // the connection now belongs to the fan-out loop
 		case req.Method == "POST" && req.URL.Path == "/sse":
 			status, body := s.publish(req.Body)
