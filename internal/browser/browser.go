@@ -35,12 +35,19 @@ func Path() string {
 //
 // The flags are the ones this machine's closed network needs: no
 // background networking, no component updates, no sync; a fresh profile in
-// t.TempDir(); --no-sandbox because CI runs as root.
+// a temporary directory; --no-sandbox because CI runs as root.
 func New(t testing.TB, timeout time.Duration) context.Context {
 	t.Helper()
 	path := Path()
 	if path == "" {
 		t.Skip("no Chromium: install Debian's chromium (apt-get install chromium) or set TINYSSE_CHROMIUM")
+	}
+	// Not t.TempDir: Chromium's helper processes may still write to the
+	// profile for a moment after the browser is stopped, which fails the
+	// test's own cleanup; this one is removed with a few retries instead.
+	profile, err := os.MkdirTemp("", "tinysse-chromium-")
+	if err != nil {
+		t.Fatal(err)
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
@@ -49,7 +56,7 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
@@ -64,6 +71,13 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
+		for range 40 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("leaving Chromium's profile %s behind", profile)
 	})
 	// Start the browser now so a broken install fails here, clearly.
 	if err := chromedp.Run(ctx); err != nil {
