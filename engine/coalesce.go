@@ -57,10 +57,7 @@ type coalescer struct {
 // wait holds the shard after a wake-up for holdFor's time (often none).
 // It returns false if stop was closed meanwhile.
 func (c *coalescer) wait(s *shard, stop <-chan struct{}) bool {
-	d := s.e.cfg.WriteCoalesce
-	if d == 0 && s.passDur > 0 {
-		d = holdFor(0, time.Now(), s.passEnd, s.passDur)
-	}
+	d := holdFor(s.e.cfg.WriteCoalesce, time.Now(), s.passEnd, s.passDur)
 	if d <= 0 {
 		return true
 	}

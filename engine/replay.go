@@ -58,7 +58,7 @@ const gapFrame = ": replay-gap\n\n"
 // rings hold the rest, the messages fetched through Config.Replay when they
 // do not (with Replay and AutoID, for an id that is a number: a Seq), or a
 // replay-gap comment. Called by Serve before the subscriber is registered,
-// while it owns the cursors and lastSeq/lastMsg (appendFrame sets them for
+// while it owns the cursors and lastMsg (appendFrame sets it for
 // each replayed message; the store on Subscriber.state that lets the
 // subscriber go publishes them to the shard, as for the cursors).
 func (sub *Subscriber) replay(head []byte, lastID string) []byte {
@@ -118,7 +118,7 @@ func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 	defer sub.shard.leaveHooks(batch)
 	var frames [][]byte
 	for _, m := range msgs {
-		if m.Seq <= after || m.Seq > upTo || m.Seq <= sub.lastSeq {
+		if m.Seq <= after || m.Seq > upTo || m.Seq <= sub.lastSeq() {
 			continue
 		}
 		if m.ID == "" {

@@ -109,14 +109,10 @@ func (s *shard) run(stop <-chan struct{}) {
 			if !hold.wait(s, stop) {
 				return
 			}
-			if s.e.cfg.WriteCoalesce == 0 {
-				start := time.Now()
-				s.deliverDirty()
-				s.passEnd = time.Now()
-				s.passDur = s.passEnd.Sub(start)
-			} else {
-				s.deliverDirty()
-			}
+			start := time.Now()
+			s.deliverDirty()
+			s.passEnd = time.Now()
+			s.passDur = s.passEnd.Sub(start)
 		case now := <-tick.C:
 			s.sweep(now)
 		case <-stop:

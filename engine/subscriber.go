@@ -38,8 +38,7 @@ type Subscriber struct {
 	kick atomic.Uint32
 
 	cursors   []cursor // one per topic; next is atomic only so stats can read it
-	lastSeq   uint64   // Seq of the last message delivered (drops multi-topic duplicates)
-	lastMsg   *Message // the last message delivered: PublishLocal's may share its Seq
+	lastMsg   *Message // the last message delivered (drops multi-topic duplicates; see lastSeq)
 	lastWrite int64    // unix nanoseconds of the last write
 	backlog   []byte   // bytes owed to the socket after a partial write
 }
@@ -340,12 +339,21 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 			break
 		}
 		best.next.Add(1)
-		if bm == sub.lastMsg || bm.Seq < sub.lastSeq {
+		if bm == sub.lastMsg || bm.Seq < sub.lastSeq() {
 			continue // the same message through another of our topics
 		}
 		dst = sub.appendFrame(dst, bm, hook, batch)
 	}
 	return dst, false
+}
+
+// lastSeq is the Seq of the last message delivered, 0 before the first.
+// Only the owner of sub calls it.
+func (sub *Subscriber) lastSeq() uint64 {
+	if sub.lastMsg == nil {
+		return 0
+	}
+	return sub.lastMsg.Seq
 }
 
 // before orders two messages of one Seq, which only PublishLocal makes (a
@@ -361,7 +369,7 @@ func (sub *Subscriber) before(m, other *Message) bool {
 }
 
 func (sub *Subscriber) appendFrame(dst [][]byte, m *Message, hook func(any, *Message, *Subscriber) []byte, batch any) [][]byte {
-	sub.lastSeq, sub.lastMsg = m.Seq, m
+	sub.lastMsg = m
 	f := m.Frame
 	if hook != nil && !m.NoHook {
 		if f = hook(batch, m, sub); f == nil {
