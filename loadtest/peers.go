@@ -30,20 +30,7 @@ func centrifugoTarget() *Target {
 		DefaultURL: "http://127.0.0.1:18000/connection/uni_sse",
 		SubPath:    "/connection/uni_sse",
 		PubPath:    "/api/publish",
-		AppendSubscribe: func(b []byte, u *url.URL) []byte {
-			b = append(b, "GET "...)
-			b = append(b, u.EscapedPath()...)
-			if u.RawQuery != "" {
-				b = append(b, '?')
-				b = append(b, u.RawQuery...)
-			} else {
-				b = append(b, "?cf_connect="...)
-				b = append(b, connect...)
-			}
-			b = append(b, " HTTP/1.1\r\nHost: "...)
-			b = append(b, u.Host...)
-			return append(b, "\r\nAccept: text/event-stream\r\n\r\n"...)
-		},
+		AppendSubscribe: func(b []byte, u *url.URL) []byte { return appendPeerGET(b, u, "cf_connect="+connect) },
 		Ready: func(line []byte) bool {
 			return bytes.HasPrefix(line, []byte(`data: {"connect":`))
 		},
@@ -103,19 +90,7 @@ func mercureTarget(key string) *Target {
 		DefaultURL: "http://127.0.0.1:13000/.well-known/mercure",
 		SubPath:    "/.well-known/mercure",
 		PubPath:    "/.well-known/mercure",
-		AppendSubscribe: func(b []byte, u *url.URL) []byte {
-			b = append(b, "GET "...)
-			b = append(b, u.EscapedPath()...)
-			if u.RawQuery != "" {
-				b = append(b, '?')
-				b = append(b, u.RawQuery...)
-			} else {
-				b = append(b, "?topic="+peerChannel...)
-			}
-			b = append(b, " HTTP/1.1\r\nHost: "...)
-			b = append(b, u.Host...)
-			return append(b, "\r\nAccept: text/event-stream\r\n\r\n"...)
-		},
+		AppendSubscribe: func(b []byte, u *url.URL) []byte { return appendPeerGET(b, u, "topic="+peerChannel) },
 		Ready: func(line []byte) bool { return bytes.Equal(line, []byte(":")) },
 		AppendPublish: func(b []byte, u *url.URL, id, data []byte) []byte {
 			n := len("topic="+peerChannel+"&data=") + len(data)
@@ -173,4 +148,20 @@ func appendFormValue(b, v []byte) []byte {
 		b = append(b, c)
 	}
 	return b
+}
+
+// appendPeerGET appends a peer's stream request: u's path with u's query,
+// or with defaultQuery (the peer's way to name the channel) when u has none.
+func appendPeerGET(b []byte, u *url.URL, defaultQuery string) []byte {
+	b = append(b, "GET "...)
+	b = append(b, u.EscapedPath()...)
+	b = append(b, '?')
+	if u.RawQuery != "" {
+		b = append(b, u.RawQuery...)
+	} else {
+		b = append(b, defaultQuery...)
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, u.Host...)
+	return append(b, "\r\nAccept: text/event-stream\r\n\r\n"...)
 }
