@@ -26,10 +26,10 @@ const peerChannel = "news"
 func centrifugoTarget() *Target {
 	connect := url.QueryEscape(`{"subs":{"` + peerChannel + `":{}}}`)
 	return &Target{
-		Name:       "centrifugo",
-		DefaultURL: "http://127.0.0.1:18000/connection/uni_sse",
-		SubPath:    "/connection/uni_sse",
-		PubPath:    "/api/publish",
+		Name:            "centrifugo",
+		DefaultURL:      "http://127.0.0.1:18000/connection/uni_sse",
+		SubPath:         "/connection/uni_sse",
+		PubPath:         "/api/publish",
 		AppendSubscribe: func(b []byte, u *url.URL) []byte { return appendPeerGET(b, u, "cf_connect="+connect) },
 		Ready: func(line []byte) bool {
 			return bytes.HasPrefix(line, []byte(`data: {"connect":`))
@@ -86,12 +86,12 @@ const defaultMercureKey = "tinysse-loadtest-mercure-key-not-a-secret-0123456789"
 func mercureTarget(key string) *Target {
 	token := mercureToken(key)
 	return &Target{
-		Name:       "mercure",
-		DefaultURL: "http://127.0.0.1:13000/.well-known/mercure",
-		SubPath:    "/.well-known/mercure",
-		PubPath:    "/.well-known/mercure",
+		Name:            "mercure",
+		DefaultURL:      "http://127.0.0.1:13000/.well-known/mercure",
+		SubPath:         "/.well-known/mercure",
+		PubPath:         "/.well-known/mercure",
 		AppendSubscribe: func(b []byte, u *url.URL) []byte { return appendPeerGET(b, u, "topic="+peerChannel) },
-		Ready: func(line []byte) bool { return bytes.Equal(line, []byte(":")) },
+		Ready:           func(line []byte) bool { return bytes.Equal(line, []byte(":")) },
 		AppendPublish: func(b []byte, u *url.URL, id, data []byte) []byte {
 			n := len("topic="+peerChannel+"&data=") + len(data)
 			if len(id) > 0 {
