@@ -115,10 +115,10 @@ func (c *Config) setDefaults() error {
 // delivery's CPU is mostly the kernel's (writev and the TCP stack), and
 // publishes and subscribes run on fasthttp's workers: a shard on every CPU
 // competes with both. Measured on two vCPUs (BENCHMARKS.md, "Fewer
-// shards"): one shard instead of two took a fifth off the CPU per delivery
-// at 1,000 msg/s to 500 subscribers and 6-15% at lower rates, since a
-// longer pass puts more messages in each write, for 5-15% more p99 at the
-// lower rates.
+// shards" and "One shard per CPU less one"): one shard instead of two took
+// a fifth off the CPU per delivery at 1,000 msg/s to 500 subscribers and
+// 10-15% at lower rates, since a longer pass puts more messages in each
+// write, for 10-30% more p99 (1-3 ms at 100 msg/s) at the lower rates.
 func DefaultShards() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 
 func ceilPow2(n uint64) uint64 {
