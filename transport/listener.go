@@ -32,6 +32,13 @@ type limitListener struct {
 
 	perIP int                // MaxConnsPerIP; 0: no bound
 	byIP  map[netip.Addr]int // guarded by mu: open connections per client address, when perIP > 0
+
+	// refusing counts this listener's refusals that are waiting for their
+	// request (added to by the refuse goroutines): at most maxPolite do,
+	// so that a flood of refused clients holds at most that many
+	// descriptors beyond the limit, each for at most twice refuseWait. Per
+	// listener, so one server's flood never makes another's refusals rude.
+	refusing atomic.Int32
 }
 
 const overloadBody = `{"error":"server is at its connection limit"}`
@@ -52,7 +59,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if l.tls != nil {
 				c = tls.Server(c, l.tls)
 			}
-			go refuse(c, overloadResponse)
+			go l.refuse(c, overloadResponse)
 			continue
 		}
 		tc := &trackedConn{Conn: c, l: l, ip: remoteIP(c)}
@@ -64,7 +71,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			if l.tls != nil {
 				c = tls.Server(c, l.tls)
 			}
-			go refuse(c, tooManyResponse)
+			go l.refuse(c, tooManyResponse)
 			continue
 		}
 		if l.conns == nil {
@@ -92,11 +99,6 @@ func (l *limitListener) closeSilent() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-// refusing counts the refusals that are waiting for their request; at
-// most maxPolite do, so that a flood of refused clients holds at most that
-// many descriptors beyond the limit, each for at most twice refuseWait.
-var refusing atomic.Int32
-
 const (
 	maxPolite  = 64
 	refuseWait = 100 * time.Millisecond
@@ -110,11 +112,11 @@ const (
 // its side down and drains what the client sent, so the close does not
 // reset the connection under the answer. Beyond maxPolite refusals at
 // once it writes and closes at once, as a flood deserves.
-func refuse(c net.Conn, resp []byte) {
+func (l *limitListener) refuse(c net.Conn, resp []byte) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseWait))
-	polite := refusing.Add(1) <= maxPolite
-	defer refusing.Add(-1)
+	polite := l.refusing.Add(1) <= maxPolite
+	defer l.refusing.Add(-1)
 	var buf [512]byte
 	if polite {
 		_, _ = c.Read(buf[:]) // the request's first bytes, or the deadline
