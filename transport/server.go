@@ -161,13 +161,18 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 		}
 	}
 	if cfg.StaticDir != "" {
+		dir, err := newStaticFS(cfg.StaticDir)
+		if err != nil {
+			return nil, fmt.Errorf("transport: static directory: %w", err)
+		}
 		fs := &fasthttp.FS{
-			Root:               cfg.StaticDir,
+			FS:                 dir, // confined: see staticFS
 			IndexNames:         []string{"index.html"},
 			AcceptByteRange:    true,
 			PathNotFound:       func(ctx *fasthttp.RequestCtx) { writeError(ctx, fasthttp.StatusNotFound, "not found") },
 			SkipCache:          false,
-			GenerateIndexPages: false,
+			GenerateIndexPages: false, // no listing
+			Compress:           false, // fasthttp would write compressed copies into the directory
 		}
 		if p := strings.TrimSuffix(cfg.StaticPath, "/"); p != "" {
 			fs.PathRewrite = fasthttp.NewPathPrefixStripper(len(p))
@@ -273,7 +278,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case s.route(path) != nil:
 		s.route(path)(ctx)
 	case s.static != nil && (ctx.IsGet() || ctx.IsHead()) && hasPathPrefix(path, s.cfg.StaticPath):
-		s.static(ctx)
+		s.serveStatic(ctx)
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not found")
 	}
