@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/jsonobj"
 )
 
 // Subjects. A message for one topic goes to <stream>.t.<token>, where token
@@ -120,10 +121,29 @@ func encode(m *engine.Message, state []byte) ([]byte, error) {
 
 // decode reads a message stored at subj in stream. Anything that can
 // publish to NATS may write there (nats pub tinysse.t.news '{"data":"hi"}'),
-// so the payload is checked like an HTTP publish by the engine later.
+// so the payload is checked like an HTTP publish by the engine later, and
+// read by the HTTP publish's rule: keys matched exactly, each given once
+// (jsonobj), others ignored.
 func decode(stream, subj string, b []byte) (*engine.Message, json.RawMessage, error) {
 	var w wireMessage
-	if err := json.Unmarshal(b, &w); err != nil {
+	err := jsonobj.Decode(b, func(name []byte) any {
+		switch string(name) {
+		case "id":
+			return &w.ID
+		case "event":
+			return &w.Event
+		case "data":
+			return &w.Data
+		case "comments":
+			return &w.Comments
+		case "topics":
+			return &w.Topics
+		case "state":
+			return &w.State
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: undecodable message on %s: %w", subj, err)
 	}
 	m := &engine.Message{ID: w.ID, Event: w.Event, Comments: w.Comments}

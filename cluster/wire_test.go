@@ -85,6 +85,39 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 }
 
+// TestWireExactKeys: a payload in the stream (which any NATS client may
+// write) is read by the HTTP publish's rule: keys matched exactly ("Data"
+// is not data), each given once.
+func TestWireExactKeys(t *testing.T) {
+	for _, c := range []struct{ payload, data string }{
+		{`{"data":"exact","Data":"folded","DATA":"upper"}`, "exact"},
+		{`{"Data":"folded","data":"exact"}`, "exact"},
+		{`{"data":"x","Comments":["c"],"Topics":["a","b"],"ID":"1","Event":"e","note":1}`, "x"},
+	} {
+		m, _, err := decode("s", "s.t.a", []byte(c.payload))
+		if err != nil {
+			t.Fatalf("decode(%s): %v", c.payload, err)
+		}
+		if m.Data != c.data || m.ID != "" || m.Event != "" || len(m.Comments) != 0 || strings.Join(m.Topics, "|") != "a" {
+			t.Errorf("decode(%s) = %+v, want data %q and nothing else", c.payload, m, c.data)
+		}
+	}
+	if m, _, err := decode("s", "s.t.a", []byte(`{"DATA":"x"}`)); err != nil || m.HasData {
+		t.Errorf(`decode({"DATA":"x"}) = %+v, %v: want no data`, m, err)
+	}
+	for _, p := range []string{
+		`{"data":"a","data":"b"}`,
+		`{"data":"a","d\u0061ta":"b"}`,
+		`{"id":"1","id":"2","data":"x"}`,
+		`{"data":"x","state":{},"state":{"a":1}}`,
+		`{"data":"x","note":1,"note":2}`,
+	} {
+		if _, _, err := decode("s", "s.t.a", []byte(p)); err == nil || !strings.Contains(err.Error(), "given twice") {
+			t.Errorf("decode(%s): %v, want a key given twice", p, err)
+		}
+	}
+}
+
 func TestAtLeast(t *testing.T) {
 	for v, want := range map[string]bool{"2.10.0": true, "2.15.2": true, "3.0.0": true, "2.9.10": false, "1.99.0": false, "": false, "x": false} {
 		if got := atLeast(v, 2, 10); got != want {

@@ -2,8 +2,12 @@
 // GET subscribes, OPTIONS answers CORS preflights, and an optional
 // directory is served as static files.
 //
-// A publish is decoded (JSON or form), passed through the Publish hook and
-// handed to engine.Publish on fasthttp's worker goroutine. A subscribe runs
+// A publish is decoded (JSON or form; JSON keys matched exactly and given
+// once, by internal/jsonobj), passed through the Publish hook and handed
+// to engine.Publish on fasthttp's worker goroutine. The body limit is
+// fasthttp's, with headerReceived (body.go) between head and body: a body
+// announced too large is refused before 100 Continue, and a chunked
+// publish is marked so that its 413 counts as one. A subscribe runs
 // the Subscribe hook, then hijacks the connection: fasthttp's worker is
 // released and a goroutine of ours calls engine.Serve with the raw socket
 // for the stream's life (see BENCHMARKS.md for why hijacking beats
@@ -14,6 +18,10 @@
 // (listener.go, limits.go) answers a fast 503 beyond MaxConns and a 429
 // beyond MaxConnsPerIP; subscribe answers 503 beyond MaxSubscribers before
 // any hook runs.
+//
+// Static files (static.go) are served by fasthttp.FS reading through
+// staticFS, which opens every file beneath the directory (os.OpenInRoot)
+// and hides dot-names.
 //
 // Beside the API: a health endpoint (Config.HealthPath), extra routes
 // served by others (Config.Routes: metrics and the dashboard, package ops),

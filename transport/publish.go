@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"strconv"
 	"unicode/utf8"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/jsonobj"
 	"github.com/valyala/fasthttp"
 )
 
@@ -147,51 +147,55 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-type publishBody struct {
-	ID      *string    `json:"id"`
-	Event   *string    `json:"event"`
-	Data    *string    `json:"data"`
-	Comment stringList `json:"comment"`
-	Topic   stringList `json:"topic"`
-}
-
+// decodeJSON reads a JSON publish body. Member names are matched exactly
+// and each may be given once (jsonobj): "Data" is not data, and a body
+// naming data twice is refused rather than read one way here and another
+// way by whatever sits in front. Other names are ignored.
 func decodeJSON(body []byte) (*engine.Message, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var b publishBody
-	if err := dec.Decode(&b); err != nil {
-		return nil, fmt.Errorf("malformed JSON: %s", jsonErrorText(err))
+	m := &engine.Message{}
+	var data *string
+	err := jsonobj.Decode(body, func(name []byte) any {
+		switch string(name) {
+		case "id":
+			return &m.ID
+		case "event":
+			return &m.Event
+		case "data":
+			return &data
+		case "comment":
+			return (*stringList)(&m.Comments)
+		case "topic":
+			return (*stringList)(&m.Topics)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, jsonError(err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("malformed JSON: data after the object")
-	}
-	m := &engine.Message{Comments: b.Comment, Topics: b.Topic}
-	if b.ID != nil {
-		m.ID = *b.ID
-	}
-	if b.Event != nil {
-		m.Event = *b.Event
-	}
-	if b.Data != nil {
-		m.Data, m.HasData = *b.Data, true
+	if data != nil {
+		m.Data, m.HasData = *data, true
 	}
 	return m, nil
 }
 
-func jsonErrorText(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		if te.Field == "" {
-			return "body must be a JSON object"
-		}
-		return fmt.Sprintf("field %q must be a %s", te.Field, fieldKind(te.Field))
+// jsonError is the client's account of why a JSON body was refused.
+func jsonError(err error) error {
+	var dup *jsonobj.DuplicateError
+	var field *jsonobj.FieldError
+	switch {
+	case errors.As(err, &dup):
+		return fmt.Errorf("key %q given twice", dup.Name)
+	case errors.As(err, &field):
+		return fmt.Errorf("malformed JSON: field %q must be a %s", field.Name, fieldKind(field.Name))
+	case errors.Is(err, jsonobj.ErrEmpty):
+		return errors.New("malformed JSON: empty body")
+	case errors.Is(err, jsonobj.ErrNotObject):
+		return errors.New("malformed JSON: body must be a JSON object")
 	}
-	if errors.Is(err, io.EOF) {
-		return "empty body"
-	}
-	return err.Error()
+	return fmt.Errorf("malformed JSON: %v", err)
 }
 
 func fieldKind(field string) string {
@@ -208,6 +212,13 @@ func decodeForm(body []byte) (*engine.Message, error) {
 	v, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, fmt.Errorf("malformed form: %v", err)
+	}
+	// comment and topic are lists, given by repeating the key; the other
+	// fields are single, and given twice they are refused as in JSON.
+	for _, k := range [...]string{"id", "event", "data"} {
+		if len(v[k]) > 1 {
+			return nil, fmt.Errorf("key %q given twice", k)
+		}
 	}
 	m := &engine.Message{Comments: v["comment"], Topics: v["topic"]}
 	if x, ok := v["id"]; ok {

@@ -327,3 +327,79 @@ func TestWireFormat(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishExactKeys: a JSON body's keys are matched exactly ("DATA" and
+// "Data" are not data: they are unknown keys, ignored like any other) and
+// each key may be given once, so a body cannot say one thing to a proxy or
+// script that reads the first of two keys, or folds case, and another to
+// the server. A key given twice is a 400 naming it, in JSON (even a key
+// the server does not know) and, for the single fields, in a form.
+func TestPublishExactKeys(t *testing.T) {
+	t.Parallel()
+	addr, eng, _ := startServer(t, engine.Config{}, Config{})
+	sub := subscribe(t, addr, "/sse")
+	sub.expectOK()
+	secret := subscribe(t, addr, "/sse?topic=secret")
+	secret.expectOK()
+	waitSubscribers(t, eng, "", 1)
+	waitSubscribers(t, eng, "secret", 1)
+
+	const js, form = "application/json", "application/x-www-form-urlencoded"
+	refused := []struct {
+		name, ctype, body, key string
+	}{
+		{"upper-case key only", js, `{"DATA":"x"}`, ""},
+		{"mixed-case keys only", js, `{"Data":"x","Id":"1","Event":"e","Comment":"c"}`, ""},
+		{"data twice", js, `{"data":"a","data":"b"}`, "data"},
+		{"data twice, once escaped", js, `{"data":"a","d\u0061ta":"b"}`, "data"},
+		{"id twice", js, `{"id":"1","id":"2","data":"x"}`, "id"},
+		{"event twice", js, `{"event":"a","data":"x","event":"b"}`, "event"},
+		{"comment twice", js, `{"comment":"a","comment":["b"]}`, "comment"},
+		{"topic twice", js, `{"data":"x","topic":"a","topic":"secret"}`, "topic"},
+		{"null then a value", js, `{"data":null,"data":"x"}`, "data"},
+		{"unknown key twice", js, `{"data":"x","note":1,"note":2}`, "note"},
+		{"form data twice", form, `data=a&data=b`, "data"},
+		{"form id twice", form, `id=1&data=x&id=2`, "id"},
+		{"form event twice", form, `event=a&event=b&data=x`, "event"},
+	}
+	for i, c := range refused {
+		t.Run(c.name, func(t *testing.T) {
+			sub := sub.on(t)
+			a := post(t, addr, "/sse", c.ctype, c.body)
+			wantError(t, a, http.StatusBadRequest)
+			if c.key != "" && !strings.Contains(a.Body, `key \"`+c.key+`\" given twice`) {
+				t.Errorf("error %s does not name the key %q", a.Body, c.key)
+			}
+			checkNothingPublished(t, addr, sub, 2000+i)
+		})
+	}
+
+	// Accepted: only the exact keys count.
+	for _, c := range []struct {
+		name, ctype, body, raw string
+	}{
+		{"exact key first", js, `{"data":"exact","Data":"folded","DATA":"upper"}`, "data: exact\n\n"},
+		{"exact key last", js, `{"Data":"folded","data":"exact"}`, "data: exact\n\n"},
+		{"case variants of every field", js, `{"ID":"9","Event":"x","data":"d","Comment":"c","ID ":"8"}`, "data: d\n\n"},
+		{"unknown keys ignored", js, `{"data":"d","note":{"data":"nested"},"extra":[1,2]}`, "data: d\n\n"},
+		{"form keys are exact too", form, `data=exact&Data=folded&DATA=upper`, "data: exact\n\n"},
+		{"form comments repeat", form, `data=d&comment=a&comment=b`, "data: d\n: a\n: b\n\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sub := sub.on(t)
+			if a := post(t, addr, "/sse", c.ctype, c.body); a.Status != http.StatusAccepted {
+				t.Fatalf("status %d %s, want 202", a.Status, a.Body)
+			}
+			if b := sub.mustNext(); b.Raw != c.raw {
+				t.Fatalf("frame %q, want %q", b.Raw, c.raw)
+			}
+		})
+	}
+	// "Topic" is not topic: the message goes to the default topic only.
+	t.Run("Topic is not topic", func(t *testing.T) {
+		sub := sub.on(t)
+		publishJSON(t, addr, `{"data":"to the default topic","Topic":"secret","TOPIC":["secret"]}`)
+		sub.expectLines("data: to the default topic")
+		secret.on(t).quiet(100 * time.Millisecond)
+	})
+}

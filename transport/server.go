@@ -142,6 +142,9 @@ type Server struct {
 	streams atomic.Int64
 
 	counters counters // refused requests; see ops.go
+	// chunked marks publishes with a chunked body from their head to
+	// their end (body.go).
+	chunked chunkedHeads
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -158,13 +161,18 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 		}
 	}
 	if cfg.StaticDir != "" {
+		dir, err := newStaticFS(cfg.StaticDir)
+		if err != nil {
+			return nil, fmt.Errorf("transport: static directory: %w", err)
+		}
 		fs := &fasthttp.FS{
-			Root:               cfg.StaticDir,
+			FS:                 dir, // confined: see staticFS
 			IndexNames:         []string{"index.html"},
 			AcceptByteRange:    true,
 			PathNotFound:       func(ctx *fasthttp.RequestCtx) { writeError(ctx, fasthttp.StatusNotFound, "not found") },
 			SkipCache:          false,
-			GenerateIndexPages: false,
+			GenerateIndexPages: false, // no listing
+			Compress:           false, // fasthttp would write compressed copies into the directory
 		}
 		if p := strings.TrimSuffix(cfg.StaticPath, "/"); p != "" {
 			fs.PathRewrite = fasthttp.NewPathPrefixStripper(len(p))
@@ -174,6 +182,7 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 	s.srv = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
+		HeaderReceived:     s.headerReceived,
 		Name:               "tinysse",
 		Concurrency:        cfg.MaxConns,
 		MaxRequestBodySize: cfg.MaxBodySize,
@@ -246,6 +255,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case ctx.IsOptions():
 		s.preflight(ctx)
 	case path == s.cfg.PubPath && ctx.IsPost():
+		if ctx.Request.Header.ContentLength() <= 0 {
+			s.chunked.take(&ctx.Request.Header) // its body was read
+		}
 		s.publish(ctx)
 		s.countPublish(ctx)
 	case path == s.cfg.SubPath && ctx.IsGet():
@@ -266,7 +278,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	case s.route(path) != nil:
 		s.route(path)(ctx)
 	case s.static != nil && (ctx.IsGet() || ctx.IsHead()) && hasPathPrefix(path, s.cfg.StaticPath):
-		s.static(ctx)
+		s.serveStatic(ctx)
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not found")
 	}
@@ -319,11 +331,14 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
 // requestError answers what fasthttp could not parse, in JSON.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
+	// A chunked body's failure leaves the request empty, its raw head
+	// included: then the head's verdict says whether it was a publish.
+	chunkedPub := s.chunked.take(&ctx.Request.Header) && len(ctx.Request.Header.RawHeaders()) == 0
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body is larger than %d bytes", s.cfg.MaxBodySize))
-		if ctx.IsPost() && string(ctx.Path()) == s.cfg.PubPath {
+		if chunkedPub || ctx.IsPost() && string(ctx.Path()) == s.cfg.PubPath {
 			s.countPublish(ctx)
 		}
 	case errors.As(err, &small):

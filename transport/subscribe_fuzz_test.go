@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -13,9 +14,10 @@ import (
 // FuzzSubscribeRequest reads a subscribe request's query string and
 // Last-Event-ID header the way the server does: the raw request through
 // fasthttp's parser, then the topics and the last event id. Whatever comes
-// in, topics come out unique and checked, and the id is either exactly the
-// one a message could have been given (header first, then the
-// last_event_id parameter) or the marker that matches nothing.
+// in, topics come out unique and checked, and are those of parameters
+// named exactly topic; the id is either exactly the one a message could
+// have been given (header first, then the first parameter named exactly
+// last_event_id) or the marker that matches nothing.
 // Seeds: testdata/fuzz/FuzzSubscribeRequest and the ones below.
 func FuzzSubscribeRequest(f *testing.F) {
 	for _, s := range [][2]string{
@@ -32,6 +34,10 @@ func FuzzSubscribeRequest(f *testing.F) {
 		{"last_event_id=" + strings.Repeat("9", 257), strings.Repeat("8", 257)},
 		{"%zz=%", "é\u2028"},
 		{"topic=a;topic=b", " padded "},
+		{"TOPIC=a&Topic=b&topic=c&topic%20=d", ""},
+		{"Last_Event_ID=5&LAST_EVENT_ID=6", ""},
+		{"last_event_id=&last_event_id=7", ""},
+		{"top%69c=x&last%5Fevent%5Fid=8", ""},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -41,7 +47,27 @@ func FuzzSubscribeRequest(f *testing.F) {
 		if err := ctx.Request.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 			return // refused before any of our code runs (the server answers 400)
 		}
+		// The keys that count are exactly "topic" and "last_event_id"
+		// (after URL decoding): TOPIC, Topic or Last_Event_ID are other
+		// parameters.
+		var want []string
+		param, hasParam := "", false
+		ctx.QueryArgs().VisitAll(func(k, v []byte) {
+			switch string(k) {
+			case "topic":
+				if !slices.Contains(want, string(v)) {
+					want = append(want, string(v))
+				}
+			case "last_event_id":
+				if !hasParam {
+					param, hasParam = string(v), true
+				}
+			}
+		})
 		topics := uniqueTopics(queryTopics(&ctx))
+		if !slices.Equal(topics, want) {
+			t.Fatalf("query %q: topics %q, want those of the exact key topic: %q", query, topics, want)
+		}
 		for i, a := range topics {
 			for _, b := range topics[:i] {
 				if a == b {
@@ -62,7 +88,6 @@ func FuzzSubscribeRequest(f *testing.F) {
 
 		id, has := lastEventID(&ctx)
 		hdr := string(ctx.Request.Header.Peek("Last-Event-ID"))
-		param := string(ctx.QueryArgs().Peek("last_event_id"))
 		given := hdr
 		if given == "" {
 			given = param

@@ -1,0 +1,244 @@
+// Package jsonobj reads a JSON object whose member names are matched
+// exactly and given at most once: the rule for every publish message
+// tinysse decodes from JSON (HTTP bodies in transport, JetStream payloads
+// in cluster). encoding/json alone matches a struct's field names without
+// regard to case ("DATA" fills Data) and lets the last of two equal names
+// win, so that two readers of one body (a proxy, a script, the server) can
+// disagree about what it says.
+//
+// Decode checks the whole input with json.Valid first, walks the object's
+// members on the checked bytes, and hands each member's value to
+// json.Unmarshal (a plain string straight to its string). Safe from any goroutine; it keeps no state.
+package jsonobj
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Errors Decode returns for input that is not one JSON object. Syntax
+// errors are encoding/json's *json.SyntaxError.
+var (
+	ErrEmpty     = errors.New("jsonobj: empty input")
+	ErrNotObject = errors.New("jsonobj: not a JSON object")
+)
+
+// DuplicateError says that the object names a member twice.
+type DuplicateError struct {
+	Name string
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("jsonobj: member %q given twice", e.Name)
+}
+
+// FieldError says that a member's value does not decode into the target
+// the caller gave for it.
+type FieldError struct {
+	Name string
+	Err  error // from json.Unmarshal or the target's UnmarshalJSON
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("jsonobj: member %q: %v", e.Name, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Decode reads b, which must be exactly one JSON object (whitespace around
+// it allowed), member by member. For each member, field is called with its
+// name (escapes decoded, nothing else changed: the caller compares it as
+// it is, typically switch string(name); the bytes are valid only during
+// the call) and returns where to decode the value, a pointer as for
+// json.Unmarshal, or nil to skip the member. A name that appears twice is
+// a *DuplicateError, whether or not field knows it; a value that does not
+// decode into its target is a *FieldError. Nothing is decoded unless all
+// of b is valid JSON.
+func Decode(b []byte, field func(name []byte) any) error {
+	i := skipSpace(b, 0)
+	if i == len(b) {
+		return ErrEmpty
+	}
+	if !json.Valid(b) {
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err // the *json.SyntaxError saying where
+		}
+		return errors.New("jsonobj: invalid JSON") // json.Valid and Unmarshal disagree: not expected
+	}
+	if b[i] != '{' {
+		return ErrNotObject
+	}
+	// From here on b is known to be one valid JSON value: the walk below
+	// only finds where each name and value ends.
+	var seen names
+	seen.list = seen.small[:0]
+	i = skipSpace(b, i+1)
+	if b[i] == '}' {
+		return nil
+	}
+	for {
+		end := stringEnd(b, i)
+		name, err := decodeName(b[i:end])
+		if err != nil {
+			return err
+		}
+		if !seen.add(name) {
+			return &DuplicateError{Name: string(name)}
+		}
+		i = skipSpace(b, skipSpace(b, end)+1) // past the ':'
+		end = valueEnd(b, i)
+		if target := field(name); target != nil {
+			if err := unmarshal(b[i:end], target); err != nil {
+				return &FieldError{Name: string(name), Err: err}
+			}
+		}
+		i = skipSpace(b, end)
+		if b[i] == '}' {
+			return nil
+		}
+		i = skipSpace(b, i+1) // past the ','
+	}
+}
+
+// unmarshal is json.Unmarshal(v, target), with a short cut for the
+// commonest member of a message: a string without escapes into a string
+// (json.Unmarshal would scan v once more to check it; Decode has).
+func unmarshal(v []byte, target any) error {
+	switch t := target.(type) {
+	case *string:
+		if s, ok := plainString(v); ok {
+			*t = s
+			return nil
+		}
+	case **string:
+		if s, ok := plainString(v); ok {
+			*t = &s
+			return nil
+		}
+	}
+	return json.Unmarshal(v, target)
+}
+
+// plainString returns the string a valid JSON string literal v stands
+// for when that is its bytes between the quotes: no escape and valid
+// UTF-8 (json.Unmarshal turns invalid UTF-8 into U+FFFD).
+func plainString(v []byte) (string, bool) {
+	if v[0] != '"' || bytes.IndexByte(v, '\\') >= 0 || !utf8.Valid(v) {
+		return "", false
+	}
+	return string(v[1 : len(v)-1]), true
+}
+
+// names is the set of member names seen so far: a short list for the few
+// members a message has, a map once a body lists many.
+type names struct {
+	small [namesListMax][]byte
+	list  [][]byte
+	set   map[string]struct{}
+}
+
+const namesListMax = 8
+
+func (n *names) add(name []byte) bool {
+	if n.set != nil {
+		if _, ok := n.set[string(name)]; ok {
+			return false
+		}
+		n.set[string(name)] = struct{}{}
+		return true
+	}
+	for _, s := range n.list {
+		if bytes.Equal(s, name) {
+			return false
+		}
+	}
+	if len(n.list) < namesListMax {
+		n.list = append(n.list, name)
+		return true
+	}
+	n.set = make(map[string]struct{}, 4*namesListMax)
+	for _, s := range n.list {
+		n.set[string(s)] = struct{}{}
+	}
+	n.set[string(name)] = struct{}{}
+	n.list = nil
+	return true
+}
+
+// decodeName returns the name a quoted JSON name stands for, as
+// json.Unmarshal reads it (invalid UTF-8 becomes U+FFFD): the bytes
+// between the quotes when that is what they are.
+func decodeName(q []byte) ([]byte, error) {
+	if bytes.IndexByte(q, '\\') < 0 && utf8.Valid(q) {
+		return q[1 : len(q)-1], nil
+	}
+	var s string
+	err := json.Unmarshal(q, &s)
+	return []byte(s), err
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the JSON string whose opening
+// quote is b[i]: the first quote after it not escaped by a backslash.
+func stringEnd(b []byte, i int) int {
+	for i++; ; {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b) // not valid JSON: Decode checked it is
+		}
+		i += q
+		n := 0 // backslashes right before the quote
+		for n < i && b[i-1-n] == '\\' {
+			n++
+		}
+		if n%2 == 0 {
+			return i + 1
+		}
+		i++
+	}
+}
+
+// valueEnd returns the index just past the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	}
+	// A number, true, false or null: it ends at the next delimiter.
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}

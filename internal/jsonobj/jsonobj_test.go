@@ -1,0 +1,213 @@
+package jsonobj
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+// members decodes b with every member's raw value kept by name.
+func members(b []byte) (map[string]json.RawMessage, []string, error) {
+	got := map[string]json.RawMessage{}
+	var order []string
+	err := Decode(b, func(nb []byte) any {
+		name := string(nb)
+		order = append(order, name)
+		got[name] = nil
+		return &rawInto{name: name, m: got}
+	})
+	return got, order, err
+}
+
+// rawInto stores the raw value it is given under its name.
+type rawInto struct {
+	name string
+	m    map[string]json.RawMessage
+}
+
+func (r *rawInto) UnmarshalJSON(b []byte) error {
+	r.m[r.name] = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+func TestDecode(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want string // the members as name=value, in order, or the error
+	}{
+		{`{}`, ``},
+		{` { } `, ``},
+		{`{"a":1}`, `a=1`},
+		{"\t{ \"a\" :\n\"x\" , \"b\":[1,{\"c\":\"}\"}] ,\"d\":{\"e\":null}}\r\n", `a="x" b=[1,{"c":"}"}] d={"e":null}`},
+		{`{"q":"a\"b\\","r":"\\\\","s":"\\\"}"}`, `q="a\"b\\" r="\\\\" s="\\\"}"`},
+		{`{"a":true,"b":false,"c":null,"d":-1.5e3}`, `a=true b=false c=null d=-1.5e3`},
+		{`{"d\u0061ta":"x"}`, `data="x"`},
+		{`{"DATA":"x","Data":"y","data":"z"}`, `DATA="x" Data="y" data="z"`},
+		{`{"":1}`, `=1`},
+		{`{"a":1,"a":2}`, `member "a" given twice`},
+		{`{"data":"x","d\u0061ta":"y"}`, `member "data" given twice`},
+		{"{\"\xff\":1,\"\\ufffd\":2}", "member \"\ufffd\" given twice"}, // as encoding/json reads names
+		{`{"a":{"x":1,"x":2}}`, `a={"x":1,"x":2}`},                      // nested objects are the target's business
+		{``, `empty input`},
+		{" \n", `empty input`},
+		{`null`, `not a JSON object`},
+		{`[]`, `not a JSON object`},
+		{`"x"`, `not a JSON object`},
+		{`1`, `not a JSON object`},
+		{`{"a":1} {"b":2}`, `invalid character '{' after top-level value`},
+		{`{"a":1}x`, `invalid character 'x' after top-level value`},
+		{`{"a":1`, `unexpected end of JSON input`},
+		{`{"a" 1}`, `invalid character '1' after object key`},
+		{`{a:1}`, `invalid character 'a' looking for beginning of object key string`},
+		{`{"a":1,}`, `invalid character '}' looking for beginning of object key string`},
+		{`{"a":tru}`, `invalid character '}' in literal true (expecting 'e')`},
+		{"{\"a\":\"\x01\"}", `invalid character '\x01' in string literal`},
+	} {
+		m, order, err := members([]byte(c.in))
+		var got string
+		if err != nil {
+			got = strings.TrimPrefix(err.Error(), "jsonobj: ")
+		} else {
+			var parts []string
+			for _, n := range order {
+				parts = append(parts, n+"="+string(m[n]))
+			}
+			got = strings.Join(parts, " ")
+		}
+		if got != c.want {
+			t.Errorf("Decode(%q): %s\nwant %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	err := Decode([]byte(`{"a":1,"b":2,"a":3}`), func([]byte) any { return nil })
+	var dup *DuplicateError
+	if !errors.As(err, &dup) || dup.Name != "a" {
+		t.Errorf("duplicate: %v, want a *DuplicateError for a", err)
+	}
+	var s string
+	err = Decode([]byte(`{"a":1}`), func([]byte) any { return &s })
+	var fe *FieldError
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &fe) || fe.Name != "a" || !errors.As(err, &te) {
+		t.Errorf("wrong type: %v, want a *FieldError for a wrapping a *json.UnmarshalTypeError", err)
+	}
+	var se *json.SyntaxError
+	if err := Decode([]byte(`{"a":}`), func([]byte) any { return &s }); !errors.As(err, &se) {
+		t.Errorf("syntax: %v, want a *json.SyntaxError", err)
+	}
+	if err := Decode([]byte(`[1]`), func([]byte) any { return &s }); !errors.Is(err, ErrNotObject) {
+		t.Errorf("array: %v, want ErrNotObject", err)
+	}
+	if err := Decode(nil, func([]byte) any { return &s }); !errors.Is(err, ErrEmpty) {
+		t.Errorf("nothing: %v, want ErrEmpty", err)
+	}
+	// Nothing is decoded from a body that is not valid JSON as a whole.
+	s = "untouched"
+	if err := Decode([]byte(`{"a":"x","b":`), func([]byte) any { return &s }); err == nil || s != "untouched" {
+		t.Errorf("truncated: %v, s %q", err, s)
+	}
+}
+
+// TestDecodeManyNames: past the short list of names seen, duplicates are
+// still found (in the map), and many distinct names are fine.
+func TestDecodeManyNames(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 1000 {
+		fmt.Fprintf(&b, `"k%d":%d,`, i, i)
+	}
+	distinct := b.String()
+	if _, _, err := members([]byte(strings.TrimSuffix(distinct, ",") + "}")); err != nil {
+		t.Fatalf("1000 names: %v", err)
+	}
+	for _, again := range []string{"k0", "k7", "k8", "k999"} {
+		_, _, err := members([]byte(distinct + `"` + again + `":0}`))
+		var dup *DuplicateError
+		if !errors.As(err, &dup) || dup.Name != again {
+			t.Errorf("%s twice among 1001: %v", again, err)
+		}
+	}
+}
+
+// FuzzDecode judges Decode by encoding/json: what Decode accepts is an
+// object encoding/json reads with the same members and values, and no name
+// twice; what it refuses as a duplicate is an object that names one twice;
+// what it refuses otherwise, encoding/json refuses too.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `{"a":1}`, `{"a":1,"a":2}`, `{"a":"\"","b":"\\"}`, `{"a":[{"b":"]"}]}`,
+		`{"d\u0061ta":1,"data":2}`, `{"DATA":1,"data":2}`, `[]`, `null`, ``, `{"a":1}x`,
+		`{"a":"\\\""}`, ` {"a" : { "b" : [ 1 , 2 ] } } `, "{\"\xff\":1}", `{"\ud800":1,"\udbff":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, order, err := members(b)
+		var want map[string]json.RawMessage
+		werr := json.Unmarshal(b, &want)
+		var dup *DuplicateError
+		switch {
+		case err == nil:
+			if werr != nil {
+				t.Fatalf("Decode accepted %q, encoding/json: %v", b, werr)
+			}
+			if len(order) != len(want) || len(got) != len(want) {
+				t.Fatalf("%q: members %q, encoding/json has %d", b, order, len(want))
+			}
+			for name, v := range want {
+				if !bytes.Equal(compact(t, got[name]), compact(t, v)) {
+					t.Fatalf("%q: member %q is %s, encoding/json says %s", b, name, got[name], v)
+				}
+			}
+		case errors.As(err, &dup):
+			if werr != nil {
+				t.Fatalf("%q: duplicate %q, but encoding/json refuses it: %v", b, dup.Name, werr)
+			}
+			if n := countMembers(t, b); n <= len(want) {
+				t.Fatalf("%q: duplicate %q, but %d members have %d names", b, dup.Name, n, len(want))
+			}
+		default:
+			if werr == nil && want != nil {
+				t.Fatalf("Decode refused %q (%v), encoding/json read it", b, err)
+			}
+		}
+	})
+}
+
+func compact(t *testing.T, b []byte) []byte {
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		t.Fatalf("compact %q: %v", b, err)
+	}
+	return out.Bytes()
+}
+
+// countMembers counts the members of the object b with encoding/json's
+// tokenizer, each name counted however often it appears.
+func countMembers(t *testing.T, b []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for dec.More() {
+		if _, err := dec.Token(); err != nil {
+			t.Fatal(err)
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if _, err := dec.Token(); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return n
+}
