@@ -19,9 +19,9 @@ import (
 //	"tinysse": {"publish": ["news/*"], "subscribe": ["*"], "admin": false}
 const Claim = "tinysse"
 
-// JWKSInterval is how often, at most, a JWKS is read again for a token
-// whose kid it does not hold.
-const JWKSInterval = 30 * time.Second
+// DefaultJWKSInterval is how often, at most, a JWKS is read again for a
+// token whose kid it does not hold.
+const DefaultJWKSInterval = 30 * time.Second
 
 // Config configures an Auth. The zero value of every field is its
 // documented default; a Config with no key and no AdminToken is refused
@@ -32,8 +32,10 @@ type Config struct {
 	Keys []Key
 	// JWKS is a JSON Web Key Set, a file or an http(s) URL, whose keys join
 	// Keys. It is read by New (a failure is New's error) and again when a
-	// token names a kid it does not hold, at most once per JWKSInterval.
-	JWKS string
+	// token names a kid it does not hold, at most once per JWKSInterval
+	// (default DefaultJWKSInterval); a failed read keeps the keys it had.
+	JWKS         string
+	JWKSInterval time.Duration
 	// PublishKeys, when set, are the only keys that verify publishers'
 	// tokens (Keys and JWKS then verify subscribers' only).
 	PublishKeys []Key
@@ -141,7 +143,11 @@ func New(cfg Config) (*Auth, error) {
 		if timeout <= 0 {
 			timeout = 5 * time.Second
 		}
-		a.jwks = &jwks{src: cfg.JWKS, client: client, timeout: timeout, interval: JWKSInterval, log: cfg.Logger}
+		interval := cfg.JWKSInterval
+		if interval <= 0 {
+			interval = DefaultJWKSInterval
+		}
+		a.jwks = &jwks{src: cfg.JWKS, client: client, timeout: timeout, interval: interval, log: cfg.Logger}
 		if err := a.jwks.load(); err != nil {
 			return nil, fmt.Errorf("auth: JWKS %s: %w", cfg.JWKS, err)
 		}

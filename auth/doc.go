@@ -10,7 +10,7 @@
 //
 // A token is verified once per request, with keys parsed once: secrets
 // and PEM keys by New's caller (SecretKey, ParseKey), a JWKS by New and
-// again, at most once per JWKSInterval, when a token names a kid it lacks.
+// again, at most once per DefaultJWKSInterval, when a token names a kid it lacks.
 // The algorithms a key admits follow its type only, so "none" and an HMAC
 // signature made with a public key's bytes are refused. The "tinysse"
 // claim lists topic patterns (engine.Pattern) for "publish" and

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/valyala/fasthttp"
 )
@@ -26,6 +27,17 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
 	}
+	// The token first: a client without a good one learns nothing of the
+	// rest. Its topics are checked once the body has given them.
+	var grant *auth.Grant
+	if s.cfg.Auth != nil {
+		g, aerr := s.cfg.Auth.Verify(s.token(ctx), auth.Publish)
+		if aerr != nil {
+			refuseAuth(ctx, aerr)
+			return
+		}
+		grant = g
+	}
 	m, status, err := decodePublish(ctx.Request.Header.ContentType(), ctx.PostBody())
 	if err != nil {
 		writeError(ctx, status, err.Error())
@@ -40,8 +52,15 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
+	if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, "") {
+		return
+	}
 	if h := s.hooks.Publish; h != nil {
-		accept, err := h(newRequest(ctx), m)
+		req := newRequest(ctx)
+		if grant != nil {
+			req.Claims = grant.Claims
+		}
+		accept, err := h(req, m)
 		switch {
 		case errors.Is(err, engine.ErrInvalid):
 			writeError(ctx, fasthttp.StatusBadRequest, "publish hook returned a bad message: "+err.Error())
@@ -56,6 +75,10 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		m.Topics = uniqueTopics(m.Topics)
 		if err := checkTopics(m.Topics); err != nil {
 			writeError(ctx, fasthttp.StatusBadRequest, "publish hook set bad topics: "+err.Error())
+			return
+		}
+		// A hook may narrow what the token allows, never widen it.
+		if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, "the publish hook set topics the token does not allow: ") {
 			return
 		}
 	}
