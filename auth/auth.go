@@ -117,7 +117,7 @@ func New(cfg Config) (*Auth, error) {
 	for _, p := range cfg.PublicTopics {
 		pat, err := engine.ParsePattern(p)
 		if err != nil {
-			return nil, fmt.Errorf("auth: public topic %q: %w", p, err)
+			return nil, fmt.Errorf("auth: public topic %q: %s", p, strings.ReplaceAll(err.Error(), "\n", ": "))
 		}
 		a.public = append(a.public, pat)
 	}
@@ -369,7 +369,7 @@ func patterns(c map[string]any, name string) ([]engine.Pattern, error) {
 		}
 		p, err := engine.ParsePattern(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: %q: %v", Claim, name, s, err)
+			return nil, fmt.Errorf("%s.%s: %q: %s", Claim, name, s, strings.ReplaceAll(err.Error(), "\n", ": "))
 		}
 		out = append(out, p)
 	}

@@ -76,7 +76,7 @@ func checkAuthOptions(o *options) error {
 	for _, p := range strings.Split(a.publicTopics, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			if _, err := engine.ParsePattern(p); err != nil {
-				return fmt.Errorf("invalid value for --public-topics: %q: %v", p, err)
+				return fmt.Errorf("invalid value for --public-topics: %q: %s", p, strings.ReplaceAll(err.Error(), "\n", ": "))
 			}
 			a.publicTopicList = append(a.publicTopicList, p)
 		}
