@@ -73,10 +73,12 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		sub.Topics = uniqueTopics(sub.Topics)
 		if err := checkTopics(sub.Topics); err != nil {
 			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook set bad topics: "+err.Error())
+			s.unsubscribeRefused(sub)
 			return
 		}
 		// A hook may narrow what the token allows, never widen it.
 		if grant != nil && !s.allowed(ctx, grant, auth.Subscribe, sub.Topics, "the subscribe hook set topics the token does not allow: ") {
+			s.unsubscribeRefused(sub)
 			return
 		}
 	}
@@ -103,6 +105,15 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		}()
 	})
 	hijacked = true
+}
+
+// unsubscribeRefused runs the Unsubscribe hook for a subscriber that the
+// Subscribe hook accepted and the transport then refused, so that hooks
+// always come in pairs (a script counting its subscribers stays right).
+func (s *Server) unsubscribeRefused(sub *engine.Subscriber) {
+	if h := s.hooks.Unsubscribe; h != nil {
+		h(sub)
+	}
 }
 
 // streamHead is the HTTP response head of an event stream. The body is
