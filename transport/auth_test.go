@@ -400,7 +400,9 @@ func TestAuthAnonymous(t *testing.T) {
 func TestAuthHooksRefine(t *testing.T) {
 	t.Parallel()
 	var claims atomic.Value
+	var unsubscribed atomic.Int64
 	hooks := engine.Hooks{
+		Unsubscribe: func(*engine.Subscriber) { unsubscribed.Add(1) },
 		Subscribe: func(s *engine.Subscriber) (bool, error) {
 			claims.Store(s.Request.Claims)
 			switch s.Request.Claims["sub"] {
@@ -435,6 +437,9 @@ func TestAuthHooksRefine(t *testing.T) {
 		t.Errorf("a hook's refusal: %d %s", banned.Status, banned.Body)
 	}
 	wantStream(t, subscribe(t, addr, "/sse?topic=a", tok("widen")...), http.StatusForbidden, "subscribe hook set topics the token does not allow")
+	if n := unsubscribed.Load(); n != 1 {
+		t.Errorf("Unsubscribe ran %d times, want once for the subscriber refused after its hook accepted it", n)
+	}
 	wantStream(t, subscribe(t, addr, "/sse?topic=a&topic=b", tok("narrow")...), http.StatusOK, "")
 	if a := publishWith(t, addr, "a", "x", tok("banned")...); a.Status != http.StatusForbidden || !strings.Contains(a.Body, "rejected by script") {
 		t.Errorf("a hook's refusal: %d %s", a.Status, a.Body)
