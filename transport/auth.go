@@ -19,21 +19,43 @@ const tokenParam = "authorization"
 // token is the request's bearer token: the Authorization header's, then
 // the cookie's, then the query parameter's; "" when there is none.
 func (s *Server) token(ctx *fasthttp.RequestCtx) string {
+	t, _ := s.tokenFrom(ctx)
+	return t
+}
+
+// tokenFrom is token, and whether it came from the cookie.
+func (s *Server) tokenFrom(ctx *fasthttp.RequestCtx) (token string, cookie bool) {
 	if h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(h) > 0 {
 		if t, ok := bearer(h); ok {
-			return t
+			return t, false
 		}
 	}
 	if c := ctx.Request.Header.Cookie(s.cfg.TokenCookie); len(c) > 0 {
-		return string(bytes.TrimSpace(c))
+		return string(bytes.TrimSpace(c)), true
 	}
 	if q := ctx.QueryArgs().Peek(tokenParam); len(q) > 0 {
 		if t, ok := bearer(q); ok {
-			return t
+			return t, false
 		}
-		return string(bytes.TrimSpace(q))
+		return string(bytes.TrimSpace(q)), false
 	}
-	return ""
+	return "", false
+}
+
+// cookieOriginOK says whether a publish whose token came from the cookie
+// may be accepted: a browser sends the cookie with a form that any site
+// posts (cross-site request forgery), so such a publish must come from
+// the server's own origin or one --cors-allow-origin names (never "*"),
+// or carry no Origin at all (not a browser's cross-site request).
+func (s *Server) cookieOriginOK(ctx *fasthttp.RequestCtx) bool {
+	origin := ctx.Request.Header.Peek("Origin")
+	if len(origin) == 0 {
+		return true
+	}
+	if _, host, ok := bytes.Cut(origin, []byte("://")); ok && bytes.Equal(host, ctx.Host()) {
+		return true
+	}
+	return s.origins != nil && s.allowOrigin(origin) != ""
 }
 
 // bearer returns the token of "Bearer TOKEN" (the scheme in any case).

@@ -295,6 +295,14 @@ func TestAuthTokenSources(t *testing.T) {
 			wantStream(t, subscribe(t, addr, "/sse?topic=q&authorization="+good), http.StatusOK, "")
 			wantStream(t, subscribe(t, addr, "/sse?authorization=Bearer%20"+good), http.StatusOK, "")
 			wantAnswer(t, publishWith(t, addr, "", "by cookie", "Cookie", name+"="+good), http.StatusAccepted, "")
+			// A cookie goes with any site's form: a publish by cookie must
+			// come from this server's own origin (or a named one).
+			a := publishWith(t, addr, "", "forged", "Cookie", name+"="+good, "Origin", "https://evil.example")
+			if a.Status != http.StatusForbidden || !strings.Contains(a.Body, "cookie") {
+				t.Errorf("a publish by cookie from another origin: %d %s", a.Status, a.Body)
+			}
+			wantAnswer(t, publishWith(t, addr, "", "same origin", "Cookie", name+"="+good, "Origin", "http://"+addr), http.StatusAccepted, "")
+			wantAnswer(t, publishWith(t, addr, "", "header", append(bearerHeader(good), "Origin", "https://evil.example")...), http.StatusAccepted, "")
 			// The header first: a bad one is not rescued by a good cookie.
 			wantStream(t, subscribe(t, addr, "/sse", "Authorization", "Bearer "+bad, "Cookie", name+"="+good), http.StatusUnauthorized, "bad signature")
 			// Another scheme is not ours: the cookie is used.

@@ -31,7 +31,13 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	// rest. Its topics are checked once the body has given them.
 	var grant *auth.Grant
 	if s.cfg.Auth != nil {
-		g, aerr := s.cfg.Auth.Verify(s.token(ctx), auth.Publish)
+		token, cookie := s.tokenFrom(ctx)
+		if cookie && token != "" && !s.cookieOriginOK(ctx) {
+			refuseAuth(ctx, &auth.Error{Status: fasthttp.StatusForbidden, Code: "invalid_request",
+				Msg: "a token from a cookie publishes only from this server's origin or one --cors-allow-origin names"})
+			return
+		}
+		g, aerr := s.cfg.Auth.Verify(token, auth.Publish)
 		if aerr != nil {
 			refuseAuth(ctx, aerr)
 			return
