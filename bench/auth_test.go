@@ -85,7 +85,7 @@ func reportCPU(b *testing.B, clock func() time.Duration) func() {
 	c0 := clock()
 	return func() {
 		if c0 > 0 && b.N > 0 {
-			b.ReportMetric(float64((clock() - c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64((clock()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		}
 	}
 }
