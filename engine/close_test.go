@@ -177,3 +177,46 @@ func TestEngineTimeout(t *testing.T) {
 	p.served()
 	u.check(t, hooked, plain)
 }
+
+// TestEngineExpires: a subscriber whose Expires passes gets what was
+// published before it, then ": expired" with the retry hint, and is
+// closed (Unsubscribe runs, counted as expired); the Timeout hook is not
+// asked. A subscriber without Expires stays.
+func TestEngineExpires(t *testing.T) {
+	var u unsubscribes
+	var timeouts atomic.Int64
+	hooks := engine.Hooks{
+		Unsubscribe: u.hook,
+		Timeout: func(*engine.Subscriber, time.Duration) (time.Duration, bool) {
+			timeouts.Add(1)
+			return 0, false
+		},
+	}
+	eng := newEngine(t, engine.Config{TimeoutRetry: 250 * time.Millisecond, Hooks: hooks})
+	ln := listen(t)
+	expires := time.Now().Add(400 * time.Millisecond)
+	sub := &engine.Subscriber{Topics: []string{"t"}, Expires: expires}
+	s := serve(t, eng, ln, sub)
+	forever := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"t"}})
+	s.expect(okFrame)
+	forever.expect(okFrame)
+	waitSubscribers(t, eng, "t", 2)
+	publish(t, eng, msg("1", "before", "t"))
+	s.expect(frame("1", "before"))
+	s.expect(": expired\nretry: 250\n\n")
+	s.expectEOF()
+	if now := time.Now(); now.Before(expires) {
+		t.Errorf("closed %v before Expires", expires.Sub(now))
+	}
+	s.served()
+	u.check(t, sub)
+	if c := eng.Stats().Closed; c.Expired != 1 || c.Timeout != 0 {
+		t.Errorf("closed %+v, want one expired", c)
+	}
+	if n := timeouts.Load(); n != 0 {
+		t.Errorf("the Timeout hook ran %d times for an expiry", n)
+	}
+	forever.expect(frame("1", "before"))
+	publish(t, eng, msg("2", "after", "t"))
+	forever.expect(frame("2", "after"))
+}

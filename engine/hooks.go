@@ -13,6 +13,9 @@ type Request struct {
 	Headers map[string]string // lower-case name -> value
 	IP      string
 	Port    int
+	// Claims are the verified claims of the request's token (the built-in
+	// JWT check, package auth); nil without one.
+	Claims map[string]any `json:",omitempty"`
 }
 
 // Hooks are the points where a script (package lua) changes what the server

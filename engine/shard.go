@@ -72,6 +72,9 @@ const (
 	// kickWriteTimeout goes with kickGone when the socket took nothing
 	// for WriteTimeout (only for Stats: finish treats it as kickGone).
 	kickWriteTimeout
+	// kickExpired is never set by a shard: the subscriber's goroutine
+	// ends the stream for it when its read deadline, Expires, passes.
+	kickExpired
 )
 
 func newShard(e *Engine, idx int) *shard {

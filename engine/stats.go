@@ -39,6 +39,7 @@ type CloseCounts struct {
 	Slow     uint64 // its socket took nothing for WriteTimeout
 	Timeout  uint64 // reached Config.Timeout
 	Shutdown uint64 // the engine closed
+	Expired  uint64 // its Subscriber.Expires passed (the token expired)
 }
 
 // TopicStats is one topic in a Stats snapshot.
@@ -67,10 +68,11 @@ const (
 	closeSlow
 	closeTimeout
 	closeShutdown
+	closeExpired
 	closeReasons
 )
 
-var closeReasonNames = [closeReasons]string{"left", "lagged", "slow", "timeout", "shutdown"}
+var closeReasonNames = [closeReasons]string{"left", "lagged", "slow", "timeout", "shutdown", "expired"}
 
 // closeReason maps the kick bits finish ends a stream for to one reason.
 func closeReason(k uint32) int {
@@ -85,6 +87,8 @@ func closeReason(k uint32) int {
 		return closeTimeout
 	case k&kickLagged != 0:
 		return closeLagged
+	case k&kickExpired != 0:
+		return closeExpired
 	}
 	return closeLeft
 }
@@ -107,6 +111,7 @@ func (e *Engine) Stats() Stats {
 		Slow:     c[closeSlow].Load(),
 		Timeout:  c[closeTimeout].Load(),
 		Shutdown: c[closeShutdown].Load(),
+		Expired:  c[closeExpired].Load(),
 	}
 	for _, s := range e.shards {
 		st.Deliveries += s.delivered.Load()

@@ -21,6 +21,11 @@ type Subscriber struct {
 	Request *Request // nil when no hook needs it
 	State   any      // opaque to the engine: a hook's per-subscriber data
 	Start   time.Time
+	// Expires, when not zero, ends the stream at that time with
+	// ": expired" and a retry hint (the subscriber's token expired; it
+	// comes back with a new one and its Last-Event-ID). Set before Serve;
+	// read only by the subscriber's goroutine, as its read deadline.
+	Expires time.Time
 
 	e       *Engine
 	shard   *shard
@@ -78,6 +83,11 @@ var ErrSlowWrite = errors.New("engine: write timed out")
 func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	e.Assign(sub)
 	sub.conn, sub.closeFn = st.Conn, st.Close
+	if !sub.Expires.IsZero() {
+		// Before the shard can kick it: a kick's past deadline must not
+		// be overwritten by this one.
+		_ = sub.conn.SetReadDeadline(sub.Expires)
+	}
 	if fastWrites {
 		sub.raw = st.Raw
 	}
@@ -208,10 +218,14 @@ func (sub *Subscriber) loop() error {
 			return sub.finish(kickGone)
 		}
 		// Reset the deadline before reading kick: a kick that lands after
-		// the reset sets a new deadline, one before it is in kick.
-		_ = sub.conn.SetReadDeadline(time.Time{})
+		// the reset sets a new deadline, one before it is in kick. The
+		// reset deadline is the expiry (zero: none), so a deadline that
+		// was not a kick is the expiry.
+		_ = sub.conn.SetReadDeadline(sub.Expires)
 		k := sub.kick.Swap(0)
 		switch {
+		case k == 0 && !sub.Expires.IsZero() && !time.Now().Before(sub.Expires):
+			return sub.finish(kickExpired)
 		case k == 0:
 			continue
 		case k&(kickShutdown|kickTimeout|kickLagged|kickGone) != 0:
@@ -439,6 +453,8 @@ func (sub *Subscriber) finish(k uint32) error {
 	case k&kickLagged != 0:
 		e.cfg.Logger.Warn("subscriber closed: lagged more than the ring holds", "subscriber", sub.ID, "capacity", e.cfg.Capacity)
 		err = sub.writeFinal(AppendRetry(nil, "lagged", e.cfg.TimeoutRetry.Milliseconds()))
+	case k&kickExpired != 0:
+		err = sub.writeFinal(AppendRetry(nil, "expired", e.cfg.TimeoutRetry.Milliseconds()))
 	}
 	_ = sub.closeFn()
 	for i := range sub.cursors {

@@ -1,107 +1,76 @@
--- Authorisation with JSON Web Tokens (HS256).
+-- Refining the built-in JWT check.
 --
---   tinysse --script examples/auth.lua --script-data 'my-secret'
+--   tinysse --jwt-secret @secret.txt --script examples/auth.lua --script-data 'jti-1,jti-2'
 --
--- The secret comes from --script-data. A client presents its token in an
--- "Authorization: Bearer <token>" header, a "token" cookie or a ?token=
--- query parameter (for EventSource, which cannot set headers).
+-- The server checks every token before any hook runs: its signature
+-- (--jwt-secret, --jwt-public-key or --jwks), exp and nbf, --jwt-audience
+-- and --jwt-issuer when set, and that its "tinysse" claim covers every
+-- topic asked for:
 --
--- Subscribers need a valid token (signature checked, exp and nbf too). A
--- "topics" claim (a list) limits what they may read: asking for
---   GET /sse?topic=a&topic=b   with   "topics": ["a"]
--- reads "a" only; asking for no topic reads every claimed topic; asking
--- only for topics the claim does not hold is refused. Without that claim
--- the subscriber reads what it asks for.
+--   {"sub": "alice", "jti": "…", "exp": …,
+--    "tinysse": {"subscribe": ["news/*"], "publish": ["news/alice"]}}
 --
--- Publishers need a token whose "role" claim is "publisher".
+-- Hooks then see the verified claims as req.claims and may refuse what
+-- the token allows (never the other way round). This script adds three
+-- rules that a claim cannot say:
 --
--- A refused client gets 403.
+--   * tokens whose "jti" is listed in --script-data (comma-separated) are
+--     revoked: refused with 403 although they verify;
+--   * one user ("sub") holds at most MAX_STREAMS streams at once, counted
+--     in the shared package so that every Lua VM sees the same count;
+--   * a published message carries who sent it, as the comment "from SUB".
 
-local jwt = require "jwt"
-local url = require "url"
-local log = require "log"
+local shared = require "shared"
 
-local secret
+local MAX_STREAMS = 2
+local revoked = {}
 
 function startup(cli)
-  secret = cli.script_data
-  if secret == nil or secret == "" then
-    error("auth.lua needs the HS256 secret: --script-data SECRET")
+  if not cli.jwt then
+    error("auth.lua refines the built-in JWT check: start tinysse with --jwt-secret, --jwt-public-key or --jwks")
+  end
+  for jti in (cli.script_data or ""):gmatch("[^,%s]+") do
+    revoked[jti] = true
   end
 end
 
--- The token of a request: header, then cookie, then query parameter.
-local function token_of(req)
-  local h = req.headers
-  local bearer = h.authorization and h.authorization:match("^[Bb]earer%s+(%S+)%s*$")
-  if bearer then
-    return bearer
-  end
-  for name, value in (h.cookie or ""):gmatch("([^%s;=]+)=([^;]*)") do
-    if name == "token" then
-      return value
-    end
-  end
-  return (url.unquote(req.query).token or {})[1]
+local function is_revoked(claims)
+  return claims ~= nil and claims.jti ~= nil and revoked[claims.jti] == true
 end
 
--- The verified claims of a request's token, or nil.
-local function claims_of(req)
-  local token = token_of(req)
-  if not token then
-    return nil
-  end
-  local claims, why = jwt.verify(token, secret, { alg = "HS256" })
-  if not claims then
-    log.info("refused a token from " .. req.addr.ip .. ": " .. why)
-  end
-  return claims
-end
-
--- The topics of `asked` that the list `allowed` holds, in order.
-local function permitted(asked, allowed)
-  local ok = {}
-  for _, t in ipairs(allowed) do
-    ok[t] = true
-  end
-  local out = {}
-  for _, t in ipairs(asked) do
-    if ok[t] then
-      out[#out + 1] = t
-    end
-  end
-  return out
-end
-
+-- req.claims is nil for an anonymous subscriber (--anonymous) and for the
+-- --admin-token.
 function subscribe(sub)
-  local claims = claims_of(sub.req)
-  if not claims then
+  local claims = sub.req.claims
+  if is_revoked(claims) then
     return -- 403
   end
-  local allowed = claims.topics
-  if allowed == nil then
-    return sub -- no topics claim: no restriction
-  end
-  if type(allowed) == "string" then
-    allowed = { allowed }
-  elseif type(allowed) ~= "table" then
-    return
-  end
-  local asked = sub.topics or {}
-  if #asked == 0 then
-    sub.topics = allowed -- no topic asked: every topic the token allows
-  else
-    sub.topics = permitted(asked, allowed)
-  end
-  if #sub.topics == 0 then
-    return -- nothing allowed (an empty list would mean the default stream)
+  if claims and claims.sub then
+    local key = "streams:" .. claims.sub
+    if shared.incr(key, 1) > MAX_STREAMS then
+      shared.incr(key, -1)
+      return -- 403: too many streams for this user
+    end
+    sub.user = claims.sub
   end
   return sub
 end
 
-function publish(pub)
-  local claims = claims_of(pub.req)
-  if claims and claims.role == "publisher" then
-    return pub
+function unsubscribe(sub)
+  if sub.user then
+    shared.incr("streams:" .. sub.user, -1)
   end
+end
+
+function publish(pub)
+  local claims = pub.req.claims
+  if is_revoked(claims) then
+    return -- 403
+  end
+  if claims and claims.sub then
+    local comments = pub.msg.comment or {}
+    comments[#comments + 1] = "from " .. claims.sub
+    pub.msg.comment = comments
+  end
+  return pub
 end

@@ -755,121 +755,106 @@ func TestOccupancyGlobalIsPerVM(t *testing.T) {
 	}
 }
 
-// The secret TestAuth gives auth.lua with --script-data.
+// The secret TestAuth gives the built-in check with --jwt-secret.
 const authSecret = "example-secret"
 
 // token signs claims with HS256 and key.
 func token(t *testing.T, key string, claims jwt.MapClaims) string {
 	t.Helper()
-	return signed(t, jwt.SigningMethodHS256, []byte(key), claims)
-}
-
-func signed(t *testing.T, m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
-	t.Helper()
-	s, err := jwt.NewWithClaims(m, claims).SignedString(key)
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// TestAuth: auth.lua lets in only clients with a valid token, limits
-// subscribers to the topics their token claims, and publishers to the
-// "publisher" role.
+// TestAuth: auth.lua on top of the built-in JWT check. The server refuses
+// bad tokens and uncovered topics before the script runs; the script
+// refuses revoked tokens (by jti) and a user's third stream, and signs
+// each message with its publisher.
 func TestAuth(t *testing.T) {
-	s := start(t, "auth.lua", "--script-data", authSecret)
+	s := start(t, "auth.lua", "--jwt-secret", authSecret, "--script-data", "jti-revoked, jti-also-revoked")
 	hour := time.Now().Add(time.Hour).Unix()
-	reader := token(t, authSecret, jwt.MapClaims{"sub": "reader", "exp": hour})
-	publisher := token(t, authSecret, jwt.MapClaims{"sub": "pub", "role": "publisher", "exp": hour})
-	bearer := func(tok string) string { return "Authorization: Bearer " + tok }
+	user := func(sub, jti string, publish ...string) string {
+		return "Authorization: Bearer " + token(t, authSecret, jwt.MapClaims{"sub": sub, "jti": jti, "exp": hour,
+			"tinysse": map[string]any{"subscribe": []string{"news/*"}, "publish": publish}})
+	}
+	alice := user("alice", "a1")
+	status := func(target string, header ...string) int {
+		t.Helper()
+		st, a := s.open(t, target, header...)
+		if st != nil {
+			st.close()
+			return http.StatusOK
+		}
+		return a.status
+	}
 
-	t.Run("refused", func(t *testing.T) {
-		s.refused(t, "/sse") // no token
-		s.refused(t, "/sse", "Authorization: Basic dXNlcjpwYXNz")
-		s.refused(t, "/sse", bearer("not-a-token"))
-		s.refused(t, "/sse", bearer(token(t, "another secret", jwt.MapClaims{"exp": hour})))
-		s.refused(t, "/sse", bearer(token(t, authSecret, jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()})))
-		s.refused(t, "/sse", bearer(token(t, authSecret, jwt.MapClaims{"nbf": time.Now().Add(time.Hour).Unix()})))
-		// The right secret under another algorithm, and no signature at all.
-		s.refused(t, "/sse", bearer(signed(t, jwt.SigningMethodHS384, []byte(authSecret), jwt.MapClaims{"exp": hour})))
-		s.refused(t, "/sse", bearer(signed(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"exp": hour})))
-		// A bad token in the header is not rescued by a good one elsewhere.
-		s.refused(t, "/sse?token="+reader, bearer(token(t, "another secret", jwt.MapClaims{})))
-		// A topics claim that allows none of the topics asked for.
-		s.refused(t, "/sse?topic=b", bearer(token(t, authSecret, jwt.MapClaims{"topics": []string{"a"}})))
-		s.refused(t, "/sse", bearer(token(t, authSecret, jwt.MapClaims{"topics": []string{}})))
-	})
-
-	t.Run("token in header, cookie or query", func(t *testing.T) {
-		streams := []*stream{
-			s.subscribe(t, "/sse", bearer(reader)),
-			s.subscribe(t, "/sse", "Cookie: theme=dark; token="+reader+"; lang=en"),
-			s.subscribe(t, "/sse?token="+reader),
-		}
-		s.mustPublish(t, "/sse", "for everyone", bearer(publisher))
-		for i, st := range streams {
-			if got := st.nextData(t); got != "for everyone" {
-				t.Errorf("subscriber %d: got %q", i, got)
-			}
-		}
-	})
-
-	t.Run("topics restricted by claim", func(t *testing.T) {
-		onlyA := token(t, authSecret, jwt.MapClaims{"topics": []string{"a"}, "exp": hour})
-		aAndC := token(t, authSecret, jwt.MapClaims{"topics": []string{"a", "c"}, "exp": hour})
-		asked := s.subscribe(t, "/sse?topic=a&topic=b", bearer(onlyA)) // gets a only
-		all := s.subscribe(t, "/sse", bearer(aAndC))                   // gets a and c
-		free := s.subscribe(t, "/sse?topic=b", bearer(reader))         // no claim: gets b
-
-		s.mustPublish(t, "/sse?topic=b", "to b", bearer(publisher))
-		s.mustPublish(t, "/sse?topic=c", "to c", bearer(publisher))
-		s.mustPublish(t, "/sse?topic=a", "to a", bearer(publisher))
-		if got := asked.nextData(t); got != "to a" {
-			t.Errorf("?topic=a&topic=b with topics [a]: got %q first, want \"to a\"", got)
-		}
-		for _, want := range []string{"to c", "to a"} {
-			if got := all.nextData(t); got != want {
-				t.Errorf("no topic asked, topics [a c]: got %q, want %q", got, want)
-			}
-		}
-		if got := free.nextData(t); got != "to b" {
-			t.Errorf("?topic=b without a topics claim: got %q, want \"to b\"", got)
-		}
-	})
-
-	t.Run("publish needs the publisher role", func(t *testing.T) {
-		msg := map[string]any{"data": "x"}
-		for name, header := range map[string][]string{
-			"no token":           nil,
-			"reader":             {bearer(reader)},
-			"role not publisher": {bearer(token(t, authSecret, jwt.MapClaims{"role": "admin"}))},
-			"bad signature":      {bearer(token(t, "another secret", jwt.MapClaims{"role": "publisher"}))},
-			"expired":            {bearer(token(t, authSecret, jwt.MapClaims{"role": "publisher", "exp": time.Now().Add(-time.Minute).Unix()}))},
-		} {
-			code, body := s.publish(t, "/sse", msg, header...)
-			if code != http.StatusForbidden || !strings.Contains(body, `"error"`) {
-				t.Errorf("%s: %d %s, want 403 and a JSON error", name, code, body)
-			}
-		}
-		for _, tc := range []struct {
-			where, target string
-			header        []string
+	t.Run("the built-in check comes first", func(t *testing.T) {
+		for name, c := range map[string]struct {
+			target string
+			header []string
+			want   int
 		}{
-			{"header", "/sse", []string{bearer(publisher)}},
-			{"cookie", "/sse", []string{"Cookie: token=" + publisher}},
-			{"query", "/sse?token=" + publisher, nil},
+			"no token":       {"/sse?topic=news/a", nil, http.StatusUnauthorized},
+			"wrong secret":   {"/sse?topic=news/a", []string{"Authorization: Bearer " + token(t, "another secret", jwt.MapClaims{"sub": "x"})}, http.StatusUnauthorized},
+			"expired":        {"/sse?topic=news/a", []string{"Authorization: Bearer " + token(t, authSecret, jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()})}, http.StatusUnauthorized},
+			"not in claim":   {"/sse?topic=sport/a", []string{alice}, http.StatusForbidden},
+			"revoked by jti": {"/sse?topic=news/a", []string{user("carol", "jti-revoked")}, http.StatusForbidden},
 		} {
-			code, body := s.publish(t, tc.target, msg, tc.header...)
-			var ok struct{ Queued, Subscribers *int }
-			if code != http.StatusAccepted || json.Unmarshal([]byte(body), &ok) != nil || ok.Queued == nil || ok.Subscribers == nil {
-				t.Errorf("publisher token in the %s: %d %s, want 202 {queued, subscribers}", tc.where, code, body)
+			if got := status(c.target, c.header...); got != c.want {
+				t.Errorf("%s: %d, want %d", name, got, c.want)
+			}
+		}
+		if !strings.Contains(s.stderr.String(), "Listening on") {
+			t.Errorf("stderr: %s", s.stderr)
+		}
+	})
+
+	t.Run("two streams per user", func(t *testing.T) {
+		first := s.subscribe(t, "/sse?topic=news/a", alice)
+		s.subscribe(t, "/sse?topic=news/b", user("alice", "a2")) // another token, the same user
+		s.refused(t, "/sse?topic=news/a", alice)
+		s.subscribe(t, "/sse?topic=news/a", user("bob", "b1")) // bob counts apart
+		first.close()
+		deadline := time.Now().Add(waitStep)
+		for status("/sse?topic=news/a", alice) != http.StatusOK {
+			if time.Now().After(deadline) {
+				t.Fatal("alice's closed stream was never given back")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	t.Run("messages say who sent them", func(t *testing.T) {
+		reader := s.subscribe(t, "/sse?topic=news/bob", user("dave", "d1"))
+		s.mustPublish(t, "/sse?topic=news/bob", "hello", user("bob", "b2", "news/bob"))
+		e := reader.next(t)
+		if e.data != "hello" || !slices.Equal(e.comments, []string{"from bob"}) {
+			t.Errorf("got %+v, want data hello and the comment \"from bob\"", e)
+		}
+		for name, c := range map[string]struct {
+			header string
+			want   int
+		}{
+			"revoked":             {user("bob", "jti-also-revoked", "news/bob"), http.StatusForbidden},
+			"another topic":       {user("bob", "b3", "news/alice"), http.StatusForbidden},
+			"no token":            {"", http.StatusUnauthorized},
+			"publish not claimed": {alice, http.StatusForbidden},
+		} {
+			var hdr []string
+			if c.header != "" {
+				hdr = []string{c.header}
+			}
+			if code, body := s.publish(t, "/sse?topic=news/bob", map[string]any{"data": "no"}, hdr...); code != c.want {
+				t.Errorf("%s: %d %s, want %d", name, code, body, c.want)
 			}
 		}
 	})
 }
 
-// TestAuthNeedsSecret: without --script-data, auth.lua's startup fails and
-// the server does not start.
+// TestAuthNeedsSecret: without JWT keys, auth.lua's startup fails and the
+// server does not start.
 func TestAuthNeedsSecret(t *testing.T) {
 	cmd := exec.Command(bin, "--listen", freeAddr(t), "--script", "examples/auth.lua")
 	cmd.Dir = ".."
@@ -882,8 +867,8 @@ func TestAuthNeedsSecret(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(stderr.String(), "--script-data") {
-			t.Errorf("exit %v, stderr %q: want a failure naming --script-data", err, stderr.String())
+		if err == nil || !strings.Contains(stderr.String(), "--jwt-secret") {
+			t.Errorf("exit %v, stderr %q: want a failure naming --jwt-secret", err, stderr.String())
 		}
 		if strings.Contains(stderr.String(), "Listening on") {
 			t.Errorf("listened without a secret: %s", stderr.String())
@@ -891,6 +876,6 @@ func TestAuthNeedsSecret(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("still running without --script-data; stderr %s", stderr.String())
+		t.Fatalf("still running without JWT keys; stderr %s", stderr.String())
 	}
 }

@@ -14,9 +14,11 @@ import (
 // maxDepth bounds the nesting of tables copied between Lua and Go.
 const maxDepth = 32
 
-// reqTable builds REQ: {method, path, uri, query, headers, addr = {ip, port}}.
+// reqTable builds REQ: {method, path, uri, query, headers, addr = {ip, port},
+// claims} (claims: the token's verified claims, when the built-in JWT check
+// verified one).
 func reqTable(L *glua.LState, r *engine.Request) *glua.LTable {
-	t := L.CreateTable(0, 6)
+	t := L.CreateTable(0, 7)
 	if r == nil {
 		return t
 	}
@@ -33,6 +35,9 @@ func reqTable(L *glua.LState, r *engine.Request) *glua.LTable {
 	addr.RawSetString("ip", glua.LString(r.IP))
 	addr.RawSetString("port", glua.LNumber(r.Port))
 	t.RawSetString("addr", addr)
+	if r.Claims != nil {
+		t.RawSetString("claims", fromGo(L, r.Claims, 0))
+	}
 	return t
 }
 

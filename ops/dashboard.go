@@ -215,6 +215,7 @@ type feedClosed struct {
 	Slow     uint64 `json:"slow"`
 	Timeout  uint64 `json:"timeout"`
 	Shutdown uint64 `json:"shutdown"`
+	Expired  uint64 `json:"expired"`
 }
 
 type feedTopic struct {

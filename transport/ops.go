@@ -17,6 +17,13 @@ type Route struct {
 	// path without that slash matches too).
 	Path    string
 	Handler fasthttp.RequestHandler
+	// Admin: only requests with admin rights (Config.Auth: the admin
+	// token, or a JWT whose claim says "admin": true) reach Handler; the
+	// others get 401 or 403. Without Config.Auth nothing is asked.
+	Admin bool
+	// Token, when set, is a bearer token that also lets a request in (the
+	// metrics token); without Admin, only it or admin rights do.
+	Token string
 }
 
 func (r Route) matches(path string) bool {
@@ -62,11 +69,12 @@ const (
 	RejectShuttingDown        // 503: the server is shutting down
 	RejectLimit               // 503: at --max-subscribers (subscribe) or --max-topics (publish)
 	RejectUnavailable         // 503: cluster mode, the stream could not be reached (publish)
+	RejectUnauthorized        // 401: no token, or one that does not verify (Config.Auth)
 	rejectReasons
 )
 
 // RejectReasons names each reason, for labels.
-var RejectReasons = [rejectReasons]string{"bad_request", "forbidden", "too_large", "unsupported_media_type", "hook_error", "shutting_down", "limit", "unavailable"}
+var RejectReasons = [rejectReasons]string{"bad_request", "forbidden", "too_large", "unsupported_media_type", "hook_error", "shutting_down", "limit", "unavailable", "unauthorized"}
 
 // rejectKey is the user value a handler sets (to a Reject* index) when the
 // status alone does not tell why it refused: three reasons share 503.
@@ -82,6 +90,8 @@ func rejectReasonOf(ctx *fasthttp.RequestCtx, status int) int {
 
 func rejectReason(status int) int {
 	switch status {
+	case fasthttp.StatusUnauthorized:
+		return RejectUnauthorized
 	case fasthttp.StatusForbidden:
 		return RejectForbidden
 	case fasthttp.StatusRequestEntityTooLarge:
@@ -165,7 +175,7 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 
 // route returns the extra route serving path, if any.
 func (s *Server) route(path string) fasthttp.RequestHandler {
-	for _, r := range s.cfg.Routes {
+	for _, r := range s.routes {
 		if r.matches(path) {
 			return r.Handler
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/internal/jsonobj"
 	"github.com/valyala/fasthttp"
@@ -26,6 +27,23 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
 	}
+	// The token first: a client without a good one learns nothing of the
+	// rest. Its topics are checked once the body has given them.
+	var grant *auth.Grant
+	if s.cfg.Auth != nil {
+		token, cookie := s.tokenFrom(ctx)
+		if cookie && token != "" && !s.cookieOriginOK(ctx) {
+			refuseAuth(ctx, &auth.Error{Status: fasthttp.StatusForbidden, Code: "invalid_request",
+				Msg: "a token from a cookie publishes only from this server's origin or one --cors-allow-origin names"})
+			return
+		}
+		g, aerr := s.cfg.Auth.Verify(token, auth.Publish)
+		if aerr != nil {
+			refuseAuth(ctx, aerr)
+			return
+		}
+		grant = g
+	}
 	m, status, err := decodePublish(ctx.Request.Header.ContentType(), ctx.PostBody())
 	if err != nil {
 		writeError(ctx, status, err.Error())
@@ -40,8 +58,15 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
+	if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, "") {
+		return
+	}
 	if h := s.hooks.Publish; h != nil {
-		accept, err := h(newRequest(ctx), m)
+		req := newRequest(ctx)
+		if grant != nil {
+			req.Claims = grant.Claims
+		}
+		accept, err := h(req, m)
 		switch {
 		case errors.Is(err, engine.ErrInvalid):
 			writeError(ctx, fasthttp.StatusBadRequest, "publish hook returned a bad message: "+err.Error())
@@ -56,6 +81,10 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		m.Topics = uniqueTopics(m.Topics)
 		if err := checkTopics(m.Topics); err != nil {
 			writeError(ctx, fasthttp.StatusBadRequest, "publish hook set bad topics: "+err.Error())
+			return
+		}
+		// A hook may narrow what the token allows, never widen it.
+		if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, "the publish hook set topics the token does not allow: ") {
 			return
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/valyala/fasthttp"
 )
@@ -71,6 +72,15 @@ type Config struct {
 	// and engine.ErrClosed answer 503: the backend is unreachable. Nil:
 	// the engine's Publish.
 	Publish func(m *engine.Message) (engine.PublishResult, error)
+	// Auth, when set, checks every publish and subscribe (and the routes
+	// marked Admin or given a Token) before any hook runs: 401 without a
+	// valid token, 403 when it does not allow the topics. Nil: everything
+	// is open, as in Tiny SSE.
+	Auth *auth.Auth
+	// TokenCookie is the cookie a token may come in, after the
+	// Authorization header and before the ?authorization= parameter.
+	// Default DefaultTokenCookie.
+	TokenCookie string
 }
 
 func (c *Config) setDefaults() error {
@@ -119,6 +129,9 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.TokenCookie == "" {
+		c.TokenCookie = DefaultTokenCookie
+	}
 	return c.checkRoutes()
 }
 
@@ -130,6 +143,7 @@ type Server struct {
 	srv     *fasthttp.Server
 	static  fasthttp.RequestHandler // nil without StaticDir
 	origins []string                // AllowOrigin split, when it lists several
+	routes  []Route                 // Config.Routes, their handlers guarded (see guard)
 	// mu orders Serve's listener registration against Shutdown: a
 	// Shutdown that comes first makes Serve return at once, one that comes
 	// later closes the listener itself (fasthttp's own Shutdown misses a
@@ -153,6 +167,9 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, eng: eng, hooks: eng.Config().Hooks}
+	for _, r := range cfg.Routes {
+		s.routes = append(s.routes, Route{Path: r.Path, Handler: s.guard(r)})
+	}
 	if cfg.AllowOrigin != "*" {
 		for _, o := range strings.Split(cfg.AllowOrigin, ",") {
 			if o = strings.TrimSpace(o); o != "" {
@@ -376,5 +393,6 @@ type fasthttpLogger struct{ l *slog.Logger }
 func (f fasthttpLogger) Printf(format string, args ...any) {
 	// fasthttp reports client errors (bad requests, oversized bodies) here;
 	// they are answered already, so they are not the operator's concern.
-	f.l.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+	// They may quote the request: tokens are taken out.
+	f.l.Debug(redact(fmt.Sprintf(format, args...)), "component", "fasthttp")
 }

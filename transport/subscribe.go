@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"unicode/utf8"
 
+	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/valyala/fasthttp"
 )
@@ -31,15 +32,33 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 			s.streams.Add(-1)
 		}
 	}()
+	var grant *auth.Grant
+	if s.cfg.Auth != nil {
+		g, aerr := s.cfg.Auth.Verify(s.token(ctx), auth.Subscribe)
+		if aerr != nil {
+			refuseAuth(ctx, aerr)
+			return
+		}
+		grant = g
+	}
 	topics := uniqueTopics(queryTopics(ctx))
 	if err := checkTopics(topics); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
+	if grant != nil && !s.allowed(ctx, grant, auth.Subscribe, topics, "") {
+		return
+	}
 	sub := &engine.Subscriber{Topics: topics}
+	if grant != nil {
+		sub.Expires = grant.Expires
+	}
 	s.eng.Assign(sub)
 	if s.needRequest() {
 		sub.Request = newRequest(ctx)
+		if grant != nil {
+			sub.Request.Claims = grant.Claims
+		}
 	}
 	if h := s.hooks.Subscribe; h != nil {
 		accept, err := h(sub)
@@ -54,6 +73,12 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		sub.Topics = uniqueTopics(sub.Topics)
 		if err := checkTopics(sub.Topics); err != nil {
 			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook set bad topics: "+err.Error())
+			s.unsubscribeRefused(sub)
+			return
+		}
+		// A hook may narrow what the token allows, never widen it.
+		if grant != nil && !s.allowed(ctx, grant, auth.Subscribe, sub.Topics, "the subscribe hook set topics the token does not allow: ") {
+			s.unsubscribeRefused(sub)
 			return
 		}
 	}
@@ -80,6 +105,15 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		}()
 	})
 	hijacked = true
+}
+
+// unsubscribeRefused runs the Unsubscribe hook for a subscriber that the
+// Subscribe hook accepted and the transport then refused, so that hooks
+// always come in pairs (a script counting its subscribers stays right).
+func (s *Server) unsubscribeRefused(sub *engine.Subscriber) {
+	if h := s.hooks.Unsubscribe; h != nil {
+		h(sub)
+	}
 }
 
 // streamHead is the HTTP response head of an event stream. The body is
@@ -142,7 +176,9 @@ func (s *Server) needRequest() bool {
 	return h.Subscribe != nil || h.Catchup != nil || h.Message != nil || h.Timeout != nil || h.Unsubscribe != nil
 }
 
-// newRequest copies what hooks see of the request.
+// newRequest copies what hooks see of the request. A token in the query
+// (?authorization=) is taken out of uri and query: hooks get the verified
+// claims instead, and a script that logs its requests leaks no token.
 func newRequest(ctx *fasthttp.RequestCtx) *engine.Request {
 	r := &engine.Request{
 		Method:  string(ctx.Method()),
@@ -150,6 +186,17 @@ func newRequest(ctx *fasthttp.RequestCtx) *engine.Request {
 		URI:     string(ctx.RequestURI()),
 		Query:   string(ctx.QueryArgs().QueryString()),
 		Headers: make(map[string]string),
+	}
+	if ctx.QueryArgs().Has(tokenParam) {
+		args := fasthttp.AcquireArgs()
+		ctx.QueryArgs().CopyTo(args)
+		args.Del(tokenParam)
+		r.Query = args.String()
+		fasthttp.ReleaseArgs(args)
+		r.URI = string(ctx.URI().PathOriginal())
+		if r.Query != "" {
+			r.URI += "?" + r.Query
+		}
 	}
 	ctx.Request.Header.VisitAll(func(k, v []byte) {
 		r.Headers[strings.ToLower(string(k))] = string(v)

@@ -50,6 +50,7 @@ type options struct {
 	maxConnsPerIP   int
 	maxTopics       int
 	nats            natsOptions
+	auth            authOptions
 	help            bool
 	version         bool
 
@@ -234,6 +235,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
 	addOpsFlags(fs, o)
+	addAuthFlags(fs, &o.auth)
 	natsMaxAge := durationValue(0)
 	fs.StringVar(&o.nats.url, "nats", "", "cluster mode: NATS server URL(s), comma-separated (absent: single node)")
 	fs.StringVar(&o.nats.stream, "nats-stream", "tinysse", "JetStream stream name (and subject prefix)")
@@ -304,6 +306,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
 	}
 	if err := checkOpsOptions(o); err != nil {
+		return nil, err
+	}
+	if err := checkAuthOptions(o); err != nil {
 		return nil, err
 	}
 	if err := o.nats.check(); err != nil {

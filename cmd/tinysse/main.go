@@ -54,6 +54,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		fmt.Fprintf(stderr, "tinysse: --tls-cert/--tls-key: %v\n", err)
 		return 1
 	}
+	authz, err := newAuth(o, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "tinysse: %v\n", err)
+		return 1
+	}
 	shards := o.shards
 	if shards == 0 {
 		shards = engine.DefaultShards()
@@ -164,7 +169,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	var srv *transport.Server
 	stopOps := make(chan struct{})
 	defer close(stopOps)
-	routes, feed, err := opsRoutes(o, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, log)
+	dashboard := dashboardAllowed(o, ln.Addr(), log)
+	routes, feed, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
 		return 2
@@ -188,6 +194,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		Routes:           routes,
 		TLS:              tlsConfig,
 		Publish:          publish,
+		Auth:             authz,
+		TokenCookie:      o.auth.cookie,
 	}, eng)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -317,6 +325,19 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"no_dashboard":           o.noDashboard,
 		"tls_cert":               o.tlsCert,
 		"tls_key":                o.tlsKey,
+		// Access control, without its secrets (--jwt-secret,
+		// --jwt-publish-secret, --admin-token, --metrics-token).
+		"jwt":                    o.auth.keysGiven,
+		"jwt_public_key":         o.auth.publicKey,
+		"jwks":                   o.auth.jwks,
+		"jwt_publish_public_key": o.auth.publishKey,
+		"jwt_audience":           o.auth.audience,
+		"jwt_issuer":             o.auth.issuer,
+		"jwt_leeway":             ms(o.auth.leeway),
+		"jwt_cookie":             o.auth.cookie,
+		"anonymous":              o.auth.anonymous,
+		"public_topics":          o.auth.publicTopics,
+		"dashboard_public":       o.auth.dashboardPublic,
 	}
 }
 

@@ -142,9 +142,11 @@ func scriptTimeoutOf(o *options) time.Duration {
 // opsRoutes builds the metrics endpoint and the dashboard the options ask
 // for. feed, when not nil, runs the dashboard's feed until stop is closed:
 // start it once the transport exists (transportStats reads it).
-func opsRoutes(o *options, eng *engine.Engine, transportStats func() transport.Stats, hooks *ops.HookStats,
+// dashboard false leaves the dashboard out (dashboardAllowed said no).
+func opsRoutes(o *options, dashboard bool, eng *engine.Engine, transportStats func() transport.Stats, hooks *ops.HookStats,
 	script *lua.Runtime, log *slog.Logger) (routes []transport.Route, feed func(stop <-chan struct{}), err error) {
-	if o.metricsPath == "" && o.noDashboard {
+	dashboard = dashboard && !o.noDashboard
+	if o.metricsPath == "" && !dashboard {
 		return nil, nil, nil
 	}
 	cfg := ops.Config{Engine: eng, Transport: transportStats, Hooks: hooks, TopTopics: o.metricsTopics, Version: version}
@@ -156,9 +158,12 @@ func opsRoutes(o *options, eng *engine.Engine, transportStats func() transport.S
 		return nil, nil, err
 	}
 	if o.metricsPath != "" {
-		routes = append(routes, transport.Route{Path: o.metricsPath, Handler: m.Handler()})
+		routes = append(routes, transport.Route{Path: o.metricsPath, Handler: m.Handler(), Token: o.auth.metricsToken})
 	}
-	if !o.noDashboard {
+	if dashboard {
+		// The page itself is open (a browser cannot send a header when it
+		// navigates); what it shows comes from the internal stats topic and
+		// goes out through the publish path, which the transport protects.
 		d, err := ops.NewDashboard(ops.DashboardConfig{
 			Path: o.dashboardPath, PubPath: o.pubPath, SubPath: o.subPath,
 			Metrics: m, Version: version, Logger: log,

@@ -55,6 +55,7 @@ type server struct {
 	addr   string
 	eng    *engine.Engine
 	static string // the static directory, served under /
+	token  string // sent as a bearer token by publish, when set
 
 	mu     sync.Mutex
 	subs   []visit // guarded by mu
@@ -68,6 +69,13 @@ type visit struct {
 }
 
 func startServer(t *testing.T, ecfg engine.Config) *server {
+	t.Helper()
+	return startServerWith(t, ecfg, transport.Config{})
+}
+
+// startServerWith is startServer with the transport's configuration (its
+// static directory and logger are set here).
+func startServerWith(t *testing.T, ecfg engine.Config, tcfg transport.Config) *server {
 	t.Helper()
 	s := &server{static: t.TempDir()}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -87,7 +95,8 @@ func startServer(t *testing.T, ecfg engine.Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := transport.New(transport.Config{StaticDir: s.static, Logger: quiet}, eng)
+	tcfg.StaticDir, tcfg.Logger = s.static, quiet
+	srv, err := transport.New(tcfg, eng)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +126,19 @@ func (s *server) visits() ([]visit, []time.Time) {
 func (s *server) publish(t testing.TB, m map[string]string) {
 	t.Helper()
 	body, _ := json.Marshal(m)
-	resp, err := http.Post(s.url("/sse"), "application/json", strings.NewReader(string(body)))
+	target := s.url("/sse")
+	if topic := m["topic"]; topic != "" {
+		target += "?topic=" + topic
+	}
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

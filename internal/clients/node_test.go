@@ -40,8 +40,16 @@ func (c *nodeClient) eventIDIsBlockID() bool { return true }
 
 func startNode(t *testing.T, s *server, types []string) esClient {
 	t.Helper()
-	cmd := exec.Command("node", append([]string{"client.mjs", s.url("/sse")}, types...)...)
+	return startNodeAt(t, s.url("/sse"), types)
+}
+
+// startNodeAt runs client.mjs on url; env entries (NAME=value) are added
+// to its environment (TINYSSE_TOKEN_FILE: see client.mjs).
+func startNodeAt(t *testing.T, url string, types []string, env ...string) *nodeClient {
+	t.Helper()
+	cmd := exec.Command("node", append([]string{"client.mjs", url}, types...)...)
 	cmd.Dir = "node"
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

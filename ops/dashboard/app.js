@@ -7,18 +7,41 @@ const cfg = JSON.parse(document.getElementById("config").textContent);
 const $ = (id) => document.getElementById(id);
 const HISTORY = 120; // points kept per chart (seconds at the default interval)
 
-// --- the token, sent as Authorization: Bearer on every request ----------
-const tokenInput = $("token");
-tokenInput.value = sessionStorage.getItem("tinysse-token") || "";
-tokenInput.addEventListener("change", () => {
-  sessionStorage.setItem("tinysse-token", tokenInput.value);
-  statsStream.restart();
-  tail.restart();
-});
-function authHeaders() {
-  const t = tokenInput.value.trim();
-  return t ? { Authorization: "Bearer " + t } : {};
+// --- the login: a token kept in sessionStorage (this tab only), sent as
+// Authorization: Bearer on every request -----------------------------------
+const TOKEN_KEY = "tinysse-token";
+let token = sessionStorage.getItem(TOKEN_KEY) || "";
+function authHeaders() { return token ? { Authorization: "Bearer " + token } : {}; }
+
+function showLogin(why) {
+  $("login-error").textContent = why || "";
+  $("login").hidden = false;
+  $("login-token").focus();
 }
+function setToken(t) {
+  token = t;
+  if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+  $("signed-in").hidden = !t;
+  $("sign-out").hidden = !t;
+  $("sign-in-open").hidden = !!t;
+  statsStream.start();
+  if (tail.ctrl) tail.start();
+}
+$("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const t = $("login-token").value.trim();
+  if (!t) return;
+  $("login-token").value = "";
+  $("login").hidden = true;
+  setToken(t);
+});
+$("login-cancel").addEventListener("click", () => { $("login").hidden = true; });
+$("sign-in-open").addEventListener("click", () => showLogin(""));
+$("sign-out").addEventListener("click", () => setToken(""));
+
+// A refusal (401 without a good token, 403 without admin rights) stops a
+// stream until the token changes, and asks for one.
+class AuthError extends Error {}
 
 // --- a server-sent events reader over fetch ------------------------------
 // fetch (not EventSource) so that requests can carry the token header and
@@ -30,7 +53,6 @@ class Stream {
   }
   start() { this.stop(); this.ctrl = new AbortController(); this.loop(this.ctrl); }
   stop() { if (this.ctrl) this.ctrl.abort(); this.ctrl = null; }
-  restart() { if (this.ctrl) this.start(); }
   async loop(ctrl) {
     while (!ctrl.signal.aborted) {
       try {
@@ -40,7 +62,7 @@ class Stream {
         if (!res.ok) {
           let msg = res.status + "";
           try { msg += " " + (await res.json()).error; } catch (_) {}
-          throw new Error(msg);
+          throw res.status === 401 || res.status === 403 ? new AuthError(msg) : new Error(msg);
         }
         this.onState(true, "");
         await this.read(res.body.getReader(), ctrl);
@@ -48,6 +70,7 @@ class Stream {
       } catch (err) {
         if (ctrl.signal.aborted) return;
         this.onState(false, err.message || String(err));
+        if (err instanceof AuthError) { showLogin(err.message); return; }
       }
       await new Promise((r) => setTimeout(r, this.retry));
     }
@@ -144,6 +167,7 @@ function onStats(ev) {
   text("lagged", String(s.closed.lagged));
   text("slow", String(s.closed.slow));
   text("timeouts", String(s.closed.timeout));
+  text("expired", String(s.closed.expired));
   text("replays", String(s.replays));
   text("replay-gaps", String(s.replay_gaps));
   const rej = Object.entries(s.rejected).filter(([, n]) => n > 0);
@@ -259,6 +283,7 @@ $("pub-form").addEventListener("submit", async (e) => {
     out.className = "small " + (res.ok ? "ok" : "err");
     out.textContent = res.ok ? "queued for " + body.subscribers + " subscriber" + (body.subscribers === 1 ? "" : "s")
       : res.status + " " + (body.error || res.statusText);
+    if (res.status === 401 || res.status === 403) showLogin(out.textContent);
   } catch (err) {
     out.className = "small err";
     out.textContent = err.message || String(err);
@@ -266,6 +291,6 @@ $("pub-form").addEventListener("submit", async (e) => {
 });
 
 text("version", cfg.version ? "v" + cfg.version : "");
-statsStream.start();
+setToken(token); // starts the stats stream
 tail.start();
 window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.draw()));
