@@ -277,6 +277,10 @@ func TestNATSDownAndBack(t *testing.T) {
 
 	ns.stop()
 	for i, n := range nodes {
+		// A publish racing the disconnection may have left before it was
+		// noticed: 504, "may be stored" (TestFaultNodeLosesNATS). Once
+		// the node knows, 503 at once.
+		waitFor(t, "the node to notice", func() bool { return !n.cl.Connected() })
 		st, body := n.publish(`{"data":"lost","topic":"live"}`)
 		var e struct{ Error string }
 		if st != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, "unavailable") {

@@ -17,6 +17,9 @@ type natsOptions struct {
 	replicas               int
 	creds, token           string
 	tlsCA, tlsCert, tlsKey string
+	// healthRequired (--health-requires-nats): the health path answers
+	// 503 while the node is not connected to NATS.
+	healthRequired bool
 }
 
 // check refuses --nats* values that cannot work, before anything starts.
