@@ -337,6 +337,7 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"nats_max_age":           ms(o.nats.maxAge),
 		"nats_max_msgs":          o.nats.maxMsgs,
 		"nats_replicas":          o.nats.replicas,
+		"nats_publish_timeout":   ms(o.nats.publishTimeout),
 		"health_requires_nats":   o.nats.healthRequired,
 		"store":                  o.store.dir,
 		"store_max_age":          ms(o.store.maxAge),

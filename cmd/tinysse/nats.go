@@ -20,6 +20,7 @@ type natsOptions struct {
 	// healthRequired (--health-requires-nats): the health path answers
 	// 503 while the node is not connected to NATS.
 	healthRequired bool
+	publishTimeout time.Duration
 }
 
 // check refuses --nats* values that cannot work, before anything starts.
@@ -58,6 +59,8 @@ func (n *natsOptions) config(log *slog.Logger) cluster.Config {
 		TLSCA:     n.tlsCA,
 		TLSCert:   n.tlsCert,
 		TLSKey:    n.tlsKey,
-		Logger:    log,
+		// PublishTimeout also bounds a replay's wait for the stream.
+		PublishTimeout: n.publishTimeout,
+		Logger:         log,
 	}
 }

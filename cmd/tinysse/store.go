@@ -52,14 +52,17 @@ func (v *syncValue) Type() string { return "DUR|always" }
 // storeFlags holds the flag values that are parsed into storeOptions by
 // finish.
 type storeFlags struct {
-	maxAge   durationValue
-	maxBytes sizeValue
-	sync     syncValue
+	maxAge         durationValue
+	maxBytes       sizeValue
+	sync           syncValue
+	publishTimeout durationValue // --nats-publish-timeout, declared here with the other new cluster flags
 }
 
-// addStoreFlags declares the --store* options and --health-requires-nats.
+// addStoreFlags declares the --store* options, --nats-publish-timeout and
+// --health-requires-nats.
 func addStoreFlags(fs *pflag.FlagSet, o *options) *storeFlags {
-	f := &storeFlags{sync: syncValue{every: time.Second}}
+	f := &storeFlags{sync: syncValue{every: time.Second}, publishTimeout: durationValue(5 * time.Second)}
+	fs.Var(&f.publishTimeout, "nats-publish-timeout", "how long a publish may wait for JetStream (retried meanwhile, e.g. during an election) before 503; once it may have been stored, up to twice this, then 504")
 	fs.StringVar(&o.store.dir, "store", "", "single node: keep the history on disk in `DIR` (an embedded NATS JetStream, no network port); not with --nats")
 	fs.Var(&f.maxAge, "store-max-age", "how long the store keeps messages (0 = no limit)")
 	fs.Int64Var(&o.store.maxMsgs, "store-max-msgs", 0, "how many messages the store keeps (0 = no limit)")
@@ -69,12 +72,16 @@ func addStoreFlags(fs *pflag.FlagSet, o *options) *storeFlags {
 	return f
 }
 
-// finish moves the flag values into o.store and checks them.
+// finish moves the flag values into o.store and o.nats, and checks them.
 func (f *storeFlags) finish(o *options) error {
 	s := &o.store
 	s.maxAge = time.Duration(f.maxAge)
 	s.maxBytes = int64(f.maxBytes)
 	s.sync, s.syncAlways = f.sync.every, f.sync.always
+	o.nats.publishTimeout = time.Duration(f.publishTimeout)
+	if t := o.nats.publishTimeout; t < 100*time.Millisecond || t > time.Minute {
+		return fmt.Errorf("invalid value for --nats-publish-timeout: %v is not between 100ms and 1m", t)
+	}
 	if s.maxMsgs < 0 {
 		return fmt.Errorf("invalid value for --store-max-msgs: %d is negative", s.maxMsgs)
 	}
@@ -92,7 +99,9 @@ func (s *storeOptions) config(store *cluster.Store, log *slog.Logger) cluster.Co
 		MaxMsgs:   s.maxMsgs,
 		MaxBytes:  s.maxBytes,
 		NoLeader:  true,
-		Logger:    log,
+		// An in-process store answers at once or not at all.
+		PublishTimeout: 5 * time.Second,
+		Logger:         log,
 	}
 }
 

@@ -31,6 +31,8 @@ func TestStoreOptions(t *testing.T) {
 		{[]string{"--store-sync", "0s"}, nil, "--store-sync"},
 		{nil, []string{"TINYSSE_STORE_SYNC=never"}, "--store-sync"},
 		{nil, []string{"TINYSSE_HEALTH_REQUIRES_NATS=perhaps"}, "--health-requires-nats"},
+		{[]string{"--nats-publish-timeout", "10ms"}, nil, "--nats-publish-timeout"},
+		{nil, []string{"TINYSSE_NATS_PUBLISH_TIMEOUT=2m"}, "--nats-publish-timeout"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(c.args, env(c.env...), &stdout, &stderr, nil); code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), c.name) {
@@ -45,8 +47,11 @@ func TestStoreOptions(t *testing.T) {
 	if want := (storeOptions{dir: dir, maxAge: time.Hour, maxMsgs: 10, maxBytes: 1 << 20, syncAlways: true}); o.store != want || !o.nats.healthRequired {
 		t.Errorf("store options %+v (health requires NATS %v), want %+v", o.store, o.nats.healthRequired, want)
 	}
-	if o, err := parseOptions([]string{"--store-sync", "250ms"}, env(), nil); err != nil || o.store.sync != 250*time.Millisecond || o.store.syncAlways {
-		t.Errorf("--store-sync 250ms: %+v %v", o.store, err)
+	if o, err := parseOptions([]string{"--store-sync", "250ms"}, env(), nil); err != nil || o.store.sync != 250*time.Millisecond || o.store.syncAlways || o.nats.publishTimeout != 5*time.Second {
+		t.Errorf("--store-sync 250ms: %+v %v (publish timeout %v, want the default 5s)", o.store, err, o.nats.publishTimeout)
+	}
+	if o, err := parseOptions(nil, env("TINYSSE_NATS_PUBLISH_TIMEOUT=12s"), nil); err != nil || o.nats.publishTimeout != 12*time.Second {
+		t.Errorf("TINYSSE_NATS_PUBLISH_TIMEOUT=12s: %v %v", o.nats.publishTimeout, err)
 	}
 
 	// A store that cannot be opened: exit 1 naming --store, nothing listens.
