@@ -258,17 +258,21 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        cfg.Stream,
-		Description: "tinysse messages",
-		Subjects:    []string{cfg.Stream + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      cfg.MaxAge,
-		MaxMsgs:     maxOrUnlimited(cfg.MaxMsgs),
-		MaxBytes:    maxOrUnlimited(cfg.MaxBytes),
-		Replicas:    cfg.Replicas,
+	var stream jetstream.Stream
+	err = patiently(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        cfg.Stream,
+			Description: "tinysse messages",
+			Subjects:    []string{cfg.Stream + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      cfg.MaxAge,
+			MaxMsgs:     maxOrUnlimited(cfg.MaxMsgs),
+			MaxBytes:    maxOrUnlimited(cfg.MaxBytes),
+			Replicas:    cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		nc.Close()
@@ -293,6 +297,27 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 // any goroutine.
 func (n *Node) Connected() bool { return n.nc.Status() == nats.CONNECTED }
 
+// patiently runs f until it succeeds or ctx is done, each try bounded by
+// 5s, and returns its last error. Making a replicated stream right after
+// a NATS cluster formed, or while several nodes make it at once, may go
+// unanswered (nats-server 2.9 was seen to drop such requests for more
+// than 10s); a second try finds it made.
+func patiently(ctx context.Context, f func(context.Context) error) error {
+	for {
+		try, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(try)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // atLeast reports whether version ("2.10.4") is at least major.minor.
 func atLeast(version string, major, minor int) bool {
 	var ma, mi int
@@ -314,7 +339,11 @@ func maxOrUnlimited(n int64) int64 {
 // as a replay (Replay). eng must have been built with Replay as its
 // Config.Replay. Start is called once.
 func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
-	info, err := n.stream.Info(ctx)
+	var info *jetstream.StreamInfo
+	err := patiently(ctx, func(ctx context.Context) (err error) {
+		info, err = n.stream.Info(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("cluster: stream %s: %w", n.cfg.Stream, err)
 	}
@@ -324,7 +353,7 @@ func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
 	n.resultsMu.Lock()
 	n.applied = last
 	n.resultsMu.Unlock()
-	if err := n.startFollowing(); err != nil {
+	if err := n.startFollowing(ctx); err != nil {
 		return err
 	}
 	where := n.nc.ConnectedUrlRedacted()

@@ -607,9 +607,8 @@ func startSSENode(t *testing.T, bin string, natsURLs []string, extra ...string) 
 }
 
 // restart starts the process (again) and waits until it listens. A node
-// that exits at start (NATS did not answer its stream request within 10s:
-// a slow election on a loaded machine) is started again, as a supervisor
-// would, up to three times.
+// that exits at start (NATS did not make its stream within 30s: a loaded
+// machine) is started again, as a supervisor would, up to three times.
 func (n *sseNode) restart() {
 	n.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)

@@ -150,10 +150,14 @@ func (n *Node) dropConsumer(name string) {
 	_ = n.stream.DeleteConsumer(ctx, name)
 }
 
-// startFollowing makes the first consumer (Start fails if it cannot) and
-// the goroutine that replaces it.
-func (n *Node) startFollowing() error {
-	c, err := n.consume()
+// startFollowing makes the first consumer (Start fails if it cannot
+// before ctx is done) and the goroutine that replaces it.
+func (n *Node) startFollowing(ctx context.Context) error {
+	var c *consumption
+	err := patiently(ctx, func(context.Context) (err error) {
+		c, err = n.consume()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("cluster: consumer: %w", err)
 	}

@@ -26,12 +26,16 @@ const leaderKey = "leader"
 // that Leader is meaningful from the start; campaign goes on in a goroutine
 // that Close ends.
 func (n *Node) startLeader(ctx context.Context) error {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      n.cfg.Stream + "_leader",
-		Description: "tinysse leader lease",
-		TTL:         n.cfg.LeaderTTL,
-		Storage:     jetstream.FileStorage, // the lease outlives a NATS restart
-		Replicas:    n.cfg.Replicas,
+	var kv jetstream.KeyValue
+	err := patiently(ctx, func(ctx context.Context) (err error) {
+		kv, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      n.cfg.Stream + "_leader",
+			Description: "tinysse leader lease",
+			TTL:         n.cfg.LeaderTTL,
+			Storage:     jetstream.FileStorage, // the lease outlives a NATS restart
+			Replicas:    n.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: leader bucket: %w", err)

@@ -26,6 +26,11 @@ import (
 
 var version = "0.1.0"
 
+// startTimeout bounds cluster mode's start: connecting, making the
+// stream and the leader bucket (a new replicated stream waits for its
+// first election), and the first consumer.
+const startTimeout = 30 * time.Second
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil))
 }
@@ -93,7 +98,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			// message hooks on every node see pub as the publishing node made it
 			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		node, err = cluster.Connect(ctx, ccfg)
 		cancel()
 		if err != nil {
@@ -225,7 +230,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		go feed(stopOps)
 	}
 	if node != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		err := node.Start(ctx, eng)
 		cancel()
 		if err != nil {
