@@ -410,7 +410,21 @@ func (n *Node) apply(msg jetstream.Msg, seq uint64) {
 	for _, ch := range chs {
 		ch <- res
 	}
+	if res.Queued >= max(n.eng.Config().Capacity/2, 1) {
+		// Half a ring not yet read by some subscriber: give the shards a
+		// moment before the next. Catching up (after an outage, or a
+		// node started behind) applies what it missed as fast as it
+		// arrives, and a burst longer than the ring laps every
+		// subscriber before a delivery pass reaches it; paced, they keep
+		// up. A subscriber that reads nothing holds this for about half a
+		// ring's worth of pauses, until it is lapped and closed.
+		time.Sleep(catchUpPause)
+	}
 }
+
+// catchUpPause is apply's pause while a ring is half full of unread
+// messages.
+const catchUpPause = time.Millisecond
 
 // Close stops the consumer and closes the connection. Call it after the
 // engine is closed.

@@ -648,7 +648,7 @@ type follower struct {
 	moves    int      // reconnections
 	errs     []string // protocol faults seen (bad id, bad data)
 	lastOK   time.Time
-	lastMove time.Time
+	ended    []time.Time // when each stream ended
 	resumed  []time.Time // when each reconnection got its ": ok"
 }
 
@@ -673,7 +673,7 @@ func (f *follower) run(stop <-chan struct{}, ready chan<- struct{}) {
 		retry := f.stream(f.nodes[node], stop, buf, &first, ready)
 		f.mu.Lock()
 		f.moves++
-		f.lastMove = time.Now()
+		f.ended = append(f.ended, time.Now())
 		f.mu.Unlock()
 		node = (node + 1) % len(f.nodes)
 		select {
