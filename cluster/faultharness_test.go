@@ -640,16 +640,16 @@ type follower struct {
 	nodes []*sseNode
 	topic string
 
-	mu       sync.Mutex
-	ids      []uint64 // the ids received, in order
-	msgs     []int    // the message number of each (from its data "m<n>")
-	gaps     int      // ": replay-gap" comments
-	later    int      // streams ended with ": replay-unavailable"
-	moves    int      // reconnections
-	errs     []string // protocol faults seen (bad id, bad data)
-	lastOK   time.Time
-	ended    []time.Time // when each stream ended
-	resumed  []time.Time // when each reconnection got its ": ok"
+	mu      sync.Mutex
+	ids     []uint64 // the ids received, in order
+	msgs    []int    // the message number of each (from its data "m<n>")
+	gaps    int      // ": replay-gap" comments
+	later   int      // streams ended with ": replay-unavailable"
+	moves   int      // reconnections
+	errs    []string // protocol faults seen (bad id, bad data)
+	lastOK  time.Time
+	ended   []time.Time // when each stream ended
+	resumed []time.Time // when each reconnection got its ": ok"
 }
 
 func (f *follower) count() int {
