@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -275,4 +277,88 @@ func getBody(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return fmt.Sprintf("%d %s", resp.StatusCode, b)
+}
+
+// README's three-server example runs as printed: its nats-server config
+// (the loop's heredoc, with this test's ports and directories in place of
+// 422$i, 622$i, 822$i and /tmp/tinysse-nats) makes a JetStream cluster,
+// and its three tinysse command lines serve one feed.
+func TestFaultREADMEExample(t *testing.T) {
+	tinysse, natsCmd := buildBinaries(t)
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "cat > /tmp/nats-n$i.conf <<EOF\n")
+	conf, rest, ok2 := strings.Cut(rest, "\nEOF\n")
+	if !ok || !ok2 {
+		t.Fatal("README has no nats-server config heredoc")
+	}
+	var nodeArgs [][]string
+	for _, l := range strings.Split(rest, "\n") {
+		if strings.HasPrefix(l, "```") {
+			break
+		}
+		if f := strings.Fields(strings.TrimSuffix(l, "&")); len(f) > 0 && f[0] == "tinysse" {
+			nodeArgs = append(nodeArgs, f[1:])
+		}
+	}
+	if len(nodeArgs) != 3 {
+		t.Fatalf("README's example has %d tinysse lines, want 3", len(nodeArgs))
+	}
+	dir := t.TempDir()
+	c := &natsCluster{t: t}
+	ports := map[string]int{}
+	for _, prefix := range []string{"422", "622", "822"} {
+		for i := 1; i <= 3; i++ {
+			ports[fmt.Sprint(prefix, i)] = freePort(t)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		cf := strings.ReplaceAll(conf, "$i", fmt.Sprint(i))
+		for from, to := range ports {
+			cf = strings.ReplaceAll(cf, "127.0.0.1:"+from, fmt.Sprintf("127.0.0.1:%d", to))
+		}
+		cf = strings.ReplaceAll(cf, "/tmp/tinysse-nats", dir)
+		file := filepath.Join(dir, fmt.Sprintf("n%d.conf", i))
+		if err := os.WriteFile(file, []byte(cf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n := &natsNode{port: ports[fmt.Sprint("422", i)], httpPort: ports[fmt.Sprint("822", i)]}
+		n.proc = natsCmd.proc(t, fmt.Sprintf("nats n%d", i), "-c", file)
+		t.Cleanup(n.cleanup)
+		c.servers = append(c.servers, n)
+		n.start()
+	}
+	c.waitHealthy(60 * time.Second)
+
+	var nodes []*sseNode
+	for _, args := range nodeArgs {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		var a []string
+		for j := 0; j < len(args); j++ {
+			switch args[j] {
+			case "$NATS":
+				a = append(a, strings.Join(c.urls(), ","))
+			case "--listen":
+				a = append(a, "--listen", addr)
+				j++
+			default:
+				a = append(a, args[j])
+			}
+		}
+		n := &sseNode{proc: proc{t: t, name: "tinysse " + addr, bin: tinysse, args: a, log: &logBuffer{}}, addr: addr}
+		t.Cleanup(n.cleanup)
+		n.restart()
+		nodes = append(nodes, n)
+	}
+	f := &follower{nodes: nodes[1:], topic: "news"}
+	stop, ready := make(chan struct{}), make(chan struct{}, 1)
+	defer close(stop)
+	go f.run(stop, ready)
+	<-ready
+	if status, body := postKey(t, nodes[0], "news", `{"data":"m1"}`, "hello"); status != http.StatusAccepted {
+		t.Fatalf("publish: %d %s", status, body)
+	}
+	waitFor(t, "the message on another node", func() bool { return f.count() == 1 })
 }
