@@ -313,3 +313,18 @@ func TestHealthHandler(t *testing.T) {
 		}
 	}
 }
+
+// A message NATS will not take (over the server's max_payload, 1MB by
+// default, while --max-body-size allows it) is refused with 413, and the
+// node goes on.
+func TestClusterMaxPayload(t *testing.T) {
+	url, _ := startNATSServer(t)
+	addr, _, _ := runServer(t, []string{"--nats", url, "--auto-id", "--max-body-size", "4MB"})
+	big := `{"data":"` + strings.Repeat("x", 1500<<10) + `"}`
+	if a := request(t, http.MethodPost, "http://"+addr+"/sse", big); a.status != http.StatusRequestEntityTooLarge || !strings.Contains(a.body, "max_payload") {
+		t.Errorf("a 1.5MB message: %d %s, want 413 naming max_payload", a.status, a.body)
+	}
+	if a := request(t, http.MethodPost, "http://"+addr+"/sse", `{"data":"small"}`); a.status != http.StatusAccepted {
+		t.Errorf("then a small one: %d %s", a.status, a.body)
+	}
+}
