@@ -39,7 +39,9 @@ import (
 //
 // TINYSSE_TEST_FAULT_LONG=1 runs the full size (300 subscribers,
 // 10,000 messages); the default is a short version for CI.
-// TINYSSE_TEST_FAULT_TRACE=1 logs every publish attempt around the fault.
+// TINYSSE_TEST_FAULT_TRACE=1 logs every publish attempt around the fault;
+// TINYSSE_TEST_FAULT_NODE_ARGS adds options to every tinysse node
+// (--nats-publish-timeout 12s, say).
 
 // binaries builds the tinysse binary once per test binary, into a
 // directory TestMain removes.
@@ -600,6 +602,7 @@ func startSSENode(t *testing.T, bin string, natsURLs []string, extra ...string) 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	args := append([]string{"--listen", addr, "--nats", strings.Join(natsURLs, ","), "--nats-replicas", "3", "--auto-id",
 		"--log-level", "INFO", "--shutdown-timeout", "2s", "--timeout-retry", "200ms", "--no-dashboard"}, extra...)
+	args = append(args, strings.Fields(os.Getenv("TINYSSE_TEST_FAULT_NODE_ARGS"))...)
 	n := &sseNode{proc: proc{t: t, name: "tinysse " + addr, bin: bin, args: args, log: &logBuffer{}}, addr: addr}
 	t.Cleanup(n.cleanup)
 	n.restart()
