@@ -154,8 +154,10 @@ type Node struct {
 	// eng is set once by Start, before the consumer runs (apply reads it)
 	// and before the server serves (run calls Start before Serve, so
 	// Publish's read of eng follows the write); read without a lock after
-	// that.
-	eng *engine.Engine
+	// that. paceAt, half its ring capacity, is set with it (apply's
+	// pacing).
+	eng    *engine.Engine
+	paceAt int
 
 	// followMu serializes apply: a consumer being replaced may still
 	// deliver while its successor starts (follow.go). gen numbers the
@@ -350,6 +352,7 @@ func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
 	last := info.State.LastSeq
 	eng.AdvanceSeq(last)
 	n.eng = eng
+	n.paceAt = max(eng.Config().Capacity/2, 1)
 	n.resultsMu.Lock()
 	n.applied = last
 	n.resultsMu.Unlock()
@@ -410,7 +413,7 @@ func (n *Node) apply(msg jetstream.Msg, seq uint64) {
 	for _, ch := range chs {
 		ch <- res
 	}
-	if res.Queued >= max(n.eng.Config().Capacity/2, 1) {
+	if res.Queued >= n.paceAt {
 		// Half a ring not yet read by some subscriber: give the shards a
 		// moment before the next. Catching up (after an outage, or a
 		// node started behind) applies what it missed as fast as it
