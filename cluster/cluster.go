@@ -165,6 +165,10 @@ type Node struct {
 	// before resultsMu.
 	followMu sync.Mutex
 	gen      uint64
+	// following is false from the moment the current consumer is lost
+	// until another is made (follow goroutine): a publish then does not
+	// wait for this node to apply it before its 202.
+	following atomic.Bool
 	// followDone is closed when the follow goroutine ends; set by Start
 	// once it runs, read by Close (both on the caller's goroutine).
 	followDone chan struct{}

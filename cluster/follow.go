@@ -121,6 +121,7 @@ func (n *Node) follow(c *consumption) {
 			c.cc.Stop()
 			return
 		}
+		n.following.Store(false)
 		n.metrics.consumerErrors.Inc()
 		c.cc.Stop()
 		go n.dropConsumer(c.name)
@@ -129,6 +130,7 @@ func (n *Node) follow(c *consumption) {
 			next, err := n.consume()
 			if err == nil {
 				c = next
+				n.following.Store(true)
 				break
 			}
 			n.cfg.Logger.Debug("cluster: no consumer yet", "err", err)
@@ -162,6 +164,7 @@ func (n *Node) startFollowing(ctx context.Context) error {
 		return fmt.Errorf("cluster: consumer: %w", err)
 	}
 	n.followDone = make(chan struct{})
+	n.following.Store(true)
 	go n.follow(c)
 	return nil
 }

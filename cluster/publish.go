@@ -72,9 +72,15 @@ func (n *Node) Publish(m *engine.Message, key string) (engine.PublishResult, err
 		}
 	}
 	// The wait for this node's consumer comes out of the same budget (but
-	// gets a moment at least): the message is stored, and a consumer
-	// being replaced must not hold the 202 much longer.
-	ctx, cancel := context.WithDeadline(context.Background(), maxTime(start.Add(n.cfg.PublishTimeout), time.Now().Add(100*time.Millisecond)))
+	// gets a moment at least), and is only that moment while the consumer
+	// is being replaced: the message is stored, and a consumer that JetStream
+	// cannot make yet (its meta leader is being elected) must not hold
+	// the 202.
+	deadline := time.Now().Add(100 * time.Millisecond)
+	if n.following.Load() {
+		deadline = maxTime(start.Add(n.cfg.PublishTimeout), deadline)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	return n.waitApplied(ctx, ack.Sequence), nil
 }
