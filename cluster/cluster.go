@@ -14,23 +14,42 @@ import (
 	"github.com/tinysse/tinysse/engine"
 )
 
-// ErrUnavailable wraps every failure to reach JetStream on publish: the
-// transport answers it with 503.
-var ErrUnavailable = errors.New("cluster: NATS JetStream unavailable")
+// Publish's errors. Each reaches the client as a JSON error with the
+// status its StatusCode method gives (transport.Config.Publish).
+var (
+	// ErrUnavailable: JetStream could not be reached and the message was
+	// not stored (503). A client may publish it again.
+	ErrUnavailable = errors.New("cluster: NATS JetStream unavailable")
+	// ErrUncertain: the message went to JetStream and no answer came back
+	// in time, so it may have been stored (504). Publishing it again with
+	// the same Idempotency-Key stores it at most once.
+	ErrUncertain = errors.New("cluster: no answer from NATS JetStream: the message may have been stored; send it again with the same Idempotency-Key")
+	// ErrTooLarge: the message is larger than NATS takes (413).
+	ErrTooLarge = errors.New("cluster: message larger than the NATS server's max_payload")
+	// ErrKeyReused: the Idempotency-Key already named another message
+	// within the stream's duplicate window (422).
+	ErrKeyReused = errors.New("cluster: Idempotency-Key already used for a different message")
+)
 
 // Config configures a Node. The zero value of every field but URL is its
 // documented default.
 type Config struct {
 	// URL is the NATS server (or a comma-separated list of a cluster's
 	// servers): nats://host:4222, tls://host:4222, user:password@ in it.
+	// Not used with InProcess.
 	URL string
+	// InProcess, when set, is a NATS server in this process to connect to
+	// without a socket (Store, for --store) instead of URL.
+	InProcess nats.InProcessConnProvider
 	// Stream is the JetStream stream's name, and the first token of its
 	// subjects (<Stream>.>). Letters, digits, '-' and '_'. Default "tinysse".
 	Stream string
-	// MaxAge and MaxMsgs bound what the stream keeps, so how far back a
-	// replay reaches. 0: no bound. Applied to an existing stream too.
-	MaxAge  time.Duration
-	MaxMsgs int64
+	// MaxAge, MaxMsgs and MaxBytes bound what the stream keeps, so how far
+	// back a replay reaches; the oldest messages go first. 0: no bound.
+	// Applied to an existing stream too.
+	MaxAge   time.Duration
+	MaxMsgs  int64
+	MaxBytes int64
 	// Replicas is the stream's replica count on a NATS cluster. Default 1.
 	Replicas int
 	// CredsFile, Token: NATS credentials (a .creds file with JWT and seed;
@@ -38,11 +57,22 @@ type Config struct {
 	// certificate; any of them turns TLS on.
 	CredsFile, Token       string
 	TLSCA, TLSCert, TLSKey string
-	// PublishTimeout bounds the wait for JetStream's acknowledgement of a
-	// publish, and for a replay's fetch. Default 5s.
+	// PublishTimeout bounds a publish that JetStream did not store: it is
+	// tried again (same message id, so JetStream keeps one copy) while
+	// JetStream elects a leader or the connection moves to another server,
+	// and answered 503 after this long. Once an attempt may have been
+	// stored (it was sent and no answer came), the publish goes on until
+	// an answer settles it, at most twice this long, then 504. It also
+	// bounds a replay. Default 5s.
 	PublishTimeout time.Duration
-	// ReconnectWait is the pause between reconnection attempts. Default 1s.
+	// ReconnectWait is the pause between reconnection attempts, and how
+	// long a publish that finds the connection down waits for it before
+	// the 503. Default 1s.
 	ReconnectWait time.Duration
+	// PingInterval is how often the client pings its NATS server; two
+	// unanswered pings (a stopped or cut-off server) make it reconnect to
+	// another. Default 2s.
+	PingInterval time.Duration
 	// ReplayLimit bounds the messages one subscriber is replayed from the
 	// stream; beyond it the oldest are left out (": replay-gap"). Default
 	// 10000.
@@ -57,12 +87,14 @@ type Config struct {
 	// holder: after a leader dies, another node leads within about this
 	// long. Default 3s.
 	LeaderTTL time.Duration
+	// NoLeader: no lease; Leader is always true (a single node, --store).
+	NoLeader bool
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
-	if c.URL == "" {
+	if c.URL == "" && c.InProcess == nil {
 		return errors.New("cluster: a NATS URL is required")
 	}
 	if c.Stream == "" {
@@ -74,8 +106,8 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("cluster: stream name %q: only letters, digits, - and _", c.Stream)
 		}
 	}
-	if c.MaxAge < 0 || c.MaxMsgs < 0 || c.Replicas < 0 || c.ReplayLimit < 0 {
-		return errors.New("cluster: max age, max msgs, replicas and replay limit must not be negative")
+	if c.MaxAge < 0 || c.MaxMsgs < 0 || c.MaxBytes < 0 || c.Replicas < 0 || c.ReplayLimit < 0 {
+		return errors.New("cluster: max age, max msgs, max bytes, replicas and replay limit must not be negative")
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -88,6 +120,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 2 * time.Second
 	}
 	if c.ReplayLimit == 0 {
 		c.ReplayLimit = 10000
@@ -116,21 +151,36 @@ type Node struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 
-	// eng and consume are set once by Start, before the consumer runs
-	// (apply reads eng) and before the server serves (run calls Start
-	// before Serve, so Publish's read of eng follows the write); read
-	// without a lock after that. Close reads consume on the goroutine
-	// that called Start.
-	eng     *engine.Engine
-	consume jetstream.ConsumeContext
+	// eng is set once by Start, before the consumer runs (apply reads it)
+	// and before the server serves (run calls Start before Serve, so
+	// Publish's read of eng follows the write); read without a lock after
+	// that. paceAt, half its ring capacity, is set with it (apply's
+	// pacing).
+	eng    *engine.Engine
+	paceAt int
+
+	// followMu serializes apply: a consumer being replaced may still
+	// deliver while its successor starts (follow.go). gen numbers the
+	// consumers; only the current one's messages are applied. Taken
+	// before resultsMu.
+	followMu sync.Mutex
+	gen      uint64
+	// following is false from the moment the current consumer is lost
+	// until another is made (follow goroutine): a publish then does not
+	// wait for this node to apply it before its 202.
+	following atomic.Bool
+	// followDone is closed when the follow goroutine ends; set by Start
+	// once it runs, read by Close (both on the caller's goroutine).
+	followDone chan struct{}
 
 	// resultsMu guards results and waiters: apply stores what each stream
 	// sequence gave here, and a publisher waiting for its own sequence
-	// finds it there or registers to be told.
+	// finds it there or registers to be told (several may wait for one:
+	// requests with the same Idempotency-Key).
 	resultsMu sync.Mutex
 	applied   uint64 // the last stream sequence apply handled
 	results   [256]applyResult
-	waiters   map[uint64]chan engine.PublishResult
+	waiters   map[uint64][]chan engine.PublishResult
 
 	// multiFilter: the server takes several filter subjects per consumer
 	// (nats-server 2.10+), so a replay reads only its topics' subjects.
@@ -154,6 +204,10 @@ type Node struct {
 	// that clients all coming back after a restart do not each open a
 	// JetStream consumer at the same moment.
 	replays chan struct{}
+
+	// metrics counts what the node did with JetStream (metrics.go); its
+	// counters are safe from any goroutine.
+	metrics *nodeMetrics
 }
 
 type applyResult struct {
@@ -172,6 +226,8 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		nats.Name("tinysse"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(cfg.ReconnectWait),
+		nats.PingInterval(cfg.PingInterval),
+		nats.MaxPingsOutstanding(2),
 		// No buffering while disconnected: a publish then fails at once
 		// (503) instead of being sent later, after its client gave up.
 		nats.ReconnectBufSize(-1),
@@ -194,38 +250,78 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(cfg.TLSCert, cfg.TLSKey))
 	}
+	where := cfg.URL
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
+		where = "the store"
+	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: connect to %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("cluster: connect to %s: %w", where, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        cfg.Stream,
-		Description: "tinysse messages",
-		Subjects:    []string{cfg.Stream + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      cfg.MaxAge,
-		MaxMsgs:     maxOrUnlimited(cfg.MaxMsgs),
-		Replicas:    cfg.Replicas,
+	var stream jetstream.Stream
+	err = patiently(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        cfg.Stream,
+			Description: "tinysse messages",
+			Subjects:    []string{cfg.Stream + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      cfg.MaxAge,
+			MaxMsgs:     maxOrUnlimited(cfg.MaxMsgs),
+			MaxBytes:    maxOrUnlimited(cfg.MaxBytes),
+			Replicas:    cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
-	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64]chan engine.PublishResult),
+	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64][]chan engine.PublishResult),
 		replays: make(chan struct{}, maxReplays), stop: make(chan struct{}), leaderDone: make(chan struct{}),
 		multiFilter: atLeast(nc.ConnectedServerVersion(), 2, 10)}
+	n.metrics = newNodeMetrics(n)
+	if cfg.NoLeader {
+		close(n.leaderDone)
+		return n, nil
+	}
 	if err := n.startLeader(ctx); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return n, nil
+}
+
+// Connected reports whether the node is connected to NATS now. Safe from
+// any goroutine.
+func (n *Node) Connected() bool { return n.nc.Status() == nats.CONNECTED }
+
+// patiently runs f until it succeeds or ctx is done, each try bounded by
+// 5s, and returns its last error. Making a replicated stream right after
+// a NATS cluster formed, or while several nodes make it at once, may go
+// unanswered (nats-server 2.9 was seen to drop such requests for more
+// than 10s); a second try finds it made.
+func patiently(ctx context.Context, f func(context.Context) error) error {
+	for {
+		try, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(try)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // atLeast reports whether version ("2.10.4") is at least major.minor.
@@ -249,46 +345,45 @@ func maxOrUnlimited(n int64) int64 {
 // as a replay (Replay). eng must have been built with Replay as its
 // Config.Replay. Start is called once.
 func (n *Node) Start(ctx context.Context, eng *engine.Engine) error {
-	info, err := n.stream.Info(ctx)
+	var info *jetstream.StreamInfo
+	err := patiently(ctx, func(ctx context.Context) (err error) {
+		info, err = n.stream.Info(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("cluster: stream %s: %w", n.cfg.Stream, err)
 	}
 	last := info.State.LastSeq
 	eng.AdvanceSeq(last)
 	n.eng = eng
+	n.paceAt = max(eng.Config().Capacity/2, 1)
 	n.resultsMu.Lock()
 	n.applied = last
 	n.resultsMu.Unlock()
-	// An ordered consumer: ephemeral, flow-controlled, and recreated by the
-	// client after a reconnect or a missed message from the last stream
-	// sequence it delivered, so nothing is applied twice or skipped.
-	cons, err := n.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   last + 1,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: consumer: %w", err)
+	if err := n.startFollowing(ctx); err != nil {
+		return err
 	}
-	cc, err := cons.Consume(n.apply, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		n.cfg.Logger.Debug("cluster consumer", "err", err)
-	}))
-	if err != nil {
-		return fmt.Errorf("cluster: consume: %w", err)
+	where := n.nc.ConnectedUrlRedacted()
+	if n.cfg.InProcess != nil {
+		where = "the store (in process)"
 	}
-	n.consume = cc
-	n.cfg.Logger.Info("cluster mode", "nats", n.nc.ConnectedUrlRedacted(), "stream", n.cfg.Stream, "last_seq", last)
+	n.cfg.Logger.Info("cluster mode", "nats", where, "stream", n.cfg.Stream, "last_seq", last)
 	return nil
 }
 
-// apply hands one stream message to the engine with its stream sequence as
-// Seq. Called by the consumer, one message at a time, in stream order.
-func (n *Node) apply(msg jetstream.Msg) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		n.cfg.Logger.Warn("cluster: message without metadata", "err", err)
+// apply hands the stream message at seq to the engine with seq as its Seq.
+// Called by the current consumer's handler (follow.go), under followMu:
+// one message at a time, in stream order.
+func (n *Node) apply(msg jetstream.Msg, seq uint64) {
+	n.resultsMu.Lock()
+	again := seq <= n.applied
+	n.resultsMu.Unlock()
+	if again {
+		// Delivered again (a consumer starts after the last applied, so
+		// this is not expected): the engine has it once already.
+		n.metrics.redeliveries.Inc()
 		return
 	}
-	seq := meta.Sequence.Stream
 	var res engine.PublishResult
 	m, err := n.decode(msg)
 	if err == nil {
@@ -297,8 +392,9 @@ func (n *Node) apply(msg jetstream.Msg) {
 	switch {
 	case err == nil:
 	case errors.Is(err, engine.ErrSeqOrder):
-		// An ordered consumer never delivers a sequence twice: the stream
-		// was deleted and made again, and counts from 1. Ids would repeat.
+		// Above the last applied, yet not above the engine's last Seq:
+		// the stream was deleted and made again, and counts from 1. Ids
+		// would repeat.
 		if !n.warnedReset.Swap(true) {
 			n.cfg.Logger.Error("cluster: the stream's sequence went back (was it recreated?); messages are dropped until this node restarts",
 				"stream", n.cfg.Stream, "seq", seq, "last", n.eng.LastSeq())
@@ -315,13 +411,27 @@ func (n *Node) apply(msg jetstream.Msg) {
 	n.resultsMu.Lock()
 	n.applied = seq
 	n.results[seq%uint64(len(n.results))] = applyResult{seq, res}
-	ch := n.waiters[seq]
+	chs := n.waiters[seq]
 	delete(n.waiters, seq)
 	n.resultsMu.Unlock()
-	if ch != nil {
+	for _, ch := range chs {
 		ch <- res
 	}
+	if res.Queued >= n.paceAt {
+		// Half a ring not yet read by some subscriber: give the shards a
+		// moment before the next. Catching up (after an outage, or a
+		// node started behind) applies what it missed as fast as it
+		// arrives, and a burst longer than the ring laps every
+		// subscriber before a delivery pass reaches it; paced, they keep
+		// up. A subscriber that reads nothing holds this for about half a
+		// ring's worth of pauses, until it is lapped and closed.
+		time.Sleep(catchUpPause)
+	}
 }
+
+// catchUpPause is apply's pause while a ring is half full of unread
+// messages.
+const catchUpPause = time.Millisecond
 
 // Close stops the consumer and closes the connection. Call it after the
 // engine is closed.
@@ -329,8 +439,8 @@ func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		close(n.stop)
 		<-n.leaderDone
-		if n.consume != nil {
-			n.consume.Stop()
+		if n.followDone != nil {
+			<-n.followDone
 		}
 		n.nc.Close()
 	})

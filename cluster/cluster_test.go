@@ -277,6 +277,10 @@ func TestNATSDownAndBack(t *testing.T) {
 
 	ns.stop()
 	for i, n := range nodes {
+		// A publish racing the disconnection may have left before it was
+		// noticed: 504, "may be stored" (TestFaultNodeLosesNATS). Once
+		// the node knows, 503 at once.
+		waitFor(t, "the node to notice", func() bool { return !n.cl.Connected() })
 		st, body := n.publish(`{"data":"lost","topic":"live"}`)
 		var e struct{ Error string }
 		if st != http.StatusServiceUnavailable || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, "unavailable") {
@@ -328,4 +332,28 @@ func TestConfigRefusals(t *testing.T) {
 			t.Errorf("Connect(%+v) succeeded", c)
 		}
 	}
+}
+
+// A node cut off from NATS catches up what it missed at once when the link
+// comes back; paced by its rings, it does not lap its subscribers (with
+// rings of 16, 200 messages applied in one burst would).
+func TestCatchUpKeepsSubscribers(t *testing.T) {
+	ns := startNATS(t)
+	link := startProxy(t, strings.TrimPrefix(ns.url(), "nats://"))
+	behind := startNode(t, ns, cluster.Config{URL: link.url()}, engine.Config{Capacity: 16})
+	other := startNode(t, ns, cluster.Config{}, engine.Config{})
+	s := behind.subscribe("topic=c", "")
+	waitFor(t, "subscriber", func() bool { return behind.eng.Subscribers("c") == 1 })
+
+	link.setCut(true)
+	waitFor(t, "the cut", func() bool { return !behind.cl.Connected() })
+	const k = 200
+	for i := 1; i <= k; i++ {
+		other.mustPublish(fmt.Sprintf("c%d", i), "c")
+	}
+	link.setCut(false)
+	if got, want := s.events(k), seqs("c", 1, k); !slices.Equal(got, want) {
+		t.Fatalf("after catching up the subscriber got %d events (%q...), want all %d in order", len(got), got[:min(len(got), 3)], k)
+	}
+	s.quiet(100 * time.Millisecond)
 }

@@ -4,9 +4,14 @@
 //
 // In: a publish accepted by a node's HTTP handler (Node.Publish, the
 // transport's Config.Publish). It goes to the stream, one JetStream message
-// per publish, and the caller waits for JetStream's acknowledgement.
-// Out: every node's ordered consumer (Node.Start) reads the stream in
-// order and calls engine.PublishSeq with the stream sequence as Seq, so an
+// per publish, under one message id for all its attempts (the client's
+// Idempotency-Key, or one made here), and the caller waits for
+// JetStream's acknowledgement: retried while JetStream elects or the
+// connection moves, 503 when it was not stored, 504 when it may have been
+// (publish.go).
+// Out: every node follows the stream with a consumer of its own, made
+// again from the last applied sequence when it is lost (follow.go), and
+// calls engine.PublishSeq with the stream sequence as Seq, so an
 // --auto-id id is the stream sequence on every node. A Last-Event-ID older
 // than the rings comes back through Node.Replay (the engine's
 // Config.Replay), which reads the stream filtered by topic.
@@ -15,6 +20,10 @@
 // at a time: the Lua cluster.leader() that lets a tick job run once per
 // cluster (leader.go).
 //
-// Publish, Replay and Leader are safe from any goroutine. The consumer's handler
-// runs on one NATS delivery goroutine at a time.
+// Store (store.go) is the same on one node without NATS (--store): a
+// nats-server with JetStream in the process, reached without a socket.
+//
+// Publish, Replay, Leader, Connected and WritePrometheus are safe from any
+// goroutine. The consumer's handler applies one message at a time
+// (Node.followMu).
 package cluster

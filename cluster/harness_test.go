@@ -137,7 +137,9 @@ func startNode(t testing.TB, ns *natsServer, ccfg cluster.Config, ecfg engine.Co
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	ccfg.URL = ns.url()
+	if ccfg.URL == "" {
+		ccfg.URL = ns.url()
+	}
 	if ccfg.ReconnectWait == 0 {
 		ccfg.ReconnectWait = 50 * time.Millisecond
 	}

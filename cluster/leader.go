@@ -26,12 +26,16 @@ const leaderKey = "leader"
 // that Leader is meaningful from the start; campaign goes on in a goroutine
 // that Close ends.
 func (n *Node) startLeader(ctx context.Context) error {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      n.cfg.Stream + "_leader",
-		Description: "tinysse leader lease",
-		TTL:         n.cfg.LeaderTTL,
-		Storage:     jetstream.FileStorage, // the lease outlives a NATS restart
-		Replicas:    n.cfg.Replicas,
+	var kv jetstream.KeyValue
+	err := patiently(ctx, func(ctx context.Context) (err error) {
+		kv, err = n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      n.cfg.Stream + "_leader",
+			Description: "tinysse leader lease",
+			TTL:         n.cfg.LeaderTTL,
+			Storage:     jetstream.FileStorage, // the lease outlives a NATS restart
+			Replicas:    n.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: leader bucket: %w", err)
@@ -98,6 +102,9 @@ func (n *Node) resign() {
 // Leader reports whether this node holds the cluster's leader lease now.
 // Safe from any goroutine; it does not touch the network.
 func (n *Node) Leader() bool {
+	if n.cfg.NoLeader {
+		return true
+	}
 	last := n.renewed.Load()
 	return last != 0 && time.Since(time.Unix(0, last)) < n.cfg.LeaderTTL*2/3
 }

@@ -77,6 +77,7 @@ func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, b
 	head := 0
 	dropped := false
 	for pending > 0 {
+		n.metrics.fetches.Inc()
 		batch, err := cons.Fetch(int(min(pending, fetchBatch)), jetstream.FetchMaxWait(n.cfg.PublishTimeout))
 		if err != nil {
 			return nil, false, fmt.Errorf("cluster: replay: %w", err)
@@ -85,6 +86,7 @@ func (n *Node) Replay(topics []string, after, upTo uint64) ([]*engine.Message, b
 		done := false
 		for msg := range batch.Messages() {
 			got++
+			n.metrics.replayed.Inc()
 			meta, err := msg.Metadata()
 			if err != nil {
 				continue

@@ -63,11 +63,14 @@ type Config struct {
 	Hooks Hooks
 	// Replay, when set, fetches from outside the rings (cluster mode: from
 	// JetStream) what a Last-Event-ID older than the rings asks for; see
-	// ReplayFunc. Nil: such a subscriber gets ": replay-gap".
+	// ReplayFunc. Nil: such a subscriber gets ": replay-gap". When it
+	// fails, the stream ends with ": replay-unavailable" and a retry hint.
 	Replay ReplayFunc
 	// ReplayWait is how long a subscriber whose Last-Event-ID is ahead of
-	// this engine (another node saw it first) waits for it to arrive before
-	// it is treated as a gap. Default 2s. Used only with Replay.
+	// this engine (another node saw it first) waits for it to arrive; then
+	// its stream ends with ": replay-unavailable" and a retry hint, and
+	// the client comes back with the same id. Default 2s. Used only with
+	// Replay.
 	ReplayWait time.Duration
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger

@@ -61,14 +61,21 @@ const gapFrame = ": replay-gap\n\n"
 // while it owns the cursors and lastMsg (appendFrame sets it for
 // each replayed message; the store on Subscriber.state that lets the
 // subscriber go publishes them to the shard, as for the cursors).
-func (sub *Subscriber) replay(head []byte, lastID string) []byte {
+//
+// later reports that the messages after lastID exist but cannot be had
+// now: Config.Replay failed (its log is unreachable), or this engine has
+// not reached lastID within ReplayWait. A gap would tell the client they
+// are lost, and live delivery from here would repeat what it has; Serve
+// ends the stream with a retry hint instead (laterFrame), and the client
+// comes back with the same Last-Event-ID.
+func (sub *Subscriber) replay(head []byte, lastID string) (_ []byte, later bool) {
 	e := sub.e
 	after, err := strconv.ParseUint(lastID, 10, 64)
 	if e.cfg.Replay == nil || !e.cfg.AutoID || err != nil {
 		if !sub.replayFrom(lastID) {
 			head = append(head, gapFrame...)
 		}
-		return head
+		return head, false
 	}
 	if after > e.LastSeq() {
 		// Another node saw this id first; wait until it reaches us, so the
@@ -78,8 +85,8 @@ func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 			time.Sleep(5 * time.Millisecond)
 		}
 		if e.LastSeq() < after {
-			e.cfg.Logger.Warn("Last-Event-ID is ahead of this node", "subscriber", sub.ID, "id", lastID, "last_seq", e.LastSeq())
-			return append(head, gapFrame...)
+			e.cfg.Logger.Warn("Last-Event-ID is ahead of this node: the client is asked to come back", "subscriber", sub.ID, "id", lastID, "last_seq", e.LastSeq())
+			return head, true
 		}
 	}
 
@@ -99,7 +106,7 @@ func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 	upTo := e.seq
 	e.pubMu.Unlock()
 	if covered || after >= upTo {
-		return head
+		return head, false
 	}
 	names := sub.Topics
 	if len(names) == 0 {
@@ -107,8 +114,8 @@ func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 	}
 	msgs, gap, err := e.cfg.Replay(names, after, upTo)
 	if err != nil {
-		e.cfg.Logger.Warn("replay failed", "subscriber", sub.ID, "id", lastID, "err", err)
-		return append(head, gapFrame...)
+		e.cfg.Logger.Warn("replay failed: the client is asked to come back", "subscriber", sub.ID, "id", lastID, "err", err)
+		return head, true
 	}
 	if gap {
 		head = append(head, gapFrame...)
@@ -136,8 +143,12 @@ func (sub *Subscriber) replay(head []byte, lastID string) []byte {
 			head = append(head, f...)
 		}
 	}
-	return head
+	return head, false
 }
+
+// laterFrame is the comment of the retry hint that ends a stream whose
+// replay cannot be had now (replay's later).
+const laterFrame = "replay-unavailable"
 
 // seekAfter points c at the first message with Seq above after, if c's
 // ring still holds every message of its topic with Seq above after: its

@@ -2,10 +2,12 @@ package engine_test
 
 import (
 	"errors"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tinysse/tinysse/engine"
 )
@@ -167,4 +169,57 @@ func TestReplayFromOutsideSeam(t *testing.T) {
 	if log.calls.Load() != 1 {
 		t.Errorf("%d replay calls, want 1", log.calls.Load())
 	}
+}
+
+// When the messages after a Last-Event-ID exist but cannot be had now (the
+// outside log is unreachable, or this engine has not reached the id), the
+// stream ends with a retry hint: a gap would say they are lost, and live
+// delivery from the heads would repeat what the client has. The client
+// comes back with the same id and gets them.
+func TestReplayLater(t *testing.T) {
+	log := &outsideLog{first: 1}
+	var down atomic.Bool
+	replay := func(topics []string, after, upTo uint64) ([]*engine.Message, bool, error) {
+		if down.Load() {
+			return nil, false, errors.New("log unreachable")
+		}
+		return log.replay(topics, after, upTo)
+	}
+	var unsub unsubscribes
+	eng := newEngine(t, engine.Config{AutoID: true, Capacity: 2, Replay: replay, ReplayWait: 50 * time.Millisecond,
+		TimeoutRetry: 300 * time.Millisecond, Hooks: engine.Hooks{Unsubscribe: unsub.hook}})
+	ln := listen(t)
+	for i := 1; i <= 6; i++ {
+		log.publish(t, eng, "m"+strconv.Itoa(i), "a")
+	}
+	retry := regexp.MustCompile(`^: replay-unavailable\nretry: \d+\n\n$`)
+	later := func(s *stream) {
+		t.Helper()
+		s.expect(okFrame)
+		if f, err := s.next(); err != nil || !retry.MatchString(f) {
+			t.Fatalf("got %q (%v), want a replay-unavailable retry hint", f, err)
+		}
+		s.expectEOF()
+		if err := s.served(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}
+
+	down.Store(true)
+	gone := &engine.Subscriber{Topics: []string{"a"}}
+	later(serve(t, eng, ln, gone, withLastEventID("2")))
+	ahead := &engine.Subscriber{Topics: []string{"a"}}
+	later(serve(t, eng, ln, ahead, withLastEventID("9")))
+	unsub.check(t, gone, ahead)
+	if st := eng.Stats(); st.ReplayGaps != 0 || st.Subscribers != 0 {
+		t.Errorf("replay gaps %d, subscribers %d; want 0 and 0", st.ReplayGaps, st.Subscribers)
+	}
+
+	// Back with the same id once the log answers: nothing lost, nothing twice.
+	down.Store(false)
+	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a"}}, withLastEventID("2"))
+	s.expect(okFrame, frame("3", "m3"), frame("4", "m4"), frame("5", "m5"), frame("6", "m6"))
+	waitSubscribers(t, eng, "a", 1)
+	log.publish(t, eng, "m7", "a")
+	s.expect(frame("7", "m7"))
 }

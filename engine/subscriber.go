@@ -124,7 +124,17 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 		}
 	} else if st.HasLastEventID {
 		n := len(head)
-		head = sub.replay(head, st.LastEventID)
+		var later bool
+		if head, later = sub.replay(head, st.LastEventID); later {
+			// Not registered yet: nothing to take back from the shard.
+			err := sub.writeFinal(AppendRetry(head, laterFrame, e.shutdownRetryMS()))
+			_ = sub.closeFn()
+			for i := range sub.cursors {
+				e.release(sub.cursors[i].t)
+			}
+			sub.runUnsubscribe()
+			return err
+		}
 		if bytes.Contains(head[n:], []byte(gapFrame)) {
 			e.counters.replayGaps.Add(1)
 		} else {

@@ -32,6 +32,9 @@ type Config struct {
 	TopTopics int
 	// Version is reported as tinysse_build_info{version=...}.
 	Version string
+	// Extra, when set, writes more series after the server's own (cluster
+	// mode's: cluster.Node.WritePrometheus).
+	Extra func(w io.Writer)
 }
 
 // Metrics reads the server's counters when asked and writes them in the
@@ -174,6 +177,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 			metrics.WriteCounterUint64(w, `tinysse_hook_errors_total{hook="`+h.Name+`"}`, h.Errors)
 		}
 		m.cfg.Hooks.set.WritePrometheus(w)
+	}
+	if m.cfg.Extra != nil {
+		m.cfg.Extra(w)
 	}
 	metrics.WriteProcessMetrics(w)
 }

@@ -49,6 +49,13 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, status, err.Error())
 		return
 	}
+	var key string
+	if s.cfg.Publish != nil {
+		if key, err = idempotencyKey(ctx.Request.Header.Peek(idempotencyHeader)); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+			return
+		}
+	}
 	m.Topics = uniqueTopics(append(m.Topics, queryTopics(ctx)...))
 	if err := checkTopics(m.Topics); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -88,11 +95,12 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	publish := s.eng.Publish
+	var res engine.PublishResult
 	if s.cfg.Publish != nil {
-		publish = s.cfg.Publish
+		res, err = s.cfg.Publish(m, key)
+	} else {
+		res, err = s.eng.Publish(m)
 	}
-	res, err := publish(m)
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -105,8 +113,15 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
 		return
 	case err != nil && s.cfg.Publish != nil:
-		ctx.SetUserValue(rejectKey, RejectUnavailable)
-		writeError(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+		status := fasthttp.StatusServiceUnavailable
+		var sc interface{ StatusCode() int }
+		if errors.As(err, &sc) {
+			status = sc.StatusCode()
+		}
+		if status == fasthttp.StatusServiceUnavailable || status == fasthttp.StatusGatewayTimeout {
+			ctx.SetUserValue(rejectKey, RejectUnavailable)
+		}
+		writeError(ctx, status, err.Error())
 		return
 	case err != nil:
 		writeError(ctx, fasthttp.StatusInternalServerError, err.Error())
@@ -120,6 +135,36 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	b = append(b, `,"subscribers":`...)
 	b = strconv.AppendInt(b, int64(res.Subscribers), 10)
 	ctx.SetBody(append(b, '}'))
+}
+
+// idempotencyHeader names a publish, so that a retry of it is stored once
+// (IETF draft-ietf-httpapi-idempotency-key-header); maxIdempotencyKey
+// bounds its value.
+const (
+	idempotencyHeader = "Idempotency-Key"
+	maxIdempotencyKey = 128
+)
+
+// idempotencyKey checks an Idempotency-Key value: absent, or 1 to
+// maxIdempotencyKey printable ASCII characters (it becomes a NATS header
+// value). A quoted value (the draft's structured-field string) is taken
+// without its quotes.
+func idempotencyKey(v []byte) (string, error) {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+		if len(v) == 0 {
+			return "", errors.New("Idempotency-Key is empty")
+		}
+	}
+	if len(v) > maxIdempotencyKey {
+		return "", fmt.Errorf("Idempotency-Key is longer than %d characters", maxIdempotencyKey)
+	}
+	for _, c := range v {
+		if c < 0x21 || c > 0x7e {
+			return "", errors.New("Idempotency-Key may hold only printable ASCII characters, without spaces")
+		}
+	}
+	return string(v), nil
 }
 
 // decodePublish turns a publish body into a Message, or says which status

@@ -20,7 +20,7 @@ func TestPublishSeam(t *testing.T) {
 		got  []*engine.Message
 		fail error
 	)
-	publish := func(m *engine.Message) (engine.PublishResult, error) {
+	publish := func(m *engine.Message, _ string) (engine.PublishResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if fail != nil {

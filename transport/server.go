@@ -68,10 +68,14 @@ type Config struct {
 	TLS *tls.Config
 	// Publish, when set, takes a publish after the publish hook accepted
 	// it, instead of the engine (cluster mode: it goes to JetStream and
-	// reaches the engine from there). Errors other than engine.ErrInvalid
-	// and engine.ErrClosed answer 503: the backend is unreachable. Nil:
-	// the engine's Publish.
-	Publish func(m *engine.Message) (engine.PublishResult, error)
+	// reaches the engine from there). key is the request's
+	// Idempotency-Key header, "" without one: a client retrying a publish
+	// whose answer it lost sends the same key, and Publish stores the
+	// message once. Errors other than engine.ErrInvalid and
+	// engine.ErrClosed answer 503 (the backend is unreachable), or the
+	// status an error reports through a StatusCode() int method. Nil: the
+	// engine's Publish, and the header is not read.
+	Publish func(m *engine.Message, key string) (engine.PublishResult, error)
 	// Auth, when set, checks every publish and subscribe (and the routes
 	// marked Admin or given a Token) before any hook runs: 401 without a
 	// valid token, 403 when it does not allow the topics. Nil: everything

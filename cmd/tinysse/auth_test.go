@@ -260,7 +260,7 @@ func serveOps(t *testing.T, o *options, dashboard bool, path string) int {
 		t.Fatal(err)
 	}
 	var srv *transport.Server
-	routes, _, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, nil, nil, quiet)
+	routes, _, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, nil, nil, nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,7 @@ type options struct {
 	maxTopics       int
 	nats            natsOptions
 	auth            authOptions
+	store           storeOptions
 	help            bool
 	version         bool
 
@@ -247,6 +248,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.StringVar(&o.nats.tlsCA, "nats-tls-ca", "", "CA certificate file to verify the NATS server")
 	fs.StringVar(&o.nats.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
 	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
+	storeFlags := addStoreFlags(fs, o)
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -312,6 +314,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 		return nil, err
 	}
 	if err := o.nats.check(); err != nil {
+		return nil, err
+	}
+	if err := storeFlags.finish(o); err != nil {
 		return nil, err
 	}
 	o.nats.maxAge = time.Duration(natsMaxAge)

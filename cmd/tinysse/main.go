@@ -26,6 +26,11 @@ import (
 
 var version = "0.1.0"
 
+// startTimeout bounds cluster mode's start: connecting, making the
+// stream and the leader bucket (a new replicated stream waits for its
+// first election), and the first consumer.
+const startTimeout = 30 * time.Second
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil))
 }
@@ -73,28 +78,45 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 
 	// Cluster mode: the node connects before the script and the engine
 	// exist (the script asks it who leads, the engine replays from it); it
-	// feeds the engine once built.
+	// feeds the engine once built. --store is the same on one node, with
+	// JetStream embedded in this process.
 	var node *cluster.Node
 	var replay engine.ReplayFunc
-	var publish func(*engine.Message) (engine.PublishResult, error)
+	var publish func(*engine.Message, string) (engine.PublishResult, error)
 	var leader func() bool // nil: a single node leads itself
-	if o.nats.url != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		ccfg := o.nats.config(log)
+	if o.nats.url != "" || o.store.dir != "" {
+		flag, ccfg := "--nats", o.nats.config(log)
+		if o.store.dir != "" {
+			flag = "--store"
+			store, err := cluster.OpenStore(cluster.StoreConfig{
+				Dir: o.store.dir, Sync: o.store.sync, SyncAlways: o.store.syncAlways,
+				MaxPayload: storePayload(o.maxBodySize), Logger: log,
+			})
+			if err != nil {
+				fmt.Fprintf(stderr, "tinysse: --store: %v\n", err)
+				return 1
+			}
+			defer store.Close() // after node.Close below
+			ccfg = o.store.config(store, log)
+		}
 		if o.script != "" {
 			// message hooks on every node see pub as the publishing node made it
 			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		node, err = cluster.Connect(ctx, ccfg)
 		cancel()
 		if err != nil {
-			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
+			fmt.Fprintf(stderr, "tinysse: %s: %v\n", flag, err)
 			return 1
 		}
 		defer node.Close() // after the server's shutdown below: deferred calls run last first
-		replay, publish, leader = node.Replay, node.Publish, node.Leader
+		replay, publish = node.Replay, node.Publish
+		if o.nats.url != "" {
+			leader = node.Leader
+		}
 		if !o.autoID {
-			log.Warn("cluster mode without --auto-id: a Last-Event-ID is looked up in the rings of the node the client reconnects to, never in the stream")
+			log.Warn(flag + " without --auto-id: a Last-Event-ID is looked up in the rings of the node the client reconnects to, never in the stream")
 		}
 	}
 
@@ -170,10 +192,21 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	stopOps := make(chan struct{})
 	defer close(stopOps)
 	dashboard := dashboardAllowed(o, ln.Addr(), log)
-	routes, feed, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, log)
+	var extraMetrics func(io.Writer)
+	if node != nil {
+		extraMetrics = node.WritePrometheus
+	}
+	routes, feed, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, extraMetrics, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
 		return 2
+	}
+	healthPath := o.healthPath
+	if node != nil && healthPath != "" {
+		// The health answer says whether the node is linked to NATS.
+		routes = append(routes, transport.Route{Path: healthPath,
+			Handler: healthHandler(func() bool { return srv.Closing() }, node.Connected, o.nats.healthRequired)})
+		healthPath = ""
 	}
 	srv, err = transport.New(transport.Config{
 		PubPath:          o.pubPath,
@@ -190,7 +223,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxSubscribers:   o.maxSubscribers,
 		MaxConnsPerIP:    o.maxConnsPerIP,
 		Logger:           log,
-		HealthPath:       o.healthPath,
+		HealthPath:       healthPath,
 		Routes:           routes,
 		TLS:              tlsConfig,
 		Publish:          publish,
@@ -205,7 +238,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		go feed(stopOps)
 	}
 	if node != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		err := node.Start(ctx, eng)
 		cancel()
 		if err != nil {
@@ -317,6 +350,12 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"nats_max_age":           ms(o.nats.maxAge),
 		"nats_max_msgs":          o.nats.maxMsgs,
 		"nats_replicas":          o.nats.replicas,
+		"nats_publish_timeout":   ms(o.nats.publishTimeout),
+		"health_requires_nats":   o.nats.healthRequired,
+		"store":                  o.store.dir,
+		"store_max_age":          ms(o.store.maxAge),
+		"store_max_msgs":         o.store.maxMsgs,
+		"store_max_bytes":        o.store.maxBytes,
 		"metrics_path":           o.metricsPath,
 		"metrics_topics":         o.metricsTopics,
 		"health_path":            o.healthPath,

@@ -466,7 +466,7 @@ type stream struct {
 	got  []byte
 }
 
-func openStream(t *testing.T, addr, path string) *stream {
+func openStream(t testing.TB, addr, path string) *stream {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
@@ -487,7 +487,7 @@ func openStream(t *testing.T, addr, path string) *stream {
 
 // readUntil reads until the stream holds marker and returns everything up
 // to and including it.
-func (s *stream) readUntil(t *testing.T, marker string) string {
+func (s *stream) readUntil(t testing.TB, marker string) string {
 	t.Helper()
 	buf := make([]byte, 4096)
 	_ = s.conn.SetReadDeadline(time.Now().Add(wait))

@@ -17,6 +17,10 @@ type natsOptions struct {
 	replicas               int
 	creds, token           string
 	tlsCA, tlsCert, tlsKey string
+	// healthRequired (--health-requires-nats): the health path answers
+	// 503 while the node is not connected to NATS.
+	healthRequired bool
+	publishTimeout time.Duration
 }
 
 // check refuses --nats* values that cannot work, before anything starts.
@@ -55,6 +59,8 @@ func (n *natsOptions) config(log *slog.Logger) cluster.Config {
 		TLSCA:     n.tlsCA,
 		TLSCert:   n.tlsCert,
 		TLSKey:    n.tlsKey,
-		Logger:    log,
+		// PublishTimeout also bounds a replay's wait for the stream.
+		PublishTimeout: n.publishTimeout,
+		Logger:         log,
 	}
 }

@@ -140,16 +140,17 @@ func scriptTimeoutOf(o *options) time.Duration {
 }
 
 // opsRoutes builds the metrics endpoint and the dashboard the options ask
-// for. feed, when not nil, runs the dashboard's feed until stop is closed:
-// start it once the transport exists (transportStats reads it).
-// dashboard false leaves the dashboard out (dashboardAllowed said no).
+// for; extra, if not nil, writes more series (cluster mode's). feed, when
+// not nil, runs the dashboard's feed until stop is closed: start it once
+// the transport exists (transportStats reads it). dashboard false leaves
+// the dashboard out (dashboardAllowed said no).
 func opsRoutes(o *options, dashboard bool, eng *engine.Engine, transportStats func() transport.Stats, hooks *ops.HookStats,
-	script *lua.Runtime, log *slog.Logger) (routes []transport.Route, feed func(stop <-chan struct{}), err error) {
+	script *lua.Runtime, extra func(io.Writer), log *slog.Logger) (routes []transport.Route, feed func(stop <-chan struct{}), err error) {
 	dashboard = dashboard && !o.noDashboard
 	if o.metricsPath == "" && !dashboard {
 		return nil, nil, nil
 	}
-	cfg := ops.Config{Engine: eng, Transport: transportStats, Hooks: hooks, TopTopics: o.metricsTopics, Version: version}
+	cfg := ops.Config{Engine: eng, Transport: transportStats, Hooks: hooks, TopTopics: o.metricsTopics, Version: version, Extra: extra}
 	if script != nil {
 		cfg.HookErrors = script.HookErrors
 	}

@@ -21,7 +21,7 @@ import (
 
 // runServer starts run with args on a loopback port; stop sends SIGINT
 // (run has subscribed to it before it reports ready) and waits for exit 0.
-func runServer(t *testing.T, args []string, vars ...string) (addr string, logs *syncBuffer, stop func()) {
+func runServer(t testing.TB, args []string, vars ...string) (addr string, logs *syncBuffer, stop func()) {
 	t.Helper()
 	logs = &syncBuffer{}
 	ready := make(chan string, 1)

@@ -1,0 +1,59 @@
+package cluster
+
+import (
+	"io"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// publishBuckets are the upper bounds (seconds) of the JetStream publish
+// latency histogram: an acknowledgement takes a millisecond or so on a
+// healthy cluster, seconds while it elects a leader.
+var publishBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// nodeMetrics are a Node's series, in a set of its own (several nodes may
+// live in one process: the tests). Counters and the histogram are safe
+// from any goroutine; the gauges read the node when written.
+type nodeMetrics struct {
+	set            *metrics.Set
+	publishSeconds *metrics.PrometheusHistogram // Publish: from the first attempt to JetStream's acknowledgement
+	retries        *metrics.Counter             // Publish: attempts after the first
+	duplicates     *metrics.Counter             // Publish: acknowledgements of a copy already stored
+	redeliveries   *metrics.Counter             // deliveries skipped: from a consumer given up, or already applied
+	consumerErrors *metrics.Counter             // consumers lost (follow.go), each replaced
+	fetches        *metrics.Counter             // Replay: pull requests to JetStream
+	replayed       *metrics.Counter             // Replay: messages read from the stream
+}
+
+func newNodeMetrics(n *Node) *nodeMetrics {
+	s := metrics.NewSet()
+	m := &nodeMetrics{
+		set:            s,
+		publishSeconds: s.NewPrometheusHistogramExt("tinysse_nats_publish_duration_seconds", publishBuckets),
+		retries:        s.NewCounter("tinysse_nats_publish_retries_total"),
+		duplicates:     s.NewCounter("tinysse_nats_publish_duplicates_total"),
+		redeliveries:   s.NewCounter("tinysse_nats_redeliveries_total"),
+		consumerErrors: s.NewCounter("tinysse_nats_consumer_errors_total"),
+		fetches:        s.NewCounter("tinysse_nats_fetches_total"),
+		replayed:       s.NewCounter("tinysse_nats_replayed_messages_total"),
+	}
+	s.NewGauge("tinysse_nats_connected", func() float64 {
+		if n.Connected() {
+			return 1
+		}
+		return 0
+	})
+	s.NewGauge("tinysse_nats_reconnects_total", func() float64 { return float64(n.nc.Stats().Reconnects) })
+	s.NewGauge("tinysse_nats_applied_seq", func() float64 {
+		n.resultsMu.Lock()
+		defer n.resultsMu.Unlock()
+		return float64(n.applied)
+	})
+	return m
+}
+
+// WritePrometheus writes the node's series in the Prometheus text format:
+// the JetStream publish latency, retries and duplicates, the consumer's
+// redeliveries and errors, replay fetches, the link to NATS and the last
+// stream sequence applied here. Safe from any goroutine.
+func (n *Node) WritePrometheus(w io.Writer) { n.metrics.set.WritePrometheus(w) }
