@@ -437,7 +437,7 @@ func (sub *Subscriber) finish(k uint32) error {
 		}
 		err = sub.writeFinal(AppendRetry(nil, "timeout", retry.Milliseconds()))
 	case k&kickLagged != 0:
-		e.cfg.Logger.Warn("subscriber closed: lagged more than the ring holds", "subscriber", sub.ID, "capacity", e.cfg.Capacity)
+		e.cfg.Logger.Warn("subscriber closed: lagged behind what the rings hold (--capacity, --max-history-bytes)", "subscriber", sub.ID, "capacity", e.cfg.Capacity)
 		err = sub.writeFinal(AppendRetry(nil, "lagged", e.cfg.TimeoutRetry.Milliseconds()))
 	}
 	_ = sub.closeFn()
