@@ -158,3 +158,7 @@ func dropFrom(m *Message, t *topic, emptied []*topic) []*topic {
 	}
 	return emptied
 }
+
+// HistoryBytes returns what the rings hold now, as counted against
+// Config.MaxHistoryBytes. Safe from any goroutine: one atomic load.
+func (e *Engine) HistoryBytes() int64 { return e.history.bytes.Load() }
