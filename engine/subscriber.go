@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -78,8 +79,9 @@ var ErrSlowWrite = errors.New("engine: write timed out")
 func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	e.Assign(sub)
 	sub.conn, sub.closeFn = st.Conn, st.Close
-	if fastWrites {
+	if fastWrites && st.Raw != nil {
 		sub.raw = st.Raw
+		limitUnsent(sub.raw)
 	}
 	if !e.enter() {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
@@ -243,7 +245,7 @@ func (sub *Subscriber) catchUp() uint32 {
 		}
 		var lapped bool
 		batch := sub.shard.enterHooks()
-		frames, lapped = sub.gather(frames[:0], maxBatch, batch)
+		frames, _, lapped = sub.gather(frames[:0], maxBatch, maxPassBytes, batch)
 		sub.shard.leaveHooks(batch)
 		if lapped {
 			return kickLagged
@@ -300,28 +302,31 @@ func (sub *Subscriber) flushBacklog() error {
 }
 
 // gather appends to dst the frames pending for sub, in publish order across
-// its topics, up to max. lapped reports that a cursor was overwritten.
-// Only the owner of sub calls it.
-func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, lapped bool) {
+// its topics, up to maxFrames frames or until they reach maxBytes bytes (at
+// least one frame), and returns how many bytes it appended. lapped reports
+// that a cursor was overwritten or dropped. Only the owner of sub calls it.
+func (sub *Subscriber) gather(dst [][]byte, maxFrames, maxBytes int, batch any) (_ [][]byte, n int, lapped bool) {
 	hook := sub.e.cfg.Hooks.Message
 	if len(sub.cursors) == 1 {
 		c := &sub.cursors[0]
 		next := c.next.Load()
-		for len(dst) < limit {
+		for len(dst) < maxFrames && n < maxBytes {
 			m, ok, lap := c.t.ring.Get(next)
 			if lap {
-				return dst, true
+				return dst, n, true
 			}
 			if !ok {
 				break
 			}
 			next++
-			dst = sub.appendFrame(dst, m, hook, batch)
+			if dst = sub.appendFrame(dst, m, hook, batch); len(dst) > 0 {
+				n += len(dst[len(dst)-1])
+			}
 		}
 		c.next.Store(next)
-		return dst, false
+		return dst, n, false
 	}
-	for len(dst) < limit {
+	for len(dst) < maxFrames && n < maxBytes {
 		// The cursor whose next message was published first goes next.
 		var best *cursor
 		var bm *Message
@@ -329,7 +334,7 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 			c := &sub.cursors[i]
 			m, ok, lap := c.t.ring.Get(c.next.Load())
 			if lap {
-				return dst, true
+				return dst, n, true
 			}
 			if ok && (bm == nil || m.Seq < bm.Seq || m.Seq == bm.Seq && sub.before(m, bm)) {
 				best, bm = c, m
@@ -342,9 +347,11 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 		if bm == sub.lastMsg || bm.Seq < sub.lastSeq() {
 			continue // the same message through another of our topics
 		}
-		dst = sub.appendFrame(dst, bm, hook, batch)
+		if dst = sub.appendFrame(dst, bm, hook, batch); len(dst) > 0 {
+			n += len(dst[len(dst)-1])
+		}
 	}
-	return dst, false
+	return dst, n, false
 }
 
 // lastSeq is the Seq of the last message delivered, 0 before the first.
@@ -428,6 +435,9 @@ func (sub *Subscriber) finish(k uint32) error {
 		}
 	case k&kickGone != 0:
 		// nothing can be written any more
+		if k&kickWriteTimeout != 0 && sub.raw != nil {
+			abortOnClose(sub.raw)
+		}
 	case k&kickTimeout != 0:
 		retry := e.cfg.TimeoutRetry
 		if h := e.cfg.Hooks.Timeout; h != nil {
@@ -467,7 +477,7 @@ func (sub *Subscriber) pendingFrames() ([]byte, int) {
 	defer sub.shard.leaveHooks(batch)
 	for {
 		var lapped bool
-		frames, lapped = sub.gather(frames[:0], maxBatch, batch)
+		frames, _, lapped = sub.gather(frames[:0], maxBatch, math.MaxInt, batch)
 		if lapped {
 			return nil, 0
 		}
