@@ -160,3 +160,53 @@ func TestHistoryBudgetRSS(t *testing.T) {
 		t.Error("a subscriber was closed as lagged")
 	}
 }
+
+// TestHistoryBudgetCluster: in cluster mode every node applies the stream
+// through PublishSeq and keeps its own rings under --max-history-bytes;
+// a reader that keeps up loses nothing, and a client coming back with the
+// id of a message its node dropped is replayed from the stream (with
+// --auto-id), not told of a gap.
+func TestHistoryBudgetCluster(t *testing.T) {
+	url := startNATS(t)
+	addrs := runNodes(t, 2, []string{"--auto-id", "--max-history-bytes", "64KB"}, "TINYSSE_NATS="+url)
+	live := openStream(t, addrs[1], "/sse?topic=live")
+	live.readUntil(t, ": ok\n\n")
+	data := strings.Repeat("c", 8<<10)
+	var liveIDs []string
+	for i := range 40 {
+		topic := "live"
+		if i%2 == 1 {
+			topic = fmt.Sprintf("other-%d", i)
+		}
+		a := request(t, http.MethodPost, "http://"+addrs[0]+"/sse?topic="+topic, `{"data":"`+data+`"}`)
+		if a.status != http.StatusAccepted {
+			t.Fatalf("publish %d: %d %s", i, a.status, a.body)
+		}
+		if topic == "live" {
+			e := live.next(t)
+			if e.data != data {
+				t.Fatalf("live reader, message %d: %.40q", i, e.data)
+			}
+			liveIDs = append(liveIDs, e.id)
+		}
+	}
+	for i, addr := range addrs {
+		body := get(t, "http://"+addr+"/metrics").body
+		held, evicted := metricValue(t, body, "tinysse_history_bytes"), metricValue(t, body, "tinysse_history_evicted_total")
+		if held > 64<<10 || evicted < 20 {
+			t.Errorf("node %d: %.0f bytes held (budget 64 KiB), %.0f evicted", i+1, held, evicted)
+		}
+	}
+	// The first live message is long gone from node 2's rings; the stream
+	// still has it and everything after.
+	back := openStream(t, addrs[1], "/sse?topic=live&last_event_id="+liveIDs[0])
+	back.readUntil(t, ": ok\n\n")
+	if f := back.readUntil(t, "\n\n"); f != "id: "+liveIDs[1]+"\ndata: "+data+"\n\n" {
+		t.Fatalf("first frame after the reconnect: %.60q, want the message after %s (no gap)", f, liveIDs[0])
+	}
+	for _, id := range liveIDs[2:] {
+		if e := back.next(t); e.id != id || e.data != data {
+			t.Fatalf("replay: got id %q, want %q", e.id, id)
+		}
+	}
+}
