@@ -128,7 +128,9 @@ func (h *history) unlink(m *Message) {
 		h.newest = m.held.prev
 	}
 	h.bytes.Add(-m.held.size)
-	m.held = held{}
+	// Field by field: clearing the whole struct costs a bulk write barrier.
+	m.held.prev, m.held.next, m.held.topic, m.held.more = nil, nil, nil, nil
+	m.held.rings, m.held.size = 0, 0
 }
 
 // trim drops the oldest messages from every ring they are in until
