@@ -40,8 +40,9 @@ type Config struct {
 	Timeout time.Duration
 	// TimeoutRetry is the retry hint sent at timeout and on lag. Default 0.
 	TimeoutRetry time.Duration
-	// WriteTimeout closes a subscriber whose socket accepts nothing for this
-	// long. Default 30s.
+	// WriteTimeout cuts off a subscriber whose socket accepts nothing for
+	// this long (64 KiB of its backlog must go within it), with a reset so
+	// that the kernel drops what it still holds for it. Default 30s.
 	WriteTimeout time.Duration
 	// MaxTopics bounds the topics a publish may create: beyond it Publish
 	// refuses a message for a topic that does not exist yet with
