@@ -94,6 +94,27 @@ func TestGatherPassBytesBound(t *testing.T) {
 			t.Fatalf("step %d: cursor %d after %d frames", step, c, total)
 		}
 	}
+	// Messages a Message hook skips count for nothing.
+	skipper := stillEngine(t, Config{Shards: 1, Capacity: 256, KeepAlive: -1,
+		Hooks: Hooks{Message: func(_ any, m *Message, _ *Subscriber) []byte {
+			if id, _ := strconv.Atoi(m.ID); id%2 == 1 {
+				return nil
+			}
+			return m.Frame
+		}}})
+	st := skipper.acquire("")
+	skipSub := &Subscriber{e: skipper, shard: skipper.shards[0], cursors: make([]cursor, 1)}
+	skipSub.cursors[0].t = st
+	for i := range 8 {
+		m := &Message{ID: strconv.Itoa(i), Data: "x", HasData: true}
+		m.Frame = AppendFrame(nil, m)
+		appendLocked(skipper, m, st)
+	}
+	frames, got, _ := skipSub.gather(nil, maxBatch, maxPassBytes, nil)
+	if sum := len(frames) * len(frames[0]); len(frames) != 4 || got != sum {
+		t.Fatalf("with every other message skipped: %d frames, %d bytes counted, want 4 and %d", len(frames), got, sum)
+	}
+
 	// A frame larger than the bound still goes, alone.
 	huge := &Message{ID: "huge", Data: string(make([]byte, 2*maxPassBytes)), HasData: true}
 	huge.Frame = AppendFrame(nil, huge)

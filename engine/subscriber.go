@@ -319,8 +319,9 @@ func (sub *Subscriber) gather(dst [][]byte, maxFrames, maxBytes int, batch any) 
 				break
 			}
 			next++
-			if dst = sub.appendFrame(dst, m, hook, batch); len(dst) > 0 {
-				n += len(dst[len(dst)-1])
+			k := len(dst)
+			if dst = sub.appendFrame(dst, m, hook, batch); len(dst) > k { // not when the hook skips m
+				n += len(dst[k])
 			}
 		}
 		c.next.Store(next)
@@ -347,8 +348,9 @@ func (sub *Subscriber) gather(dst [][]byte, maxFrames, maxBytes int, batch any) 
 		if bm == sub.lastMsg || bm.Seq < sub.lastSeq() {
 			continue // the same message through another of our topics
 		}
-		if dst = sub.appendFrame(dst, bm, hook, batch); len(dst) > 0 {
-			n += len(dst[len(dst)-1])
+		k := len(dst)
+		if dst = sub.appendFrame(dst, bm, hook, batch); len(dst) > k {
+			n += len(dst[k])
 		}
 	}
 	return dst, n, false
