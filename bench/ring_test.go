@@ -42,13 +42,17 @@ func (r *mutexRing[T]) tail() uint64 {
 	return 0
 }
 
-func (r *mutexRing[T]) Append(v T) uint64 {
+func (r *mutexRing[T]) Append(v T) (seq uint64, overwritten T, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.head
-	r.vals[s%uint64(len(r.vals))] = v
+	i := s % uint64(len(r.vals))
+	if s >= uint64(len(r.vals)) {
+		overwritten, ok = r.vals[i], true
+	}
+	r.vals[i] = v
 	r.head++
-	return s
+	return s, overwritten, ok
 }
 
 func (r *mutexRing[T]) Get(cursor uint64) (v T, ok, lapped bool) {
@@ -65,7 +69,7 @@ func (r *mutexRing[T]) Get(cursor uint64) (v T, ok, lapped bool) {
 
 // rings is the API both rings offer to the cross-check.
 type rings interface {
-	Append(*engine.Message) uint64
+	Append(*engine.Message) (uint64, *engine.Message, bool)
 	Get(uint64) (*engine.Message, bool, bool)
 	Head() uint64
 	Tail() uint64
@@ -85,7 +89,7 @@ func TestMutexRingAgrees(t *testing.T) {
 	}
 	for i, m := range msgs {
 		for _, x := range both {
-			if s := x.Append(m); s != uint64(i) {
+			if s, _, _ := x.Append(m); s != uint64(i) {
 				t.Fatalf("%T: Append gave %d, want %d", x, s, i)
 			}
 		}

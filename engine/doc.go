@@ -8,20 +8,24 @@
 // published messages. A publish validates and encodes the message once,
 // appends it to its topics' rings under one lock (the rings' single writer)
 // and wakes the shards that have subscribers on those topics: its cost does
-// not grow with the number of subscribers.
+// not grow with the number of subscribers. Under the same lock it keeps the
+// rings together under Config.MaxHistoryBytes, dropping the oldest
+// messages across topics (history.go).
 //
 // Subscribers are partitioned into shards, one goroutine each. A shard that
-// wakes reads, for every subscriber of a dirty topic, all the messages past
-// its cursor and writes their shared frames to the socket in one
-// non-blocking writev. What the socket does not take, and every goodbye
-// (timeout, lag, shutdown), is handed to the subscriber's own goroutine,
-// which otherwise sits in Read to notice the client leaving. So a slow
-// subscriber never holds up its shard, and the publisher never waits for
-// anyone. See ARCHITECTURE.md for the ownership map.
+// wakes reads, for every subscriber of a dirty topic, the messages past
+// its cursor (at most maxPassBytes of them per pass) and writes their
+// shared frames to the socket in one non-blocking writev. What the socket
+// does not take, and every goodbye (timeout, lag, shutdown), is handed to
+// the subscriber's own goroutine, which otherwise sits in Read to notice
+// the client leaving. So a slow subscriber never holds up its shard, and
+// the publisher never waits for anyone. See ARCHITECTURE.md for the
+// ownership map.
 //
 // Stats is a snapshot of the engine's counters for metrics: deliveries are
 // added up once per shard pass, never per delivery (see stats.go).
 //
-// Safe from any goroutine: Publish, Serve, Subscribers, Stats, Close, Config.
+// Safe from any goroutine: Publish, PublishSeq, PublishLocal, Serve,
+// Subscribers, Stats, HistoryBytes, Close, Config.
 // Hooks are called as documented on Hooks.
 package engine

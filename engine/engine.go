@@ -40,16 +40,25 @@ type Config struct {
 	Timeout time.Duration
 	// TimeoutRetry is the retry hint sent at timeout and on lag. Default 0.
 	TimeoutRetry time.Duration
-	// WriteTimeout closes a subscriber whose socket accepts nothing for this
-	// long. Default 30s.
+	// WriteTimeout cuts off a subscriber whose socket accepts nothing for
+	// this long (64 KiB of its backlog must go within it), with a reset so
+	// that the kernel drops what it still holds for it. Default 30s.
 	WriteTimeout time.Duration
 	// MaxTopics bounds the topics a publish may create: beyond it Publish
 	// refuses a message for a topic that does not exist yet with
-	// ErrTooManyTopics. Topics that hold messages are kept for the
-	// process's life, so without a bound publishers choosing random names
-	// grow memory without end. Subscribers' own empty topics (removed when
-	// they leave) count towards it but are never refused. 0: no bound.
+	// ErrTooManyTopics. A topic is kept while it holds messages or
+	// someone (a subscriber, a publish in flight) holds it, so without a
+	// bound publishers choosing random names grow memory until the history
+	// budget drops their messages. Subscribers' own empty topics (removed
+	// when they leave) count towards it but are never refused. 0: no bound.
 	MaxTopics int
+	// MaxHistoryBytes bounds the memory of every topic's ring together:
+	// the bytes the held messages take (frame, fields and state, see
+	// heldSize). Past it the oldest messages are dropped from their rings,
+	// across topics, oldest first (history.go); Publish refuses a message
+	// that alone is larger (ErrTooLarge). Default DefaultMaxHistoryBytes
+	// (256 MiB); negative: no bound.
+	MaxHistoryBytes int64
 	// AutoID gives a message published without an id the id Seq.
 	AutoID bool
 	// WriteCoalesce is how long a shard, woken by a publish, waits before
@@ -99,6 +108,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxTopics < 0 {
 		return errors.New("engine: max topics must not be negative")
 	}
+	if c.MaxHistoryBytes == 0 {
+		c.MaxHistoryBytes = DefaultMaxHistoryBytes
+	}
 	if c.Timeout < 0 || c.TimeoutRetry < 0 {
 		return errors.New("engine: timeout and timeout retry must not be negative")
 	}
@@ -140,11 +152,12 @@ type Engine struct {
 
 	// pubMu serialises publishes: it is the single writer of every topic's
 	// ring, and it makes Seq increase in every ring.
-	pubMu sync.Mutex
-	seq   uint64 // guarded by pubMu: the last Seq given
+	pubMu   sync.Mutex
+	seq     uint64  // guarded by pubMu: the last Seq given
+	history history // the messages the rings hold, under pubMu (history.go)
 
 	topicsMu sync.RWMutex
-	topics   map[string]*topic // guarded by topicsMu; release removes a topic no one holds whose ring is empty
+	topics   map[string]*topic // guarded by topicsMu; release and dropIfUnused remove a topic no one holds whose ring is empty
 
 	nextSubID atomic.Uint64 // subscriber ids; id mod shards picks the shard
 	closing   atomic.Bool
@@ -167,7 +180,8 @@ type topic struct {
 	subscribers atomic.Int64
 	// refs counts who holds the topic: subscribers and publishes in flight.
 	// Taken under Engine.topicsMu's read lock (acquire); the topic leaves
-	// the map only under its write lock with refs 0 and an empty ring.
+	// the map only under its write lock with refs 0 and an empty ring
+	// (never published to, or emptied by the history budget).
 	refs atomic.Int64
 	// shardMin[i] is the smallest cursor of shard i's subscribers on this
 	// topic as of that shard's last pass (MaxUint64: none). Written by shard
@@ -187,6 +201,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg:       cfg,
+		history:   history{limit: cfg.MaxHistoryBytes},
 		topics:    make(map[string]*topic),
 		stopTick:  make(chan struct{}),
 		keepAlive: AppendComment(nil, cfg.KeepAliveText),
@@ -208,8 +223,9 @@ func (e *Engine) Config() Config { return e.cfg }
 // one more reference held by the caller, who must release it.
 //
 // A topic is removed when its last reference goes while its ring is empty
-// (a subscriber of a name nobody published to), so that clients cannot
-// grow the topic map without bound. The reference is taken under the read
+// (a subscriber of a name nobody published to, or a topic whose messages
+// the history budget dropped), so that clients cannot grow the topic map
+// without bound. The reference is taken under the read
 // lock and removal happens under the write lock after re-checking, so a
 // topic is never removed between a lookup and its use.
 func (e *Engine) acquire(name string) *topic { return e.acquireUpTo(name, 0) }
@@ -250,11 +266,21 @@ func (e *Engine) acquireUpTo(name string, limit int) *topic {
 
 // release gives back a reference taken by acquire.
 func (e *Engine) release(t *topic) {
-	if t.refs.Add(-1) != 0 || t.ring.Head() != 0 {
+	if t.refs.Add(-1) == 0 {
+		e.dropIfUnused(t)
+	}
+}
+
+// dropIfUnused removes t if nobody holds it and its ring is empty. A ring
+// only gains messages from a publish holding a reference, and references
+// are taken under the read lock, so the re-check under the write lock is
+// final.
+func (e *Engine) dropIfUnused(t *topic) {
+	if t.refs.Load() != 0 || t.ring.Len() != 0 {
 		return
 	}
 	e.topicsMu.Lock()
-	if t.refs.Load() == 0 && t.ring.Head() == 0 && e.topics[t.name] == t {
+	if t.refs.Load() == 0 && t.ring.Len() == 0 && e.topics[t.name] == t {
 		delete(e.topics, t.name)
 	}
 	e.topicsMu.Unlock()
@@ -369,6 +395,17 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
 	}
 
+	// Only a user's publish may be refused for its size: PublishSeq
+	// applies what the stream accepted, and the server's own messages are
+	// small. Those stay alone in the history while they are the newest.
+	refuseLarge := seq == 0 && e.history.limit > 0
+	var size int64
+	if !auto {
+		if size = heldSize(m, len(topics)); refuseLarge && size > e.history.limit {
+			return PublishResult{}, ErrTooLarge
+		}
+	}
+
 	e.pubMu.Lock()
 	if local {
 		seq = e.seq
@@ -379,19 +416,31 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 		e.pubMu.Unlock()
 		return PublishResult{}, fmt.Errorf("%w: %d after %d", ErrSeqOrder, seq, last)
 	}
+	if auto {
+		m.ID = strconv.FormatUint(seq, 10)
+		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
+		if size = heldSize(m, len(topics)); refuseLarge && size > e.history.limit {
+			e.pubMu.Unlock()
+			m.ID, m.Frame = "", nil
+			return PublishResult{}, ErrTooLarge
+		}
+	}
 	if !local {
 		e.seq = seq
 		e.counters.publishes.Add(1)
 	}
 	m.Seq, m.local = seq, local
-	if auto {
-		m.ID = strconv.FormatUint(m.Seq, 10)
-		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
-	}
 	for _, t := range topics {
-		t.ring.Append(m)
+		if _, old, ok := t.ring.Append(m); ok {
+			e.history.overwritten(old)
+		}
 	}
+	emptied := e.history.trim(size, nil)
+	e.history.add(m, topics, size)
 	e.pubMu.Unlock()
+	for _, t := range emptied {
+		e.dropIfUnused(t)
+	}
 
 	var res PublishResult
 	for _, t := range topics {

@@ -1,6 +1,9 @@
 package engine
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
 
 // Request is what hooks see of the HTTP request behind a publish or a
 // subscription. It is copied out of the transport's buffers, so it stays
@@ -16,6 +19,23 @@ type Request struct {
 	// Claims are the verified claims of the request's token (the built-in
 	// JWT check, package auth); nil without one.
 	Claims map[string]any `json:",omitempty"`
+}
+
+// mapEntryOverhead is a rough cost of one map entry besides its strings:
+// two string headers and the map's per-entry bookkeeping.
+const mapEntryOverhead = 2*int(unsafe.Sizeof("")) + 16
+
+// Size is about how many bytes r holds, for the history budget when a
+// published message keeps its request (a Sizer state).
+func (r *Request) Size() int {
+	if r == nil {
+		return 0
+	}
+	n := int(unsafe.Sizeof(*r)) + len(r.Method) + len(r.Path) + len(r.URI) + len(r.Query) + len(r.IP)
+	for k, v := range r.Headers {
+		n += len(k) + len(v) + mapEntryOverhead
+	}
+	return n
 }
 
 // Hooks are the points where a script (package lua) changes what the server

@@ -41,6 +41,10 @@ type Message struct {
 	// own messages (the dashboard's stats), which no script published and
 	// whose readers the Subscribe hook has already admitted.
 	NoHook bool
+
+	// held is its place in the history budget (history.go), under the
+	// publish lock only.
+	held held
 }
 
 // Empty reports whether m carries none of id, event, data and comment.

@@ -11,6 +11,21 @@ import (
 // maxBatch bounds the frames gathered for one write (the kernel's IOV_MAX).
 const maxBatch = 1024
 
+// maxPassBytes bounds what one delivery pass writes to one subscriber (at
+// least one frame): a subscriber with more pending gets the rest in the
+// passes that follow (its topic is marked dirty again), after every other
+// subscriber of the shard has had its turn. So a pass costs at most
+// subscribers × maxPassBytes of copying into socket buffers, whatever the
+// subscribers' backlogs: a pass that ran longer than the ring lasts
+// (Capacity messages at the publish rate: 256 ms at 1,000 msg/s) would
+// lap subscribers that read everything it gave them. It also bounds what
+// a subscriber's socket refuses and the shard copies to its backlog, and
+// each step of its goroutine's catch-up: a subscriber that stops reading
+// holds at most this much (and a frame) of its own until WriteTimeout cuts
+// it off. It matches unsentLimit, what the kernel takes before a socket
+// whose reader stopped refuses.
+const maxPassBytes = 128 << 10
+
 // shard owns a partition of the subscribers and delivers to them from one
 // goroutine (run). Publishers only mark topics dirty and wake it.
 //
@@ -32,7 +47,7 @@ type shard struct {
 
 	// Scratch for the write path, owned by whoever holds mu.
 	frames  [][]byte
-	iov     []syscall.Iovec
+	iov     []iovec
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool // s.writev bound once, so a write allocates nothing
@@ -84,7 +99,7 @@ func newShard(e *Engine, idx int) *shard {
 		wake:    make(chan struct{}, 1),
 		byTopic: make(map[*topic]*shardTopic),
 		frames:  make([][]byte, 0, 64),
-		iov:     make([]syscall.Iovec, 0, 64),
+		iov:     make([]iovec, 0, 64),
 	}
 	s.writeFn = s.writev
 	return s
@@ -157,13 +172,19 @@ func (s *shard) deliverDirty() {
 			continue
 		}
 		lowest := uint64(math.MaxUint64)
+		again := false
 		for _, sub := range st.subs {
-			s.deliver(sub, now, batch)
+			if _, more := s.deliver(sub, now, batch); more {
+				again = true
+			}
 			if c := sub.cursorOf(t); c < lowest {
 				lowest = c
 			}
 		}
 		t.shardMin[s.idx].Store(lowest)
+		if again {
+			s.markDirty(t) // the next pass goes on where maxPassBytes stopped this one
+		}
 	}
 	s.leaveHooks(batch)
 	s.flushCount()
@@ -172,35 +193,32 @@ func (s *shard) deliverDirty() {
 	s.spare = list
 }
 
-// deliver writes everything sub has pending, without blocking: a subscriber
-// that finds k messages gets them in one writev of the shared frames. What
-// the socket does not take is handed to the subscriber's goroutine.
-// mu must be held.
-func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote bool) {
+// deliver writes what sub has pending, up to maxBatch frames and
+// maxPassBytes, without blocking: a subscriber that finds k messages gets
+// them in one writev of the shared frames. What the socket does not take
+// is handed to the subscriber's goroutine. more reports that everything
+// gathered was written and the limits left some behind: the caller
+// schedules another pass. mu must be held.
+func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote, more bool) {
 	if !sub.state.CompareAndSwap(stIdle, stShard) {
-		return false // its goroutine owns it and catches up by itself
+		return false, false // its goroutine owns it and catches up by itself
 	}
-	for {
-		frames, lapped := sub.gather(s.frames[:0], maxBatch, batch)
-		s.frames = frames[:0] // keep what a burst grew, so the next one does not allocate
-		if lapped {
-			s.kick(sub, kickLagged)
-			return wrote
-		}
-		if len(frames) == 0 {
-			sub.state.Store(stIdle)
-			return wrote
-		}
-		s.passFrames += len(frames)
-		wrote = true
-		if !s.write(sub, frames, now) {
-			return wrote // handed to its goroutine
-		}
-		if len(frames) < maxBatch {
-			sub.state.Store(stIdle)
-			return wrote
-		}
+	frames, n, lapped := sub.gather(s.frames[:0], maxBatch, maxPassBytes, batch)
+	s.frames = frames[:0] // keep what a burst grew, so the next one does not allocate
+	if lapped {
+		s.kick(sub, kickLagged)
+		return false, false
 	}
+	if len(frames) == 0 {
+		sub.state.Store(stIdle)
+		return false, false
+	}
+	s.passFrames += len(frames)
+	if !s.write(sub, frames, now) {
+		return true, false // handed to its goroutine
+	}
+	sub.state.Store(stIdle)
+	return true, len(frames) == maxBatch || n >= maxPassBytes
 }
 
 // write sends frames to sub without blocking and says whether all went;
@@ -220,7 +238,7 @@ func (s *shard) write(sub *Subscriber, frames [][]byte, now int64) bool {
 	total := 0
 	for _, f := range frames {
 		if len(f) > 0 {
-			s.iov = append(s.iov, syscall.Iovec{Base: &f[0], Len: uint64(len(f))})
+			s.iov = appendIovec(s.iov, f)
 			total += len(f)
 		}
 	}
@@ -293,7 +311,12 @@ func (s *shard) sweep(at time.Time) {
 			}
 			continue
 		}
-		if s.deliver(sub, now, batch) {
+		if wrote, more := s.deliver(sub, now, batch); wrote {
+			if more {
+				for i := range sub.cursors {
+					s.markDirty(sub.cursors[i].t)
+				}
+			}
 			continue
 		}
 		// lastWrite belongs to the owner: take the subscriber before reading it.

@@ -7,9 +7,10 @@ import (
 )
 
 func TestDeliverLongBacklogKeepsOwnership(t *testing.T) {
-	// A subscriber with more than maxBatch messages pending is delivered
-	// in several writes within one pass; the shard must own it (stShard)
-	// the whole time, or its own goroutine could take it in between.
+	// A subscriber with more than maxBatch messages pending gets maxBatch
+	// per pass, and its topic is marked dirty again so that the next pass
+	// goes on; the shard owns it (stShard) whenever it gathers, or its own
+	// goroutine could take it in between.
 	const pending = 2*maxBatch + 100
 	var calls, notOwned atomic.Int64
 	cfg := Config{Shards: 1, Capacity: 4096, KeepAlive: -1}
@@ -22,26 +23,105 @@ func TestDeliverLongBacklogKeepsOwnership(t *testing.T) {
 	}
 	e := stillEngine(t, cfg)
 	d := subscribeDrained(t, e, 1)
+	sub := d.subs[0]
 	tp := e.acquire("")
 	var sent int64
 	for _, m := range prebuilt(pending) {
 		appendLocked(e, m, tp)
 		sent += int64(len(m.Frame))
 	}
-	deliverRound(e.shards[0], tp)
-	if calls.Load() != pending {
-		t.Fatalf("the Message hook ran %d times, want %d", calls.Load(), pending)
+	s := e.shards[0]
+	deliverRound(s, tp)
+	if calls.Load() != maxBatch {
+		t.Fatalf("the first pass ran the Message hook %d times, want maxBatch (%d)", calls.Load(), maxBatch)
+	}
+	for passes := 1; sub.state.Load() == stIdle && calls.Load() < pending; passes++ {
+		if passes > 3 {
+			t.Fatalf("after %d passes the hook ran %d times of %d", passes, calls.Load(), pending)
+		}
+		select {
+		case <-s.wake: // the pass that stopped at maxBatch asked for another
+		default:
+			t.Fatalf("after %d frames the shard was not woken for the rest", calls.Load())
+		}
+		s.deliverDirty()
 	}
 	if n := notOwned.Load(); n != 0 {
-		t.Fatalf("%d of %d frames were gathered while the shard did not own the subscriber", n, pending)
+		t.Fatalf("%d of %d frames were gathered while the shard did not own the subscriber", n, calls.Load())
 	}
-	sub := d.subs[0]
 	if st := sub.state.Load(); st != stIdle && st != stSelf {
-		t.Fatalf("state %d after the pass", st)
+		t.Fatalf("state %d after the passes", st)
 	}
 	want := int64(len(": ok\n\n")) + sent
 	if sub.state.Load() == stIdle {
+		if calls.Load() != pending {
+			t.Fatalf("the hook ran %d times, want %d", calls.Load(), pending)
+		}
 		waitUntil(t, "the client to receive everything", func() bool { return d.minBytes() == want })
+	}
+}
+
+func TestGatherPassBytesBound(t *testing.T) {
+	// However much a subscriber has pending, one gather (so one pass, and
+	// one step of its goroutine's catch-up) takes at most maxPassBytes and
+	// one frame; the rest stays behind its cursor for the next.
+	e := stillEngine(t, Config{Shards: 1, Capacity: 256, KeepAlive: -1})
+	tp := e.acquire("")
+	sub := &Subscriber{e: e, shard: e.shards[0], cursors: make([]cursor, 1)}
+	sub.cursors[0].t = tp
+	const n = 40
+	for i := range n {
+		m := &Message{ID: strconv.Itoa(i), Data: string(make([]byte, 30<<10)), HasData: true}
+		m.Frame = AppendFrame(nil, m)
+		appendLocked(e, m, tp)
+	}
+	total := 0
+	for step := 1; total < n; step++ {
+		frames, got, lapped := sub.gather(nil, maxBatch, maxPassBytes, nil)
+		if lapped || len(frames) == 0 {
+			t.Fatalf("step %d: %d frames, lapped %v", step, len(frames), lapped)
+		}
+		sum := 0
+		for _, f := range frames {
+			sum += len(f)
+		}
+		last := len(frames[len(frames)-1])
+		if sum != got || got-last >= maxPassBytes || total+len(frames) < n && got < maxPassBytes {
+			t.Fatalf("step %d: %d frames, %d bytes (said %d): want just past maxPassBytes (%d)", step, len(frames), sum, got, maxPassBytes)
+		}
+		total += len(frames)
+		if c := sub.cursors[0].next.Load(); c != uint64(total) {
+			t.Fatalf("step %d: cursor %d after %d frames", step, c, total)
+		}
+	}
+	// Messages a Message hook skips count for nothing.
+	skipper := stillEngine(t, Config{Shards: 1, Capacity: 256, KeepAlive: -1,
+		Hooks: Hooks{Message: func(_ any, m *Message, _ *Subscriber) []byte {
+			if id, _ := strconv.Atoi(m.ID); id%2 == 1 {
+				return nil
+			}
+			return m.Frame
+		}}})
+	st := skipper.acquire("")
+	skipSub := &Subscriber{e: skipper, shard: skipper.shards[0], cursors: make([]cursor, 1)}
+	skipSub.cursors[0].t = st
+	for i := range 8 {
+		m := &Message{ID: strconv.Itoa(i), Data: "x", HasData: true}
+		m.Frame = AppendFrame(nil, m)
+		appendLocked(skipper, m, st)
+	}
+	frames, got, _ := skipSub.gather(nil, maxBatch, maxPassBytes, nil)
+	if sum := len(frames) * len(frames[0]); len(frames) != 4 || got != sum {
+		t.Fatalf("with every other message skipped: %d frames, %d bytes counted, want 4 and %d", len(frames), got, sum)
+	}
+
+	// A frame larger than the bound still goes, alone.
+	huge := &Message{ID: "huge", Data: string(make([]byte, 2*maxPassBytes)), HasData: true}
+	huge.Frame = AppendFrame(nil, huge)
+	appendLocked(e, huge, tp)
+	appendLocked(e, huge, tp)
+	if frames, _, _ := sub.gather(nil, maxBatch, maxPassBytes, nil); len(frames) != 1 {
+		t.Fatalf("%d frames over the bound in one gather, want 1", len(frames))
 	}
 }
 

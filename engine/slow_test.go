@@ -92,9 +92,13 @@ func TestEngineSlowSubscriber(t *testing.T) {
 		t.Errorf("closed %+v after a write timeout, want one slow", c)
 	}
 	u.check(t, stuck)
-	// What the stuck client had received is whole frames and then a cut.
+	// What the stuck client had received is whole frames and then a cut:
+	// a reset, so that the kernel dropped what it still held for it.
 	p := sseparse.New()
-	b, _ := io.ReadAll(st.br)
+	b, rerr := io.ReadAll(st.br)
+	if eng.Stats().Closed.Slow == 1 && !isReset(rerr) {
+		t.Errorf("the stuck client's stream ended with %v, want a reset", rerr)
+	}
 	p.Feed(b)
 	for i, e := range p.Events {
 		if e.Data != big || e.LastEventID != strconv.Itoa(i) {

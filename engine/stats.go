@@ -28,6 +28,12 @@ type Stats struct {
 	Replays, ReplayGaps uint64
 	// Capacity is the size of every topic's ring.
 	Capacity int
+	// HistoryBytes is what the rings hold now, as counted against
+	// MaxHistoryBytes (the bound; negative: none). HistoryEvicted counts
+	// the messages dropped from the rings to stay under it (not those a
+	// ring lapped).
+	HistoryBytes, MaxHistoryBytes int64
+	HistoryEvicted                uint64
 	// Topics lists every topic the engine holds, in no particular order.
 	Topics []TopicStats
 }
@@ -47,7 +53,7 @@ type TopicStats struct {
 	Name        string
 	Subscribers int64  // subscribers reading it now
 	Published   uint64 // messages ever appended to its ring
-	Buffered    int    // messages its ring holds now (at most Capacity)
+	Buffered    int    // messages its ring holds now (at most Capacity; fewer once the history budget dropped some)
 }
 
 // counters are the engine-wide counters behind Stats. Each is written
@@ -103,6 +109,10 @@ func (e *Engine) Stats() Stats {
 		Replays:     e.counters.replays.Load(),
 		ReplayGaps:  e.counters.replayGaps.Load(),
 		Capacity:    e.cfg.Capacity,
+
+		HistoryBytes:    e.history.bytes.Load(),
+		MaxHistoryBytes: e.cfg.MaxHistoryBytes,
+		HistoryEvicted:  e.history.evicted.Load(),
 	}
 	c := &e.counters.closed
 	st.Closed = CloseCounts{
@@ -121,16 +131,13 @@ func (e *Engine) Stats() Stats {
 	e.topicsMu.RLock()
 	st.Topics = make([]TopicStats, 0, len(e.topics))
 	for name, t := range e.topics {
-		// One load of head, read without pubMu: a ring never gives a
-		// message back, so it holds min(head, Capacity). (head - Tail()
-		// would load head twice, and a scrape preempted between the loads
-		// while more than Capacity messages went in would underflow.)
-		head := t.ring.Head()
+		// Read without pubMu: Len loads head once, so appends and drops
+		// racing the scrape cannot make it underflow.
 		st.Topics = append(st.Topics, TopicStats{
 			Name:        name,
 			Subscribers: t.subscribers.Load(),
-			Published:   head,
-			Buffered:    int(min(head, uint64(e.cfg.Capacity))),
+			Published:   t.ring.Head(),
+			Buffered:    t.ring.Len(),
 		})
 	}
 	e.topicsMu.RUnlock()

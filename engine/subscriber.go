@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -88,8 +89,9 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 		// be overwritten by this one.
 		_ = sub.conn.SetReadDeadline(sub.Expires)
 	}
-	if fastWrites {
+	if fastWrites && st.Raw != nil {
 		sub.raw = st.Raw
+		limitUnsent(sub.raw)
 	}
 	if !e.enter() {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
@@ -267,7 +269,7 @@ func (sub *Subscriber) catchUp() uint32 {
 		}
 		var lapped bool
 		batch := sub.shard.enterHooks()
-		frames, lapped = sub.gather(frames[:0], maxBatch, batch)
+		frames, _, lapped = sub.gather(frames[:0], maxBatch, maxPassBytes, batch)
 		sub.shard.leaveHooks(batch)
 		if lapped {
 			return kickLagged
@@ -324,28 +326,32 @@ func (sub *Subscriber) flushBacklog() error {
 }
 
 // gather appends to dst the frames pending for sub, in publish order across
-// its topics, up to max. lapped reports that a cursor was overwritten.
-// Only the owner of sub calls it.
-func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, lapped bool) {
+// its topics, up to maxFrames frames or until they reach maxBytes bytes (at
+// least one frame), and returns how many bytes it appended. lapped reports
+// that a cursor was overwritten or dropped. Only the owner of sub calls it.
+func (sub *Subscriber) gather(dst [][]byte, maxFrames, maxBytes int, batch any) (_ [][]byte, n int, lapped bool) {
 	hook := sub.e.cfg.Hooks.Message
 	if len(sub.cursors) == 1 {
 		c := &sub.cursors[0]
 		next := c.next.Load()
-		for len(dst) < limit {
+		for len(dst) < maxFrames && n < maxBytes {
 			m, ok, lap := c.t.ring.Get(next)
 			if lap {
-				return dst, true
+				return dst, n, true
 			}
 			if !ok {
 				break
 			}
 			next++
-			dst = sub.appendFrame(dst, m, hook, batch)
+			k := len(dst)
+			if dst = sub.appendFrame(dst, m, hook, batch); len(dst) > k { // not when the hook skips m
+				n += len(dst[k])
+			}
 		}
 		c.next.Store(next)
-		return dst, false
+		return dst, n, false
 	}
-	for len(dst) < limit {
+	for len(dst) < maxFrames && n < maxBytes {
 		// The cursor whose next message was published first goes next.
 		var best *cursor
 		var bm *Message
@@ -353,7 +359,7 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 			c := &sub.cursors[i]
 			m, ok, lap := c.t.ring.Get(c.next.Load())
 			if lap {
-				return dst, true
+				return dst, n, true
 			}
 			if ok && (bm == nil || m.Seq < bm.Seq || m.Seq == bm.Seq && sub.before(m, bm)) {
 				best, bm = c, m
@@ -366,9 +372,12 @@ func (sub *Subscriber) gather(dst [][]byte, limit int, batch any) (_ [][]byte, l
 		if bm == sub.lastMsg || bm.Seq < sub.lastSeq() {
 			continue // the same message through another of our topics
 		}
-		dst = sub.appendFrame(dst, bm, hook, batch)
+		k := len(dst)
+		if dst = sub.appendFrame(dst, bm, hook, batch); len(dst) > k {
+			n += len(dst[k])
+		}
 	}
-	return dst, false
+	return dst, n, false
 }
 
 // lastSeq is the Seq of the last message delivered, 0 before the first.
@@ -452,6 +461,9 @@ func (sub *Subscriber) finish(k uint32) error {
 		}
 	case k&kickGone != 0:
 		// nothing can be written any more
+		if k&kickWriteTimeout != 0 && sub.raw != nil {
+			abortOnClose(sub.raw)
+		}
 	case k&kickTimeout != 0:
 		retry := e.cfg.TimeoutRetry
 		if h := e.cfg.Hooks.Timeout; h != nil {
@@ -461,7 +473,7 @@ func (sub *Subscriber) finish(k uint32) error {
 		}
 		err = sub.writeFinal(AppendRetry(nil, "timeout", retry.Milliseconds()))
 	case k&kickLagged != 0:
-		e.cfg.Logger.Warn("subscriber closed: lagged more than the ring holds", "subscriber", sub.ID, "capacity", e.cfg.Capacity)
+		e.cfg.Logger.Warn("subscriber closed: lagged behind what the rings hold (--capacity, --max-history-bytes)", "subscriber", sub.ID, "capacity", e.cfg.Capacity)
 		err = sub.writeFinal(AppendRetry(nil, "lagged", e.cfg.TimeoutRetry.Milliseconds()))
 	case k&kickExpired != 0:
 		err = sub.writeFinal(AppendRetry(nil, "expired", e.cfg.TimeoutRetry.Milliseconds()))
@@ -493,7 +505,7 @@ func (sub *Subscriber) pendingFrames() ([]byte, int) {
 	defer sub.shard.leaveHooks(batch)
 	for {
 		var lapped bool
-		frames, lapped = sub.gather(frames[:0], maxBatch, batch)
+		frames, _, lapped = sub.gather(frames[:0], maxBatch, math.MaxInt, batch)
 		if lapped {
 			return nil, 0
 		}

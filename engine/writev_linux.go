@@ -8,8 +8,18 @@ import (
 // fastWrites says the shard's non-blocking writev path exists here.
 const fastWrites = true
 
+// iovec is one buffer of a writev.
+type iovec = syscall.Iovec
+
+// appendIovec appends the buffer f (not empty) to iov.
+func appendIovec(iov []iovec, f []byte) []iovec {
+	v := iovec{Base: &f[0]}
+	v.SetLen(len(f)) // the field's width differs between 32- and 64-bit Linux
+	return append(iov, v)
+}
+
 // writevFD makes one writev(2) call, retrying only on EINTR.
-func writevFD(fd uintptr, iov []syscall.Iovec) (int, error) {
+func writevFD(fd uintptr, iov []iovec) (int, error) {
 	if len(iov) == 0 {
 		return 0, nil
 	}

@@ -18,7 +18,9 @@
 // (one stream), group.go (a process's share of the streams), worker.go (the
 // JSON-lines protocol between the tool and its workers), publisher.go,
 // check.go (payload and order checks), procstat.go (/proc), report.go,
-// churn.go (--churn), summarize.go (tables from scenarios.sh's results).
+// churn.go (--churn), stuck.go (--stuck: connections that never read, and
+// when the server cuts them off), summarize.go (tables from scenarios.sh's
+// results).
 //
 // Concurrency: each sub is owned by its goroutine and hands counts and
 // latencies to its group under a sharded mutex; each publisher by its own

@@ -66,6 +66,7 @@ Examples:
   go run ./loadtest --target mercure --subscribers 500 --publish-rate 1000 --pid $(pgrep -n mercure)
   go run ./loadtest --subscribers 15000 --publish-rate 0 --duration 5s --pid PID
   go run ./loadtest --churn --subscribers 50 --duration 5s --pid PID
+  go run ./loadtest --subscribers 5 --stuck 50 --size 32768 --publish-rate 1000 --count 3000 --pid PID
 
 Flags:
 `
@@ -141,6 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.perWorker, "per-worker", 8000, "most streams per worker process (each process may open 20,000 files here)")
 	fs.IntVar(&o.workers, "workers", -1, "worker processes holding the streams (-1 = enough for --per-worker each, at least 1; 0 = all in this process, next to the publishers)")
 	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
+	fs.IntVar(&o.stuck, "stuck", 0, "also open this many subscriber connections that never read (4096-byte receive buffer), and report when the server cuts each off")
 	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
@@ -218,6 +220,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--handshake-timeout must be positive, --settle and --drain not negative")
 	case o.pid < 0:
 		return nil, errors.New("--pid must not be negative")
+	case o.stuck < 0:
+		return nil, errors.New("--stuck must not be negative")
 	}
 	if o.workers == -1 {
 		o.workers = max(1, (o.subscribers+o.perWorker-1)/o.perWorker)

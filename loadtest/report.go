@@ -62,6 +62,10 @@ type Result struct {
 	// the time from dialling to a ready stream.
 	Churn *ChurnStats `json:"churn,omitempty"`
 
+	// Stuck is set by --stuck runs: connections that never read, and when
+	// the server cut them off.
+	Stuck *StuckStats `json:"stuck,omitempty"`
+
 	// Host says how loaded the machine was in the window: the tool itself
 	// competes with the server for the same cores.
 	Host *HostStats `json:"host,omitempty"`
@@ -168,6 +172,17 @@ func (r *Result) writeTable(w io.Writer) error {
 		row("ready ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
 	} else if l != nil {
 		row("latency ms", "p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (n=%d)", l.P50, l.P90, l.P99, l.P999, l.Max, l.Count)
+	}
+	if st := r.Stuck; st != nil {
+		switch {
+		case !st.Measured:
+			row("stuck", "%d connections that never read (%d B receive buffer); cut-off times not measurable here", st.Conns, st.ReadBuffer)
+		case st.CutOff == 0:
+			row("stuck", "%d connections that never read (%d B receive buffer), none cut off by the end", st.Conns, st.ReadBuffer)
+		default:
+			row("stuck", "%d connections that never read (%d B receive buffer), %d cut off: p50 %.3fs, max %.3fs after the first publish",
+				st.Conns, st.ReadBuffer, st.CutOff, st.CutOffP50, st.CutOffMax)
+		}
 	}
 	if v := r.Server; v != nil {
 		if r.Publish.Rate != 0 && r.Churn == nil {

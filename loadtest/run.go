@@ -29,6 +29,7 @@ type options struct {
 	perWorker        int
 	workers          int
 	readBuffer       int
+	stuck            int // --stuck: connections that never read (stuck.go)
 	json, quiet      bool
 	churn            bool
 }
@@ -202,6 +203,17 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 	}
 	res.Subscribers.ConnectSeconds = time.Since(connectStart).Seconds()
 
+	var stuck *stuckSet
+	if o.stuck > 0 {
+		setPhase("stuck")
+		var err error
+		if stuck, err = openStuck(ctx, o.subURL, o.target.AppendSubscribe(nil, o.subURL), o.stuck, o.handshakeTimeout); err != nil {
+			res.Errors[err.Error()]++
+		} else {
+			defer stuck.close()
+		}
+	}
+
 	setPhase("settling")
 	sleep(ctx, o.settle)
 	errs := []error{sample(1)}
@@ -212,6 +224,9 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 	if o.pub.Rate != 0 {
 		setPhase("publishing")
 		pubStart = time.Now()
+		if stuck != nil {
+			stuck.watch(pubStart)
+		}
 		pr.run(ctx)
 		pubEnd = time.Now()
 		setPhase("draining")
@@ -221,6 +236,9 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 		sleep(ctx, o.pub.Duration)
 	}
 	errs = append(errs, sample(2))
+	if stuck != nil && !pubStart.IsZero() {
+		res.Stuck = stuck.finish()
+	}
 
 	setPhase("stopping")
 	for _, h := range handles {

@@ -154,6 +154,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 		metrics.WriteGaugeUint64(w, `tinysse_ring_buffered{topic="`+escapeLabel(t.Name)+`"}`, uint64(t.Buffered))
 	}
 	metrics.WriteGaugeUint64(w, "tinysse_ring_buffered_other", uint64(s.Other.Buffered))
+	metrics.WriteGaugeUint64(w, "tinysse_history_bytes", uint64(max(e.HistoryBytes, 0)))
+	metrics.WriteGaugeUint64(w, "tinysse_history_bytes_max", uint64(max(e.MaxHistoryBytes, 0)))
+	metrics.WriteCounterUint64(w, "tinysse_history_evicted_total", e.HistoryEvicted)
 
 	if m.cfg.Transport != nil {
 		tr := &s.Transport

@@ -291,6 +291,29 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsHistory: the history budget's bytes held, bound and
+// evictions are series.
+func TestMetricsHistory(t *testing.T) {
+	s := start(t, "", engine.Config{MaxHistoryBytes: 40 << 10}, 10)
+	big := strings.Repeat("z", 8<<10)
+	for i := range 10 {
+		if code := s.publish(t, "/sse?topic=t"+strconv.Itoa(i), `{"data":"`+big+`"}`); code != 202 {
+			t.Fatalf("publish: %d", code)
+		}
+	}
+	st := s.eng.Stats()
+	m := s.scrape(t)
+	if st.HistoryEvicted == 0 || m["tinysse_history_evicted_total"] != float64(st.HistoryEvicted) {
+		t.Errorf("tinysse_history_evicted_total %v, engine %d (want some)", m["tinysse_history_evicted_total"], st.HistoryEvicted)
+	}
+	if held := m["tinysse_history_bytes"]; held <= 0 || held > 40<<10 {
+		t.Errorf("tinysse_history_bytes %v, want in (0, 40 KiB]", held)
+	}
+	if m["tinysse_history_bytes_max"] != 40<<10 {
+		t.Errorf("tinysse_history_bytes_max %v", m["tinysse_history_bytes_max"])
+	}
+}
+
 func TestMetricsLabelEscaping(t *testing.T) {
 	s := start(t, "", engine.Config{}, 10)
 	s.subscribe(t, `/sse?topic=a%22b%5Cc`)

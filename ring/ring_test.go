@@ -2,8 +2,10 @@ package ring_test
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
+	"weak"
 
 	"github.com/tinysse/tinysse/ring"
 )
@@ -41,7 +43,7 @@ func TestRingAppendGet(t *testing.T) {
 	}
 	vals := []string{"a", "b", "c", "d", "e", "f", "g"}
 	for i, v := range vals {
-		if s := r.Append(v); s != uint64(i) {
+		if s, _, _ := r.Append(v); s != uint64(i) {
 			t.Fatalf("Append(%q) = %d, want %d", v, s, i)
 		}
 		if r.Head() != uint64(i+1) {
@@ -212,8 +214,10 @@ type followStats struct {
 }
 
 // runConcurrent appends total pairs from one goroutine while readers
-// follow by cursor, resynchronising to Tail() when lapped.
-func runConcurrent(t *testing.T, capacity, total, readers int) []followStats {
+// follow by cursor, resynchronising to Tail() when lapped. With keep > 0
+// the writer also drops the oldest values after each append so that at
+// most keep stay (the engine's byte budget).
+func runConcurrent(t *testing.T, capacity, total, readers, keep int) []followStats {
 	r := newRing[pair](t, capacity)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -264,6 +268,11 @@ func runConcurrent(t *testing.T, capacity, total, readers int) []followStats {
 	close(start)
 	for i := range uint64(total) {
 		r.Append(pair{A: i, B: i})
+		for keep > 0 && r.Len() > keep {
+			if _, ok := r.DropOldest(); !ok {
+				t.Fatal("DropOldest on a ring holding values")
+			}
+		}
 	}
 	wg.Wait()
 	return stats
@@ -271,7 +280,7 @@ func runConcurrent(t *testing.T, capacity, total, readers int) []followStats {
 
 func TestRingConcurrentReaders(t *testing.T) {
 	for _, capacity := range []int{64, 1 << 16} {
-		stats := runConcurrent(t, capacity, 100000, 4)
+		stats := runConcurrent(t, capacity, 100000, 4, 0)
 		for i, s := range stats {
 			if s.seen == 0 {
 				t.Errorf("capacity %d: reader %d saw nothing", capacity, i)
@@ -279,4 +288,110 @@ func TestRingConcurrentReaders(t *testing.T) {
 			t.Logf("capacity %d: reader %d: %d values read, %d resyncs (%d to a stale Tail)", capacity, i, s.seen, s.resyncs, s.staleTail)
 		}
 	}
+}
+
+func TestRingConcurrentReadersWithDrops(t *testing.T) {
+	// The writer keeps 3 of 64 values: readers are lapped by drops far
+	// more often than by the writer going round, and never see a torn or
+	// misplaced value.
+	stats := runConcurrent(t, 64, 100000, 4, 3)
+	for i, s := range stats {
+		if s.seen == 0 {
+			t.Errorf("reader %d saw nothing", i)
+		}
+		t.Logf("reader %d: %d values read, %d resyncs (%d to a stale Tail)", i, s.seen, s.resyncs, s.staleTail)
+	}
+}
+
+func TestRingDropOldest(t *testing.T) {
+	r := newRing[string](t, 4)
+	if _, ok := r.DropOldest(); ok {
+		t.Fatal("DropOldest on an empty ring")
+	}
+	for _, v := range []string{"a", "b", "c"} {
+		if _, old, ok := r.Append(v); ok {
+			t.Fatalf("Append(%q) overwrote %q in a ring that was not full", v, old)
+		}
+	}
+	if v, ok := r.DropOldest(); !ok || v != "a" {
+		t.Fatalf("DropOldest = %q %v, want a", v, ok)
+	}
+	if r.Len() != 2 || r.Tail() != 1 || r.Head() != 3 {
+		t.Fatalf("after one drop: Len %d Tail %d Head %d, want 2 1 3", r.Len(), r.Tail(), r.Head())
+	}
+	if v, ok, lapped := r.Get(0); ok || !lapped {
+		t.Fatalf("Get(0) after its drop = %q ok=%v lapped=%v, want lapped", v, ok, lapped)
+	}
+	if v, s, ok := r.Oldest(); !ok || v != "b" || s != 1 {
+		t.Fatalf("Oldest = %q %d %v, want b 1", v, s, ok)
+	}
+	// Appends into free slots and the dropped one overwrite nothing; the
+	// one after overwrites b, the oldest still held.
+	for _, v := range []string{"d", "e", "f"} {
+		_, old, ok := r.Append(v)
+		if v != "f" && ok {
+			t.Fatalf("Append(%s) overwrote %q: its slot was free or dropped", v, old)
+		}
+		if v == "f" && (!ok || old != "b") {
+			t.Fatalf("Append(f) overwrote %q %v, want b", old, ok)
+		}
+	}
+	if r.Tail() != 2 || r.Len() != 4 {
+		t.Fatalf("Tail %d Len %d, want 2 4", r.Tail(), r.Len())
+	}
+	for range 4 {
+		if _, ok := r.DropOldest(); !ok {
+			t.Fatal("DropOldest on a ring holding values")
+		}
+	}
+	if r.Len() != 0 || r.Tail() != r.Head() {
+		t.Fatalf("emptied ring: Len %d Tail %d Head %d", r.Len(), r.Tail(), r.Head())
+	}
+	if _, _, ok := r.Oldest(); ok {
+		t.Fatal("Oldest on an emptied ring")
+	}
+	if _, ok := r.Find(func(string) bool { return true }); ok {
+		t.Fatal("Find on an emptied ring found something")
+	}
+	for c := range r.Head() {
+		if _, ok, lapped := r.Get(c); ok || !lapped {
+			t.Fatalf("Get(%d) on an emptied ring: ok=%v lapped=%v", c, ok, lapped)
+		}
+	}
+	// Appending again works from the same head.
+	if s, _, _ := r.Append("g"); s != 6 || r.Len() != 1 {
+		t.Fatalf("Append after emptying: seq %d Len %d", s, r.Len())
+	}
+	if v, ok, _ := r.Get(6); !ok || v != "g" {
+		t.Fatalf("Get(6) = %q %v", v, ok)
+	}
+}
+
+func TestRingDropFreesValue(t *testing.T) {
+	// A dropped value is not kept alive by its slot: once nobody else
+	// holds it the garbage collector takes it. The same for an overwritten
+	// one.
+	r := newRing[*[1 << 16]byte](t, 4)
+	dropped, overwritten := new([1 << 16]byte), new([1 << 16]byte)
+	wd, wo := weak.Make(dropped), weak.Make(overwritten)
+	r.Append(dropped)
+	r.Append(overwritten)
+	r.Append(new([1 << 16]byte))
+	if _, ok := r.DropOldest(); !ok {
+		t.Fatal("DropOldest")
+	}
+	for range 4 {
+		r.Append(new([1 << 16]byte)) // laps overwritten's slot
+	}
+	dropped, overwritten = nil, nil
+	for i := 0; i < 10 && (wd.Value() != nil || wo.Value() != nil); i++ {
+		runtime.GC()
+	}
+	if wd.Value() != nil {
+		t.Error("the dropped value is still alive")
+	}
+	if wo.Value() != nil {
+		t.Error("the overwritten value is still alive")
+	}
+	runtime.KeepAlive(r)
 }

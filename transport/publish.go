@@ -105,6 +105,9 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	case errors.Is(err, engine.ErrInvalid):
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
+	case errors.Is(err, engine.ErrTooLarge):
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "message is larger than the server keeps in history (--max-history-bytes)")
+		return
 	case errors.Is(err, engine.ErrTooManyTopics):
 		ctx.SetUserValue(rejectKey, RejectLimit)
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its topic limit: publish to an existing topic")

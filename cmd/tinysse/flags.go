@@ -49,6 +49,7 @@ type options struct {
 	maxSubscribers  int
 	maxConnsPerIP   int
 	maxTopics       int
+	maxHistoryBytes int64 // 0: no bound
 	nats            natsOptions
 	auth            authOptions
 	store           storeOptions
@@ -235,6 +236,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
+	maxHistory := sizeValue(256 << 20)
+	fs.Var(&maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
 	addOpsFlags(fs, o)
 	addAuthFlags(fs, &o.auth)
 	natsMaxAge := durationValue(0)
@@ -337,6 +340,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	o.luaVMs = int(vms)
 	o.scriptTimeout = time.Duration(scriptTimeout)
 	o.scriptMemory = int64(scriptMemory)
+	o.maxHistoryBytes = int64(maxHistory)
 	return o, nil
 }
 

@@ -170,19 +170,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 
 	eng, err := engine.New(engine.Config{
-		Shards:        shards,
-		Capacity:      o.capacity,
-		KeepAlive:     keepAliveOrOff(o),
-		KeepAliveText: o.keepAliveText,
-		Timeout:       o.timeout,
-		TimeoutRetry:  o.timeoutRetry,
-		WriteTimeout:  o.writeTimeout,
-		WriteCoalesce: o.writeCoalesce,
-		AutoID:        o.autoID,
-		MaxTopics:     o.maxTopics,
-		Hooks:         hooks,
-		Replay:        replay,
-		Logger:        log,
+		Shards:          shards,
+		Capacity:        o.capacity,
+		KeepAlive:       keepAliveOrOff(o),
+		KeepAliveText:   o.keepAliveText,
+		Timeout:         o.timeout,
+		TimeoutRetry:    o.timeoutRetry,
+		WriteTimeout:    o.writeTimeout,
+		WriteCoalesce:   o.writeCoalesce,
+		AutoID:          o.autoID,
+		MaxTopics:       o.maxTopics,
+		MaxHistoryBytes: historyBudget(o),
+		Hooks:           hooks,
+		Replay:          replay,
+		Logger:          log,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -236,6 +237,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 	if feed != nil {
 		go feed(stopOps)
+	}
+	if budget := historyBudget(o); budget > 0 {
+		go paceGC(eng, budget, stopOps) // see memlimit.go
 	}
 	if node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -345,6 +349,7 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"max_subscribers":        o.maxSubscribers,
 		"max_conns_per_ip":       o.maxConnsPerIP,
 		"max_topics":             o.maxTopics,
+		"max_history_bytes":      o.maxHistoryBytes,
 		"nats":                   o.nats.url,
 		"nats_stream":            o.nats.stream,
 		"nats_max_age":           ms(o.nats.maxAge),
@@ -386,4 +391,13 @@ func scriptMemory(o *options) int64 {
 		return -1
 	}
 	return o.scriptMemory
+}
+
+// historyBudget is --max-history-bytes for the engine: 0 is no bound (-1
+// there).
+func historyBudget(o *options) int64 {
+	if o.maxHistoryBytes == 0 {
+		return -1
+	}
+	return o.maxHistoryBytes
 }

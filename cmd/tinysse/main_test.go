@@ -92,6 +92,7 @@ func TestHelp(t *testing.T) {
 			{"", "max-subscribers", ""},
 			{"", "max-conns-per-ip", ""},
 			{"", "max-topics", "10000"},
+			{"", "max-history-bytes", "256MiB"},
 			{"", "script-memory", "256MiB"},
 			{"h", "help", ""},
 			{"V", "version", ""},
@@ -173,6 +174,8 @@ func TestBadValues(t *testing.T) {
 		{[]string{"--max-subscribers=-1"}, nil, "--max-subscribers", ""},
 		{[]string{"--max-conns-per-ip", "many"}, nil, "--max-conns-per-ip", ""},
 		{nil, []string{"TINYSSE_MAX_TOPICS=-3"}, "--max-topics", ""},
+		{[]string{"--max-history-bytes", "lots"}, nil, "--max-history-bytes", ""},
+		{nil, []string{"TINYSSE_MAX_HISTORY_BYTES=-1MB"}, "--max-history-bytes", ""},
 		{[]string{"--no-such-option"}, nil, "no-such-option", ""},
 		{[]string{"--listen"}, nil, "listen", ""},
 		{[]string{"stray"}, nil, "stray", ""},
@@ -280,6 +283,17 @@ func TestOptions(t *testing.T) {
 		}
 		if o := parse(t, nil, "TINYSSE_WRITE_COALESCE=2ms"); o.writeCoalesce != 2*time.Millisecond {
 			t.Errorf("TINYSSE_WRITE_COALESCE=2ms: %v", o.writeCoalesce)
+		}
+	})
+	t.Run("history budget", func(t *testing.T) {
+		if o := parse(t, nil); o.maxHistoryBytes != 256<<20 || historyBudget(o) != 256<<20 {
+			t.Errorf("default --max-history-bytes %d", o.maxHistoryBytes)
+		}
+		if o := parse(t, nil, "TINYSSE_MAX_HISTORY_BYTES=1GB"); o.maxHistoryBytes != 1<<30 {
+			t.Errorf("TINYSSE_MAX_HISTORY_BYTES=1GB: %d", o.maxHistoryBytes)
+		}
+		if o := parse(t, []string{"--max-history-bytes", "0"}); historyBudget(o) != -1 {
+			t.Errorf("--max-history-bytes 0: engine budget %d, want -1 (none)", historyBudget(o))
 		}
 	})
 	t.Run("credentials with named origins and headers", func(t *testing.T) {
