@@ -164,14 +164,14 @@ func (l *lockedBuffer) String() string {
 func callGlobal(rt *Runtime, i int, name string, args ...glua.LValue) (string, error) {
 	v := rt.vms[i]
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	defer v.unlock()
 	th := v.thread()
 	defer v.release(th)
 	fn, ok := th.L.GetGlobal(name).(*glua.LFunction)
 	if !ok {
 		return "", fmt.Errorf("no function %s", name)
 	}
-	ret, err := v.call(th, fn, args...)
+	ret, err := v.call(th, name, fn, args...)
 	return ret.String(), err
 }
 

@@ -35,6 +35,10 @@ type vm struct {
 	// closers release what packages hold outside Lua (HTTP agents' idle
 	// connections, databases); Runtime.Close runs them.
 	closers []func()
+	// running is the thread whose hook runs Lua now (nil between calls,
+	// in the main chunk and while its hook waits): the built-ins' budget
+	// stops it when a call would build more than --script-memory.
+	running *thread
 }
 
 // thread is one LState sharing the VM's globals, with its own stack and
@@ -82,7 +86,7 @@ func (rt *Runtime) newVM(idx int) (*vm, error) {
 	if rt.chunkCtx != nil {
 		L.RemoveContext()
 	}
-	v.mu.Unlock()
+	v.unlock()
 	if err != nil {
 		L.Close()
 		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, hookError(err))
@@ -253,19 +257,18 @@ func (v *vm) release(t *thread) {
 // call runs fn(args...) on t and returns its first result. An error in
 // the script, or running past the script timeout, is returned with the
 // script's file and line. mu must be held.
-func (v *vm) call(t *thread, fn *glua.LFunction, args ...glua.LValue) (glua.LValue, error) {
+func (v *vm) call(t *thread, hook string, fn *glua.LFunction, args ...glua.LValue) (glua.LValue, error) {
 	L := t.L
 	top := L.GetTop()
+	v.running = t
 	t.started.Store(v.rt.clock.Load())
 	err := L.CallByParam(glua.P{Fn: fn, NRet: 1, Protect: true}, args...)
 	t.started.Store(0)
+	v.running = nil
 	if err != nil {
 		L.SetTop(top)
-		if t.overMem.Load() {
-			return glua.LNil, fmt.Errorf("%w (the heap grew by more than %d MiB while it ran)", ErrMemory, v.rt.cfg.MaxMemory>>20)
-		}
-		if t.timedOut.Load() {
-			return glua.LNil, fmt.Errorf("%w (longer than --script-timeout %s)", ErrTimeout, v.rt.cfg.Timeout)
+		if t.timedOut.Load() { // overMem is set with it
+			return glua.LNil, v.limitError(t, hook, err)
 		}
 		return glua.LNil, hookError(err)
 	}
@@ -274,11 +277,25 @@ func (v *vm) call(t *thread, fn *glua.LFunction, args ...glua.LValue) (glua.LVal
 	return ret, nil
 }
 
+// unlock releases v and wakes the publishers waiting for any free VM
+// (lockAnyVM). Every unlock of vm.mu goes through it.
+func (v *vm) unlock() {
+	v.mu.Unlock()
+	if v.rt.vmWaiters.Load() > 0 {
+		v.rt.freeMu.Lock()
+		v.rt.vmFree.Broadcast()
+		v.rt.freeMu.Unlock()
+	}
+}
+
 // wait runs block with the VM unlocked, so that other hooks run while this
 // one waits. Built-ins that sleep or do I/O call it; Lua must not run
 // during block.
 func (v *vm) wait(block func()) {
-	v.mu.Unlock()
-	defer v.mu.Lock()
+	running := v.running
+	v.running = nil
+	v.unlock()
 	block()
+	v.mu.Lock()
+	v.running = running
 }

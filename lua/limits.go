@@ -1,0 +1,179 @@
+package lua
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+
+	"github.com/tinysse/tinysse/engine"
+	glua "github.com/yuin/gopher-lua"
+)
+
+// A hook's limits (--script-timeout, --script-memory) are enforced in two
+// places. Between Lua instructions, gopher-lua checks the thread's
+// context, which the watchdog cancels (runtime.go, memory.go). Inside one
+// call of a built-in, gopher-lua checks nothing: every built-in that can
+// run long or build much (string patterns, format, table.concat and sort,
+// json, template, sleep, http) takes a budget when it starts, calls step
+// in its loops and fits before it grows its output. A call past the
+// timeout ends at its next poll, within microseconds; a call whose output
+// would pass --script-memory is refused before it allocates, and the hook
+// is stopped as if the watchdog had seen the heap grow.
+
+// pollEvery is how much work (pattern steps, values, iterations) a
+// built-in does between two looks at its hook's context: about 10 µs.
+const pollEvery = 1024
+
+// budget is what one call of a built-in may spend. It lives on the
+// caller's stack for the length of the call.
+type budget struct {
+	L    *glua.LState
+	th   *thread         // the hook's thread; nil in the main chunk
+	done <-chan struct{} // the context's Done; nil: never
+	max  int             // bytes one call may build
+	left int             // work before the next poll
+	what string          // the built-in, for error messages
+}
+
+// budget starts the budget of one call of the built-in what, made on L
+// (a hook's thread or a coroutine it resumed). v.mu must be held.
+func (v *vm) budget(L *glua.LState, what string) budget {
+	b := budget{L: L, th: v.running, max: v.rt.callMax(), left: pollEvery, what: what}
+	if ctx := L.Context(); ctx != nil {
+		b.done = ctx.Done()
+	}
+	return b
+}
+
+// callMax is the most one built-in call may build: --script-memory, or
+// without it the largest int.
+func (rt *Runtime) callMax() int {
+	if rt.cfg.MaxMemory > 0 && rt.cfg.MaxMemory < math.MaxInt {
+		return int(rt.cfg.MaxMemory)
+	}
+	return math.MaxInt
+}
+
+// step counts n units of work and looks at the context every pollEvery.
+func (b *budget) step(n int) {
+	b.left -= n
+	if b.left < 0 {
+		b.left = pollEvery
+		b.poll()
+	}
+}
+
+// poll raises an error in the calling hook if the watchdog has stopped it.
+func (b *budget) poll() {
+	select {
+	case <-b.done:
+		b.L.RaiseError("%s: stopped (%s)", b.what, errStopped)
+	default:
+	}
+}
+
+// stopped reports whether the watchdog has stopped the hook, for loops
+// that return an error rather than raise one (template rendering).
+func (b *budget) stopped() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// fit refuses an output of n bytes over the call's allowance: the hook is
+// stopped as if the watchdog had seen its heap grow that much.
+func (b *budget) fit(n int) {
+	if n < 0 || n > b.max {
+		b.overMemory()
+	}
+}
+
+func (b *budget) overMemory() {
+	if b.th != nil {
+		b.th.overMem.Store(true)
+		b.th.timedOut.Store(true)
+		b.th.cancel()
+	}
+	b.L.RaiseError("%s: result larger than --script-memory (%d bytes)", b.what, b.max)
+}
+
+// errStopped is the text of the Lua error a built-in raises when the
+// watchdog has stopped its hook; call replaces it with the reason.
+const errStopped = "hook stopped by the watchdog"
+
+// LimitError is the error of a hook stopped at --script-timeout or
+// --script-memory. It wraps ErrTimeout or ErrMemory, and engine.ErrHookLimit
+// so that the transport can name the limit to the client.
+type LimitError struct {
+	Hook  string // publish, subscribe, ...
+	Limit string // "longer than --script-timeout 5s", "the heap grew by more than --script-memory 256 MiB"
+	Where string // the script's file:line where it was stopped, "" if unknown
+	err   error  // ErrTimeout or ErrMemory
+}
+
+func (e *LimitError) Error() string {
+	s := e.Public()
+	if e.Where != "" {
+		s += " (at " + e.Where + ")"
+	}
+	return s
+}
+
+// Public is the error without the script's position, for the client:
+// "publish hook timed out: longer than --script-timeout 5s".
+func (e *LimitError) Public() string {
+	what := "timed out"
+	if e.err == ErrMemory {
+		what = "used too much memory"
+	}
+	return fmt.Sprintf("%s hook %s: %s", e.Hook, what, e.Limit)
+}
+
+func (e *LimitError) Unwrap() []error { return []error{e.err, engine.ErrHookLimit} }
+
+// limitError builds the error of t's call of hook, stopped by the
+// watchdog or a built-in; raised is what gopher-lua returned.
+func (v *vm) limitError(t *thread, hook string, raised error) error {
+	e := &LimitError{Hook: hook, Where: where(raised), err: ErrTimeout,
+		Limit: fmt.Sprintf("longer than --script-timeout %s", v.rt.cfg.Timeout)}
+	if t.overMem.Load() {
+		e.err = ErrMemory
+		e.Limit = fmt.Sprintf("the heap grew by more than --script-memory %s", sizeText(v.rt.cfg.MaxMemory))
+	}
+	return e
+}
+
+// sizeText writes n bytes as MiB when whole, else as bytes.
+func sizeText(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// positionRE finds "chunk:line:" at the start of a Lua error message or
+// a stack trace line.
+var positionRE = regexp.MustCompile(`^([^\s:][^:]*:\d+):`)
+
+// where is the script position of a Lua error: the first "file:line" of
+// its message or of its stack trace.
+func where(err error) string {
+	var ae *glua.ApiError
+	if !errors.As(err, &ae) {
+		return ""
+	}
+	if m := positionRE.FindStringSubmatch(ae.Object.String()); m != nil {
+		return m[1]
+	}
+	for _, line := range strings.Split(ae.StackTrace, "\n") {
+		if m := positionRE.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
