@@ -147,9 +147,7 @@ func (v *vm) openLibs() error {
 	}
 	L.SetGlobal("require", L.NewFunction(func(L *glua.LState) int { return v.require(L, fallback) }))
 	L.SetGlobal("print", L.NewFunction(v.print))
-	if str, ok := L.GetGlobal("string").(*glua.LTable); ok {
-		str.RawSetString("rep", L.NewFunction(strRep))
-	}
+	v.openLimitedLibs()
 	L.SetGlobal("unpack", L.NewFunction(unpack))
 	return nil
 }
@@ -190,20 +188,6 @@ func (v *vm) print(L *glua.LState) int {
 	b.WriteByte('\n')
 	_, _ = io.WriteString(v.rt.cfg.Stdout, b.String())
 	return 0
-}
-
-func strRep(L *glua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	if n <= 0 || s == "" {
-		L.Push(glua.LString(""))
-		return 1
-	}
-	if int64(len(s))*int64(n) > maxStringRep {
-		L.RaiseError("string.rep: result would exceed %d bytes", maxStringRep)
-	}
-	L.Push(glua.LString(strings.Repeat(s, n)))
-	return 1
 }
 
 // maxUnpack is how many values unpack returns at most (PUC Lua's
