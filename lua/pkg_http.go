@@ -153,6 +153,8 @@ func (a *httpAgent) do(v *vm, L *glua.LState, method string, n int) int {
 		resp *http.Response
 		body []byte
 	)
+	b := v.budget(L, "http")
+	maxBody := min(httpMaxBody, b.max)
 	v.wait(func() {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -161,9 +163,9 @@ func (a *httpAgent) do(v *vm, L *glua.LState, method string, n int) int {
 			return
 		}
 		defer resp.Body.Close()
-		body, err = io.ReadAll(io.LimitReader(resp.Body, httpMaxBody+1))
-		if err == nil && len(body) > httpMaxBody {
-			err = fmt.Errorf("response body larger than %d bytes", httpMaxBody)
+		body, err = io.ReadAll(io.LimitReader(resp.Body, int64(maxBody)+1))
+		if err == nil && len(body) > maxBody {
+			err = fmt.Errorf("response body larger than %d bytes", maxBody)
 		}
 	})
 	if err != nil {
