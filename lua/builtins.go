@@ -68,6 +68,9 @@ func openSleep(v *vm, L *glua.LState) glua.LValue {
 		}
 		b := v.budget(L, "sleep")
 		d := time.Duration(min(float64(ms)*float64(time.Millisecond), math.MaxInt64))
+		if b.deadline != 0 { // wake at the deadline rather than wait for the watchdog
+			d = min(d, time.Duration(b.deadline-time.Now().UnixNano())+time.Millisecond)
+		}
 		v.wait(func() {
 			t := time.NewTimer(d)
 			defer t.Stop()

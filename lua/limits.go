@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/tinysse/tinysse/engine"
 	glua "github.com/yuin/gopher-lua"
@@ -32,6 +33,11 @@ type budget struct {
 	L    *glua.LState
 	th   *thread         // the hook's thread; nil in the main chunk
 	done <-chan struct{} // the context's Done; nil: never
+	// deadline is when the hook reaches --script-timeout (zero: none). A
+	// poll past it stops the hook itself, without waiting for the
+	// watchdog goroutine to be scheduled: on a loaded machine that can
+	// take a while, and the hook's own goroutine is the one running.
+	deadline int64 // unix nanoseconds
 	max  int             // bytes one call may build
 	left int             // work before the next poll
 	what string          // the built-in, for error messages
@@ -43,6 +49,9 @@ func (v *vm) budget(L *glua.LState, what string) budget {
 	b := budget{L: L, th: v.running, max: v.rt.callMax(), left: pollEvery, what: what}
 	if ctx := L.Context(); ctx != nil {
 		b.done = ctx.Done()
+	}
+	if b.th != nil {
+		b.deadline = b.th.deadline
 	}
 	return b
 }
@@ -65,24 +74,29 @@ func (b *budget) step(n int) {
 	}
 }
 
-// poll raises an error in the calling hook if the watchdog has stopped it.
+// poll raises an error in the calling hook if it has been stopped, or
+// stops it if it has passed its deadline.
 func (b *budget) poll() {
-	select {
-	case <-b.done:
+	if b.stopped() {
 		b.L.RaiseError("%s: stopped (%s)", b.what, errStopped)
-	default:
 	}
 }
 
-// stopped reports whether the watchdog has stopped the hook, for loops
-// that return an error rather than raise one (template rendering).
+// stopped reports whether the hook is stopped, stopping it first if it
+// has passed its deadline. Template rendering uses it to return an error
+// rather than raise one.
 func (b *budget) stopped() bool {
 	select {
 	case <-b.done:
 		return true
 	default:
-		return false
 	}
+	if b.deadline != 0 && time.Now().UnixNano() > b.deadline {
+		b.th.timedOut.Store(true)
+		b.th.cancel()
+		return true
+	}
+	return false
 }
 
 // fit refuses an output of n bytes over the call's allowance: the hook is
@@ -176,4 +190,48 @@ func where(err error) string {
 		}
 	}
 	return ""
+}
+
+// outChunk is the size of outBuffer's pieces.
+const outChunk = 1 << 20
+
+// outBuffer builds a built-in's result in pieces of outChunk bytes,
+// checked against the budget and polled as it grows: a growing
+// strings.Builder copies its whole content at each growth, copies that
+// cannot be interrupted and that took seconds at a few hundred MiB on a
+// loaded machine. String copies the pieces once into the result.
+type outBuffer struct {
+	b      *budget
+	chunks [][]byte
+	n      int
+}
+
+func (o *outBuffer) add(s string) {
+	if s == "" {
+		return
+	}
+	o.b.fit(o.n + len(s))
+	o.n += len(s)
+	o.b.step(1 + len(s)>>10)
+	for len(s) > 0 {
+		if k := len(o.chunks); k == 0 || len(o.chunks[k-1]) == cap(o.chunks[k-1]) {
+			o.chunks = append(o.chunks, make([]byte, 0, min(outChunk, max(len(s), o.n, 256))))
+		}
+		last := &o.chunks[len(o.chunks)-1]
+		n := min(len(s), cap(*last)-len(*last))
+		*last = append(*last, s[:n]...)
+		s = s[n:]
+	}
+}
+
+func (o *outBuffer) String() string {
+	if len(o.chunks) == 1 {
+		return string(o.chunks[0])
+	}
+	var b strings.Builder
+	b.Grow(o.n)
+	for _, c := range o.chunks {
+		b.Write(c)
+	}
+	return b.String()
 }

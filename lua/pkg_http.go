@@ -155,6 +155,9 @@ func (a *httpAgent) do(v *vm, L *glua.LState, method string, n int) int {
 	)
 	b := v.budget(L, "http")
 	maxBody := min(httpMaxBody, b.max)
+	if b.deadline != 0 { // the hook's deadline, without waiting for the watchdog
+		timeout = min(timeout, time.Duration(b.deadline-time.Now().UnixNano())+time.Millisecond)
+	}
 	v.wait(func() {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -169,6 +172,7 @@ func (a *httpAgent) do(v *vm, L *glua.LState, method string, n int) int {
 		}
 	})
 	if err != nil {
+		b.poll() // past the hook's deadline: stopped, as the watchdog would
 		switch {
 		case ctx.Err() != nil:
 			err = errors.New("stopped by the script timeout")

@@ -253,11 +253,8 @@ func (v *vm) strGsub(L *glua.LState) int {
 	if anchor {
 		start = 1
 	}
-	var out strings.Builder
-	add := func(s string) {
-		b.fit(out.Len() + len(s))
-		out.WriteString(s)
-	}
+	out := outBuffer{b: &b}
+	add := out.add
 	n, pos, copied := 0, 0, 0 // copied: src[copied:pos] is still to be written
 scan:
 	for n < maxN {

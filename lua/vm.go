@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -50,6 +51,10 @@ type thread struct {
 	// idle. Written by the caller (VM locked), read by the watchdog.
 	started  atomic.Int64
 	timedOut atomic.Bool // set by the watchdog; the thread is then discarded
+	// deadline is when the current call reaches the timeout, in unix
+	// nanoseconds (0: no timeout, or idle). Written by the caller (VM
+	// locked), read by built-ins on the same goroutine (budget).
+	deadline int64
 	overMem  atomic.Bool // set with timedOut when it was stopped for memory
 
 	// Watchdog only (under Runtime.watchMu): the call it last saw running
@@ -245,6 +250,9 @@ func (v *vm) call(t *thread, hook string, fn *glua.LFunction, args ...glua.LValu
 	L := t.L
 	top := L.GetTop()
 	v.running = t
+	if v.rt.cfg.Timeout > 0 {
+		t.deadline = time.Now().UnixNano() + int64(v.rt.cfg.Timeout)
+	}
 	t.started.Store(v.rt.clock.Load())
 	err := L.CallByParam(glua.P{Fn: fn, NRet: 1, Protect: true}, args...)
 	t.started.Store(0)
