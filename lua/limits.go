@@ -37,10 +37,10 @@ type budget struct {
 	// poll past it stops the hook itself, without waiting for the
 	// watchdog goroutine to be scheduled: on a loaded machine that can
 	// take a while, and the hook's own goroutine is the one running.
-	deadline int64 // unix nanoseconds
-	max  int             // bytes one call may build
-	left int             // work before the next poll
-	what string          // the built-in, for error messages
+	deadline int64  // unix nanoseconds
+	max      int    // bytes one call may build
+	left     int    // work before the next poll
+	what     string // the built-in, for error messages
 }
 
 // budget starts the budget of one call of the built-in what, made on L

@@ -195,7 +195,7 @@ end`
 			}()
 			time.Sleep(100 * time.Millisecond) // the hostile hook runs
 			var lat []time.Duration
-			for i := 0; i < 60; i++ {
+			for i := 0; i < 150; i++ {
 				start := time.Now()
 				if status, answer := ts.publish(t, "/sse?topic=good", fmt.Sprintf(`{"data":"%d"}`, i)); status != http.StatusAccepted {
 					t.Fatalf("good publish: %d %s", status, answer)
@@ -204,7 +204,7 @@ end`
 				if got := good.nextData(t); got != fmt.Sprint(i) {
 					t.Fatalf("good subscriber got %q, want %d", got, i)
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond)
 			}
 			select {
 			case <-done:
@@ -231,7 +231,6 @@ end`
 		}
 	})
 }
-
 
 // postFromGoroutine publishes from a goroutine other than the test's
 // (which may not call t.Fatal), ignoring the answer.

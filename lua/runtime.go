@@ -78,7 +78,7 @@ type Runtime struct {
 	// tick looping when Close is called is still cut off at the timeout.
 	watchStop chan struct{}
 	watchDone sync.WaitGroup
-	anyVM     atomic.Uint32   // round robin for publish
+	anyVM     atomic.Uint32 // round robin for publish
 	// A publish that finds every VM busy waits on vmFree (under freeMu)
 	// for whichever frees first; vmWaiters counts such publishes so that
 	// an unlock with none waiting costs one atomic load.
