@@ -257,7 +257,7 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		return 1
 	})
 	fn(mod, "library", func(L *glua.LState) int {
-		lib, err := tplLibraryFrom(L, L.OptTable(1, L.NewTable()))
+		lib, err := tplLibraryFrom(v.rt, L.OptTable(1, L.NewTable()))
 		if err != nil {
 			L.RaiseError("template.library: %v", err)
 		}
@@ -270,8 +270,9 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 	return mod
 }
 
-// tplLibraryFrom reads the options of template.library.
-func tplLibraryFrom(L *glua.LState, opts *glua.LTable) (*tplLibrary, error) {
+// tplLibraryFrom reads the options of template.library. Without
+// --unsafe-script the directory must be inside --data-dir.
+func tplLibraryFrom(rt *Runtime, opts *glua.LTable) (*tplLibrary, error) {
 	var err error
 	set := func(e error) {
 		if err == nil {
@@ -325,6 +326,11 @@ func tplLibraryFrom(L *glua.LState, opts *glua.LTable) (*tplLibrary, error) {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return nil, err
+		}
+		if !rt.cfg.Unsafe {
+			if abs, err = rt.dataPath(dir, true); err != nil {
+				return nil, fmt.Errorf("directory %w", err)
+			}
 		}
 		if fi, err := os.Stat(abs); err != nil {
 			return nil, err

@@ -36,8 +36,13 @@ type Config struct {
 	Data string
 	// Tick is the interval of the tick hook. Default 500ms.
 	Tick time.Duration
-	// Unsafe opens os, io and Lua's module loading.
+	// Unsafe opens os, io and Lua's module loading, and lets sqlite and
+	// template reach any file.
 	Unsafe bool
+	// DataDir is the only directory whose files sqlite (sqlite.open,
+	// ATTACH, VACUUM INTO) and template (a library's directory) may reach
+	// without Unsafe (datadir.go). Default: the working directory.
+	DataDir string
 	// VMs is the number of Lua states. Default 1.
 	VMs int
 	// Timeout stops a hook that runs longer. Default 5s; negative: none.
@@ -88,6 +93,9 @@ type Runtime struct {
 	errLog    atomic.Int64    // unix seconds of the last logged message-hook error
 	errs      errorCounts     // see HookErrors
 	chunkCtx  context.Context // set by Check only: bounds the main chunk
+	// dataDir is Config.DataDir absolute, dataDirReal the same with its
+	// links resolved; both "" with Unsafe. Immutable after Load.
+	dataDir, dataDirReal string
 
 	sharedOnce sync.Once
 	dict       *sharedDict
@@ -139,6 +147,11 @@ func Load(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("lua: %s: %w", cfg.Script, err)
 	}
 	rt := &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{}), watchStop: make(chan struct{})}
+	if !cfg.Unsafe {
+		if rt.dataDir, rt.dataDirReal, err = dataDirectory(cfg); err != nil {
+			return nil, err
+		}
+	}
 	rt.vmFree = sync.NewCond(&rt.freeMu)
 	return rt, nil
 }
