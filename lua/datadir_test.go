@@ -32,7 +32,7 @@ db:exec("create table secret (x)")
 db:exec("insert into secret values ('the secret')")
 db:close()`, filepath.Join(f.outside, "secret.db")), Config{Unsafe: true})
 	for name, text := range map[string]string{
-		filepath.Join(f.outside, "page.html"): "outside {{ x }}",
+		filepath.Join(f.outside, "page.html"):   "outside {{ x }}",
 		filepath.Join(f.data, "tpl", "in.html"): "inside {{ x }}",
 	} {
 		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
