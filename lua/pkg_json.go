@@ -401,6 +401,9 @@ func (c *jsonCodec) decode(b *budget, L *glua.LState, s string) (glua.LValue, er
 	if d.i < len(s) {
 		return glua.LNil, d.syntax("after top-level value")
 	}
+	if d.rangeErr != nil {
+		return glua.LNil, d.rangeErr
+	}
 	return val, nil
 }
 
@@ -412,6 +415,9 @@ type jsonDecoder struct {
 	s     string
 	i     int
 	built int // bytes of Lua values built so far, roughly
+	// rangeErr is the first number out of float64's range: as for
+	// encoding/json, it is the error only if the whole text is valid.
+	rangeErr error
 }
 
 // Rough sizes of what decoding builds, for the budget.
@@ -547,8 +553,8 @@ func (d *jsonDecoder) number() (glua.LValue, error) {
 	}
 	text := d.s[start:d.i]
 	f, err := strconv.ParseFloat(text, 64)
-	if err != nil {
-		return glua.LNil, fmt.Errorf("json: cannot unmarshal number %s into Go value of type float64", text)
+	if err != nil && d.rangeErr == nil {
+		d.rangeErr = fmt.Errorf("json: cannot unmarshal number %s into Go value of type float64", text)
 	}
 	d.cost(jsonValueCost)
 	return glua.LNumber(f), nil
