@@ -63,10 +63,16 @@ type tplLibrary struct {
 	parsed    map[string]*gonjaexec.Template // cache; emptied by add, remove and clear
 
 	// While a render runs: its budget, polled at the start of every loop
-	// iteration and macro call (tplPoll) and by every write, and the depth
-	// of macro calls.
+	// iteration and macro call (tplPoll), by every write and every guarded
+	// operator, filter and method (tpl_guard.go); the depth of macro
+	// calls; what the render built besides its output (made); the right
+	// operand a guard hands to its operator; whether it was stopped for
+	// memory.
 	b          *budget
 	macroDepth int
+	made       int
+	operand    *gonjaexec.Value
+	overMemory bool
 }
 
 func newTplLibrary(mode string) *tplLibrary {
@@ -85,12 +91,20 @@ func newTplLibrary(mode string) *tplLibrary {
 	}
 	globals := gonjaexec.EmptyContext().Update(gonjabuiltins.GlobalFunctions).Update(gonjabuiltins.GlobalVariables)
 	globals.Set("range", tplRange)
+	lib.guardLipsum(globals)
+	for _, name := range append(tplFilterNames, tplEscapeFilter) {
+		if fn, ok := filters.Get(name); ok {
+			_ = filters.Replace(name, lib.guardFilter(name, fn))
+		}
+	}
+	_ = filters.Register(tplGuardFilter, lib.guard)
+	_ = filters.Register(tplOperandFilter, lib.operandFilter)
 	lib.env = &gonjaexec.Environment{
 		Context:           globals,
 		Filters:           filters,
 		Tests:             gonjabuiltins.Tests,
 		ControlStructures: lib.controlStructures(),
-		Methods:           gonjabuiltins.Methods,
+		Methods:           lib.guardMethods(),
 	}
 	return lib
 }
@@ -100,6 +114,7 @@ func newTplLibrary(mode string) *tplLibrary {
 // that writes nothing still stops at the hook's limits.
 func (lib *tplLibrary) controlStructures() *gonjaexec.ControlStructureSet {
 	set := gonjaexec.NewControlStructureSet(map[string]gonjaparser.ControlStructureParser{}).Update(gonjabuiltins.ControlStructures)
+	_ = set.Register(tplGuardTag, lib.guardParser)
 	if parse, ok := set.Get("for"); ok {
 		_ = set.Replace("for", func(p, args *gonjaparser.Parser) (gonjanodes.ControlStructure, error) {
 			cs, err := parse(p, args)
@@ -202,9 +217,7 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		name := L.CheckString(2)
 		b := v.budget(L, "template")
 		out, err := lib.render(&b, name, nil, tplContext(L, 3))
-		if err != nil {
-			L.RaiseError("template: %v", err)
-		}
+		tplFail(&b, err)
 		L.Push(glua.LString(out))
 		return 1
 	})
@@ -213,9 +226,7 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		src := L.CheckString(2)
 		b := v.budget(L, "template")
 		out, err := lib.render(&b, tplInlineName, &src, tplContext(L, 3))
-		if err != nil {
-			L.RaiseError("template: %v", err)
-		}
+		tplFail(&b, err)
 		L.Push(glua.LString(out))
 		return 1
 	})
@@ -250,9 +261,7 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		src := L.CheckString(1)
 		b := v.budget(L, "template")
 		out, err := plain.render(&b, tplInlineName, &src, tplContext(L, 2))
-		if err != nil {
-			L.RaiseError("template: %v", err)
-		}
+		tplFail(&b, err)
 		L.Push(glua.LString(out))
 		return 1
 	})
@@ -268,6 +277,20 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		return 1
 	})
 	return mod
+}
+
+// tplFail raises err in the calling hook: the hook's limit error when it
+// was stopped or the render would build more than --script-memory, else
+// "template: err".
+func tplFail(b *budget, err error) {
+	if err == nil {
+		return
+	}
+	b.poll()
+	if errors.Is(err, errTplMemory) {
+		b.overMemory()
+	}
+	b.L.RaiseError("template: %v", err)
 }
 
 // tplLibraryFrom reads the options of template.library. Without
@@ -406,9 +429,12 @@ func tplIntegers(v any) any {
 // render renders the template name (whose source is *inline when inline
 // is not nil) with ctx.
 func (lib *tplLibrary) render(b *budget, name string, inline *string, ctx map[string]any) (out string, err error) {
-	lib.b, lib.macroDepth = b, 0
+	lib.b, lib.macroDepth, lib.made, lib.operand, lib.overMemory = b, 0, 0, nil, false
 	defer func() {
-		lib.b = nil
+		lib.b, lib.operand = nil, nil
+		if err != nil && lib.overMemory {
+			err = fmt.Errorf("%s: %w", name, errTplMemory)
+		}
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: %v", name, r)
 		}
@@ -433,6 +459,9 @@ func (lib *tplLibrary) render(b *budget, name string, inline *string, ctx map[st
 		b.poll() // stopped: the hook's error, not the template's
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
+	if lib.overMemory { // refused where gonja drops the error (a list's item)
+		return "", errTplMemory
+	}
 	return w.String(), nil
 }
 
@@ -453,6 +482,9 @@ func (l tplLoader) Read(name string) (io.Reader, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if src, err = tplGuardSource(src, l.lib); err != nil {
+		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
 	return strings.NewReader(src), nil
 }
