@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -41,7 +42,16 @@ type budget struct {
 	max      int    // bytes one call may build
 	left     int    // work before the next poll
 	what     string // the built-in, for error messages
+	yielded  int64  // unix nanoseconds of the last yield (0: none yet)
 }
+
+// yieldEvery is how long a built-in runs before it lets other goroutines
+// have its processor (runtime.Gosched): without it, Go takes the
+// processor from a goroutine that never blocks only after 10 ms, and on a
+// two-core machine a hostile hook's built-in made every request that
+// needed that processor wait that long (the good publisher's p99 in
+// TestHostileHookDoesNotStallOthers).
+const yieldEvery = int64(time.Millisecond)
 
 // budget starts the budget of one call of the built-in what, made on L
 // (a hook's thread or a coroutine it resumed). v.mu must be held.
@@ -91,10 +101,17 @@ func (b *budget) stopped() bool {
 		return true
 	default:
 	}
-	if b.deadline != 0 && time.Now().UnixNano() > b.deadline {
+	now := time.Now().UnixNano()
+	if b.deadline != 0 && now > b.deadline {
 		b.th.timedOut.Store(true)
 		b.th.cancel()
 		return true
+	}
+	if b.yielded == 0 {
+		b.yielded = now
+	} else if now-b.yielded > yieldEvery {
+		runtime.Gosched()
+		b.yielded = time.Now().UnixNano()
 	}
 	return false
 }
