@@ -64,7 +64,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		accept, err := h(sub)
 		switch {
 		case err != nil:
-			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook failed") // the runtime logged it with file and line
+			writeError(ctx, fasthttp.StatusInternalServerError, hookFailure("subscribe", err)) // the runtime logged it with file and line
 			return
 		case !accept:
 			writeError(ctx, fasthttp.StatusForbidden, "subscription rejected by script")

@@ -27,6 +27,7 @@ type options struct {
 	scriptData      string
 	scriptTick      time.Duration
 	unsafeScript    bool
+	dataDir         string
 	maxBodySize     int64
 	pubPath         string
 	subPath         string
@@ -210,7 +211,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.StringVarP(&o.script, "script", "s", "", "Lua script with hooks")
 	fs.StringVar(&o.scriptData, "script-data", "", "handed to the script as cli.script_data in startup")
 	fs.Var(&tick, "script-tick", "interval of the tick hook")
-	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading)")
+	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading, any file through sqlite and template)")
+	fs.StringVar(&o.dataDir, "data-dir", ".", "without --unsafe-script, the only directory whose files sqlite and template may reach")
 	fs.VarP(&body, "max-body-size", "m", "largest publish body accepted (65536, 64KB, 1MB)")
 	fs.StringVarP(&o.pubPath, "pub-path", "P", "/sse", "URL path for POST (publish)")
 	fs.StringVarP(&o.subPath, "sub-path", "S", "/sse", "URL path for GET (subscribe)")

@@ -104,6 +104,7 @@ func checkScript(o *options, stdout, stderr io.Writer, log *slog.Logger) int {
 	rt, err := lua.Load(lua.Config{
 		Script:  o.check,
 		Unsafe:  o.unsafeScript,
+		DataDir: o.dataDir,
 		Timeout: scriptTimeoutOf(o),
 		Stdout:  stdout,
 		Logger:  log,
