@@ -244,14 +244,17 @@ end`
 				postFromGoroutine(ts, "/sse?topic=bad", `{"data":"`+hostile+`"}`)
 			}()
 			time.Sleep(100 * time.Millisecond) // the hostile hook runs
+			// Only a window that ended while the hook still ran counts: on
+			// a loaded machine the windows may outlast the hook's timeout.
 			var under []time.Duration
-			for i := range windows {
-				under = append(under, goodP99(fmt.Sprintf("while a hook %ss (%d)", hostile, i+1)))
+			for i := 0; i < windows && !closed(done); i++ {
+				p99 := goodP99(fmt.Sprintf("while a hook %ss (%d)", hostile, i+1))
+				if !closed(done) {
+					under = append(under, p99)
+				}
 			}
-			select {
-			case <-done:
-				t.Fatal("the hostile hook ended before the good publisher did: the figures are not under it")
-			default:
+			if len(under) == 0 {
+				t.Fatal("the hostile hook ended before the good publisher's first window did: no figure was taken under it")
 			}
 			<-done
 			quiet2 := goodP99("without a hostile hook, after")
@@ -331,6 +334,16 @@ func schedReport(a, b schedSample) string {
 	return fmt.Sprintf("threads waited for a CPU %v/s and ran %v/s; GC %v/s, longest stop %s; goroutines waited for a processor p99 %s, max %s",
 		((b.osWait - a.osWait) * time.Second / d).Round(time.Millisecond), ((b.osRun - a.osRun) * time.Second / d).Round(time.Millisecond),
 		ms((b.gcCPU-a.gcCPU)/d.Seconds()), ms(pauseMax), ms(lat99), ms(latMax))
+}
+
+// closed says whether c is closed, without waiting.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // postFromGoroutine publishes from a goroutine other than the test's
