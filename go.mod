@@ -15,6 +15,7 @@ require (
 	github.com/nats-io/nats.go v1.53.1
 	github.com/nats-io/nuid v1.0.1
 	github.com/nikolalohinski/gonja/v2 v2.9.1
+	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/spf13/pflag v1.0.7
 	github.com/valyala/fasthttp v1.62.0
 	github.com/yuin/gopher-lua v1.1.1
