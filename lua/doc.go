@@ -19,6 +19,9 @@
 // over HTTP without a deadlock. A shard takes its VM once per delivery pass
 // (EnterShard/LeaveShard) and runs message for every pending pair.
 //
+// SubscriberKeys copies the keys hooks set on sub tables, for the server
+// API: each read under its own VM's lock, one VM at a time, no Lua run.
+//
 // Check runs the main chunk once without startup, for `tinysse --check`.
 // HookErrors counts the errors of the hooks whose error the engine's seam
 // does not return (message, timeout, unsubscribe, tick), for the metrics.

@@ -76,6 +76,9 @@ func loadConfig(fs *pflag.FlagSet, path string, getenv func(string) string) erro
 			continue // the command line or the environment wins
 		}
 		if err := f.Value.Set(text); err != nil {
+			if t := f.Value.Type(); t == "int" || t == "int64" {
+				err = fmt.Errorf("%q is not a whole number", text) // pflag's own says strconv.ParseInt
+			}
 			return fmt.Errorf("invalid value for --%s (from %s): %v", f.Name, where, err)
 		}
 	}

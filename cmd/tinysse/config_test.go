@@ -76,6 +76,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"[server]\nlisten = \"x\"\n", `:1: unknown key "server"`},
 		{"nats.url = \"x\"\n", `:1: nats: tables are not options`},
 		{"capacity = \"many\"\n", `invalid value for --capacity (from `},
+		{"capacity = \"many\"\n", `bad.toml:1): "many" is not a whole number`},
 		{"keep-alive = \"soon\"\n", `invalid value for --keep-alive (from `},
 		{"keep-alive = 60\n", `invalid value for --keep-alive (from `},
 		{"listen = 1983\n", `:1: listen: want a string, not a number`},
