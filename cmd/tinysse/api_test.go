@@ -307,3 +307,39 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestAPIFromMessageHook: a message hook that calls presence on its own
+// server holds its shard's pass while the request waits for that shard:
+// --script-timeout cuts the hook off, and the server goes on serving.
+func TestAPIFromMessageHook(t *testing.T) {
+	script := writeScript(t, `local http = require "http"
+local base
+function startup(cli) base = "http://" .. cli.listen .. cli.api_path end
+function message(pub, sub)
+  if pub.msg.data == "ask" then http.get(base .. "presence") end
+  return pub
+end`)
+	// startup needs the real address: listen on a port chosen here.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().String()
+	ln.Close()
+	addr, _, stop := runServer(t, []string{"--listen", port, "--script", script, "--script-timeout", "500ms", "--shards", "1"})
+	defer stop()
+	s := openStream(t, addr, "/sse")
+	s.readUntil(t, ": ok\n\n")
+	if r := request(t, http.MethodPost, "http://"+addr+"/sse", `{"data":"ask"}`); r.status != http.StatusAccepted {
+		t.Fatalf("publish: %d", r.status)
+	}
+	if r := request(t, http.MethodPost, "http://"+addr+"/sse", `{"data":"after"}`); r.status != http.StatusAccepted {
+		t.Fatalf("publish: %d", r.status)
+	}
+	s.readUntil(t, "data: after\n\n") // "ask" was skipped: its hook failed
+	var p cmdPresence
+	apiCall(t, addr, http.MethodGet, "presence", "", &p)
+	if p.Count != 1 {
+		t.Errorf("presence after: %+v", p)
+	}
+}
