@@ -18,9 +18,9 @@ import (
 // shard's mu in turn, never two at once and never with another lock, for
 // a walk of that shard's subscribers (of the topic) that does no I/O and
 // allocates nothing but the page: a comparison of ids per subscriber, at
-// most limit pointers kept (BenchmarkPresence: about 2 ms under the lock
-// for 100,000 subscribers). Disconnect's kick sets a deadline, as
-// Close does under the same lock. Everything that reads a subscriber's
+// most limit pointers kept (BenchmarkPresence: 1-2 ms under the lock for
+// 100,000 subscribers). Disconnect's kick sets a deadline, as Close does
+// under the same lock. Everything that reads a subscriber's
 // request, socket address or hook state happens after the lock is let go.
 
 // TopicInfo describes one topic as the engine holds it now.
@@ -68,8 +68,9 @@ func (e *Engine) Topic(name string) (ti TopicInfo, ok bool) {
 	return t.info(), true
 }
 
-// TopicPage returns the topics whose names sort after after (byte order),
-// at most limit of them, in name order; more says that others follow,
+// TopicPage returns the topics whose names sort after after (byte order;
+// from the first, the default topic "" included, when first is true), at
+// most limit of them, in name order; more says that others follow,
 // total how many topics the engine holds. Cost: O(topics) to pick the page
 // (the topic map's read lock is held only to copy its pointers out) and
 // O(messages held) per topic of the page, lock-free.
