@@ -94,6 +94,9 @@ const (
 	// kickExpired is never set by a shard: the subscriber's goroutine
 	// ends the stream for it when its read deadline, Expires, passes.
 	kickExpired
+	// kickDisconnect: Engine.Disconnect ends the stream (the server API),
+	// with the retry hint in Subscriber.goodbyeRetry.
+	kickDisconnect
 )
 
 func newShard(e *Engine, idx int) *shard {

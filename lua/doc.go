@@ -26,6 +26,9 @@
 // say. Without Config.Unsafe, sqlite and template reach only files inside
 // Config.DataDir (datadir.go).
 //
+// SubscriberKeys copies the keys hooks set on sub tables, for the server
+// API: each read under its own VM's lock, one VM at a time, no Lua run.
+//
 // Check runs the main chunk once without startup, for `tinysse --check`.
 // HookErrors counts the errors of the hooks whose error the engine's seam
 // does not return (message, timeout, unsubscribe, tick), for the metrics.

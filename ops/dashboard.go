@@ -216,6 +216,8 @@ type feedClosed struct {
 	Timeout  uint64 `json:"timeout"`
 	Shutdown uint64 `json:"shutdown"`
 	Expired  uint64 `json:"expired"`
+	// Disconnected: ended through the server API (POST disconnect).
+	Disconnected uint64 `json:"disconnected"`
 }
 
 type feedTopic struct {

@@ -137,7 +137,7 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	for _, r := range []struct {
 		name string
 		n    uint64
-	}{{"left", e.Closed.Left}, {"lagged", e.Closed.Lagged}, {"slow", e.Closed.Slow}, {"timeout", e.Closed.Timeout}, {"shutdown", e.Closed.Shutdown}, {"expired", e.Closed.Expired}} {
+	}{{"left", e.Closed.Left}, {"lagged", e.Closed.Lagged}, {"slow", e.Closed.Slow}, {"timeout", e.Closed.Timeout}, {"shutdown", e.Closed.Shutdown}, {"expired", e.Closed.Expired}, {"disconnected", e.Closed.Disconnected}} {
 		metrics.WriteCounterUint64(w, `tinysse_disconnects_total{reason="`+r.name+`"}`, r.n)
 	}
 	metrics.WriteCounterUint64(w, "tinysse_replays_total", e.Replays)

@@ -23,6 +23,13 @@
 // staticFS, which opens every file beneath the directory (os.OpenInRoot)
 // and hides dot-names.
 //
+// The server API (api.go, Config.APIPath; docs/api.yaml) lists topics,
+// history and subscribers from the engine's read-only views, ends streams,
+// and publishes through the same handler as POST. It is guarded like an
+// admin route, and answers loopback clients only without Config.Auth. One
+// goroutine, from Serve to Shutdown, samples topics' publish counts for
+// their rates.
+//
 // Beside the API: a health endpoint (Config.HealthPath), extra routes
 // served by others (Config.Routes: metrics and the dashboard, package ops),
 // and HTTPS on the same listener (Config.TLS; streams then fall back from

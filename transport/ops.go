@@ -45,6 +45,18 @@ func (c *Config) checkRoutes() error {
 		}
 		taken[c.HealthPath] = "health path"
 	}
+	if c.APIPath != "" {
+		if !strings.HasPrefix(c.APIPath, "/") || !strings.HasSuffix(c.APIPath, "/") {
+			return errors.New("transport: API path must start and end with /")
+		}
+		for p, what := range taken {
+			if hasPathPrefix(p, c.APIPath) {
+				return errors.New("transport: API path " + c.APIPath + " would hide the " + what)
+			}
+		}
+		// Routes may sit above it (the dashboard's path): handle matches
+		// the API first.
+	}
 	for _, r := range c.Routes {
 		if !strings.HasPrefix(r.Path, "/") || r.Handler == nil {
 			return errors.New("transport: a route needs a path starting with / and a handler")
@@ -53,6 +65,9 @@ func (c *Config) checkRoutes() error {
 			if r.matches(p) {
 				return errors.New("transport: route " + r.Path + " would hide the " + what)
 			}
+		}
+		if c.APIPath != "" && hasPathPrefix(r.Path, c.APIPath) {
+			return errors.New("transport: route " + r.Path + " is under the API path " + c.APIPath + ", which hides it")
 		}
 		taken[r.Path] = "route " + r.Path
 	}

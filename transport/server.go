@@ -85,6 +85,28 @@ type Config struct {
 	// Authorization header and before the ?authorization= parameter.
 	// Default DefaultTokenCookie.
 	TokenCookie string
+
+	// APIPath, when set (it must start and end with "/"), serves the
+	// server API under it (api.go, docs/api.yaml): GET topics, history
+	// and presence, POST disconnect and publish. It is matched before
+	// Routes, so it may sit under the dashboard's path. With Auth, every
+	// API request needs admin rights (the admin token or an admin JWT);
+	// without, only loopback clients are answered (403 otherwise).
+	// Default "": no API.
+	APIPath string
+	// APIHistory, when set, reads a topic's messages beyond the rings
+	// (cluster mode: cluster.Node.History): GET history asks it for what
+	// the node's ring cannot show whole. Nil: the ring only, with
+	// "gap" when it has lost messages.
+	APIHistory func(topic string, after uint64, limit int) (StoredHistory, error)
+	// APIKeys, when set, returns the keys hooks attached to each
+	// subscriber (lua.Runtime.SubscriberKeys), for GET presence. It is
+	// called on the request's worker with no lock held.
+	APIKeys func(subs []*engine.Subscriber) []SubscriberKeys
+	// APIRateWindow is how often the API samples every topic's publish
+	// count: a topic's publish_rate covers the last one to two windows.
+	// Default 5s.
+	APIRateWindow time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -136,6 +158,9 @@ func (c *Config) setDefaults() error {
 	if c.TokenCookie == "" {
 		c.TokenCookie = DefaultTokenCookie
 	}
+	if c.APIRateWindow <= 0 {
+		c.APIRateWindow = 5 * time.Second
+	}
 	return c.checkRoutes()
 }
 
@@ -163,6 +188,14 @@ type Server struct {
 	// chunked marks publishes with a chunked body from their head to
 	// their end (body.go).
 	chunked chunkedHeads
+
+	// api serves Config.APIPath (nil without); apiHandler is its handle
+	// behind the admin guard. apiOnce starts its rate sampler in Serve,
+	// stopOnce ends it in Shutdown.
+	api        *api
+	apiHandler fasthttp.RequestHandler
+	apiOnce    sync.Once
+	stopOnce   sync.Once
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -173,6 +206,10 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 	s := &Server{cfg: cfg, eng: eng, hooks: eng.Config().Hooks}
 	for _, r := range cfg.Routes {
 		s.routes = append(s.routes, Route{Path: r.Path, Handler: s.guard(r)})
+	}
+	if cfg.APIPath != "" {
+		s.api = newAPI(s)
+		s.apiHandler = s.guard(Route{Path: cfg.APIPath, Handler: s.api.handle, Admin: true})
 	}
 	if cfg.AllowOrigin != "*" {
 		for _, o := range strings.Split(cfg.AllowOrigin, ",") {
@@ -229,6 +266,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln.Store(l)
 	s.mu.Unlock()
+	if s.api != nil {
+		s.apiOnce.Do(func() { go s.api.sampleRates(s.cfg.APIRateWindow) })
+	}
 	var inner net.Listener = l
 	if s.cfg.TLS != nil {
 		inner = tls.NewListener(l, s.cfg.TLS)
@@ -255,6 +295,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	l := s.ln.Load()
 	s.mu.Unlock()
+	if s.api != nil {
+		s.stopOnce.Do(func() { close(s.api.stop) })
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.srv.ShutdownWithContext(ctx) }()
 	if l != nil {
@@ -294,6 +337,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.Header.Set("Allow", allow)
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+	case s.api != nil && (strings.HasPrefix(path, s.cfg.APIPath) || path == strings.TrimSuffix(s.cfg.APIPath, "/")):
+		s.apiHandler(ctx)
 	case s.cfg.HealthPath != "" && path == s.cfg.HealthPath:
 		s.health(ctx)
 	case s.route(path) != nil:
@@ -359,7 +404,7 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body is larger than %d bytes", s.cfg.MaxBodySize))
-		if chunkedPub || ctx.IsPost() && string(ctx.Path()) == s.cfg.PubPath {
+		if chunkedPub || ctx.IsPost() && s.isPublishPath(string(ctx.Path())) {
 			s.countPublish(ctx)
 		}
 	case errors.As(err, &small):

@@ -56,8 +56,13 @@ type options struct {
 	store           storeOptions
 	help            bool
 	version         bool
+	// config is --config; checkConfig says that --check names a config
+	// file (FILE.toml), which was read as the config.
+	config      string
+	checkConfig bool
 
 	// Operations (see ops.go).
+	apiPath       string
 	metricsPath   string
 	metricsTopics int
 	healthPath    string
@@ -254,6 +259,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.StringVar(&o.nats.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
 	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
 	storeFlags := addStoreFlags(fs, o)
+	fs.StringVar(&o.config, "config", "", "read options from this TOML `FILE`: one key per long option (listen = \"127.0.0.1:1983\"); flags and TINYSSE_* variables win over it")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -269,6 +275,18 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if o.help {
 		fmt.Fprintf(usage, "tinysse %s: a programmable Server-Sent Events server\n\nUsage: tinysse [OPTIONS]\n\nOptions:\n%s", version, fs.FlagUsages())
 		return o, nil
+	}
+	config := o.config
+	if !fs.Changed("config") {
+		config = getenv(envName("config"))
+	}
+	if strings.HasSuffix(o.check, ".toml") {
+		config, o.checkConfig = o.check, true // --check FILE.toml checks it as the config
+	}
+	if config != "" {
+		if err := loadConfig(fs, config, getenv); err != nil {
+			return nil, err
+		}
 	}
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {

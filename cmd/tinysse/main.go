@@ -41,6 +41,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	o, err := parseOptions(args, getenv, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
+		if checking(args) {
+			return 1 // --check's answer: the file is not fine
+		}
 		return 2
 	}
 	if o.help {
@@ -51,6 +54,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		return 0
 	}
 	log := newLogger(stderr, o.logLevel, o.logFormat)
+	if o.checkConfig {
+		return checkConfig(o, stdout, stderr, log)
+	}
 	if o.check != "" {
 		return checkScript(o, stdout, stderr, log)
 	}
@@ -198,6 +204,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	if node != nil {
 		extraMetrics = node.WritePrometheus
 	}
+	apiPath := ""
+	if apiAllowed(o, ln.Addr(), log) {
+		apiPath = o.apiPath
+	}
 	routes, feed, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, extraMetrics, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -231,6 +241,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		Publish:          publish,
 		Auth:             authz,
 		TokenCookie:      o.auth.cookie,
+		APIPath:          apiPath,
+		APIHistory:       apiHistory(node),
+		APIKeys:          apiKeys(script),
 	}, eng)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -368,6 +381,8 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"health_path":            o.healthPath,
 		"log_format":             o.logFormat,
 		"dashboard_path":         o.dashboardPath,
+		"api_path":               o.apiPath,
+		"config":                 o.config,
 		"no_dashboard":           o.noDashboard,
 		"tls_cert":               o.tlsCert,
 		"tls_key":                o.tlsKey,
