@@ -1,0 +1,317 @@
+package transport
+
+import (
+	"context"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
+)
+
+// HTTP/2 (x/net's server) in front of the same handler as HTTP/1.1.
+//
+// One handler contract: each HTTP/2 request is copied into a
+// fasthttp.RequestCtx whose connection is the stream (h2Stream), and
+// Server.handle runs on it exactly as on a fasthttp worker: the same
+// routing, CORS, publish, refusals, hooks, static files, metrics and
+// dashboard. What differs is only at the edges: reading the request into
+// the RequestCtx (h2Request), writing its response back (h2Respond), and a
+// subscribe, which on HTTP/1.1 hijacks the connection and on HTTP/2 hands
+// the stream to the engine on the handler's own goroutine (h2Stream.serve).
+// The HTTP/1.1 path is not touched: fasthttp never sees an HTTP/2
+// connection.
+
+// DefaultH2MaxStreams is Config.H2MaxStreams's default.
+const DefaultH2MaxStreams = 250
+
+// h2MaxHeaderBytes is x/net's hard bound on a request's header list
+// (HPACK-decoded, 32 bytes counted per field). Lists above
+// maxHeadBytes and below it get the API's JSON 431 from h2Request; above
+// it x/net answers 431 itself, with its own HTML body, without decoding
+// further.
+const h2MaxHeaderBytes = 16 << 10
+
+// maxHeadBytes bounds a request's line and headers, as fasthttp's read
+// buffer does for HTTP/1.1 (its ReadBufferSize).
+const maxHeadBytes = 8 << 10
+
+// Rapid reset (CVE-2023-44487): a client that opens streams and resets
+// them before they are answered costs the server a goroutine and a request
+// each, for nothing. x/net bounds how many such handlers wait; this bounds
+// how fast one connection may do it: an allowance of resetBurst, refilled
+// at resetRate per second. A connection over it is closed.
+const (
+	resetBurst = 100
+	resetRate  = 100
+)
+
+// newH2 builds the HTTP/2 server. Called once by New.
+func (s *Server) newH2() error {
+	s.h2 = &http2.Server{}
+	s.h2base = &http.Server{
+		// x/net reads its limits from here (http.HTTP2Config) and from
+		// the fields below; Handler is given per connection.
+		ReadTimeout:    s.cfg.ReadTimeout, // a request body's, per stream
+		IdleTimeout:    60 * time.Second,  // a connection without streams, as fasthttp's
+		MaxHeaderBytes: h2MaxHeaderBytes,
+		ErrorLog:       log.New(slogWriter{s.cfg.Logger}, "", 0),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: s.cfg.H2MaxStreams,
+			MaxReadFrameSize:     16 << 10, // the smallest allowed: frames are read into a buffer of this size
+			// Flow control windows bound what a client may send before
+			// a handler reads it: a publish body, at most MaxBodySize.
+			MaxReceiveBufferPerStream:     max(s.cfg.MaxBodySize+1, 64<<10),
+			MaxReceiveBufferPerConnection: max(s.cfg.MaxBodySize+1, 1<<20),
+			// A connection whose socket takes no byte for this long is cut
+			// off, whatever its streams (their own writes are bounded by
+			// the engine's write timeout, stream by stream).
+			WriteByteTimeout: s.eng.Config().WriteTimeout,
+		},
+	}
+	// ConfigureServer lets the http.Server's Shutdown send every HTTP/2
+	// connection a GOAWAY.
+	return http2.ConfigureServer(s.h2base, s.h2)
+}
+
+// h2Conn is one HTTP/2 connection: its handlers find it through their
+// request's context.
+type h2Conn struct {
+	s      *Server
+	conn   net.Conn     // the TLS or plain connection x/net serves
+	ip     netip.Addr   // the client's address, for the per-address limit
+	remote net.Addr     // the client's TCP address
+	local  net.Addr     // ours
+	tls    bool         // served over TLS (the request URI's scheme)
+	resets atomic.Int64 // the reset allowance (see earlyReset), in milli-resets
+	last   atomic.Int64 // unix nanoseconds of the last refill
+	cut    atomic.Bool  // closed for resetting too fast
+}
+
+type h2ConnKey struct{}
+
+// serveH2 serves c (tracked is its counted socket) as HTTP/2 until it ends.
+// sawPreface: classify has read the client preface already.
+func (s *Server) serveH2(c net.Conn, tracked *trackedConn, isTLS, sawPreface bool) {
+	hc := &h2Conn{s: s, conn: c, ip: tracked.ip, remote: c.RemoteAddr(), local: c.LocalAddr(), tls: isTLS}
+	hc.resets.Store(resetBurst * 1000)
+	hc.last.Store(time.Now().UnixNano())
+	if !s.h2conns.add(hc) {
+		_ = c.Close() // shutting down
+		return
+	}
+	defer s.h2conns.remove(hc)
+	ctx := context.WithValue(context.Background(), h2ConnKey{}, hc)
+	s.h2.ServeConn(c, &http2.ServeConnOpts{
+		Context:          ctx,
+		BaseConfig:       s.h2base,
+		Handler:          h2Handler{s},
+		SawClientPreface: sawPreface,
+	})
+	_ = c.Close() // x/net closed it; the slot is given back once, here or there
+}
+
+// earlyReset notes a stream the client reset before it was answered, and
+// closes the connection once it has done so faster than the allowance.
+// Called by handlers of the connection, any goroutine.
+func (hc *h2Conn) earlyReset() {
+	now := time.Now().UnixNano()
+	if last := hc.last.Load(); now-last > int64(time.Millisecond) && hc.last.CompareAndSwap(last, now) {
+		refill := (now - last) * resetRate / int64(time.Millisecond) // milli-resets
+		if v := hc.resets.Add(refill); v > resetBurst*1000 {
+			hc.resets.Add(resetBurst*1000 - v) // a concurrent take may leave it a little over: harmless
+		}
+	}
+	if hc.resets.Add(-1000) < 0 && hc.cut.CompareAndSwap(false, true) {
+		hc.s.h2ResetCuts.Add(1)
+		hc.s.cfg.Logger.Warn("HTTP/2 connection closed: it resets streams faster than allowed (rapid reset)",
+			"remote", hc.remote, "allowance", resetBurst, "per_second", resetRate)
+		_ = hc.conn.Close()
+	}
+}
+
+// h2Conns is the set of open HTTP/2 connections, for Shutdown and Stats.
+type h2Conns struct {
+	mu      sync.Mutex
+	conns   map[*h2Conn]struct{} // guarded by mu
+	closing bool                 // guarded by mu: no more are added
+	n       atomic.Int64         // len(conns), for Stats without the lock
+}
+
+func (h *h2Conns) add(c *h2Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return false
+	}
+	if h.conns == nil {
+		h.conns = make(map[*h2Conn]struct{})
+	}
+	h.conns[c] = struct{}{}
+	h.n.Add(1)
+	return true
+}
+
+func (h *h2Conns) remove(c *h2Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.n.Add(-1)
+	h.mu.Unlock()
+}
+
+// shutdown stops adding connections and waits until every one has ended
+// or ctx is done; then it closes those left.
+func (h *h2Conns) shutdown(ctx context.Context) {
+	h.mu.Lock()
+	h.closing = true
+	h.mu.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.n.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			h.mu.Lock()
+			for c := range h.conns {
+				_ = c.conn.Close()
+			}
+			h.mu.Unlock()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// h2Handler is the http.Handler x/net calls for each stream, on a
+// goroutine of its own.
+type h2Handler struct{ s *Server }
+
+func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := h.s
+	hc, _ := r.Context().Value(h2ConnKey{}).(*h2Conn)
+	if hc == nil {
+		http.Error(w, "", http.StatusInternalServerError) // not served by serveH2: cannot happen
+		return
+	}
+	if r.Context().Err() != nil {
+		hc.earlyReset() // reset before its handler even began
+		return
+	}
+	st := newH2Stream(w, r, hc)
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Init2(st, fasthttpLogger{s.cfg.Logger}, true)
+	if s.h2Request(ctx, r, hc) {
+		s.handle(ctx)
+	}
+	if st.sub != nil {
+		// A stream: what it needs was copied out of the request. Let the
+		// request's buffers go before the stream's long life.
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx = nil
+		st.serve(s)
+		return
+	}
+	if r.Context().Err() != nil {
+		hc.earlyReset() // reset before it was answered
+	}
+	h2Respond(w, r, &ctx.Response)
+	ctx.Request.Reset()
+	ctx.Response.Reset()
+}
+
+// h2Request fills ctx's request from r: method, URI, headers, body. It
+// answers what fasthttp would refuse while reading an HTTP/1.1 request
+// (headers too large, body too large, body too slow) as requestError does,
+// and then reports false.
+func (s *Server) h2Request(ctx *fasthttp.RequestCtx, r *http.Request, hc *h2Conn) bool {
+	req := &ctx.Request
+	req.Header.SetMethod(r.Method)
+	req.SetRequestURI(r.RequestURI)
+	req.Header.SetHost(r.Host)
+	head := len(r.Method) + len(r.RequestURI) + len(r.Host) + len("  HTTP/1.1\r\nHost: \r\n\r\n")
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+			head += len(k) + len(v) + len(": \r\n")
+		}
+	}
+	if hc.tls {
+		req.URI().SetScheme("https") // for absolute redirects, as fasthttp does on TLS
+	}
+	if head > maxHeadBytes {
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, msgHeadTooLarge)
+		return false
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if r.ContentLength > int64(s.cfg.MaxBodySize) {
+		s.requestError(ctx, fasthttp.ErrBodyTooLarge)
+		return false
+	}
+	// The stream's ReadTimeout (x/net's, per stream) bounds a slow body.
+	n, err := io.Copy(req.BodyWriter(), io.LimitReader(r.Body, int64(s.cfg.MaxBodySize)+1))
+	switch {
+	case n > int64(s.cfg.MaxBodySize):
+		s.requestError(ctx, fasthttp.ErrBodyTooLarge)
+		return false
+	case err != nil:
+		s.requestError(ctx, err) // 408 for the timeout, else 400
+		return false
+	}
+	return true
+}
+
+// h2Respond writes resp, as the handler left it, to w.
+func h2Respond(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response) {
+	h := w.Header()
+	resp.Header.VisitAll(func(k, v []byte) {
+		switch string(k) {
+		case fasthttp.HeaderConnection, fasthttp.HeaderTransferEncoding, fasthttp.HeaderContentLength,
+			"Keep-Alive", "Proxy-Connection", "Upgrade":
+			return // connection-specific: not HTTP/2's
+		}
+		h.Add(string(k), string(v))
+	})
+	h.Set(fasthttp.HeaderServer, "tinysse")
+	h["Date"] = nil // none, as over HTTP/1.1 (x/net adds one otherwise)
+	status := resp.StatusCode()
+	bodyless := r.Method == http.MethodHead || resp.SkipBody || status == http.StatusNoContent || status == http.StatusNotModified
+	switch {
+	case resp.IsBodyStream():
+		if n := resp.Header.ContentLength(); n >= 0 {
+			h.Set(fasthttp.HeaderContentLength, strconv.Itoa(n))
+		}
+	case status != http.StatusNoContent && status != http.StatusNotModified:
+		n := len(resp.Body())
+		if r.Method == http.MethodHead && n == 0 {
+			n = resp.Header.ContentLength() // a HEAD answered without its body
+		}
+		if n >= 0 {
+			h.Set(fasthttp.HeaderContentLength, strconv.Itoa(n))
+		}
+	}
+	w.WriteHeader(status)
+	if bodyless {
+		_ = resp.CloseBodyStream()
+		return
+	}
+	_ = resp.BodyWriteTo(w) // a client that left fails the write: nothing to do
+}
+
+// slogWriter lets x/net's log lines (client protocol errors) go to the
+// transport's logger at DEBUG, like fasthttp's.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(redact(string(p)), "component", "http2")
+	return len(p), nil
+}
