@@ -250,7 +250,9 @@ func (s *Server) h2Request(ctx *fasthttp.RequestCtx, r *http.Request, hc *h2Conn
 		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, msgHeadTooLarge)
 		return false
 	}
-	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		// Nothing to read. A GET's body (a stream's client talking) is
+		// never read: its window fills and the client waits.
 		return true
 	}
 	if r.ContentLength > int64(s.cfg.MaxBodySize) {

@@ -252,7 +252,11 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP, tls: s.tls}
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP}
+	if s.tls != nil {
+		l.tls = s.tls.Clone()
+		l.tls.NextProtos = []string{"http/1.1"} // the refusal is an HTTP/1.1 answer
+	}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
