@@ -91,6 +91,7 @@ type h2Conn struct {
 	remote net.Addr     // the client's TCP address
 	local  net.Addr     // ours
 	tls    bool         // served over TLS (the request URI's scheme)
+	active atomic.Int32 // handlers running (streams being answered or served)
 	resets atomic.Int64 // the reset allowance (see earlyReset), in milli-resets
 	last   atomic.Int64 // unix nanoseconds of the last refill
 	cut    atomic.Bool  // closed for resetting too fast
@@ -168,23 +169,63 @@ func (h *h2Conns) remove(c *h2Conn) {
 }
 
 // shutdown stops adding connections and waits until every one has ended
-// or ctx is done; then it closes those left.
+// or ctx is done; then it closes those left. Called once the GOAWAY is on
+// its way: a connection without a stream is closed after goAwayGrace (x/net
+// would wait a second for the client to close it), one with streams once
+// they end.
 func (h *h2Conns) shutdown(ctx context.Context) {
 	h.mu.Lock()
 	h.closing = true
 	h.mu.Unlock()
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
+	grace := time.Now().Add(goAwayGrace)
 	for h.n.Load() > 0 {
 		select {
 		case <-ctx.Done():
-			h.mu.Lock()
-			for c := range h.conns {
-				_ = c.conn.Close()
+			h.closeIf(func(*h2Conn) bool { return true })
+			return
+		case now := <-t.C:
+			if now.After(grace) {
+				h.closeIf(func(c *h2Conn) bool { return c.active.Load() == 0 })
 			}
-			h.mu.Unlock()
+		}
+	}
+}
+
+// quiesce waits until no handler runs on any HTTP/2 connection, or ctx
+// is done. Handlers that start meanwhile answer 503 (shutting down).
+func (h *h2Conns) quiesce(ctx context.Context) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		busy := false
+		h.mu.Lock()
+		for c := range h.conns {
+			busy = busy || c.active.Load() > 0
+		}
+		h.mu.Unlock()
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// goAwayGrace is how long an idle HTTP/2 connection is given to read its
+// GOAWAY before it is closed at shutdown.
+const goAwayGrace = 50 * time.Millisecond
+
+func (h *h2Conns) closeIf(cond func(*h2Conn) bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		if cond(c) {
+			_ = c.conn.Close()
 		}
 	}
 }
@@ -204,6 +245,8 @@ func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hc.earlyReset() // reset before its handler even began
 		return
 	}
+	hc.active.Add(1)
+	defer hc.active.Add(-1)
 	st := newH2Stream(w, r, hc)
 	ctx := new(fasthttp.RequestCtx)
 	ctx.Init2(st, fasthttpLogger{s.cfg.Logger}, true)

@@ -68,7 +68,27 @@ func (r *rawH2) block(method, path string, fields ...string) []byte {
 
 // get opens stream id with GET path (and no body).
 func (r *rawH2) get(id uint32, path string, fields ...string) error {
-	return r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block("GET", path, fields...), EndStream: true, EndHeaders: true})
+	return r.headers(id, r.block("GET", path, fields...), true)
+}
+
+// headers sends a header block on stream id, in a HEADERS frame and as
+// many CONTINUATION frames as the server's smallest frame size needs.
+func (r *rawH2) headers(id uint32, block []byte, endStream bool) error {
+	const frame = 16 << 10
+	first := block[:min(len(block), frame)]
+	rest := block[len(first):]
+	_ = r.c.SetWriteDeadline(time.Now().Add(wait))
+	if err := r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: endStream, EndHeaders: len(rest) == 0}); err != nil {
+		return err
+	}
+	for len(rest) > 0 {
+		n := min(len(rest), frame)
+		if err := r.fr.WriteContinuation(id, n == len(rest), rest[:n]); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return nil
 }
 
 // next reads the next frame, waiting at most d. Frames the test does not

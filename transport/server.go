@@ -302,9 +302,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	engErr := s.eng.Close(ctx)
 	if s.h2 != nil {
-		// The streams have had their retry and ended: now tell every
-		// HTTP/2 connection that no new stream will be served (GOAWAY),
+		// The streams have had their retry: once every HTTP/2 handler has
+		// returned (each stream ended, requests in flight answered), tell
+		// every connection that no new stream will be served (GOAWAY),
 		// and wait for them to close.
+		s.h2conns.quiesce(ctx)
 		_ = s.h2base.Shutdown(ctx)
 		s.h2conns.shutdown(ctx)
 	}
