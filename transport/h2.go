@@ -44,16 +44,6 @@ const h2MaxHeaderBytes = 16 << 10
 // buffer does for HTTP/1.1 (its ReadBufferSize).
 const maxHeadBytes = 8 << 10
 
-// Rapid reset (CVE-2023-44487): a client that opens streams and resets
-// them before they are answered costs the server a goroutine and a request
-// each, for nothing. x/net bounds how many such handlers wait; this bounds
-// how fast one connection may do it: an allowance of resetBurst, refilled
-// at resetRate per second. A connection over it is closed.
-const (
-	resetBurst = 100
-	resetRate  = 100
-)
-
 // newH2 builds the HTTP/2 server. Called once by New.
 func (s *Server) newH2() error {
 	s.h2 = &http2.Server{}
@@ -92,9 +82,6 @@ type h2Conn struct {
 	local  net.Addr     // ours
 	tls    bool         // served over TLS (the request URI's scheme)
 	active atomic.Int32 // handlers running (streams being answered or served)
-	resets atomic.Int64 // the reset allowance (see earlyReset), in milli-resets
-	last   atomic.Int64 // unix nanoseconds of the last refill
-	cut    atomic.Bool  // closed for resetting too fast
 }
 
 type h2ConnKey struct{}
@@ -103,40 +90,29 @@ type h2ConnKey struct{}
 // sawPreface: classify has read the client preface already.
 func (s *Server) serveH2(c net.Conn, tracked *trackedConn, isTLS, sawPreface bool) {
 	hc := &h2Conn{s: s, conn: c, ip: tracked.ip, remote: c.RemoteAddr(), local: c.LocalAddr(), tls: isTLS}
-	hc.resets.Store(resetBurst * 1000)
-	hc.last.Store(time.Now().UnixNano())
 	if !s.h2conns.add(hc) {
 		_ = c.Close() // shutting down
 		return
 	}
 	defer s.h2conns.remove(hc)
 	ctx := context.WithValue(context.Background(), h2ConnKey{}, hc)
-	s.h2.ServeConn(c, &http2.ServeConnOpts{
+	guarded := guardFrames(c, sawPreface, s.cfg.H2MaxStreams, func(reason string) {
+		if reason == "reset" {
+			s.h2ResetCuts.Add(1)
+			s.cfg.Logger.Warn("HTTP/2 connection closed: it resets streams faster than allowed (rapid reset)",
+				"remote", hc.remote, "burst", s.cfg.H2MaxStreams, "per_second", resetRate)
+			return
+		}
+		s.h2ContinuationCuts.Add(1)
+		s.cfg.Logger.Warn("HTTP/2 connection closed: a header block in too many CONTINUATION frames", "remote", hc.remote, "max", maxContinuation)
+	})
+	s.h2.ServeConn(guarded, &http2.ServeConnOpts{
 		Context:          ctx,
 		BaseConfig:       s.h2base,
 		Handler:          h2Handler{s},
 		SawClientPreface: sawPreface,
 	})
 	_ = c.Close() // x/net closed it; the slot is given back once, here or there
-}
-
-// earlyReset notes a stream the client reset before it was answered, and
-// closes the connection once it has done so faster than the allowance.
-// Called by handlers of the connection, any goroutine.
-func (hc *h2Conn) earlyReset() {
-	now := time.Now().UnixNano()
-	if last := hc.last.Load(); now-last > int64(time.Millisecond) && hc.last.CompareAndSwap(last, now) {
-		refill := (now - last) * resetRate / int64(time.Millisecond) // milli-resets
-		if v := hc.resets.Add(refill); v > resetBurst*1000 {
-			hc.resets.Add(resetBurst*1000 - v) // a concurrent take may leave it a little over: harmless
-		}
-	}
-	if hc.resets.Add(-1000) < 0 && hc.cut.CompareAndSwap(false, true) {
-		hc.s.h2ResetCuts.Add(1)
-		hc.s.cfg.Logger.Warn("HTTP/2 connection closed: it resets streams faster than allowed (rapid reset)",
-			"remote", hc.remote, "allowance", resetBurst, "per_second", resetRate)
-		_ = hc.conn.Close()
-	}
 }
 
 // h2Conns is the set of open HTTP/2 connections, for Shutdown and Stats.
@@ -242,8 +218,7 @@ func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Context().Err() != nil {
-		hc.earlyReset() // reset before its handler even began
-		return
+		return // reset before its handler even began
 	}
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
@@ -261,9 +236,6 @@ func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = nil
 		st.serve(s)
 		return
-	}
-	if r.Context().Err() != nil {
-		hc.earlyReset() // reset before it was answered
 	}
 	h2Respond(w, r, &ctx.Response)
 	ctx.Request.Reset()

@@ -131,8 +131,9 @@ type Stats struct {
 	// H2Streams how many of them are HTTP/2 streams.
 	Streams, H2Streams int64
 	// H2ResetCuts counts HTTP/2 connections closed for resetting streams
-	// faster than allowed (rapid reset).
-	H2ResetCuts uint64
+	// faster than allowed (rapid reset); H2ContinuationCuts those closed
+	// for a header block in too many CONTINUATION frames.
+	H2ResetCuts, H2ContinuationCuts uint64
 }
 
 // Stats returns the transport's counters. Safe from any goroutine.
@@ -149,7 +150,7 @@ func (s *Server) Stats() Stats {
 	}
 	st.H2Conns = s.h2conns.n.Load()
 	st.Streams, st.H2Streams = s.streams.Load(), s.h2Streams.Load()
-	st.H2ResetCuts = s.h2ResetCuts.Load()
+	st.H2ResetCuts, st.H2ContinuationCuts = s.h2ResetCuts.Load(), s.h2ContinuationCuts.Load()
 	return st
 }
 

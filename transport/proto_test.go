@@ -33,8 +33,8 @@ type proto struct {
 }
 
 var (
-	http1 = proto{name: "http1.1"}
-	h2c   = proto{name: "h2c", h2: true}
+	http1    = proto{name: "http1.1"}
+	h2c      = proto{name: "h2c", h2: true}
 	h2tls    = proto{name: "h2", h2: true, tls: true}
 	http1tls = proto{name: "http1.1-tls", tls: true}
 	// protocols are those every end-to-end test runs over; TLS has its own

@@ -185,6 +185,9 @@ type Server struct {
 	h2conns     h2Conns       // open HTTP/2 connections
 	h2Streams   atomic.Int64  // event streams served over HTTP/2 (part of streams)
 	h2ResetCuts atomic.Uint64 // connections closed for resetting streams too fast
+	// h2ContinuationCuts counts connections closed for a header block in
+	// too many CONTINUATION frames (h2guard.go).
+	h2ContinuationCuts atomic.Uint64
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
