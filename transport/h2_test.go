@@ -254,3 +254,44 @@ func TestH2SameRequest(t *testing.T) {
 		t.Errorf("HTTP/2 request %+v", r)
 	}
 }
+
+// TestH2BodyLimit: over HTTP/2 a publish body announced larger than the
+// limit is answered 413 at once, with no 100 Continue for a client that
+// asked for one; a body of unknown length is refused as soon as it grows
+// past the limit; both count as too_large, and the connection goes on.
+func TestH2BodyLimit(t *testing.T) {
+	t.Parallel()
+	addr, _, srv := h2c.startServer(t, engine.Config{}, Config{MaxBodySize: 1000})
+	raw := dialH2(t, addr)
+	if err := raw.headers(1, raw.block("POST", "/sse", "content-type", "application/json", "content-length", "100000", "expect", "100-continue"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.headers(3, raw.block("POST", "/sse", "content-type", "application/json"), false); err != nil {
+		t.Fatal(err)
+	}
+	chunk := []byte(strings.Repeat("x", 600))
+	for range 3 {
+		if err := raw.fr.WriteData(3, false, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[uint32]int{}
+	for len(got) < 2 {
+		f, err := raw.next(wait)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			if _, seen := got[h.StreamID]; !seen {
+				got[h.StreamID] = status(h)
+			}
+		}
+	}
+	if got[1] != http.StatusRequestEntityTooLarge || got[3] != http.StatusRequestEntityTooLarge {
+		t.Errorf("first answers %v, want 413 for both (no 100 first)", got)
+	}
+	if n := srv.Stats().PublishRejected[RejectTooLarge]; n != 2 {
+		t.Errorf("%d publishes counted too_large, want 2", n)
+	}
+	h2c.publishJSON(t, addr, `{"data":"still serving"}`)
+}
