@@ -54,6 +54,11 @@ func (s *Server) newH2() error {
 		IdleTimeout:    60 * time.Second,  // a connection without streams, as fasthttp's
 		MaxHeaderBytes: h2MaxHeaderBytes,
 		ErrorLog:       log.New(slogWriter{s.cfg.Logger}, "", 0),
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if g, ok := c.(interface{ h2conn() *h2Conn }); ok {
+				g.h2conn().busy.Store(st == http.StateActive)
+			}
+		},
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: s.cfg.H2MaxStreams,
 			MaxReadFrameSize:     16 << 10, // the smallest allowed: frames are read into a buffer of this size
@@ -65,6 +70,14 @@ func (s *Server) newH2() error {
 			// off, whatever its streams (their own writes are bounded by
 			// the engine's write timeout, stream by stream).
 			WriteByteTimeout: s.eng.Config().WriteTimeout,
+			// A connection that has sent nothing for the write timeout is
+			// pinged, and cut off if the answer does not come within as
+			// long again: a client that stopped reading is found even
+			// when nothing is being written to it (its streams were cut
+			// at their own write timeout, and the socket's buffer took
+			// their last bytes).
+			SendPingTimeout: s.eng.Config().WriteTimeout,
+			PingTimeout:     s.eng.Config().WriteTimeout,
 		},
 	}
 	// ConfigureServer lets the http.Server's Shutdown send every HTTP/2
@@ -82,6 +95,9 @@ type h2Conn struct {
 	local  net.Addr     // ours
 	tls    bool         // served over TLS (the request URI's scheme)
 	active atomic.Int32 // handlers running (streams being answered or served)
+	// busy: the connection has streams open, as x/net last said through
+	// the connection state hook (set from its serving goroutine).
+	busy atomic.Bool
 }
 
 type h2ConnKey struct{}
@@ -96,7 +112,7 @@ func (s *Server) serveH2(c net.Conn, tracked *trackedConn, isTLS, sawPreface boo
 	}
 	defer s.h2conns.remove(hc)
 	ctx := context.WithValue(context.Background(), h2ConnKey{}, hc)
-	guarded := guardFrames(c, sawPreface, s.cfg.H2MaxStreams, func(reason string) {
+	guarded := guardFrames(c, hc, sawPreface, s.cfg.H2MaxStreams, func(reason string) {
 		if reason == "reset" {
 			s.h2ResetCuts.Add(1)
 			s.cfg.Logger.Warn("HTTP/2 connection closed: it resets streams faster than allowed (rapid reset)",
@@ -169,8 +185,9 @@ func (h *h2Conns) shutdown(ctx context.Context) {
 	}
 }
 
-// quiesce waits until no handler runs on any HTTP/2 connection, or ctx
-// is done. Handlers that start meanwhile answer 503 (shutting down).
+// quiesce waits until no HTTP/2 connection has a stream open (every
+// stream's last frame written: x/net's connection state), or ctx is done.
+// Streams opened meanwhile are answered 503 (shutting down).
 func (h *h2Conns) quiesce(ctx context.Context) {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
@@ -178,7 +195,7 @@ func (h *h2Conns) quiesce(ctx context.Context) {
 		busy := false
 		h.mu.Lock()
 		for c := range h.conns {
-			busy = busy || c.active.Load() > 0
+			busy = busy || c.busy.Load() || c.active.Load() > 0
 		}
 		h.mu.Unlock()
 		if !busy {

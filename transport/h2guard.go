@@ -30,6 +30,7 @@ import (
 // Only x/net's reading goroutine calls Read.
 type frameGuard struct {
 	net.Conn
+	hc      *h2Conn // for the connection state hook (h2Conn.busy)
 	br      *bufio.Reader
 	preface int // bytes of the client preface still to pass (not a frame)
 	left    int // bytes of the current frame (header included) still to pass
@@ -68,8 +69,8 @@ const (
 // read from c already (h2c, classify), so the first byte is a frame's.
 // A TLS connection stays one to x/net (ConnectionState: it checks the
 // version and the cipher, and gives handlers the state).
-func guardFrames(c net.Conn, sawPreface bool, resetBurst int, flood func(reason string)) net.Conn {
-	g := &frameGuard{Conn: c, flood: flood, br: bufio.NewReaderSize(c, 16<<10),
+func guardFrames(c net.Conn, hc *h2Conn, sawPreface bool, resetBurst int, flood func(reason string)) net.Conn {
+	g := &frameGuard{Conn: c, hc: hc, flood: flood, br: bufio.NewReaderSize(c, 16<<10),
 		resets: float64(resetBurst), maxResets: float64(resetBurst), resetsAt: time.Now()}
 	if !sawPreface {
 		g.preface = len(h2Preface)
@@ -126,6 +127,8 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 	g.left -= n
 	return n, err
 }
+
+func (g *frameGuard) h2conn() *h2Conn { return g.hc }
 
 // fail reports the flood once; the reads that follow fail too.
 func (g *frameGuard) fail(reason string) {
