@@ -230,6 +230,9 @@ func TestH2RapidReset(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a flood of several seconds")
 	}
+	if raceEnabled {
+		t.Skip("the race detector multiplies the server's memory and CPU: the bounds are the server's as built")
+	}
 	srv := startFloodServer(t)
 	flood(t, srv, floodWorkers, 3*time.Second, func(c net.Conn) (int, error) {
 		fr, bw, enc, hbuf, err := floodClient(c)
@@ -267,6 +270,9 @@ func TestH2RapidReset(t *testing.T) {
 func TestH2ContinuationFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a flood of several seconds")
+	}
+	if raceEnabled {
+		t.Skip("the race detector multiplies the server's memory and CPU: the bounds are the server's as built")
 	}
 	srv := startFloodServer(t)
 	for _, empty := range []bool{false, true} {
