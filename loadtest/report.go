@@ -18,14 +18,14 @@ type Result struct {
 	PubURL string `json:"pub_url"`
 
 	Subscribers struct {
-		Wanted         int     `json:"wanted"`
-		Ready          int64   `json:"ready"`   // became ready at some point
-		Failed         int64   `json:"failed"`  // never became ready
-		Dropped        int64   `json:"dropped"` // ready, then ended by the server or the network
-		Workers        int     `json:"workers"` // worker processes (0: all in this process)
+		Wanted  int   `json:"wanted"`
+		Ready   int64 `json:"ready"`   // became ready at some point
+		Failed  int64 `json:"failed"`  // never became ready
+		Dropped int64 `json:"dropped"` // ready, then ended by the server or the network
+		Workers int   `json:"workers"` // worker processes (0: all in this process)
 		// H2Conns, with --http2, is how many HTTP/2 connections the
 		// streams share (0: HTTP/1.1, a connection per stream).
-		H2Conns int `json:"h2_conns,omitempty"`
+		H2Conns        int     `json:"h2_conns,omitempty"`
 		ConnectSeconds float64 `json:"connect_seconds"`
 	} `json:"subscribers"`
 

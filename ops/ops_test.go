@@ -567,10 +567,10 @@ func TestMetricsByProtocol(t *testing.T) {
 	waitFor(t, "3 subscribers", func() bool { return s.eng.Stats().Subscribers == 3 })
 	m := s.scrape(t) // over a connection of its own, HTTP/1.1
 	for series, want := range map[string]float64{
-		`tinysse_connections{protocol="h2"}`:                             1,
-		`tinysse_connections{protocol="http1"}`:                          2,
-		`tinysse_streams{protocol="h2"}`:                                 2,
-		`tinysse_streams{protocol="http1"}`:                              1,
+		`tinysse_connections{protocol="h2"}`:                            1,
+		`tinysse_connections{protocol="http1"}`:                         2,
+		`tinysse_streams{protocol="h2"}`:                                2,
+		`tinysse_streams{protocol="http1"}`:                             1,
 		`tinysse_h2_connections_cut_total{reason="rapid_reset"}`:        0,
 		`tinysse_h2_connections_cut_total{reason="continuation_flood"}`: 0,
 	} {
