@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
-	"golang.org/x/net/http2"
 )
 
 // Latencies are recorded in microseconds, from 1µs to 100s, to three
@@ -38,8 +36,7 @@ type group struct {
 
 	// With cfg.HTTP2, the connections the streams share: stream i uses
 	// h2[i % len]; each is made by the first stream that needs it.
-	h2   []*h2Client
-	h2tr *http2.Transport
+	h2 []*h2conn
 
 	wg sync.WaitGroup // one per sub goroutine
 
@@ -90,11 +87,8 @@ func newGroup(cfg workerConfig) (*group, error) {
 		if cfg.H2Conns < 1 {
 			return nil, errors.New("HTTP/2 needs at least one connection")
 		}
-		// Prior knowledge on plain TCP; a stream waits for a slot rather
-		// than failing when its connection is at the server's limit.
-		g.h2tr = &http2.Transport{AllowHTTP: true, StrictMaxConcurrentStreams: true}
 		for range cfg.H2Conns {
-			g.h2 = append(g.h2, &h2Client{})
+			g.h2 = append(g.h2, &h2conn{g: g, streams: make(map[uint32]*sub)})
 		}
 	}
 	return g, nil
@@ -125,38 +119,6 @@ func (g *group) connectAll(ctx context.Context) {
 	}
 }
 
-// h2Client is one HTTP/2 connection of the group, made once.
-type h2Client struct {
-	once sync.Once
-	cc   *http2.ClientConn
-	err  error
-}
-
-// h2conn returns the connection stream i uses, connecting it first if it
-// is the first to need it.
-func (g *group) h2conn(ctx context.Context, i int) (*http2.ClientConn, error) {
-	g.mu.Lock()
-	if g.closing {
-		g.mu.Unlock()
-		return nil, context.Canceled
-	}
-	c := g.h2[i%len(g.h2)]
-	g.mu.Unlock()
-	c.once.Do(func() {
-		d := net.Dialer{Timeout: g.cfg.HandshakeTimeout}
-		conn, err := d.DialContext(ctx, "tcp", g.url.Host)
-		if err != nil {
-			c.err = err
-			return
-		}
-		c.cc, c.err = g.h2tr.NewClientConn(conn)
-		if c.err != nil {
-			conn.Close()
-		}
-	})
-	return c.cc, c.err
-}
-
 // track records a sub's connection so that close can end it. It reports
 // false if the group is already closing.
 func (g *group) track(s *sub, conn io.Closer) bool {
@@ -180,10 +142,7 @@ func (g *group) close(wait time.Duration) {
 	}
 	g.mu.Unlock()
 	for _, c := range g.h2 {
-		c.once.Do(func() { c.err = context.Canceled }) // or wait for the connecting stream
-		if c.cc != nil {
-			_ = c.cc.Close()
-		}
+		c.close()
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()

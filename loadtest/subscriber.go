@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/http/httputil"
 	"time"
 )
@@ -25,9 +24,8 @@ type sub struct {
 	g    *group
 	idx  int       // index in the group, also picks the histogram shard
 	conn io.Closer // the socket (HTTP/1.1), or the stream (HTTP/2: closing resets it)
-	body io.Reader // HTTP/2: the response body; nil over HTTP/1.1 (conn is read)
 
-	handshake *time.Timer // HTTP/2: cancels the stream if it is not ready in time
+	h2 h2sub // HTTP/2 only (h2.go)
 
 	readyNS int64    // unix ns at which the stream counted as subscribed; 0 if never
 	fresh   int64    // deliveries sent at or after readyNS, each counted once
@@ -73,6 +71,10 @@ var errHandshake = errors.New("not an event stream")
 // connection ends. It reports how the stream went to the group.
 func (s *sub) run(ctx context.Context) {
 	g := s.g
+	if g.cfg.HTTP2 {
+		s.runH2(ctx)
+		return
+	}
 	err := s.connect(ctx)
 	if err != nil {
 		g.failed(s, err)
@@ -85,9 +87,6 @@ func (s *sub) run(ctx context.Context) {
 
 func (s *sub) connect(ctx context.Context) error {
 	g := s.g
-	if g.cfg.HTTP2 {
-		return s.connectH2(ctx)
-	}
 	d := net.Dialer{Timeout: g.cfg.HandshakeTimeout}
 	conn, err := d.DialContext(ctx, "tcp", g.url.Host)
 	if err != nil {
@@ -104,38 +103,6 @@ func (s *sub) connect(ctx context.Context) error {
 	return nil
 }
 
-// connectH2 opens the stream on one of the group's HTTP/2 connections.
-// The response head has been read when it returns.
-func (s *sub) connectH2(ctx context.Context) error {
-	g := s.g
-	cc, err := g.h2conn(ctx, s.idx)
-	if err != nil {
-		return err
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	if !g.track(s, closerFunc(func() error { cancel(); return nil })) {
-		cancel()
-		return context.Canceled
-	}
-	s.handshake = time.AfterFunc(g.cfg.HandshakeTimeout, cancel)
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, g.url.String(), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Cache-Control", "no-cache")
-	resp, err := cc.RoundTrip(req)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return fmt.Errorf("%w: %q", errHandshake, resp.Status)
-	}
-	s.body = resp.Body
-	return nil
-}
-
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
@@ -144,18 +111,13 @@ func (f closerFunc) Close() error { return f() }
 // connection ends (the group closing it included).
 func (s *sub) read() error {
 	g := s.g
-	var br *bufio.Reader
-	if s.body != nil {
-		br = bufio.NewReaderSize(s.body, g.cfg.ReadBuffer) // HTTP/2: the head was the response's
-	} else {
-		br = bufio.NewReaderSize(s.conn.(net.Conn), g.cfg.ReadBuffer)
-		chunked, err := s.readHead(br)
-		if err != nil {
-			return err
-		}
-		if chunked {
-			br = bufio.NewReaderSize(httputil.NewChunkedReader(br), g.cfg.ReadBuffer)
-		}
+	br := bufio.NewReaderSize(s.conn.(net.Conn), g.cfg.ReadBuffer)
+	chunked, err := s.readHead(br)
+	if err != nil {
+		return err
+	}
+	if chunked {
+		br = bufio.NewReaderSize(httputil.NewChunkedReader(br), g.cfg.ReadBuffer)
 	}
 	if g.target.Ready == nil {
 		s.ready()
@@ -182,8 +144,8 @@ func (s *sub) read() error {
 
 func (s *sub) ready() {
 	s.readyNS = time.Now().UnixNano()
-	if s.handshake != nil {
-		s.handshake.Stop()
+	if s.g.cfg.HTTP2 {
+		s.h2.handshake.Stop()
 	} else {
 		_ = s.conn.(net.Conn).SetDeadline(time.Time{})
 	}

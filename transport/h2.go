@@ -214,12 +214,16 @@ func (h *h2Conns) quiesce(ctx context.Context) {
 const goAwayGrace = 50 * time.Millisecond
 
 func (h *h2Conns) closeIf(cond func(*h2Conn) bool) {
+	var closing []*h2Conn
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for c := range h.conns {
 		if cond(c) {
-			_ = c.conn.Close()
+			closing = append(closing, c)
 		}
+	}
+	h.mu.Unlock()
+	for _, c := range closing { // not under mu: a TLS close writes, and the slot's Close takes limitListener.mu
+		_ = c.conn.Close()
 	}
 }
 
