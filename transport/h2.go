@@ -50,8 +50,10 @@ func (s *Server) newH2() error {
 	s.h2base = &http.Server{
 		// x/net reads its limits from here (http.HTTP2Config) and from
 		// the fields below; Handler is given per connection.
-		ReadTimeout:    s.cfg.ReadTimeout, // a request body's, per stream
-		IdleTimeout:    60 * time.Second,  // a connection without streams, as fasthttp's
+		// No ReadTimeout here: x/net would start a timer for every
+		// stream, event streams included; h2Request sets a read deadline
+		// on the streams whose body it reads.
+		IdleTimeout:    60 * time.Second, // a connection without streams, as fasthttp's
 		MaxHeaderBytes: h2MaxHeaderBytes,
 		ErrorLog:       log.New(slogWriter{s.cfg.Logger}, "", 0),
 		ConnState: func(c net.Conn, st http.ConnState) {
@@ -244,30 +246,34 @@ func (h h2Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hc.active.Add(1)
 	defer hc.active.Add(-1)
 	st := newH2Stream(w, r, hc)
-	ctx := new(fasthttp.RequestCtx)
+	ctx := ctxPool.Get().(*fasthttp.RequestCtx)
 	ctx.Init2(st, fasthttpLogger{s.cfg.Logger}, true)
-	if s.h2Request(ctx, r, hc) {
+	if s.h2Request(ctx, w, r, hc) {
 		s.handle(ctx)
 	}
-	if st.sub != nil {
-		// A stream: what it needs was copied out of the request. Let the
-		// request's buffers go before the stream's long life.
-		ctx.Request.Reset()
-		ctx.Response.Reset()
-		ctx = nil
-		st.serve(s)
-		return
+	if st.sub == nil {
+		h2Respond(w, r, &ctx.Response)
 	}
-	h2Respond(w, r, &ctx.Response)
+	// A stream has copied out what it needs: the request goes back
+	// before the stream's long life.
 	ctx.Request.Reset()
 	ctx.Response.Reset()
+	ctxPool.Put(ctx)
+	if st.sub != nil {
+		st.serve(s)
+	}
 }
+
+// ctxPool holds the RequestCtx of HTTP/2 requests (fasthttp pools its own):
+// Init2 and the resets of Request and Response are all a reuse needs, as
+// nothing here hijacks or times out a RequestCtx.
+var ctxPool = sync.Pool{New: func() any { return new(fasthttp.RequestCtx) }}
 
 // h2Request fills ctx's request from r: method, URI, headers, body. It
 // answers what fasthttp would refuse while reading an HTTP/1.1 request
 // (headers too large, body too large, body too slow) as requestError does,
 // and then reports false.
-func (s *Server) h2Request(ctx *fasthttp.RequestCtx, r *http.Request, hc *h2Conn) bool {
+func (s *Server) h2Request(ctx *fasthttp.RequestCtx, w http.ResponseWriter, r *http.Request, hc *h2Conn) bool {
 	req := &ctx.Request
 	req.Header.SetMethod(r.Method)
 	req.SetRequestURI(r.RequestURI)
@@ -295,7 +301,8 @@ func (s *Server) h2Request(ctx *fasthttp.RequestCtx, r *http.Request, hc *h2Conn
 		s.requestError(ctx, fasthttp.ErrBodyTooLarge)
 		return false
 	}
-	// The stream's ReadTimeout (x/net's, per stream) bounds a slow body.
+	// ReadTimeout bounds a slow body, as fasthttp's does over HTTP/1.1.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	n, err := io.Copy(req.BodyWriter(), io.LimitReader(r.Body, int64(s.cfg.MaxBodySize)+1))
 	switch {
 	case n > int64(s.cfg.MaxBodySize):

@@ -298,3 +298,36 @@ func TestH2BodyLimit(t *testing.T) {
 	}
 	h2c.publishJSON(t, addr, `{"data":"still serving"}`)
 }
+
+// TestH2SlowBody: a publish whose body stops coming is answered 408 at
+// ReadTimeout, as over HTTP/1.1 (TestSlowloris), and the connection goes
+// on serving.
+func TestH2SlowBody(t *testing.T) {
+	t.Parallel()
+	const readTimeout = 300 * time.Millisecond
+	addr, _, _ := h2c.startServer(t, engine.Config{}, Config{ReadTimeout: readTimeout})
+	raw := dialH2(t, addr)
+	if err := raw.headers(1, raw.block("POST", "/sse", "content-type", "application/json", "content-length", "100"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.fr.WriteData(1, false, []byte(`{"data":"`)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		f, err := raw.next(wait)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			if st := status(h); st != http.StatusRequestTimeout {
+				t.Errorf("status %d, want 408", st)
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d < readTimeout/2 || d > readTimeout+2*time.Second {
+		t.Errorf("answered after %v, want about %v", d, readTimeout)
+	}
+	h2c.publishJSON(t, addr, `{"data":"still serving"}`)
+}

@@ -38,8 +38,7 @@ import (
 // while mu is held.
 type h2Stream struct {
 	w     http.ResponseWriter
-	flush func() error // w's FlushError
-	reset func()       // resets the stream now (x/net's past write deadline)
+	flush interface{ FlushError() error } // w, as x/net's writer is
 	gone  <-chan struct{}
 	conn  *h2Conn
 
@@ -65,12 +64,7 @@ type h2Stream struct {
 
 func newH2Stream(w http.ResponseWriter, r *http.Request, hc *h2Conn) *h2Stream {
 	st := &h2Stream{w: w, gone: r.Context().Done(), conn: hc, wake: make(chan struct{}, 1)}
-	if f, ok := w.(interface{ FlushError() error }); ok {
-		st.flush = f.FlushError
-	} else {
-		st.flush = func() error { return http.NewResponseController(w).Flush() }
-	}
-	st.reset = func() { _ = http.NewResponseController(w).SetWriteDeadline(aLongTimeAgo) }
+	st.flush, _ = w.(interface{ FlushError() error })
 	return st
 }
 
@@ -229,7 +223,7 @@ func (st *h2Stream) markCutLocked() bool {
 // under mu: it waits for the connection's serving goroutine to take it.
 func (st *h2Stream) cutNow() {
 	defer st.resets.Done()
-	st.reset()
+	_ = http.NewResponseController(st.w).SetWriteDeadline(aLongTimeAgo)
 }
 
 // onWriteTimeout runs on the timer's goroutine when a write deadline
@@ -263,7 +257,7 @@ func (st *h2Stream) Write(p []byte) (int, error) {
 
 	n, err := st.w.Write(p)
 	if err == nil {
-		err = st.flush()
+		err = st.flush.FlushError()
 	}
 
 	st.mu.Lock()
