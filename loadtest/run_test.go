@@ -148,8 +148,10 @@ func TestRunHTTP2(t *testing.T) {
 			res := runOK(t, o)
 			close(stop)
 			<-polled
+			// A loaded machine makes the fixed-rate publisher skip sends:
+			// every acknowledged one must still reach all 30 streams.
 			d := res.Deliveries
-			if !res.OK || res.Subscribers.Ready != 30 || res.Publish.Acked < 100 ||
+			if !res.OK || res.Subscribers.Ready != 30 || res.Publish.Acked < 20 || res.Publish.Acked+res.Publish.Skipped != 200 ||
 				d.Expected != 30*res.Publish.Acked || d.Received != d.Expected || d.Lost != 0 || d.Duplicates != 0 {
 				t.Fatalf("result: %+v", res)
 			}

@@ -176,7 +176,9 @@ func (st *h2Stream) SetWriteDeadline(t time.Time) error {
 	cut := st.writing && st.armLocked()
 	st.mu.Unlock()
 	if cut {
-		st.cutNow()
+		// Not on this goroutine: Engine.Close's cut-off calls this under
+		// shard.mu, and the reset waits for the connection's goroutine.
+		go st.cutNow()
 	}
 	return nil
 }
