@@ -350,6 +350,10 @@ func hasURI(rs []*engine.Request, uri string) bool {
 
 // TestAuthTokenNotLogged: a request fasthttp cannot parse is logged (at
 // DEBUG) without the token it carried.
+//
+// HTTP/1.1 only: the lines under test are fasthttp's, about requests it
+// could not parse; x/net's log lines go through the same redact
+// (slogWriter).
 func TestAuthTokenNotLogged(t *testing.T) {
 	t.Parallel()
 	var buf syncBuffer

@@ -169,6 +169,9 @@ func TestRejectedCounted(t *testing.T) {
 	})
 }
 
+// TestConnsRefusedCounted: a connection refused at the limit is counted.
+// HTTP/1.1 only: the refusal is made at accept, before the protocol is
+// known; an HTTP/2 client's refusal is TestMaxConnsPerIPH2's.
 func TestConnsRefusedCounted(t *testing.T) {
 	t.Parallel()
 	addr, _, srv := startServer(t, engine.Config{}, Config{MaxConns: 1})

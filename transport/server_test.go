@@ -243,6 +243,10 @@ func TestMethodsAndPaths(t *testing.T) {
 
 // TestConnectionLimit: beyond MaxConns a new client gets a fast 503, and a
 // slot freed by a leaving subscriber is usable again.
+//
+// HTTP/1.1 only: the limit is taken at accept, before the protocol is
+// known (TestMaxConnsPerIPH2 has an h2c client's refusal, and
+// TestTLSConnectionLimit a browser-like TLS client's).
 func TestConnectionLimit(t *testing.T) {
 	t.Parallel()
 	addr, _, srv := startServer(t, engine.Config{}, Config{MaxConns: 2})
@@ -276,6 +280,8 @@ func TestConnectionLimit(t *testing.T) {
 // TestConnectionLimitFlood: 300 clients at once beyond the limit, more
 // than refuse waits for politely: every one still gets its 503, and the
 // refused connections are gone within the refusal's bound.
+//
+// HTTP/1.1 only, as TestConnectionLimit.
 func TestConnectionLimitFlood(t *testing.T) {
 	t.Parallel()
 	addr, _, srv := startServer(t, engine.Config{}, Config{MaxConns: 1})
