@@ -19,6 +19,7 @@ require (
 	github.com/spf13/pflag v1.0.7
 	github.com/valyala/fasthttp v1.62.0
 	github.com/yuin/gopher-lua v1.1.1
+	golang.org/x/net v0.60.0
 	modernc.org/sqlite v1.62.0
 )
 

@@ -379,7 +379,7 @@ func TestAPIPresence(t *testing.T) {
 	for _, q := range []string{"topic=a", "topic=a&topic=b", "topic=b", "", "topic=a"} {
 		s := subscribe(t, addr, "/sse?"+q)
 		s.expectOK()
-		locals = append(locals, s.conn.LocalAddr().String())
+		locals = append(locals, s.conn.(net.Conn).LocalAddr().String()) // HTTP/1.1 here: a raw socket
 	}
 	waitSubscribers(t, eng, "a", 3)
 	waitSubscribers(t, eng, "", 1)

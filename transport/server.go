@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 )
 
 var errNoRawConn = errors.New("transport: connection has no raw socket")
@@ -62,10 +64,20 @@ type Config struct {
 	// Routes are extra endpoints (metrics, the dashboard), matched after
 	// the API paths and before static files.
 	Routes []Route
-	// TLS, when set, serves HTTPS on the listener (HTTP/1.1 only). Streams
-	// are then written by the subscriber's goroutine through the TLS
-	// connection: the engine's writev fast path needs the raw socket.
+	// TLS, when set, serves HTTPS on the listener. ALPN offers h2 and
+	// http/1.1 (its NextProtos are the transport's): HTTP/2 clients get
+	// HTTP/2, the others fasthttp's HTTP/1.1. Streams are then written by
+	// the subscriber's goroutine through the TLS connection (or the
+	// HTTP/2 stream): the engine's writev fast path needs the raw socket.
 	TLS *tls.Config
+	// NoH2C turns off cleartext HTTP/2 on a plain listener. Default false:
+	// a connection that opens with the HTTP/2 client preface (prior
+	// knowledge, as curl --http2-prior-knowledge) is served HTTP/2. The
+	// HTTP/1.1 Upgrade: h2c is not offered.
+	NoH2C bool
+	// H2MaxStreams bounds the streams one HTTP/2 connection may have open
+	// at once (SETTINGS_MAX_CONCURRENT_STREAMS). Default 250.
+	H2MaxStreams int
 	// Publish, when set, takes a publish after the publish hook accepted
 	// it, instead of the engine (cluster mode: it goes to JetStream and
 	// reaches the engine from there). key is the request's
@@ -149,6 +161,12 @@ func (c *Config) setDefaults() error {
 			c.MaxConns = int(max(n-128, n/2))
 		}
 	}
+	if c.H2MaxStreams == 0 {
+		c.H2MaxStreams = DefaultH2MaxStreams
+	}
+	if c.H2MaxStreams < 0 || c.H2MaxStreams > 1<<20 {
+		return errors.New("transport: HTTP/2 streams per connection must be between 1 and 1048576")
+	}
 	if c.MaxConnsPerIP < 0 || c.MaxSubscribers < 0 {
 		return errors.New("transport: connection and subscriber limits must not be negative")
 	}
@@ -196,6 +214,17 @@ type Server struct {
 	apiHandler fasthttp.RequestHandler
 	apiOnce    sync.Once
 	stopOnce   sync.Once
+
+	// HTTP/2 (h2.go); h2 is nil when it is off (no TLS and NoH2C).
+	tls         *tls.Config   // Config.TLS with ALPN h2 and http/1.1; nil: plain
+	h2          *http2.Server // read-only after New
+	h2base      *http.Server  // x/net's settings and the GOAWAY on Shutdown
+	h2conns     h2Conns       // open HTTP/2 connections
+	h2Streams   atomic.Int64  // event streams served over HTTP/2 (part of streams)
+	h2ResetCuts atomic.Uint64 // connections closed for resetting streams too fast
+	// h2ContinuationCuts counts connections closed for a header block in
+	// too many CONTINUATION frames (h2guard.go).
+	h2ContinuationCuts atomic.Uint64
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -237,6 +266,15 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 		}
 		s.static = fs.NewRequestHandler()
 	}
+	if cfg.TLS != nil {
+		s.tls = cfg.TLS.Clone()
+		s.tls.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+	}
+	if s.tls != nil || !cfg.NoH2C {
+		if err := s.newH2(); err != nil {
+			return nil, fmt.Errorf("transport: HTTP/2: %w", err)
+		}
+	}
 	s.srv = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
@@ -258,7 +296,11 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP, tls: s.cfg.TLS}
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP}
+	if s.tls != nil {
+		l.tls = s.tls.Clone()
+		l.tls.NextProtos = []string{"http/1.1"} // the refusal is an HTTP/1.1 answer
+	}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -270,8 +312,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.apiOnce.Do(func() { go s.api.sampleRates(s.cfg.APIRateWindow) })
 	}
 	var inner net.Listener = l
-	if s.cfg.TLS != nil {
-		inner = tls.NewListener(l, s.cfg.TLS)
+	if s.h2 != nil {
+		// HTTP/2 too: one accept loop classifies each connection
+		// (dispatch.go) and gives fasthttp the HTTP/1 ones.
+		q := newConnQueue(l.Addr())
+		go s.dispatch(l, q)
+		inner = q
 	}
 	err := s.srv.Serve(inner)
 	if s.closing.Load() {
@@ -305,6 +351,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.closeSilent()
 	}
 	engErr := s.eng.Close(ctx)
+	if s.h2 != nil {
+		// The streams have had their retry: once every HTTP/2 handler has
+		// returned (each stream ended, requests in flight answered), tell
+		// every connection that no new stream will be served (GOAWAY),
+		// and wait for them to close.
+		s.h2conns.quiesce(ctx)
+		_ = s.h2base.Shutdown(ctx)
+		s.h2conns.shutdown(ctx)
+	}
 	srvErr := <-done
 	if errors.Is(srvErr, net.ErrClosed) {
 		srvErr = nil // we closed the listener first
@@ -394,6 +449,8 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
+const msgHeadTooLarge = "request line or headers too large"
+
 // requestError answers what fasthttp could not parse, in JSON.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
@@ -408,7 +465,7 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 			s.countPublish(ctx)
 		}
 	case errors.As(err, &small):
-		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line or headers too large")
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, msgHeadTooLarge)
 	case isTimeout(err):
 		writeError(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
 	default:

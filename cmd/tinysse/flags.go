@@ -49,6 +49,8 @@ type options struct {
 	scriptMemory    int64
 	maxSubscribers  int
 	maxConnsPerIP   int
+	noH2C           bool
+	h2MaxStreams    int
 	maxTopics       int
 	maxHistoryBytes int64 // 0: no bound
 	nats            natsOptions
@@ -242,6 +244,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&scriptMemory, "script-memory", "stop a hook while the heap has grown by more than this since it began (0 = never)")
 	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
+	fs.BoolVar(&o.noH2C, "no-h2c", false, "do not serve cleartext HTTP/2 (prior knowledge) on a plain listener")
+	fs.IntVar(&o.h2MaxStreams, "h2-max-streams", 250, "streams one HTTP/2 connection may have open at once")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
 	maxHistory := sizeValue(256 << 20)
 	fs.Var(&maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
@@ -315,6 +319,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 		if n.val < 0 {
 			return nil, fmt.Errorf("invalid value for --%s: %d is negative", n.name, n.val)
 		}
+	}
+	if o.h2MaxStreams < 1 || o.h2MaxStreams > 1<<20 {
+		return nil, fmt.Errorf("invalid value for --h2-max-streams: %d is not between 1 and %d", o.h2MaxStreams, 1<<20)
 	}
 	if body < 1 {
 		return nil, errors.New("invalid value for --max-body-size: must be at least 1 byte")

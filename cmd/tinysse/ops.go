@@ -106,9 +106,10 @@ func loadTLS(o *options) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	// fasthttp speaks HTTP/1.1 only: say so in ALPN, so that clients do
-	// not try HTTP/2 on this port.
-	return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}, nil
+	// ALPN offers h2 and http/1.1: the transport serves HTTP/2 clients
+	// with x/net's server and the others with fasthttp (it sets NextProtos
+	// itself; they are named here to say so).
+	return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // gopher-lua's parse errors read "FILE line:L(column:C) near 'x': why".
