@@ -138,7 +138,13 @@ func TestHookLimitsInBuiltins(t *testing.T) {
 			if memory[data] {
 				want = "publish hook used too much memory: the heap grew by more than --script-memory 256 MiB"
 			}
-			if e.Error != want && !((data == "gsub output" || data == "decode") && strings.Contains(e.Error, "--script-memory")) {
+			// The memory reading counts garbage not yet collected (see
+			// lua/memory.go): a hook that makes garbage fast (gsub's
+			// output, decode, the template loop) may be stopped for
+			// memory before its timeout when the collector's next target
+			// was set by an earlier subtest's peak. Either limit cut it.
+			churns := data == "gsub output" || data == "decode" || data == "template"
+			if e.Error != want && !(churns && strings.Contains(e.Error, "--script-memory")) {
 				t.Errorf("error %q, want %q", e.Error, want)
 			}
 			line := scriptLine(t, limitScript, data)
