@@ -156,7 +156,8 @@ func openCount(streams map[string]pageStream) int {
 
 // TestChromiumManyStreamsHTTP2: a page from tinysse's static files over
 // HTTPS opens 20 EventSources to 20 topics on its own origin: Chromium
-// speaks HTTP/2 (ALPN), all 20 open over one connection, and each gets
+// speaks HTTP/2 (ALPN), all 20 open multiplexed over one connection (at
+// most two), and each gets
 // exactly the message published to its topic.
 func TestChromiumManyStreamsHTTP2(t *testing.T) {
 	if browser.Path() == "" {
@@ -165,8 +166,12 @@ func TestChromiumManyStreamsHTTP2(t *testing.T) {
 	s := startManyServer(t, true)
 	topics, read := openMany(t, s, 20)
 	waitFor(t, "20 streams open", func() bool { return openCount(read()) == 20 })
-	if st := s.srv.Stats(); st.H2Streams != 20 || st.H2Conns != 1 {
-		t.Errorf("server: %d HTTP/2 streams on %d HTTP/2 connections, want 20 on 1", st.H2Streams, st.H2Conns)
+	// Usually one connection; Chromium sometimes opens a second to the
+	// same origin (seen once on a loaded machine: the page's connection
+	// was still settling when the scripts' requests began). Either way
+	// the 20 streams are multiplexed, past HTTP/1.1's 6 per origin.
+	if st := s.srv.Stats(); st.H2Streams != 20 || st.H2Conns < 1 || st.H2Conns > 2 {
+		t.Errorf("server: %d HTTP/2 streams on %d HTTP/2 connections, want 20 on 1 (or 2)", st.H2Streams, st.H2Conns)
 	}
 	for _, topic := range topics {
 		s.publish(t, topic, "for "+topic)
