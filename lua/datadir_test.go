@@ -159,6 +159,11 @@ print(#sqlite.open(%[5]q):query("select * from t"), #sqlite.open(":memory:"):que
 	if got != "1\ttrue\n1\t1\t1\n" {
 		t.Errorf("inside: printed %q", got)
 	}
+	// sqlite.open("") is SQLite's temporary database: no file in the
+	// working directory (the driver once made "?_pragma=busy_timeout(5000)").
+	if matches, _ := filepath.Glob("?_pragma*"); len(matches) > 0 {
+		t.Errorf("sqlite.open(\"\") made %q in the working directory", matches)
+	}
 	for _, name := range []string{"sub/a.db", "copy.db", "sub/target.db"} {
 		if _, err := os.Stat(in(name)); err != nil {
 			t.Errorf("%s was not made: %v", name, err)

@@ -171,7 +171,14 @@ func sqliteOpen(path string, policy *sqlitePolicy) (*sql.DB, error) {
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("a path may not contain '?'")
 	}
-	dsn := fmt.Sprintf("%s?_pragma=busy_timeout(%d)", path, sqliteBusyTimeoutMS)
+	// "" is SQLite's private temporary database: nobody else opens it, so
+	// it needs no busy timeout, and the driver reads a '?' at the start of
+	// a name as part of the file's name (it made a file called
+	// "?_pragma=busy_timeout(5000)" in the working directory).
+	dsn := ""
+	if path != "" {
+		dsn = fmt.Sprintf("%s?_pragma=busy_timeout(%d)", path, sqliteBusyTimeoutMS)
+	}
 	if path != ":memory:" && path != "" {
 		dsn += "&_pragma=journal_mode(WAL)"
 	}
