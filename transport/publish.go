@@ -266,7 +266,9 @@ func jsonError(err error) error {
 	case errors.As(err, &dup):
 		return fmt.Errorf("key %q given twice", dup.Name)
 	case errors.As(err, &field):
-		return fmt.Errorf("malformed JSON: field %q must be a %s", field.Name, fieldKind(field.Name))
+		// Well-formed JSON with a member of the wrong type: name the
+		// member and what it must be, and nothing about the syntax.
+		return fmt.Errorf("field %q must be a %s", field.Name, fieldKind(field.Name))
 	case errors.Is(err, jsonobj.ErrEmpty):
 		return errors.New("malformed JSON: empty body")
 	case errors.Is(err, jsonobj.ErrNotObject):
