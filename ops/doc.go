@@ -5,8 +5,9 @@
 // runtime's hook error counts, all read when someone asks (a scrape, the
 // dashboard's feed once a second); hook calls, through the engine.Hooks
 // that HookStats.Wrap returns.
-// Out: the /metrics text (Prometheus exposition format, through
-// github.com/VictoriaMetrics/metrics), the dashboard page, and a stats
+// Out: the /metrics text (Prometheus exposition format: values through
+// github.com/VictoriaMetrics/metrics, each family's # HELP and # TYPE
+// from families.go through internal/promtext), the dashboard page, and a stats
 // message a second on the dashboard's topic while someone watches it.
 //
 // Nothing here is on the delivery path. The engine counts deliveries once

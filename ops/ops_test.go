@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/promtext"
 	"github.com/tinysse/tinysse/lua"
 	"github.com/tinysse/tinysse/ops"
 	"github.com/tinysse/tinysse/transport"
@@ -171,12 +172,16 @@ func (st *stream) until(t *testing.T, line string) []string {
 }
 
 // scrape returns the metrics as series -> value, checking every line's
-// form and that no series appears twice.
+// form, that no series appears twice and that every family has its
+// metadata (promtext.Check).
 func (s *server) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
 	code, hdr, body := s.get(t, "/metrics")
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("/metrics: %d %q", code, hdr.Get("Content-Type"))
+	}
+	if _, err := promtext.Check([]byte(body)); err != nil {
+		t.Fatalf("/metrics breaks the text format's rules:\n%v", err)
 	}
 	line := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"(?:, ?[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*\})?) (\S+)$`)
 	out := map[string]float64{}
