@@ -57,6 +57,13 @@ func startEvery(t *testing.T, src string, ecfg engine.Config, topTopics int, int
 // startWith runs a server with the loaded (not started) script rt, or none.
 func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration) *server {
 	t.Helper()
+	return startAPI(t, rt, ecfg, topTopics, interval, "")
+}
+
+// startAPI is startWith with the server API at apiPath ("": none), and the
+// dashboard told so.
+func startAPI(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration, apiPath string) *server {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := &server{}
 	var hs *ops.HookStats
@@ -83,11 +90,11 @@ func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int,
 		t.Fatal(err)
 	}
 	s.metrics = m
-	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet})
+	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet, APIPath: apiPath})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.srv, err = transport.New(transport.Config{Logger: quiet, HealthPath: "/healthz", Routes: []transport.Route{
+	s.srv, err = transport.New(transport.Config{Logger: quiet, HealthPath: "/healthz", APIPath: apiPath, Routes: []transport.Route{
 		{Path: "/metrics", Handler: m.Handler()},
 		{Path: "/_tinysse/", Handler: d.Handler()},
 	}}, eng)
