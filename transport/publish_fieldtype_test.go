@@ -20,7 +20,9 @@ func TestPublishWrongTypeNamesField(t *testing.T) {
 		`{"data":5}`:                     `field "data" must be a string`,
 		`{"id":true,"data":"x"}`:         `field "id" must be a string`,
 		`{"event":[],"data":"x"}`:        `field "event" must be a string`,
-		`{"data":"x","comment":{"a":1}}`: `field "comment" must be a string or a list of strings`,
+		`{"data":"x","comment":{"a":1}}`: `field "comment" must be a list of strings`,
+		// As in Tiny SSE, whose comment is a list: a single string is refused.
+		`{"data":"x","comment":"one"}`: `field "comment" must be a list of strings`,
 	}
 	for body, want := range cases {
 		a := post(t, addr, "/sse", "application/json", body)
