@@ -89,3 +89,37 @@ func TestDashboardFirstPaint(t *testing.T) {
 		t.Errorf("favicon %s: %d %q", icon, code, hdr.Get("Content-Type"))
 	}
 }
+
+// TestDashboardFeedJoinsBounded: watchers joining as fast as they can
+// make the feed publish at most once per look (every 50ms, ops'
+// watchEvery), however many join: the bound is checked against the
+// time the joins took, measured.
+func TestDashboardFeedJoinsBounded(t *testing.T) {
+	s := startEvery(t, "", engine.Config{}, 10, time.Hour)
+	first := s.subscribe(t, "/sse?topic=_tinysse.stats")
+	first.until(t, "event: stats\n") // the first watcher's own frame
+	start := time.Now()
+	for range 200 {
+		s.subscribe(t, "/sse?topic=_tinysse.stats")
+	}
+	waitFor(t, "201 watchers", func() bool { return s.eng.Subscribers("_tinysse.stats") == 201 })
+	time.Sleep(200 * time.Millisecond) // a last look sees the last joins
+	elapsed := time.Since(start)
+	// Count what the first watcher got since; nothing else publishes.
+	_ = first.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	frames := 0
+	for {
+		l, err := first.br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if l == "event: stats\n" {
+			frames++
+		}
+	}
+	bound := int(elapsed/(50*time.Millisecond)) + 2
+	t.Logf("200 joins in %v: %d stats messages (bound %d)", elapsed.Round(time.Millisecond), frames, bound)
+	if frames < 1 || frames > bound {
+		t.Errorf("%d stats messages while 200 watchers joined in %v, want 1 to %d", frames, elapsed, bound)
+	}
+}
