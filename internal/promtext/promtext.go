@@ -7,9 +7,11 @@
 // switch on (metrics.ExposeMetadata) it writes an empty `# HELP` before
 // every series, so a family with labels gets several, which the format
 // forbids. Here each family is described once, next to where its series
-// are written (a Family), and Writer puts the metadata in: Series for
-// values written by hand, Copy for what a metrics.Set or
+// are written (a Family), and Writer puts the metadata in: Uint and Float
+// for values written by hand, Copy for what a metrics.Set or
 // metrics.WriteProcessMetrics wrote (without metadata) into a buffer.
+// Check holds a text to the format's rules, and Promtool runs
+// `promtool check metrics` when it is installed (for tests and CI).
 //
 // A Writer belongs to one scrape, on one goroutine. Families are
 // read-only once built and may be shared.
