@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"io"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/tinysse/tinysse/internal/promtext"
 )
 
 // publishBuckets are the upper bounds (seconds) of the JetStream publish
@@ -52,8 +54,29 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	return m
 }
 
-// WritePrometheus writes the node's series in the Prometheus text format:
-// the JetStream publish latency, retries and duplicates, the consumer's
-// redeliveries and errors, replay fetches, the link to NATS and the last
-// stream sequence applied here. Safe from any goroutine.
-func (n *Node) WritePrometheus(w io.Writer) { n.metrics.set.WritePrometheus(w) }
+// nodeFamilies describes the node's series for their # HELP and # TYPE
+// lines. tinysse_nats_reconnects_total is a counter that the set
+// computes when written (a gauge function to the library).
+var nodeFamilies = promtext.Index([]promtext.Family{
+	{Name: "tinysse_nats_publish_duration_seconds", Type: promtext.Histogram, Help: "Time from a publish's first attempt to JetStream's acknowledgement."},
+	{Name: "tinysse_nats_publish_retries_total", Type: promtext.Counter, Help: "Publish attempts after the first."},
+	{Name: "tinysse_nats_publish_duplicates_total", Type: promtext.Counter, Help: "Acknowledgements of a message the stream already held (a retried publish)."},
+	{Name: "tinysse_nats_redeliveries_total", Type: promtext.Counter, Help: "Stream messages skipped: from a consumer given up, or already applied."},
+	{Name: "tinysse_nats_consumer_errors_total", Type: promtext.Counter, Help: "Stream consumers lost, each replaced."},
+	{Name: "tinysse_nats_fetches_total", Type: promtext.Counter, Help: "Pull requests to JetStream for replay."},
+	{Name: "tinysse_nats_replayed_messages_total", Type: promtext.Counter, Help: "Messages read from the stream for replay."},
+	{Name: "tinysse_nats_connected", Type: promtext.Gauge, Help: "1 while the node is connected to NATS, else 0."},
+	{Name: "tinysse_nats_reconnects_total", Type: promtext.Counter, Help: "Reconnections to NATS."},
+	{Name: "tinysse_nats_applied_seq", Type: promtext.Gauge, Help: "The last stream sequence applied on this node."},
+})
+
+// WritePrometheus writes the node's series in the Prometheus text format,
+// each family with its # HELP and # TYPE lines: the JetStream publish
+// latency, retries and duplicates, the consumer's redeliveries and
+// errors, replay fetches, the link to NATS and the last stream sequence
+// applied here. Safe from any goroutine.
+func (n *Node) WritePrometheus(w io.Writer) {
+	var buf bytes.Buffer
+	n.metrics.set.WritePrometheus(&buf)
+	promtext.NewWriter(w).Copy(buf.Bytes(), nodeFamilies)
+}

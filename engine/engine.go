@@ -330,8 +330,10 @@ type PublishResult struct {
 	Subscribers int
 }
 
-// Publish validates m, encodes it once, appends it to the ring of each of
-// its topics and wakes the shards that have subscribers there. Its cost
+// Publish validates m, encodes it once (before taking the publish mutex;
+// with AutoID and no id, under it, once its Seq, the id, is known),
+// appends it to the ring of each of its topics and wakes the shards that
+// have subscribers there. Its cost
 // does not depend on the number of subscribers. m must not be changed
 // afterwards.
 func (e *Engine) Publish(m *Message) (PublishResult, error) { return e.publish(m, 0) }

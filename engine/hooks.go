@@ -43,10 +43,12 @@ func (r *Request) Size() int {
 // transport then skip it entirely: without a Message hook delivery never
 // leaves the shard's write loop.
 //
-// Publish, Subscribe and Catchup are called by the transport on the request's
-// goroutine; Message by the subscriber's shard goroutine (or its own
-// goroutine while it catches up after a slow write); Timeout and
-// Unsubscribe by the subscriber's goroutine. Hooks may block: a blocked hook
+// Publish and Subscribe are called by the transport on the request's
+// goroutine; Catchup by Serve on the subscriber's goroutine (the one that
+// serves its stream), before the subscriber is handed to its shard;
+// Message by the subscriber's shard goroutine (or its own goroutine while
+// it catches up after a slow write); Timeout and Unsubscribe by the
+// subscriber's goroutine. Hooks may block: a blocked hook
 // holds up only the goroutine that called it.
 type Hooks struct {
 	// Publish may change m (it has not been encoded yet) or refuse it by

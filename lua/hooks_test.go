@@ -119,7 +119,7 @@ func TestPublishChangesMessage(t *testing.T) {
 end`
 	ts := startServer(t, src, lua.Config{}, engine.Config{})
 	s := ts.mustSubscribe(t, "/sse")
-	ts.mustPublish(t, `{"data":"x","event":"orig","comment":"orig"}`)
+	ts.mustPublish(t, `{"data":"x","event":"orig","comment":["orig"]}`)
 	want := frame{"id: id-x", "event: changed", "data: line1", "data: line2", ": first", ": second"}
 	if f := s.next(t); !slices.Equal(f, want) {
 		t.Errorf("got %q, want %q", f, want)

@@ -140,7 +140,7 @@ func Load(cfg Config) (*Runtime, error) {
 	}
 	chunk, err := parse.Parse(bytes.NewReader(src), cfg.Script)
 	if err != nil {
-		return nil, fmt.Errorf("lua: syntax error: %s", strings.TrimSpace(err.Error()))
+		return nil, fmt.Errorf("lua: syntax error: %s", syntaxError(err, cfg.Script, src))
 	}
 	proto, err := glua.Compile(chunk, cfg.Script)
 	if err != nil {
@@ -337,18 +337,54 @@ func (rt *Runtime) unwatch(t *thread) {
 	rt.watchMu.Unlock()
 }
 
-// hookError keeps the script's message (which carries file and line) and
-// the first line of Lua's stack trace.
-func hookError(err error) error {
-	var ae *glua.ApiError
-	if errors.As(err, &ae) {
-		msg := ae.Object.String()
-		if tr := firstFrame(ae.StackTrace); tr != "" && !strings.Contains(msg, tr) {
-			msg += " (at " + tr + ")"
-		}
-		return errors.New(msg)
+// syntaxError is gopher-lua's parse error, with a position also when
+// the script ends too early: gopher-lua says "FILE at EOF:" with no line,
+// so the end of the last line that is not blank is named, in the form
+// of its other errors ("FILE line:L(column:C) near EOF: ...").
+func syntaxError(err error, file string, src []byte) string {
+	msg := strings.TrimSpace(err.Error())
+	rest, ok := strings.CutPrefix(msg, file+" at EOF:")
+	if !ok {
+		return msg
 	}
-	return err
+	last := bytes.TrimRight(src, " \t\r\n")
+	line := 1 + bytes.Count(last, []byte("\n"))
+	col := 1 + len(last) - (bytes.LastIndexByte(last, '\n') + 1)
+	why := "the script ends inside a statement or block (is an end missing?)"
+	if r := strings.TrimSpace(rest); r != "syntax error" {
+		why = r + ": " + why
+	}
+	return fmt.Sprintf("%s line:%d(column:%d) near EOF: %s", file, line, col, why)
+}
+
+// hookError is the error of a call of hook ("" for the main chunk): the
+// hook's name, the script's message (which carries file and line) and,
+// when the message lacks it, where the error was raised. gopher-lua
+// names every Lua frame of its traceback "in main chunk", hooks
+// included, so only the frame's position is kept.
+func hookError(hook string, err error) error {
+	var ae *glua.ApiError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	msg := ae.Object.String()
+	if at := framePosition(firstFrame(ae.StackTrace)); at != "" && !strings.Contains(msg, at) {
+		msg += " (at " + at + ")"
+	}
+	if hook != "" {
+		msg = hook + " hook: " + msg
+	}
+	return errors.New(msg)
+}
+
+// framePosition is the "file:line" of a traceback line such as
+// "test.lua:3: in main chunk"; "" when it has none.
+func framePosition(frame string) string {
+	pos, _, ok := strings.Cut(frame, ": in ")
+	if !ok || !strings.Contains(pos, ":") {
+		return ""
+	}
+	return pos
 }
 
 func firstFrame(trace string) string {

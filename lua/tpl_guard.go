@@ -3,6 +3,7 @@ package lua
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 
@@ -275,7 +276,7 @@ func tplTimes(a, b int) int {
 	if a == 0 || b == 0 {
 		return 0
 	}
-	if a > (1<<62)/b {
+	if a > (math.MaxInt>>1)/b { // 1<<62 - 1 on 64-bit platforms; 32-bit ones have less
 		return -1
 	}
 	return a * b
@@ -393,7 +394,7 @@ func tplLargestNumber(s string) int {
 	best, cur := 0, 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {
-			if cur < 1<<40 {
+			if cur < min(1<<40, math.MaxInt/10) { // no overflow on 32-bit platforms
 				cur = cur*10 + int(r-'0')
 			}
 			best = max(best, cur)

@@ -94,7 +94,7 @@ func (rt *Runtime) newVM(idx int) (*vm, error) {
 	v.unlock()
 	if err != nil {
 		L.Close()
-		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, hookError(err))
+		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, hookError("", err))
 	}
 	v.hooks = make(map[string]*glua.LFunction)
 	for _, name := range hookNames {
@@ -262,7 +262,7 @@ func (v *vm) call(t *thread, hook string, fn *glua.LFunction, args ...glua.LValu
 		if t.timedOut.Load() { // overMem is set with it
 			return glua.LNil, v.limitError(t, hook, err)
 		}
-		return glua.LNil, hookError(err)
+		return glua.LNil, hookError(hook, err)
 	}
 	ret := L.Get(-1)
 	L.SetTop(top)

@@ -32,7 +32,14 @@ type DashboardConfig struct {
 	Topic string
 	// PubPath and SubPath are the API's paths, for the page. Default "/sse".
 	PubPath, SubPath string
-	// Interval is how often the feed publishes. Default 1s.
+	// APIPath is the server API's path (ending in /), whose history
+	// endpoint fills the page's tail with a topic's recent messages when
+	// it starts; "" when there is no API. The page does without when the
+	// API refuses it (off on this address, no admin rights).
+	APIPath string
+	// Interval is how often the feed publishes. Default 1s. A new
+	// watcher gets a message at once (within watchEvery), so that the
+	// page shows the server's state on its first paint.
 	Interval time.Duration
 	// Metrics is where the feed reads its counters. Required.
 	Metrics *Metrics
@@ -41,6 +48,11 @@ type DashboardConfig struct {
 	// Logger receives the feed's errors. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// watchEvery is how often Run looks for a new watcher of the feed, to
+// publish at once rather than at the next Interval: one read of the
+// topic's subscriber count (a read lock and an atomic load).
+const watchEvery = 50 * time.Millisecond
 
 // Dashboard serves the page and publishes its feed. Handler is safe from
 // any goroutine (files is read-only); Run is called once, on a goroutine
@@ -83,16 +95,17 @@ func NewDashboard(cfg DashboardConfig) (*Dashboard, error) {
 	}
 	d := &Dashboard{cfg: cfg, files: make(map[string]dashFile)}
 	page, err := json.Marshal(map[string]any{
-		"pub_path": cfg.PubPath, "sub_path": cfg.SubPath, "topic": cfg.Topic,
+		"pub_path": cfg.PubPath, "sub_path": cfg.SubPath, "topic": cfg.Topic, "api_path": cfg.APIPath,
 		"interval_ms": cfg.Interval.Milliseconds(), "version": cfg.Version,
 	})
 	if err != nil {
 		return nil, err
 	}
 	for name, ctype := range map[string]string{
-		"index.html": "text/html; charset=utf-8",
-		"app.js":     "text/javascript; charset=utf-8",
-		"style.css":  "text/css; charset=utf-8",
+		"index.html":  "text/html; charset=utf-8",
+		"app.js":      "text/javascript; charset=utf-8",
+		"style.css":   "text/css; charset=utf-8",
+		"favicon.svg": "image/svg+xml",
 	} {
 		b, err := dashboardFiles.ReadFile("dashboard/" + name)
 		if err != nil {
@@ -146,22 +159,33 @@ func jsonError(ctx *fasthttp.RequestCtx, status int, msg string) {
 }
 
 // Run publishes a stats message to the feed's topic every Interval while
-// the topic has subscribers, until stop is closed. It publishes through
-// the engine, as an HTTP publish would after its hook: subscribers get it
-// through the normal subscribe path (their subscribe and message hooks run).
+// the topic has subscribers, and at once when a new one comes (looked for
+// every watchEvery), until stop is closed. It publishes through the
+// engine, as an HTTP publish would after its hook: subscribers get it
+// through the normal subscribe path (their subscribe and message hooks
+// run). A page is counted among the topic's subscribers once its stream
+// is registered with its shard, after its cursor is set: what Run
+// publishes then reaches it.
 func (d *Dashboard) Run(stop <-chan struct{}) {
-	t := time.NewTicker(d.cfg.Interval)
+	tick := min(d.cfg.Interval, watchEvery)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	eng := d.cfg.Metrics.cfg.Engine
+	watchers := 0
+	var last time.Time // of the last publish
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
 		}
-		if eng.Subscribers(d.cfg.Topic) == 0 {
+		n := eng.Subscribers(d.cfg.Topic)
+		due := n > watchers || n > 0 && time.Since(last) >= d.cfg.Interval-tick/2
+		watchers = n
+		if !due {
 			continue
 		}
+		last = time.Now()
 		if err := d.publish(eng); err != nil {
 			if eng.Closing() {
 				return
@@ -247,8 +271,19 @@ func (d *Dashboard) feed(s Snapshot) feedMessage {
 	if f.Hooks == nil {
 		f.Hooks = []HookSnapshot{}
 	}
+	// The feed's own topic is the page's plumbing, not the users'
+	// traffic: left out of the table and the count.
+	for _, t := range e.Topics {
+		if t.Name == d.cfg.Topic {
+			f.TopicCount--
+			break
+		}
+	}
 	f.Topics = make([]feedTopic, 0, len(s.Top))
 	for _, t := range s.Top {
+		if t.Name == d.cfg.Topic {
+			continue
+		}
 		f.Topics = append(f.Topics, feedTopic{Name: t.Name, Subscribers: t.Subscribers, Buffered: t.Buffered, Published: t.Published})
 	}
 	for i, n := range s.Transport.PublishRejected {

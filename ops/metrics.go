@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/promtext"
 	"github.com/tinysse/tinysse/transport"
 	"github.com/valyala/fasthttp"
 )
@@ -33,7 +35,8 @@ type Config struct {
 	// Version is reported as tinysse_build_info{version=...}.
 	Version string
 	// Extra, when set, writes more series after the server's own (cluster
-	// mode's: cluster.Node.WritePrometheus).
+	// mode's: cluster.Node.WritePrometheus), each family with its own
+	// # HELP and # TYPE lines.
 	Extra func(w io.Writer)
 }
 
@@ -124,83 +127,81 @@ func (m *Metrics) Handler() fasthttp.RequestHandler {
 }
 
 // WritePrometheus writes every series: the server's, the hook latency
-// histograms, and the Go runtime's and process's (go_*, process_*).
+// histograms, Extra's, and the Go runtime's and process's (go_*,
+// process_*), each family with its # HELP and # TYPE lines
+// (families.go).
 func (m *Metrics) WritePrometheus(w io.Writer) {
 	s := m.Snapshot()
 	e := &s.Engine
-	metrics.WriteGaugeUint64(w, `tinysse_build_info{version="`+escapeLabel(m.cfg.Version)+`"}`, 1)
-	metrics.WriteGaugeFloat64(w, "tinysse_uptime_seconds", time.Since(m.start).Seconds())
-	metrics.WriteCounterUint64(w, "tinysse_publishes_total", e.Publishes)
-	metrics.WriteCounterUint64(w, "tinysse_deliveries_total", e.Deliveries)
-	metrics.WriteGaugeUint64(w, "tinysse_subscribers", uint64(max(e.Subscribers, 0)))
-	metrics.WriteCounterUint64(w, "tinysse_subscribes_total", e.Subscribes)
+	pw := promtext.NewWriter(w)
+	pw.Uint(&famBuildInfo, `{version="`+promtext.Label(m.cfg.Version)+`"}`, 1)
+	pw.Float(&famUptime, "", time.Since(m.start).Seconds())
+	pw.Uint(&famPublishes, "", e.Publishes)
+	pw.Uint(&famDeliveries, "", e.Deliveries)
+	pw.Uint(&famSubscribers, "", uint64(max(e.Subscribers, 0)))
+	pw.Uint(&famSubscribes, "", e.Subscribes)
 	for _, r := range []struct {
 		name string
 		n    uint64
 	}{{"left", e.Closed.Left}, {"lagged", e.Closed.Lagged}, {"slow", e.Closed.Slow}, {"timeout", e.Closed.Timeout}, {"shutdown", e.Closed.Shutdown}, {"expired", e.Closed.Expired}, {"disconnected", e.Closed.Disconnected}} {
-		metrics.WriteCounterUint64(w, `tinysse_disconnects_total{reason="`+r.name+`"}`, r.n)
+		pw.Uint(&famDisconnects, `{reason="`+r.name+`"}`, r.n)
 	}
-	metrics.WriteCounterUint64(w, "tinysse_replays_total", e.Replays)
-	metrics.WriteCounterUint64(w, "tinysse_replay_gaps_total", e.ReplayGaps)
+	pw.Uint(&famReplays, "", e.Replays)
+	pw.Uint(&famReplayGaps, "", e.ReplayGaps)
 
-	metrics.WriteGaugeUint64(w, "tinysse_topics", uint64(len(e.Topics)))
+	pw.Uint(&famTopics, "", uint64(len(e.Topics)))
 	for _, t := range s.Top {
-		metrics.WriteGaugeUint64(w, `tinysse_topic_subscribers{topic="`+escapeLabel(t.Name)+`"}`, uint64(max(t.Subscribers, 0)))
+		pw.Uint(&famTopicSubs, `{topic="`+promtext.Label(t.Name)+`"}`, uint64(max(t.Subscribers, 0)))
 	}
-	metrics.WriteGaugeUint64(w, "tinysse_topic_subscribers_other", uint64(max(s.Other.Subscribers, 0)))
-	metrics.WriteGaugeUint64(w, "tinysse_topics_other", uint64(s.OtherTopics))
-	metrics.WriteGaugeUint64(w, "tinysse_ring_capacity", uint64(e.Capacity))
+	pw.Uint(&famTopicSubsOther, "", uint64(max(s.Other.Subscribers, 0)))
+	pw.Uint(&famTopicsOther, "", uint64(s.OtherTopics))
+	pw.Uint(&famRingCapacity, "", uint64(e.Capacity))
 	for _, t := range s.Top {
-		metrics.WriteGaugeUint64(w, `tinysse_ring_buffered{topic="`+escapeLabel(t.Name)+`"}`, uint64(t.Buffered))
+		pw.Uint(&famRingBuffered, `{topic="`+promtext.Label(t.Name)+`"}`, uint64(t.Buffered))
 	}
-	metrics.WriteGaugeUint64(w, "tinysse_ring_buffered_other", uint64(s.Other.Buffered))
-	metrics.WriteGaugeUint64(w, "tinysse_history_bytes", uint64(max(e.HistoryBytes, 0)))
-	metrics.WriteGaugeUint64(w, "tinysse_history_bytes_max", uint64(max(e.MaxHistoryBytes, 0)))
-	metrics.WriteCounterUint64(w, "tinysse_history_evicted_total", e.HistoryEvicted)
+	pw.Uint(&famRingOther, "", uint64(s.Other.Buffered))
+	pw.Uint(&famHistoryBytes, "", uint64(max(e.HistoryBytes, 0)))
+	pw.Uint(&famHistoryMax, "", uint64(max(e.MaxHistoryBytes, 0)))
+	pw.Uint(&famHistoryEvicted, "", e.HistoryEvicted)
 
 	if m.cfg.Transport != nil {
 		tr := &s.Transport
 		for i, name := range transport.RejectReasons {
-			metrics.WriteCounterUint64(w, `tinysse_publish_rejected_total{reason="`+name+`"}`, tr.PublishRejected[i])
+			pw.Uint(&famPubRejected, `{reason="`+name+`"}`, tr.PublishRejected[i])
 		}
 		for i, name := range transport.RejectReasons {
-			metrics.WriteCounterUint64(w, `tinysse_subscribe_rejected_total{reason="`+name+`"}`, tr.SubscribeRejected[i])
+			pw.Uint(&famSubRejected, `{reason="`+name+`"}`, tr.SubscribeRejected[i])
 		}
-		metrics.WriteCounterUint64(w, "tinysse_connections_refused_total", tr.ConnsRefused)
-		metrics.WriteCounterUint64(w, "tinysse_connections_refused_per_ip_total", tr.ConnsRefusedPerIP)
-		metrics.WriteGaugeUint64(w, "tinysse_open_connections", uint64(max(tr.OpenConns, 0)))
+		pw.Uint(&famConnsRefused, "", tr.ConnsRefused)
+		pw.Uint(&famConnsRefusedIP, "", tr.ConnsRefusedPerIP)
+		pw.Uint(&famOpenConns, "", uint64(max(tr.OpenConns, 0)))
 		// By protocol: a connection that has not said yet counts as http1.
-		metrics.WriteGaugeUint64(w, `tinysse_connections{protocol="http1"}`, uint64(max(tr.OpenConns-tr.H2Conns, 0)))
-		metrics.WriteGaugeUint64(w, `tinysse_connections{protocol="h2"}`, uint64(max(tr.H2Conns, 0)))
-		metrics.WriteGaugeUint64(w, `tinysse_streams{protocol="http1"}`, uint64(max(tr.Streams-tr.H2Streams, 0)))
-		metrics.WriteGaugeUint64(w, `tinysse_streams{protocol="h2"}`, uint64(max(tr.H2Streams, 0)))
-		metrics.WriteCounterUint64(w, `tinysse_h2_connections_cut_total{reason="rapid_reset"}`, tr.H2ResetCuts)
-		metrics.WriteCounterUint64(w, `tinysse_h2_connections_cut_total{reason="continuation_flood"}`, tr.H2ContinuationCuts)
+		pw.Uint(&famConns, `{protocol="http1"}`, uint64(max(tr.OpenConns-tr.H2Conns, 0)))
+		pw.Uint(&famConns, `{protocol="h2"}`, uint64(max(tr.H2Conns, 0)))
+		pw.Uint(&famStreams, `{protocol="http1"}`, uint64(max(tr.Streams-tr.H2Streams, 0)))
+		pw.Uint(&famStreams, `{protocol="h2"}`, uint64(max(tr.H2Streams, 0)))
+		pw.Uint(&famH2Cuts, `{reason="rapid_reset"}`, tr.H2ResetCuts)
+		pw.Uint(&famH2Cuts, `{reason="continuation_flood"}`, tr.H2ContinuationCuts)
 	}
+	var buf bytes.Buffer
 	if m.cfg.Hooks != nil {
 		for _, h := range s.Hooks {
 			if h.Name != "tick" {
-				metrics.WriteCounterUint64(w, `tinysse_hook_calls_total{hook="`+h.Name+`"}`, h.Calls)
+				pw.Uint(&famHookCalls, `{hook="`+h.Name+`"}`, h.Calls)
 			}
 		}
 		for _, h := range s.Hooks {
-			metrics.WriteCounterUint64(w, `tinysse_hook_errors_total{hook="`+h.Name+`"}`, h.Errors)
+			pw.Uint(&famHookErrors, `{hook="`+h.Name+`"}`, h.Errors)
 		}
-		m.cfg.Hooks.set.WritePrometheus(w)
+		m.cfg.Hooks.set.WritePrometheus(&buf)
+		pw.Copy(buf.Bytes(), hookDurationFamily)
 	}
 	if m.cfg.Extra != nil {
-		m.cfg.Extra(w)
+		m.cfg.Extra(pw)
 	}
-	metrics.WriteProcessMetrics(w)
-}
-
-// escapeLabel escapes a label value as the text format requires:
-// backslash, double quote and line feed.
-func escapeLabel(s string) string {
-	if !strings.ContainsAny(s, "\\\"\n") {
-		return s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+	buf.Reset()
+	metrics.WriteProcessMetrics(&buf)
+	pw.Copy(buf.Bytes(), processFamilies)
 }
 
 func rejectName(i int) string { return transport.RejectReasons[i] }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/promtext"
 	"github.com/tinysse/tinysse/lua"
 	"github.com/tinysse/tinysse/ops"
 	"github.com/tinysse/tinysse/transport"
@@ -56,6 +57,13 @@ func startEvery(t *testing.T, src string, ecfg engine.Config, topTopics int, int
 // startWith runs a server with the loaded (not started) script rt, or none.
 func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration) *server {
 	t.Helper()
+	return startAPI(t, rt, ecfg, topTopics, interval, "")
+}
+
+// startAPI is startWith with the server API at apiPath ("": none), and the
+// dashboard told so.
+func startAPI(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration, apiPath string) *server {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := &server{}
 	var hs *ops.HookStats
@@ -82,11 +90,11 @@ func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int,
 		t.Fatal(err)
 	}
 	s.metrics = m
-	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet})
+	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet, APIPath: apiPath})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.srv, err = transport.New(transport.Config{Logger: quiet, HealthPath: "/healthz", Routes: []transport.Route{
+	s.srv, err = transport.New(transport.Config{Logger: quiet, HealthPath: "/healthz", APIPath: apiPath, Routes: []transport.Route{
 		{Path: "/metrics", Handler: m.Handler()},
 		{Path: "/_tinysse/", Handler: d.Handler()},
 	}}, eng)
@@ -171,12 +179,16 @@ func (st *stream) until(t *testing.T, line string) []string {
 }
 
 // scrape returns the metrics as series -> value, checking every line's
-// form and that no series appears twice.
+// form, that no series appears twice and that every family has its
+// metadata (promtext.Check).
 func (s *server) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
 	code, hdr, body := s.get(t, "/metrics")
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("/metrics: %d %q", code, hdr.Get("Content-Type"))
+	}
+	if _, err := promtext.Check([]byte(body)); err != nil {
+		t.Fatalf("/metrics breaks the text format's rules:\n%v", err)
 	}
 	line := regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*"(?:, ?[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\["\\n])*")*\})?) (\S+)$`)
 	out := map[string]float64{}

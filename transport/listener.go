@@ -211,11 +211,5 @@ func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
 	return sc.SyscallConn()
 }
 
-// maxOpenFiles returns the process's soft open-file limit (0 if unknown).
-func maxOpenFiles() int64 {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0
-	}
-	return int64(rl.Cur)
-}
+// maxOpenFiles (listener_rlimit_unix.go, listener_rlimit_other.go)
+// returns the process's soft open-file limit (0 if unknown).

@@ -224,6 +224,23 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// commentList accepts a JSON list of strings (null: none). A single
+// string is refused, as Tiny SSE refuses it (its comment is a
+// Vec<String>): a body it answers 400 is not accepted here either.
+type commentList []string
+
+func (l *commentList) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var ss []string
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return errors.New("must be a list of strings")
+	}
+	*l = ss
+	return nil
+}
+
 // decodeJSON reads a JSON publish body. Member names are matched exactly
 // and each may be given once (jsonobj): "Data" is not data, and a body
 // naming data twice is refused rather than read one way here and another
@@ -243,7 +260,7 @@ func decodeJSON(body []byte) (*engine.Message, error) {
 		case "data":
 			return &data
 		case "comment":
-			return (*stringList)(&m.Comments)
+			return (*commentList)(&m.Comments)
 		case "topic":
 			return (*stringList)(&m.Topics)
 		}
@@ -266,7 +283,9 @@ func jsonError(err error) error {
 	case errors.As(err, &dup):
 		return fmt.Errorf("key %q given twice", dup.Name)
 	case errors.As(err, &field):
-		return fmt.Errorf("malformed JSON: field %q must be a %s", field.Name, fieldKind(field.Name))
+		// Well-formed JSON with a member of the wrong type: name the
+		// member and what it must be, and nothing about the syntax.
+		return fmt.Errorf("field %q must be a %s", field.Name, fieldKind(field.Name))
 	case errors.Is(err, jsonobj.ErrEmpty):
 		return errors.New("malformed JSON: empty body")
 	case errors.Is(err, jsonobj.ErrNotObject):
@@ -276,7 +295,10 @@ func jsonError(err error) error {
 }
 
 func fieldKind(field string) string {
-	if field == "comment" || field == "topic" {
+	switch field {
+	case "comment":
+		return "list of strings"
+	case "topic":
 		return "string or a list of strings"
 	}
 	return "string"

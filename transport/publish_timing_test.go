@@ -18,7 +18,7 @@ func publishBodies() []struct {
 		body []byte
 	}
 	for _, n := range []int{16, 4 << 10, 60 << 10} {
-		body := `{"id":"12345","event":"update","data":"` + strings.Repeat("x", n) + `","topic":["a","b"],"comment":"c"}`
+		body := `{"id":"12345","event":"update","data":"` + strings.Repeat("x", n) + `","topic":["a","b"],"comment":["c"]}`
 		out = append(out, struct {
 			name string
 			body []byte

@@ -392,7 +392,7 @@ func TestAutoID(t *testing.T) {
 		live := p.subscribe(t, addr, "/sse?topic=auto")
 		live.expectOK()
 		var ids []string
-		for i, body := range []string{`{"data":"one"}`, `{"data":"two"}`, `{"id":"mine","data":"three"}`, `{"comment":"four"}`, `{"data":"five"}`} {
+		for i, body := range []string{`{"data":"one"}`, `{"data":"two"}`, `{"id":"mine","data":"three"}`, `{"comment":["four"]}`, `{"data":"five"}`} {
 			p.publishTo(t, addr, "/sse?topic=auto", body)
 			p.publishTo(t, addr, "/sse?topic=elsewhere", `{"data":"moves the counter"}`)
 			b := live.mustNext()

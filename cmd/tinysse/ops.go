@@ -186,6 +186,10 @@ func opsRoutes(o *options, dashboard bool, eng *engine.Engine, transportStats fu
 		// goes out through the publish path, which the transport protects.
 		d, err := ops.NewDashboard(ops.DashboardConfig{
 			Path: o.dashboardPath, PubPath: o.pubPath, SubPath: o.subPath,
+			// The page asks the API for a topic's recent messages; where
+			// the API is off (apiAllowed) it answers 404 and the page
+			// follows the topic live only.
+			APIPath: o.apiPath,
 			Metrics: m, Version: version, Logger: log,
 		})
 		if err != nil {

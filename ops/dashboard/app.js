@@ -25,7 +25,7 @@ function setToken(t) {
   $("sign-out").hidden = !t;
   $("sign-in-open").hidden = !!t;
   statsStream.start();
-  if (tail.ctrl) tail.start();
+  if (tail.ctrl) startTail();
 }
 $("login-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -36,6 +36,14 @@ $("login-form").addEventListener("submit", (e) => {
   setToken(t);
 });
 $("login-cancel").addEventListener("click", () => { $("login").hidden = true; });
+// A pasted token can be read back before it is sent (hidden by default).
+$("login-show").addEventListener("click", () => {
+  const input = $("login-token"), show = input.type === "password";
+  input.type = show ? "text" : "password";
+  $("login-show").textContent = show ? "hide" : "show";
+  $("login-show").setAttribute("aria-pressed", String(show));
+  input.focus();
+});
 $("sign-in-open").addEventListener("click", () => showLogin(""));
 $("sign-out").addEventListener("click", () => setToken(""));
 
@@ -250,26 +258,46 @@ const statsStream = new Stream(() => topicURL(cfg.topic), onStats, (up, why) => 
 
 // --- the tail of a topic -------------------------------------------------
 let tailTopic = "";
-const tail = new Stream(() => topicURL(tailTopic), (ev) => {
+function addTail(ev, when) {
   const list = $("tail-list");
   const li = document.createElement("li");
-  const t = document.createElement("span"); t.className = "time"; t.textContent = new Date().toLocaleTimeString();
+  const t = document.createElement("span"); t.className = "time"; t.textContent = when;
   li.append(t);
   if (ev.id) { const id = document.createElement("span"); id.className = "id"; id.textContent = "#" + ev.id; li.append(id); }
   const e = document.createElement("span"); e.className = "ev"; e.textContent = ev.event; li.append(e);
   const d = document.createElement("span"); d.className = "data"; d.textContent = ev.data; li.append(d);
   list.prepend(li);
   while (list.children.length > 50) list.lastChild.remove();
-}, (up, why) => {
+}
+const tail = new Stream(() => topicURL(tailTopic), (ev) => addTail(ev, new Date().toLocaleTimeString()), (up, why) => {
   text("tail-status", up ? "watching " + (tailTopic === "" ? "the default stream" : tailTopic) : "not connected" + (why ? ": " + why : ""));
 });
+
+// startTail shows the topic's recent messages at once (the server API's
+// history, when it answers this page) and then follows it live, from the
+// last of them when it has an id (the ring replays what came between).
+async function startTail() {
+  tail.stop();
+  $("tail-list").replaceChildren();
+  tail.lastId = "";
+  if (cfg.api_path) {
+    try {
+      const q = tailTopic === "" ? "" : "topic=" + encodeURIComponent(tailTopic) + "&";
+      const res = await fetch(cfg.api_path + "history?" + q + "limit=20", { headers: authHeaders(), cache: "no-store" });
+      if (res.ok) {
+        const msgs = (await res.json()).messages || [];
+        for (const m of msgs) addTail({ event: m.event || "message", data: m.data ?? "", id: m.id || "" }, "earlier");
+        if (msgs.length && msgs[msgs.length - 1].id) tail.lastId = msgs[msgs.length - 1].id;
+      }
+    } catch (_) { /* no history: live only */ }
+  }
+  tail.start();
+}
 
 $("tail-form").addEventListener("submit", (e) => {
   e.preventDefault();
   tailTopic = $("tail-topic").value.trim();
-  $("tail-list").replaceChildren();
-  tail.lastId = "";
-  tail.start();
+  startTail();
   if ($("pub-topic").value.trim() === "") $("pub-topic").value = tailTopic;
 });
 
@@ -297,5 +325,5 @@ $("pub-form").addEventListener("submit", async (e) => {
 
 text("version", cfg.version ? "v" + cfg.version : "");
 setToken(token); // starts the stats stream
-tail.start();
+startTail();
 window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.draw()));
