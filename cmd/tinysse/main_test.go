@@ -339,7 +339,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("GET /wrong: %d, want 404: the flag must win over TINYSSE_SUB_PATH", a.status)
 	}
 
-	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+	if err := interruptSelf(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
