@@ -144,6 +144,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
 	fs.IntVar(&o.stuck, "stuck", 0, "also open this many subscriber connections that never read (4096-byte receive buffer), and report when the server cuts each off")
 	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
+	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus endpoint: go_goroutines is read before connecting and after --settle (tinysse: http://HOST/metrics)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
