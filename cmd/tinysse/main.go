@@ -183,6 +183,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxHistoryBytes: historyBudget(o),
 		Hooks:           hooks,
 		Replay:          replay,
+		NoPoll:          o.scale.noPoll,
 		Logger:          log,
 	})
 	if err != nil {
@@ -228,6 +229,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		Routes:           routes,
 		TLS:              tlsConfig,
 		Publish:          publish,
+		MaxBatch:         o.scale.maxBatch,
 		Auth:             authz,
 		TokenCookie:      o.auth.cookie,
 	}, eng)
@@ -382,6 +384,9 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"anonymous":              o.auth.anonymous,
 		"public_topics":          o.auth.publicTopics,
 		"dashboard_public":       o.auth.dashboardPublic,
+		"no_poll":                o.scale.noPoll,
+		"max_batch":              o.scale.maxBatch,
+		"nats_replay_fetches":    o.scale.replayFetches,
 	}
 }
 
