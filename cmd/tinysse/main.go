@@ -99,6 +99,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			defer store.Close() // after node.Close below
 			ccfg = o.store.config(store, log)
 		}
+		ccfg.ReplayFetches = o.scale.replayFetches
 		if o.script != "" {
 			// message hooks on every node see pub as the publishing node made it
 			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
