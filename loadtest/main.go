@@ -136,6 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.pub.Publishers, "publishers", 0, "keep-alive publisher connections at the start (0 = 1 per 1000 msg/s, at most 4; 4 for max)")
 	fs.IntVar(&o.pub.MaxPublishers, "max-publishers", 16, "at a fixed rate, open more connections while all are busy, up to this many")
 	noID := fs.Bool("no-id", false, "publish without an id field")
+	fs.IntVar(&o.pub.Batch, "batch", 1, "messages per publish request (tinysse's batch publish, a JSON array); --publish-rate and --count still count messages")
 	fs.IntVar(&o.pid, "pid", 0, "server process to measure from /proc (0 = none)")
 	fs.DurationVar(&o.settle, "settle", time.Second, "wait between the last connect and the window")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
@@ -209,6 +210,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--size must be 0..1MiB")
 	case o.pub.Count < 0:
 		return nil, errors.New("--count must not be negative")
+	case o.pub.Batch < 1 || o.pub.Batch > 1000:
+		return nil, errors.New("--batch must be 1..1000")
+	case o.pub.Batch > 1 && o.target.AppendBatch == nil:
+		return nil, fmt.Errorf("--batch: target %s has no batch publish", o.target.Name)
 	case o.pub.Publishers < 1 || o.pub.Publishers > 64 || o.pub.MaxPublishers > 64:
 		return nil, errors.New("--publishers and --max-publishers must be 1..64")
 	case o.perWorker < 1:
