@@ -182,8 +182,13 @@ func (s *shard) deliverDirty() {
 		lowest := uint64(math.MaxUint64)
 		again := false
 		for _, sub := range st.subs {
-			if _, more := s.deliver(sub, now, batch); more {
-				again = true
+			// Nothing to read (it caught up on its own goroutine, or
+			// another topic's pass took it): no ownership to take. A
+			// publish after this look marks the topic dirty again.
+			if sub.pending() {
+				if _, more := s.deliver(sub, now, batch); more {
+					again = true
+				}
 			}
 			if c := sub.cursorOf(t); c < lowest {
 				lowest = c

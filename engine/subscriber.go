@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -144,7 +145,7 @@ func (e *Engine) Start(sub *Subscriber, st Stream, done func(error)) {
 		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
 	}
 
-	head := append(append([]byte(nil), st.Head...), ": ok\n\n"...)
+	head := append(append(getHeadBuf(), st.Head...), ": ok\n\n"...)
 	if h := e.cfg.Hooks.Catchup; h != nil {
 		msgs, err := h(sub, st.LastEventID, st.HasLastEventID)
 		if err != nil {
@@ -202,13 +203,27 @@ func (e *Engine) Start(sub *Subscriber, st Stream, done func(error)) {
 	if log := e.cfg.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("subscribed", "subscriber", sub.ID, "topics", names, "shard", sub.shard.idx, "replay", st.HasLastEventID, "polled", sub.polled)
 	}
-	sub.backlog = head
-	if err := sub.flushBacklog(); err != nil {
+	// The first of what is pending (a replay from the rings) goes out
+	// with the head, in the same write, rather than after a shard pass:
+	// in a reconnect storm that pass would come after everyone else's.
+	fp, _ := framesPool.Get().(*[][]byte)
+	if fp == nil {
+		fp = new([][]byte)
+	}
+	frames := sub.firstFrames((*fp)[:0])
+	err := sub.writeFirst(head, frames)
+	sub.backlog = nil // the head's buffer is not kept for the stream's life
+	putHeadBuf(head)
+	clear(frames)
+	*fp = frames[:0]
+	framesPool.Put(fp)
+	if err != nil {
 		sub.end(sub.finish(kickGone))
 		return
 	}
-	// Anything published meanwhile was skipped by the shard: letGo marks
-	// the topics dirty, and the shard looks again.
+	// Anything published meanwhile (or beyond the first batch of a long
+	// replay) was skipped by the shard: letGo marks the topics dirty, and
+	// the shard looks again.
 	if sub.letGo(false) {
 		// A kick or an event came while the head went out.
 		if err, ended := sub.settle(); ended {
@@ -218,6 +233,104 @@ func (e *Engine) Start(sub *Subscriber, st Stream, done func(error)) {
 	}
 	if !sub.polled {
 		sub.end(sub.loop())
+	}
+}
+
+// firstFrames appends to dst what a pass would write to sub now (up to
+// maxBatch-1 frames, the head taking one buffer of the writev, and
+// maxPassBytes), through the message hook, and counts it delivered.
+// Called by sub's owner.
+func (sub *Subscriber) firstFrames(dst [][]byte) [][]byte {
+	if !sub.pending() {
+		return dst
+	}
+	batch := sub.shard.enterHooks()
+	frames, _, lapped := sub.gather(dst, maxBatch-1, maxPassBytes, batch)
+	sub.shard.leaveHooks(batch)
+	if lapped {
+		clear(frames)
+		return dst[:0] // the shard's next pass finds it lapped
+	}
+	sub.shard.delivered.Add(uint64(len(frames)))
+	return frames
+}
+
+// writeFirst writes head, then frames. On a raw socket it first makes one
+// non-blocking writev of them (the frames are the messages' own: nothing
+// is copied), then copies what the socket did not take to the backlog
+// and writes that blocking; elsewhere it copies all. Called by sub's
+// owner (Start).
+func (sub *Subscriber) writeFirst(head []byte, frames [][]byte) error {
+	if sub.raw == nil {
+		for _, f := range frames {
+			head = append(head, f...)
+		}
+		sub.backlog = head
+		return sub.flushBacklog()
+	}
+	iv, _ := iovecPool.Get().(*[]iovec)
+	if iv == nil {
+		iv = new([]iovec)
+	}
+	iov := appendIovec((*iv)[:0], head)
+	total := len(head)
+	for _, f := range frames {
+		if len(f) > 0 {
+			iov = appendIovec(iov, f)
+			total += len(f)
+		}
+	}
+	var n int
+	var werr error
+	err := sub.raw.Write(func(fd uintptr) bool {
+		n, werr = writevFD(fd, iov)
+		if werr == syscall.EAGAIN {
+			werr = nil
+		}
+		return true // one attempt: the rest goes below, blocking
+	})
+	clear(iov)
+	*iv = iov[:0]
+	iovecPool.Put(iv)
+	if err = errors.Join(err, werr); err != nil {
+		return err
+	}
+	sub.lastWrite = time.Now().UnixNano()
+	if n == total {
+		return nil
+	}
+	sub.backlog = sub.backlog[:0]
+	if n < len(head) {
+		sub.backlog = append(sub.backlog, head[n:]...)
+		n = 0
+	} else {
+		n -= len(head)
+	}
+	sub.backlog = appendRest(sub.backlog, frames, n)
+	return sub.flushBacklog()
+}
+
+// framesPool and iovecPool recycle Start's frame lists and iovecs.
+var (
+	framesPool sync.Pool // of *[][]byte
+	iovecPool  sync.Pool // of *[]iovec
+)
+
+// headBufs recycles the buffers heads (and the first replayed messages)
+// are written from: a reconnect storm writes thousands of them a second.
+var headBufs sync.Pool // of *[]byte
+
+func getHeadBuf() []byte {
+	if b, ok := headBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 1024)
+}
+
+func putHeadBuf(b []byte) {
+	if cap(b) <= 2*maxPassBytes {
+		b = b[:0]
+		headBufs.Put(&b)
 	}
 }
 

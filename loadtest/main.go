@@ -83,9 +83,12 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var res *Result
-	if o.churn {
+	switch {
+	case o.storm:
+		res, err = runStorm(ctx, o, stderr)
+	case o.churn:
 		res, err = runChurn(ctx, o, stderr)
-	} else {
+	default:
 		res, err = run(ctx, o, stderr)
 	}
 	if err != nil {
@@ -146,6 +149,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.stuck, "stuck", 0, "also open this many subscriber connections that never read (4096-byte receive buffer), and report when the server cuts each off")
 	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
 	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus endpoint: go_goroutines is read before connecting and after --settle (tinysse: http://HOST/metrics)")
+	fs.BoolVar(&o.storm, "reconnect-storm", false, "reconnect storm (tinysse): --subscribers streams on --storm-topics topics read a base message, all close, --storm-behind messages are published per topic, then all reconnect within --storm-window with Last-Event-ID and must get exactly those, in order, while --publish-rate messages/s are published; reports time to the first and last replayed message, the publisher's latency and the server's peak RSS against the steady state")
+	fs.IntVar(&o.stormTopics, "storm-topics", 10, "--reconnect-storm: topics")
+	fs.IntVar(&o.stormBehind, "storm-behind", 200, "--reconnect-storm: messages each stream misses (the ring, --capacity, must hold them)")
+	fs.DurationVar(&o.stormWindow, "storm-window", time.Second, "--reconnect-storm: the reconnects are spread over this long")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -228,6 +235,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--pid must not be negative")
 	case o.stuck < 0:
 		return nil, errors.New("--stuck must not be negative")
+	case o.storm && (o.stormTopics < 1 || o.stormBehind < 1 || o.stormWindow < 0):
+		return nil, errors.New("--storm-topics and --storm-behind must be positive, --storm-window not negative")
 	}
 	if o.workers == -1 {
 		o.workers = max(1, (o.subscribers+o.perWorker-1)/o.perWorker)

@@ -61,6 +61,8 @@ type Result struct {
 	// Churn is set by --churn runs, which publish nothing; Latency is then
 	// the time from dialling to a ready stream.
 	Churn *ChurnStats `json:"churn,omitempty"`
+	// Storm is set by --reconnect-storm runs (storm.go).
+	Storm *StormStats `json:"storm,omitempty"`
 
 	// Stuck is set by --stuck runs: connections that never read, and when
 	// the server cut them off.
@@ -153,6 +155,8 @@ func (r *Result) writeTable(w io.Writer) error {
 		s.Ready, s.Wanted, s.Failed, s.Dropped, workersText(s.Workers), s.ConnectSeconds)
 	p := &r.Publish
 	switch {
+	case r.Storm != nil:
+		writeStormTable(row, r.Storm)
 	case r.Churn != nil:
 		c := r.Churn
 		row("churn", "%d subscribe+close cycles in %.2fs = %.1f/s over %d loops, %d failed", c.Cycles, c.Seconds, c.PerSecond, c.Loops, c.Failed)

@@ -33,6 +33,10 @@ type options struct {
 	metricsURL       string
 	json, quiet      bool
 	churn            bool
+	// --reconnect-storm (storm.go)
+	storm                    bool
+	stormTopics, stormBehind int
+	stormWindow              time.Duration
 }
 
 // tally gathers the groups' reports.
