@@ -248,8 +248,17 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.closing.Load() {
 		return nil
 	}
+	if err == nil {
+		// fasthttp returns nil when the listener is closed; only Shutdown
+		// may do that.
+		err = ErrListenerClosed
+	}
 	return err
 }
+
+// ErrListenerClosed is returned by Serve when its listener stopped
+// accepting (it was closed, or failed) before Shutdown.
+var ErrListenerClosed = errors.New("transport: the listener stopped accepting before Shutdown")
 
 // OpenConns returns how many connections are open, streams included.
 func (s *Server) OpenConns() int64 {
