@@ -23,7 +23,11 @@
 // Store (store.go) is the same on one node without NATS (--store): a
 // nats-server with JetStream in the process, reached without a socket.
 //
-// Publish, Replay, Leader, Connected and WritePrometheus are safe from any
-// goroutine. The consumer's handler applies one message at a time
+// Node.History reads one topic's messages from the stream a page at a
+// time, for the server API's history beyond a node's rings; it shares
+// Replay's reader (scan) and its bound of 16 reads at once.
+//
+// Publish, Replay, History, Leader, Connected and WritePrometheus are safe
+// from any goroutine. The consumer's handler applies one message at a time
 // (Node.followMu).
 package cluster

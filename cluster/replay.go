@@ -131,13 +131,66 @@ func (n *Node) read(topics []string, after, upTo uint64) (*replayRead, error) {
 		return &replayRead{gap: gap, upTo: upTo}, nil
 	}
 
-	want := make(map[string]bool, len(topics))
-	filters := []string{n.cfg.Stream + ".m"}
-	for _, t := range topics {
-		if !want[t] {
-			want[t] = true
-			filters = append(filters, subject(n.cfg.Stream, []string{t}))
+	want := wantSet(topics)
+	limit := n.cfg.ReplayLimit
+	autoID := n.eng != nil && n.eng.Config().AutoID
+	var kept []*engine.Message // the newest limit, oldest first from index head
+	head := 0
+	dropped := false
+	err = n.scan(ctx, want, start, func(msg jetstream.Msg, seq uint64) bool {
+		if seq > upTo {
+			return false // the live stream has it
 		}
+		m, err := n.decode(msg)
+		if err != nil || !wanted(m, want) {
+			return true
+		}
+		m.Seq = seq
+		// Set once here, so that replays sharing this read change
+		// nothing (the engine fills in only what is missing).
+		if m.ID == "" && autoID {
+			m.ID = strconv.FormatUint(seq, 10)
+		}
+		m.Frame = engine.AppendFrame(nil, m)
+		if len(kept) < limit {
+			kept = append(kept, m)
+		} else {
+			kept[head] = m
+			head = (head + 1) % limit
+			dropped = true
+		}
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: replay: %w", err)
+	}
+	if head > 0 {
+		kept = slices.Concat(kept[head:], kept[:head])
+	}
+	return &replayRead{msgs: kept, gap: gap || dropped, upTo: upTo}, nil
+}
+
+// wantSet is the set of topics named (a map, for wanted).
+func wantSet(topics []string) map[string]bool {
+	want := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		want[t] = true
+	}
+	return want
+}
+
+// scan reads the stream's messages on the subjects of the topics in want
+// (and the multi-topic subject) from sequence start on, in order, with a
+// short-lived consumer, and hands each to visit with its stream sequence
+// until visit returns false or every message that matched when the
+// consumer was made has been read. On a nats-server before 2.10, which
+// takes one filter, it reads every subject: visit must check the topics
+// (wanted). The caller holds a slot of n.replaySlots; ctx bounds the
+// consumer's creation, PublishTimeout each pull.
+func (n *Node) scan(ctx context.Context, want map[string]bool, start uint64, visit func(msg jetstream.Msg, seq uint64) bool) error {
+	filters := []string{n.cfg.Stream + ".m"}
+	for t := range want {
+		filters = append(filters, subject(n.cfg.Stream, []string{t}))
 	}
 	ccfg := jetstream.ConsumerConfig{
 		FilterSubjects:    filters,
@@ -148,13 +201,11 @@ func (n *Node) read(topics []string, after, upTo uint64) (*replayRead, error) {
 		InactiveThreshold: n.cfg.PublishTimeout,
 	}
 	if !n.multiFilter {
-		// A server before 2.10 takes one filter: read every subject and
-		// keep the subscriber's topics here (wanted, below).
 		ccfg.FilterSubjects, ccfg.FilterSubject = nil, n.cfg.Stream+".>"
 	}
 	cons, err := n.stream.CreateConsumer(ctx, ccfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: replay: %w", err)
+		return err
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
@@ -165,62 +216,35 @@ func (n *Node) read(topics []string, after, upTo uint64) (*replayRead, error) {
 	// pending is what matched when the consumer was made, so each pull asks
 	// only for messages that exist and returns as soon as it has them.
 	pending := cons.CachedInfo().NumPending
-	limit := n.cfg.ReplayLimit
-	autoID := n.eng != nil && n.eng.Config().AutoID
-	var kept []*engine.Message // the newest limit, oldest first from index head
-	head := 0
-	dropped := false
 	for pending > 0 {
 		n.metrics.fetches.Inc()
 		batch, err := cons.Fetch(int(min(pending, fetchBatch)), jetstream.FetchMaxWait(n.cfg.PublishTimeout))
 		if err != nil {
-			return nil, fmt.Errorf("cluster: replay: %w", err)
+			return err
 		}
 		got := 0
 		done := false
 		for msg := range batch.Messages() {
 			got++
 			n.metrics.replayed.Inc()
+			if done {
+				continue // drain the batch
+			}
 			meta, err := msg.Metadata()
 			if err != nil {
 				continue
 			}
-			seq := meta.Sequence.Stream
-			if seq > upTo {
-				done = true
-				continue // the live stream has it
-			}
-			m, err := n.decode(msg)
-			if err != nil || !wanted(m, want) {
-				continue
-			}
-			m.Seq = seq
-			// Set once here, so that replays sharing this read change
-			// nothing (the engine fills in only what is missing).
-			if m.ID == "" && autoID {
-				m.ID = strconv.FormatUint(seq, 10)
-			}
-			m.Frame = engine.AppendFrame(nil, m)
-			if len(kept) < limit {
-				kept = append(kept, m)
-			} else {
-				kept[head] = m
-				head = (head + 1) % limit
-				dropped = true
-			}
+			done = !visit(msg, meta.Sequence.Stream)
 		}
 		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("cluster: replay: %w", err)
+			return err
 		}
 		if done || got == 0 {
-			break
+			return nil
 		}
 		pending -= uint64(got)
 	}
-	if head > 0 {
-		kept = slices.Concat(kept[head:], kept[:head])
-	}
-	return &replayRead{msgs: kept, gap: gap || dropped, upTo: upTo}, nil
+	return nil
 }
 
 // wanted reports whether m goes to one of the topics in want (a message

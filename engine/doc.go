@@ -25,7 +25,13 @@
 // Stats is a snapshot of the engine's counters for metrics: deliveries are
 // added up once per shard pass, never per delivery (see stats.go).
 //
+// Read-only views for the server API (inspect.go): Topic, TopicPage,
+// History, Newest, SeqOfID and Presence read rings lock-free and take one
+// shard's lock at a time, never the publish lock; Disconnect and
+// DisconnectTopic end streams as Close does, with ": disconnected".
+//
 // Safe from any goroutine: Publish, PublishSeq, PublishLocal, Serve,
-// Subscribers, Stats, HistoryBytes, Close, Config.
+// Subscribers, Stats, HistoryBytes, Close, Config, and those of
+// inspect.go.
 // Hooks are called as documented on Hooks.
 package engine

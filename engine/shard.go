@@ -57,6 +57,10 @@ type shard struct {
 	// only.
 	passEnd time.Time
 	passDur time.Duration
+	// cont is set by a pass that left a subscriber's pending messages
+	// behind at maxPassBytes (it marked their topic dirty again): the next
+	// pass then runs without the hold. Shard goroutine only.
+	cont bool
 
 	// passFrames counts the frames a pass handed to sockets; owned by
 	// whoever holds mu, added to delivered once per pass (not per
@@ -98,6 +102,9 @@ const (
 	// kickPoll: the poller reported the subscriber's socket (the client
 	// sent bytes, or left); its owner reads to find out which.
 	kickPoll
+	// kickDisconnect: Engine.Disconnect ends the stream (the server API),
+	// with the retry hint in Subscriber.goodbyeRetry.
+	kickDisconnect
 )
 
 func newShard(e *Engine, idx int) *shard {
@@ -132,7 +139,10 @@ func (s *shard) run(stop <-chan struct{}) {
 	for {
 		select {
 		case <-s.wake:
-			if !hold.wait(s, stop) {
+			// A pass that stopped at maxPassBytes goes on at once: the
+			// wait is for gathering new publishes, and this one's
+			// subscribers are still reading what it wrote.
+			if !s.cont && !hold.wait(s, stop) {
 				return
 			}
 			start := time.Now()
@@ -169,6 +179,7 @@ func (s *shard) deliverDirty() {
 	s.dirtyMu.Unlock()
 
 	s.mu.Lock()
+	s.cont = false
 	batch := s.enterHooks()
 	now := time.Now().UnixNano()
 	for _, t := range list {
@@ -197,6 +208,7 @@ func (s *shard) deliverDirty() {
 		t.shardMin[s.idx].Store(lowest)
 		if again {
 			s.markDirty(t) // the next pass goes on where maxPassBytes stopped this one
+			s.cont = true
 		}
 	}
 	s.leaveHooks(batch)

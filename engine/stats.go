@@ -46,6 +46,9 @@ type CloseCounts struct {
 	Timeout  uint64 // reached Config.Timeout
 	Shutdown uint64 // the engine closed
 	Expired  uint64 // its Subscriber.Expires passed (the token expired)
+	// Disconnected counts streams ended by Engine.Disconnect or
+	// DisconnectTopic (the server API).
+	Disconnected uint64
 }
 
 // TopicStats is one topic in a Stats snapshot.
@@ -75,10 +78,11 @@ const (
 	closeTimeout
 	closeShutdown
 	closeExpired
+	closeDisconnected
 	closeReasons
 )
 
-var closeReasonNames = [closeReasons]string{"left", "lagged", "slow", "timeout", "shutdown", "expired"}
+var closeReasonNames = [closeReasons]string{"left", "lagged", "slow", "timeout", "shutdown", "expired", "disconnected"}
 
 // closeReason maps the kick bits finish ends a stream for to one reason.
 func closeReason(k uint32) int {
@@ -89,6 +93,8 @@ func closeReason(k uint32) int {
 		return closeSlow
 	case k&kickGone != 0:
 		return closeLeft
+	case k&kickDisconnect != 0:
+		return closeDisconnected
 	case k&kickTimeout != 0:
 		return closeTimeout
 	case k&kickLagged != 0:
@@ -122,6 +128,8 @@ func (e *Engine) Stats() Stats {
 		Timeout:  c[closeTimeout].Load(),
 		Shutdown: c[closeShutdown].Load(),
 		Expired:  c[closeExpired].Load(),
+
+		Disconnected: c[closeDisconnected].Load(),
 	}
 	for _, s := range e.shards {
 		st.Deliveries += s.delivered.Load()

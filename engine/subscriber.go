@@ -56,6 +56,10 @@ type Subscriber struct {
 	// kick holds the reasons the shard handed the subscriber to its
 	// goroutine; set by the shard (or Close), swapped to 0 by the goroutine.
 	kick atomic.Uint32
+	// goodbyeRetry is the retry hint in ms of a Disconnect (negative:
+	// none); stored before kickDisconnect is set, read by finish after
+	// the goroutine has seen the bit.
+	goodbyeRetry atomic.Int64
 
 	cursors   []cursor // one per topic; next is atomic only so stats can read it
 	lastMsg   *Message // the last message delivered (drops multi-topic duplicates; see lastSeq)
@@ -471,7 +475,7 @@ func (sub *Subscriber) act() (err error, ended bool) {
 			k |= kickGone
 		}
 	}
-	if k&(kickShutdown|kickTimeout|kickLagged|kickGone|kickExpired) != 0 {
+	if k&(kickShutdown|kickTimeout|kickLagged|kickGone|kickExpired|kickDisconnect) != 0 {
 		return sub.finish(k), true
 	}
 	if k = sub.catchUp(); k != 0 {
@@ -583,8 +587,8 @@ func (sub *Subscriber) catchUp() uint32 {
 			}
 			return kickGone
 		}
-		if k := sub.kick.Load(); k&kickShutdown != 0 {
-			return kickShutdown
+		if k := sub.kick.Load(); k&(kickShutdown|kickDisconnect) != 0 {
+			return k & (kickShutdown | kickDisconnect)
 		}
 		var lapped bool
 		batch := sub.shard.enterHooks()
@@ -779,6 +783,8 @@ func (sub *Subscriber) finish(k uint32) error {
 		if k&kickWriteTimeout != 0 && sub.raw != nil {
 			abortOnClose(sub.raw)
 		}
+	case k&kickDisconnect != 0:
+		err = sub.writeFinal(appendGoodbye(nil, sub.goodbyeRetry.Load()))
 	case k&kickTimeout != 0:
 		retry := e.cfg.TimeoutRetry
 		if h := e.cfg.Hooks.Timeout; h != nil {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -30,9 +30,13 @@ type group struct {
 	url     *url.URL
 	request []byte // the subscribe request, the same for every sub
 
-	mu      sync.Mutex // guards subs[i].conn (while connecting) and closing
+	mu      sync.Mutex // guards subs[i].conn (while connecting), closing and h2
 	subs    []*sub
 	closing bool // set once: from here on a connection that ends is ours, not a drop
+
+	// With cfg.HTTP2, the connections the streams share: stream i uses
+	// h2[i % len]; each is made by the first stream that needs it.
+	h2 []*h2conn
 
 	wg sync.WaitGroup // one per sub goroutine
 
@@ -79,6 +83,14 @@ func newGroup(cfg workerConfig) (*group, error) {
 	for i := range g.subs {
 		g.subs[i] = &sub{g: g, idx: i}
 	}
+	if cfg.HTTP2 {
+		if cfg.H2Conns < 1 {
+			return nil, errors.New("HTTP/2 needs at least one connection")
+		}
+		for range cfg.H2Conns {
+			g.h2 = append(g.h2, &h2conn{g: g, streams: make(map[uint32]*sub)})
+		}
+	}
 	return g, nil
 }
 
@@ -109,7 +121,7 @@ func (g *group) connectAll(ctx context.Context) {
 
 // track records a sub's connection so that close can end it. It reports
 // false if the group is already closing.
-func (g *group) track(s *sub, conn net.Conn) bool {
+func (g *group) track(s *sub, conn io.Closer) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closing {
@@ -129,6 +141,9 @@ func (g *group) close(wait time.Duration) {
 		}
 	}
 	g.mu.Unlock()
+	for _, c := range g.h2 {
+		c.close()
+	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
 	select {

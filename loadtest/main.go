@@ -147,6 +147,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.workers, "workers", -1, "worker processes holding the streams (-1 = enough for --per-worker each, at least 1; 0 = all in this process, next to the publishers)")
 	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
 	fs.IntVar(&o.stuck, "stuck", 0, "also open this many subscriber connections that never read (4096-byte receive buffer), and report when the server cuts each off")
+	fs.BoolVar(&o.http2, "http2", false, "subscribers speak HTTP/2 with prior knowledge (h2c): many streams over few connections (--h2-conns)")
+	fs.IntVar(&o.h2Conns, "h2-conns", 0, "with --http2, the connections the streams share (0 = one per 50 streams)")
 	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
 	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus endpoint: go_goroutines is read before connecting and after --settle (tinysse: http://HOST/metrics)")
 	fs.BoolVar(&o.storm, "reconnect-storm", false, "reconnect storm (tinysse): --subscribers streams on --storm-topics topics read a base message, all close, --storm-behind messages are published per topic, then all reconnect within --storm-window with Last-Event-ID and must get exactly those, in order, while --publish-rate messages/s are published; reports time to the first and last replayed message, the publisher's latency and the server's peak RSS against the steady state")
@@ -238,6 +240,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	case o.storm && (o.stormTopics < 1 || o.stormBehind < 1 || o.stormWindow < 0):
 		return nil, errors.New("--storm-topics and --storm-behind must be positive, --storm-window not negative")
 	}
+	if o.http2 {
+		switch {
+		case o.churn:
+			return nil, errors.New("--http2 does not go with --churn")
+		case o.target.Name != "tinysse":
+			return nil, errors.New("--http2: only for --target tinysse")
+		case o.h2Conns < 0:
+			return nil, errors.New("--h2-conns must not be negative")
+		case o.h2Conns == 0:
+			o.h2Conns = max(1, (o.subscribers+49)/50)
+		}
+	}
 	if o.workers == -1 {
 		o.workers = max(1, (o.subscribers+o.perWorker-1)/o.perWorker)
 	}
@@ -245,5 +259,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("--workers %d: more than --per-worker %d streams each", o.workers, o.perWorker)
 	}
 	o.workers = min(o.workers, o.subscribers) // 0 subscribers: nothing to start
+	if o.http2 && o.h2Conns < max(o.workers, 1) {
+		return nil, fmt.Errorf("--h2-conns %d: fewer than the %d worker processes (each needs a connection)", o.h2Conns, o.workers)
+	}
+	if o.http2 && o.h2Conns > o.subscribers {
+		o.h2Conns = max(o.subscribers, 1)
+	}
 	return o, nil
 }

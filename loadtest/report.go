@@ -18,11 +18,14 @@ type Result struct {
 	PubURL string `json:"pub_url"`
 
 	Subscribers struct {
-		Wanted         int     `json:"wanted"`
-		Ready          int64   `json:"ready"`   // became ready at some point
-		Failed         int64   `json:"failed"`  // never became ready
-		Dropped        int64   `json:"dropped"` // ready, then ended by the server or the network
-		Workers        int     `json:"workers"` // worker processes (0: all in this process)
+		Wanted  int   `json:"wanted"`
+		Ready   int64 `json:"ready"`   // became ready at some point
+		Failed  int64 `json:"failed"`  // never became ready
+		Dropped int64 `json:"dropped"` // ready, then ended by the server or the network
+		Workers int   `json:"workers"` // worker processes (0: all in this process)
+		// H2Conns, with --http2, is how many HTTP/2 connections the
+		// streams share (0: HTTP/1.1, a connection per stream).
+		H2Conns        int     `json:"h2_conns,omitempty"`
 		ConnectSeconds float64 `json:"connect_seconds"`
 	} `json:"subscribers"`
 
@@ -151,8 +154,8 @@ func (r *Result) writeTable(w io.Writer) error {
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	row("target", "%s  %s (publish %s)", r.Target, r.URL, r.PubURL)
 	s := &r.Subscribers
-	row("subscribers", "%d ready of %d, %d failed, %d dropped (%s, connected in %.2fs)",
-		s.Ready, s.Wanted, s.Failed, s.Dropped, workersText(s.Workers), s.ConnectSeconds)
+	row("subscribers", "%d ready of %d, %d failed, %d dropped (%s, %s, connected in %.2fs)",
+		s.Ready, s.Wanted, s.Failed, s.Dropped, protocolText(s.H2Conns), workersText(s.Workers), s.ConnectSeconds)
 	p := &r.Publish
 	switch {
 	case r.Storm != nil:
@@ -234,6 +237,14 @@ func workersText(n int) string {
 		return "in process"
 	}
 	return fmt.Sprintf("%d worker processes", n)
+}
+
+// protocolText says how the streams are carried.
+func protocolText(h2Conns int) string {
+	if h2Conns == 0 {
+		return "HTTP/1.1"
+	}
+	return fmt.Sprintf("HTTP/2 over %d connections", h2Conns)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

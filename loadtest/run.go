@@ -37,6 +37,8 @@ type options struct {
 	storm                    bool
 	stormTopics, stormBehind int
 	stormWindow              time.Duration
+	http2                    bool // subscribers over HTTP/2 (h2c, prior knowledge)
+	h2Conns                  int  // connections the HTTP/2 streams share, over all workers
 }
 
 // tally gathers the groups' reports.
@@ -89,11 +91,23 @@ func (t *tally) sums() sums {
 	return s
 }
 
+// shareOf is group i's share of n over groups.
+func shareOf(n, groups, i int) int {
+	m := n / groups
+	if i < n%groups {
+		m++
+	}
+	return m
+}
+
 // run is one load run: connect, settle, publish (or idle), drain, report.
 // Each phase is bounded; ctx ends the run early, still with a report.
 func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 	res := &Result{Target: o.target.Name, URL: o.subURL.String(), PubURL: o.pubURL.String()}
 	res.Subscribers.Wanted = o.subscribers
+	if o.http2 {
+		res.Subscribers.H2Conns = o.h2Conns
+	}
 	res.Publish.Rate, res.Publish.Size = o.pub.Rate, o.pub.Size
 	res.Errors = make(map[string]int)
 
@@ -143,11 +157,10 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 	var readers sync.WaitGroup
 	var readErrs sync.Map
 	for i := range nGroups {
-		n := o.subscribers / nGroups
-		if i < o.subscribers%nGroups {
-			n++
-		}
+		n := shareOf(o.subscribers, nGroups, i)
 		cfg := workerConfig{
+			HTTP2:            o.http2,
+			H2Conns:          shareOf(o.h2Conns, nGroups, i),
 			Target:           o.target.Name,
 			URL:              o.subURL.String(),
 			Subscribers:      n,

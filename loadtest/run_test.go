@@ -30,6 +30,12 @@ func TestMain(m *testing.M) {
 // startTinysse runs the real server on a loopback port.
 func startTinysse(t *testing.T) string {
 	t.Helper()
+	url, _ := startTinysseServer(t)
+	return url
+}
+
+func startTinysseServer(t *testing.T) (string, *transport.Server) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	eng, err := engine.New(engine.Config{Logger: log, Capacity: 4096})
 	if err != nil {
@@ -49,7 +55,7 @@ func startTinysse(t *testing.T) string {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return "http://" + ln.Addr().String() + "/sse"
+	return "http://" + ln.Addr().String() + "/sse", srv
 }
 
 func testOptions(t *testing.T, target, url string) *options {
@@ -108,6 +114,61 @@ func TestRunWorkers(t *testing.T) {
 	if !res.OK || res.Subscribers.Workers != 3 || res.Subscribers.Ready != 30 || res.Publish.Acked < 100 ||
 		d.Expected != 30*res.Publish.Acked || d.Received != d.Expected || d.Lost != 0 || d.Duplicates != 0 {
 		t.Fatalf("result: %+v", res)
+	}
+}
+
+// TestRunHTTP2: --http2 puts the streams on --h2-conns HTTP/2
+// connections, in this process and across worker processes, and every
+// message still reaches every stream once.
+func TestRunHTTP2(t *testing.T) {
+	for _, workers := range []int{0, 2} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			url, srv := startTinysseServer(t)
+			o, err := parseFlags([]string{"--url", url, "--subscribers", "30", "--http2", "--h2-conns", "3",
+				"--publish-rate", "500", "--duration", "400ms", "--settle", "100ms", "--drain", "2s", "--quiet",
+				"--workers", fmt.Sprint(workers)}, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The most connections and streams seen while the run runs.
+			var during transport.Stats
+			stop, polled := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(polled)
+				for {
+					st := srv.Stats()
+					during.H2Conns, during.H2Streams = max(during.H2Conns, st.H2Conns), max(during.H2Streams, st.H2Streams)
+					select {
+					case <-stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+				}
+			}()
+			res := runOK(t, o)
+			close(stop)
+			<-polled
+			// A loaded machine makes the fixed-rate publisher skip sends:
+			// every acknowledged one must still reach all 30 streams.
+			d := res.Deliveries
+			if !res.OK || res.Subscribers.Ready != 30 || res.Publish.Acked < 20 || res.Publish.Acked+res.Publish.Skipped != 200 ||
+				d.Expected != 30*res.Publish.Acked || d.Received != d.Expected || d.Lost != 0 || d.Duplicates != 0 {
+				t.Fatalf("result: %+v", res)
+			}
+			if during.H2Conns != 3 || during.H2Streams != 30 {
+				t.Errorf("while publishing: %d HTTP/2 connections, %d HTTP/2 streams; want 3 and 30", during.H2Conns, during.H2Streams)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"--http2", "--churn"},
+		{"--http2", "--target", "raw"},
+		{"--http2", "--h2-conns", "-1"},
+		{"--http2", "--h2-conns", "1", "--workers", "2", "--subscribers", "20"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http/httputil"
 	"time"
@@ -21,8 +22,10 @@ import (
 // reads readyNS and fresh only after run has returned.
 type sub struct {
 	g    *group
-	idx  int // index in the group, also picks the histogram shard
-	conn net.Conn
+	idx  int       // index in the group, also picks the histogram shard
+	conn io.Closer // the socket (HTTP/1.1), or the stream (HTTP/2: closing resets it)
+
+	h2 h2sub // HTTP/2 only (h2.go)
 
 	readyNS int64    // unix ns at which the stream counted as subscribed; 0 if never
 	fresh   int64    // deliveries sent at or after readyNS, each counted once
@@ -68,6 +71,10 @@ var errHandshake = errors.New("not an event stream")
 // connection ends. It reports how the stream went to the group.
 func (s *sub) run(ctx context.Context) {
 	g := s.g
+	if g.cfg.HTTP2 {
+		s.runH2(ctx)
+		return
+	}
 	err := s.connect(ctx)
 	if err != nil {
 		g.failed(s, err)
@@ -96,11 +103,15 @@ func (s *sub) connect(ctx context.Context) error {
 	return nil
 }
 
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
 // read parses the response head and the event stream. It returns when the
 // connection ends (the group closing it included).
 func (s *sub) read() error {
 	g := s.g
-	br := bufio.NewReaderSize(s.conn, g.cfg.ReadBuffer)
+	br := bufio.NewReaderSize(s.conn.(net.Conn), g.cfg.ReadBuffer)
 	chunked, err := s.readHead(br)
 	if err != nil {
 		return err
@@ -133,7 +144,11 @@ func (s *sub) read() error {
 
 func (s *sub) ready() {
 	s.readyNS = time.Now().UnixNano()
-	_ = s.conn.SetDeadline(time.Time{})
+	if s.g.cfg.HTTP2 {
+		s.h2.handshake.Stop()
+	} else {
+		_ = s.conn.(net.Conn).SetDeadline(time.Time{})
+	}
 	s.g.connected.Add(1)
 }
 

@@ -21,6 +21,8 @@ import (
 
 // workerConfig is the first line a group reads.
 type workerConfig struct {
+	HTTP2            bool          `json:"http2,omitempty"`    // streams over HTTP/2 with prior knowledge
+	H2Conns          int           `json:"h2_conns,omitempty"` // connections they share
 	Target           string        `json:"target"`
 	URL              string        `json:"url"`
 	Subscribers      int           `json:"subscribers"`

@@ -1,6 +1,7 @@
 package lua
 
 import (
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -58,14 +59,27 @@ func openUUID(_ *vm, L *glua.LState) glua.LValue {
 }
 
 // sleep(ms) pauses the calling hook only: the VM is unlocked meanwhile.
+// A hook stopped at --script-timeout while it sleeps wakes then.
 func openSleep(v *vm, L *glua.LState) glua.LValue {
 	return L.NewFunction(func(L *glua.LState) int {
 		ms := L.CheckNumber(1)
 		if ms <= 0 {
 			return 0
 		}
-		d := time.Duration(float64(ms) * float64(time.Millisecond))
-		v.wait(func() { time.Sleep(d) })
+		b := v.budget(L, "sleep")
+		d := time.Duration(min(float64(ms)*float64(time.Millisecond), math.MaxInt64))
+		if b.deadline != 0 { // wake at the deadline rather than wait for the watchdog
+			d = min(d, time.Duration(b.deadline-time.Now().UnixNano())+time.Millisecond)
+		}
+		v.wait(func() {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-b.done:
+			}
+		})
+		b.poll()
 		return 0
 	})
 }

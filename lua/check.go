@@ -39,6 +39,6 @@ func (rt *Runtime) Check() ([]string, error) {
 		c()
 	}
 	v.main.Close()
-	v.mu.Unlock()
+	v.unlock()
 	return names, nil
 }

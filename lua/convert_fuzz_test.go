@@ -14,7 +14,8 @@ import (
 )
 
 // FuzzMessageTable: a message turned into the msg table hooks see and read
-// back (readMsg) is the same message, and a table holding what HTTP would
+// back (readMsg) is the same message, whatever keys that differ only in
+// case or spaces the table also holds (keys are matched exactly), and a table holding what HTTP would
 // refuse is refused by Validate the same way.
 // Seeds: testdata/fuzz/FuzzMessageTable and the ones below.
 func FuzzMessageTable(f *testing.F) {
@@ -35,7 +36,12 @@ func FuzzMessageTable(f *testing.F) {
 		L := glua.NewState(glua.Options{SkipOpenLibs: true})
 		defer L.Close()
 		var out engine.Message
-		if err := readMsg(L, msgTable(L, m), &out); err != nil {
+		tbl := msgTable(L, m)
+		// Keys are matched exactly: other spellings are not the fields.
+		for _, k := range []string{"ID", "Id", "EVENT", "Event", "DATA", "Data", "COMMENT", "Comment", " data", "data "} {
+			tbl.RawSetString(k, glua.LString("not "+k))
+		}
+		if err := readMsg(L, tbl, &out); err != nil {
 			t.Fatalf("readMsg of msgTable(%+v): %v", m, err)
 		}
 		if out.ID != m.ID || out.Event != m.Event || out.Data != m.Data || out.HasData != m.HasData || !slices.Equal(out.Comments, m.Comments) {

@@ -19,6 +19,16 @@
 // over HTTP without a deadlock. A shard takes its VM once per delivery pass
 // (EnterShard/LeaveShard) and runs message for every pending pair.
 //
+// Limits: a hook is stopped at Config.Timeout and when the heap grows by
+// more than Config.MaxMemory under it (the watchdog, between
+// instructions), and inside built-ins by their budget (limits.go);
+// templates and SQLite are bounded as tpl_guard.go and sqlite_policy.go
+// say. Without Config.Unsafe, sqlite and template reach only files inside
+// Config.DataDir (datadir.go).
+//
+// SubscriberKeys copies the keys hooks set on sub tables, for the server
+// API: each read under its own VM's lock, one VM at a time, no Lua run.
+//
 // Check runs the main chunk once without startup, for `tinysse --check`.
 // HookErrors counts the errors of the hooks whose error the engine's seam
 // does not return (message, timeout, unsubscribe, tick), for the metrics.

@@ -142,8 +142,35 @@ func (rt *Runtime) Hooks() engine.Hooks {
 
 func (rt *Runtime) vmFor(shard int) *vm { return rt.vms[shard%len(rt.vms)] }
 
-// lockAnyVM locks a free VM if there is one, else waits for one in turn.
+// lockAnyVM locks a free VM if there is one, else waits for the first
+// that frees. Waiting on one chosen VM instead would leave a publish stuck
+// behind a hook that runs to --script-timeout while other VMs sit idle.
 func (rt *Runtime) lockAnyVM() *vm {
+	if len(rt.vms) == 1 {
+		v := rt.vms[0]
+		v.mu.Lock()
+		return v
+	}
+	if v := rt.tryAnyVM(); v != nil {
+		return v
+	}
+	rt.freeMu.Lock()
+	defer rt.freeMu.Unlock()
+	rt.vmWaiters.Add(1)
+	defer rt.vmWaiters.Add(-1)
+	for {
+		// Under freeMu, so an unlock between this try and Wait is not
+		// missed: it broadcasts under freeMu once it sees the waiter.
+		if v := rt.tryAnyVM(); v != nil {
+			return v
+		}
+		rt.vmFree.Wait()
+	}
+}
+
+// tryAnyVM locks the first free VM from the next in round robin, or
+// returns nil.
+func (rt *Runtime) tryAnyVM() *vm {
 	n := uint32(len(rt.vms))
 	start := rt.anyVM.Add(1)
 	for i := uint32(0); i < n; i++ {
@@ -151,9 +178,7 @@ func (rt *Runtime) lockAnyVM() *vm {
 			return v
 		}
 	}
-	v := rt.vms[start%n]
-	v.mu.Lock()
-	return v
+	return nil
 }
 
 func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
@@ -163,7 +188,7 @@ func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
 		return true, nil // message is defined: it needs the request
 	}
 	v := rt.lockAnyVM()
-	defer v.mu.Unlock()
+	defer v.unlock()
 	th := v.thread()
 	defer v.release(th)
 	L := th.L
@@ -173,7 +198,7 @@ func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
 	if len(m.Topics) > 0 {
 		pub.RawSetString("topics", fromGo(L, m.Topics, 0))
 	}
-	ret, err := v.call(th, v.hooks["publish"], pub)
+	ret, err := v.call(th, "publish", v.hooks["publish"], pub)
 	if err != nil {
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "publish", "err", err)
 		return false, err
@@ -216,7 +241,7 @@ func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
 func (rt *Runtime) subscribe(sub *engine.Subscriber) (bool, error) {
 	v := rt.vmFor(sub.Shard())
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	defer v.unlock()
 	th := v.thread()
 	defer v.release(th)
 	L := th.L
@@ -226,7 +251,7 @@ func (rt *Runtime) subscribe(sub *engine.Subscriber) (bool, error) {
 		tbl.RawSetString("topics", fromGo(L, sub.Topics, 0))
 	}
 	if fn := v.hooks["subscribe"]; fn != nil {
-		ret, err := v.call(th, fn, tbl)
+		ret, err := v.call(th, "subscribe", fn, tbl)
 		if err != nil {
 			rt.cfg.Logger.Warn("lua hook failed", "hook", "subscribe", "err", err)
 			return false, err
@@ -268,7 +293,7 @@ func (rt *Runtime) lockSub(sub *engine.Subscriber) (*subState, *thread) {
 
 func (st *subState) unlock(th *thread) {
 	st.v.release(th)
-	st.v.mu.Unlock()
+	st.v.unlock()
 }
 
 func (rt *Runtime) catchup(sub *engine.Subscriber, lastID string, has bool) ([]*engine.Message, error) {
@@ -281,7 +306,7 @@ func (rt *Runtime) catchup(sub *engine.Subscriber, lastID string, has bool) ([]*
 	if has {
 		id = glua.LString(lastID)
 	}
-	ret, err := st.v.call(th, st.v.hooks["catchup"], st.tbl, id)
+	ret, err := st.v.call(th, "catchup", st.v.hooks["catchup"], st.tbl, id)
 	if err != nil {
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "catchup", "err", err)
 		return nil, err
@@ -329,7 +354,7 @@ func (rt *Runtime) leaveShard(x any) {
 	b.th = nil
 	clear(b.pubs)
 	v.spare = append(v.spare, b)
-	v.mu.Unlock()
+	v.unlock()
 }
 
 // message runs message(pub, sub) for one delivery inside a shard's batch.
@@ -363,7 +388,7 @@ func (rt *Runtime) message(x any, m *engine.Message, sub *engine.Subscriber) []b
 	}
 
 	b.added = false
-	ret, err := v.call(b.th, v.message, pub, st.tbl)
+	ret, err := v.call(b.th, "message", v.message, pub, st.tbl)
 	st.dropReq() // a req the hook stored on sub is not kept
 	if err != nil {
 		if b.th.timedOut.Load() {
@@ -443,7 +468,7 @@ func (rt *Runtime) timeout(sub *engine.Subscriber, elapsed time.Duration) (time.
 		return 0, false
 	}
 	defer st.unlock(th)
-	ret, err := st.v.call(th, st.v.hooks["timeout"], st.tbl, glua.LNumber(elapsed.Milliseconds()))
+	ret, err := st.v.call(th, "timeout", st.v.hooks["timeout"], st.tbl, glua.LNumber(elapsed.Milliseconds()))
 	if err != nil {
 		rt.errs.timeout.Add(1)
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "timeout", "err", err)
@@ -459,7 +484,7 @@ func (rt *Runtime) unsubscribe(sub *engine.Subscriber) {
 		return
 	}
 	defer st.unlock(th)
-	if _, err := st.v.call(th, st.v.hooks["unsubscribe"], st.tbl); err != nil {
+	if _, err := st.v.call(th, "unsubscribe", st.v.hooks["unsubscribe"], st.tbl); err != nil {
 		rt.errs.unsubscribe.Add(1)
 		rt.cfg.Logger.Warn("lua hook failed", "hook", "unsubscribe", "err", err)
 	}

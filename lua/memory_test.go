@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
@@ -42,6 +43,9 @@ end`
 			if peak > 4<<30 {
 				return
 			}
+			// ReadMemStats stops the world: in a tight loop, under -race on a
+			// loaded machine, it starved the hook past the client's timeout.
+			time.Sleep(time.Millisecond)
 		}
 	}()
 	status, body := ts.publish(t, "/sse", `{"data":"grow"}`)

@@ -153,6 +153,11 @@ func (a *httpAgent) do(v *vm, L *glua.LState, method string, n int) int {
 		resp *http.Response
 		body []byte
 	)
+	b := v.budget(L, "http")
+	maxBody := min(httpMaxBody, b.max)
+	if b.deadline != 0 { // the hook's deadline, without waiting for the watchdog
+		timeout = min(timeout, time.Duration(b.deadline-time.Now().UnixNano())+time.Millisecond)
+	}
 	v.wait(func() {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
@@ -161,12 +166,13 @@ func (a *httpAgent) do(v *vm, L *glua.LState, method string, n int) int {
 			return
 		}
 		defer resp.Body.Close()
-		body, err = io.ReadAll(io.LimitReader(resp.Body, httpMaxBody+1))
-		if err == nil && len(body) > httpMaxBody {
-			err = fmt.Errorf("response body larger than %d bytes", httpMaxBody)
+		body, err = io.ReadAll(io.LimitReader(resp.Body, int64(maxBody)+1))
+		if err == nil && len(body) > maxBody {
+			err = fmt.Errorf("response body larger than %d bytes", maxBody)
 		}
 	})
 	if err != nil {
+		b.poll() // past the hook's deadline: stopped, as the watchdog would
 		switch {
 		case ctx.Err() != nil:
 			err = errors.New("stopped by the script timeout")

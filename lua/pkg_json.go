@@ -1,14 +1,15 @@
 package lua
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -51,7 +52,8 @@ func openJSON(v *vm, L *glua.LState) glua.LValue {
 	c.arrayMT.RawSetString("__name", glua.LString("json.array"))
 
 	encode := func(L *glua.LState) int {
-		s, err := c.encode(L.Get(1), L.OptBool(2, false))
+		b := v.budget(L, "json.encode")
+		s, err := c.encode(&b, L.Get(1), L.OptBool(2, false))
 		if err != nil {
 			L.RaiseError("json.encode: %v", err)
 		}
@@ -60,7 +62,8 @@ func openJSON(v *vm, L *glua.LState) glua.LValue {
 	}
 	printer := func(pretty bool) glua.LGFunction {
 		return func(L *glua.LState) int {
-			s, err := c.encode(L.Get(1), pretty)
+			b := v.budget(L, "json.print")
+			s, err := c.encode(&b, L.Get(1), pretty)
 			if err != nil {
 				L.RaiseError("json: %v", err)
 			}
@@ -73,7 +76,8 @@ func openJSON(v *vm, L *glua.LState) glua.LValue {
 	t.RawSetString("null", c.null)
 	t.RawSetString("encode", L.NewFunction(encode))
 	t.RawSetString("decode", L.NewFunction(func(L *glua.LState) int {
-		val, err := c.decode(L, L.CheckString(1))
+		b := v.budget(L, "json.decode")
+		val, err := c.decode(&b, L, L.CheckString(1))
 		if err != nil {
 			L.RaiseError("json.decode: %v", err)
 		}
@@ -96,68 +100,161 @@ func openJSON(v *vm, L *glua.LState) glua.LValue {
 	return callable(L, t, encode)
 }
 
-// encode writes val as JSON, indented by two spaces when pretty.
-func (c *jsonCodec) encode(val glua.LValue, pretty bool) (string, error) {
-	e := jsonEncoder{c: c, onPath: make(map[*glua.LTable]bool)}
-	g, err := e.toGo(val, 0)
-	if err != nil {
+// encode writes val as JSON, indented by two spaces when pretty, as
+// encoding/json writes it (keys sorted, no HTML escaping). It writes as it
+// goes, polling the budget, so a value whose shared subtables make its text
+// exponentially long is stopped at --script-memory or --script-timeout.
+func (c *jsonCodec) encode(b *budget, val glua.LValue, pretty bool) (string, error) {
+	e := jsonEncoder{c: c, b: b, pretty: pretty, onPath: make(map[*glua.LTable]bool)}
+	if err := e.value(val, 0); err != nil {
 		return "", err
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if pretty {
-		enc.SetIndent("", "  ")
-	}
-	if err := enc.Encode(g); err != nil {
-		return "", err
-	}
-	return string(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+	return string(e.out), nil
 }
 
-// jsonEncoder turns Lua values into values encoding/json writes as
-// wanted: map[string]any (sorted keys), []any, float64, string, bool, nil.
+// jsonEncoder writes Lua values as JSON into out.
 type jsonEncoder struct {
 	c      *jsonCodec
+	b      *budget
+	out    []byte
+	pretty bool
 	onPath map[*glua.LTable]bool // tables being encoded, to refuse cycles
 }
 
-func (e *jsonEncoder) toGo(val glua.LValue, depth int) (any, error) {
+// grew checks the output against the budget after a write.
+func (e *jsonEncoder) grew() {
+	e.b.step(1)
+	if len(e.out) > e.b.max {
+		e.b.overMemory()
+	}
+}
+
+// newline starts a line indented for depth when pretty.
+func (e *jsonEncoder) newline(depth int) {
+	if e.pretty {
+		e.out = append(e.out, '\n')
+		for range depth {
+			e.out = append(e.out, "  "...)
+		}
+	}
+}
+
+func (e *jsonEncoder) value(val glua.LValue, depth int) error {
 	switch x := val.(type) {
 	case *glua.LNilType:
-		return nil, nil
+		e.out = append(e.out, "null"...)
 	case glua.LBool:
-		return bool(x), nil
+		e.out = strconv.AppendBool(e.out, bool(x))
 	case glua.LString:
-		return string(x), nil
+		e.b.fit(len(e.out) + len(x) + 2)
+		e.out = appendJSONString(e.out, string(x), e.b)
 	case glua.LNumber:
 		f := float64(x)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("cannot encode %v", f)
+			return fmt.Errorf("cannot encode %v", f)
 		}
-		return f, nil
+		e.out = appendJSONNumber(e.out, f)
 	case *glua.LUserData:
 		if _, ok := x.Value.(jsonNullValue); ok {
-			return nil, nil
+			e.out = append(e.out, "null"...)
+			break
 		}
-		return nil, errors.New("cannot encode a userdata")
+		return errors.New("cannot encode a userdata")
 	case *glua.LTable:
 		if depth >= jsonMaxDepth {
-			return nil, fmt.Errorf("tables nested deeper than %d", jsonMaxDepth)
+			return fmt.Errorf("tables nested deeper than %d", jsonMaxDepth)
 		}
 		if e.onPath[x] {
-			return nil, errors.New("cannot encode a table that contains itself")
+			return errors.New("cannot encode a table that contains itself")
 		}
 		e.onPath[x] = true
 		defer delete(e.onPath, x)
 		return e.table(x, depth)
+	default:
+		return fmt.Errorf("cannot encode a %s", val.Type())
 	}
-	return nil, fmt.Errorf("cannot encode a %s", val.Type())
+	e.grew()
+	return nil
+}
+
+// appendJSONNumber writes f as encoding/json writes a float64.
+func appendJSONNumber(out []byte, f float64) []byte {
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	out = strconv.AppendFloat(out, f, format, -1, 64)
+	if n := len(out); format == 'e' && n >= 4 && out[n-4] == 'e' && out[n-3] == '-' && out[n-2] == '0' {
+		out[n-2] = out[n-1] // e-07 is written e-7
+		out = out[:n-1]
+	}
+	return out
+}
+
+// appendJSONString writes s quoted as encoding/json does without HTML
+// escaping: control characters escaped, invalid UTF-8 as \ufffd, U+2028
+// and U+2029 escaped. It checks the budget every 64 KiB of s.
+func appendJSONString(out []byte, s string, b *budget) []byte {
+	const hex = "0123456789abcdef"
+	out = append(out, '"')
+	start, next := 0, 64<<10
+	for i := 0; i < len(s); {
+		if i >= next {
+			next = i + 64<<10
+			b.step(pollEvery)
+			if len(out)+i-start > b.max {
+				b.overMemory()
+			}
+		}
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			out = append(out, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				out = append(out, '\\', c)
+			case '\b':
+				out = append(out, '\\', 'b')
+			case '\f':
+				out = append(out, '\\', 'f')
+			case '\n':
+				out = append(out, '\\', 'n')
+			case '\r':
+				out = append(out, '\\', 'r')
+			case '\t':
+				out = append(out, '\\', 't')
+			default:
+				out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			out = append(out, s[start:i]...)
+			out = append(out, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			out = append(out, s[start:i]...)
+			out = append(out, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	out = append(out, s[start:]...)
+	return append(out, '"')
 }
 
 // table encodes t as an array when it is marked as one or its keys are
 // exactly 1..n, else as an object.
-func (e *jsonEncoder) table(t *glua.LTable, depth int) (any, error) {
+func (e *jsonEncoder) table(t *glua.LTable, depth int) error {
 	marked := t.Metatable == e.c.arrayMT
 	n, maxIndex, indexOnly := 0, 0, true
 	t.ForEach(func(k, _ glua.LValue) {
@@ -168,24 +265,36 @@ func (e *jsonEncoder) table(t *glua.LTable, depth int) (any, error) {
 			indexOnly = false
 		}
 	})
+	e.b.step(n)
 	switch {
 	case marked && !indexOnly:
-		return nil, errors.New("a json.array() has a key that is not a positive integer")
+		return errors.New("a json.array() has a key that is not a positive integer")
 	case marked || (n > 0 && indexOnly && maxIndex == n):
 		if maxIndex > 2*n+16 {
-			return nil, fmt.Errorf("a json.array() with %d values up to index %d is too sparse", n, maxIndex)
+			return fmt.Errorf("a json.array() with %d values up to index %d is too sparse", n, maxIndex)
 		}
-		list := make([]any, maxIndex)
-		for i := range list {
-			g, err := e.toGo(t.RawGetInt(i+1), depth+1) // a hole in a json.array() is null
-			if err != nil {
-				return nil, inPath(fmt.Sprintf("[%d]", i+1), err)
+		e.out = append(e.out, '[')
+		for i := 1; i <= maxIndex; i++ {
+			if i > 1 {
+				e.out = append(e.out, ',')
 			}
-			list[i] = g
+			e.newline(depth + 1)
+			if err := e.value(t.RawGetInt(i), depth+1); err != nil { // a hole in a json.array() is null
+				return inPath(fmt.Sprintf("[%d]", i), err)
+			}
 		}
-		return list, nil
+		if maxIndex > 0 {
+			e.newline(depth)
+		}
+		e.out = append(e.out, ']')
+		return nil
 	}
-	obj := make(map[string]any, n)
+	type member struct {
+		key string
+		val glua.LValue
+	}
+	members := make([]member, 0, n)
+	seen := make(map[string]bool, n)
 	var err error
 	t.ForEach(func(k, val glua.LValue) {
 		if err != nil {
@@ -201,18 +310,38 @@ func (e *jsonEncoder) table(t *glua.LTable, depth int) (any, error) {
 			err = fmt.Errorf("cannot encode a %s key (object keys are strings or numbers)", k.Type())
 			return
 		}
-		if _, dup := obj[key]; dup {
+		if seen[key] {
 			err = fmt.Errorf("key %q appears both as a string and as a number", key)
 			return
 		}
-		if obj[key], err = e.toGo(val, depth+1); err != nil {
-			err = inPath(key, err)
-		}
+		seen[key] = true
+		members = append(members, member{key, val})
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return obj, nil
+	sort.Slice(members, func(i, j int) bool { return members[i].key < members[j].key })
+	e.out = append(e.out, '{')
+	for i, m := range members {
+		if i > 0 {
+			e.out = append(e.out, ',')
+		}
+		e.newline(depth + 1)
+		e.b.fit(len(e.out) + len(m.key) + 4)
+		e.out = appendJSONString(e.out, m.key, e.b)
+		e.out = append(e.out, ':')
+		if e.pretty {
+			e.out = append(e.out, ' ')
+		}
+		if err := e.value(m.val, depth+1); err != nil {
+			return inPath(m.key, err)
+		}
+	}
+	if len(members) > 0 {
+		e.newline(depth)
+	}
+	e.out = append(e.out, '}')
+	return nil
 }
 
 // jsonPathError says where in the value being encoded err happened.
@@ -257,52 +386,383 @@ func formatNumber(f float64) string {
 
 // decode parses s into Lua values: objects become plain tables, arrays
 // tables marked as arrays (so they encode as arrays again, even empty),
-// null json.null.
-func (c *jsonCodec) decode(L *glua.LState, s string) (glua.LValue, error) {
-	var g any
-	if err := json.Unmarshal([]byte(s), &g); err != nil {
+// null json.null. It accepts what encoding/json accepts, with its error
+// messages, and builds the Lua values as it reads, polling the budget and
+// counting what it builds against --script-memory: "[{},{},...]" builds
+// tables many times the size of its text.
+func (c *jsonCodec) decode(b *budget, L *glua.LState, s string) (glua.LValue, error) {
+	d := jsonDecoder{c: c, b: b, L: L, s: s}
+	d.space()
+	val, err := d.value(0)
+	if err != nil {
 		return glua.LNil, err
 	}
-	return c.fromGo(L, g, 0)
+	d.space()
+	if d.i < len(s) {
+		return glua.LNil, d.syntax("after top-level value")
+	}
+	if d.rangeErr != nil {
+		return glua.LNil, d.rangeErr
+	}
+	return val, nil
 }
 
-func (c *jsonCodec) fromGo(L *glua.LState, g any, depth int) (glua.LValue, error) {
-	switch x := g.(type) {
-	case nil:
-		return c.null, nil
-	case bool:
-		return glua.LBool(x), nil
-	case float64:
-		return glua.LNumber(x), nil
-	case string:
-		return glua.LString(x), nil
-	case []any:
-		if depth >= jsonMaxDepth {
-			return glua.LNil, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
+// jsonDecoder reads one JSON text. Offsets are into s.
+type jsonDecoder struct {
+	c     *jsonCodec
+	b     *budget
+	L     *glua.LState
+	s     string
+	i     int
+	built int // bytes of Lua values built so far, roughly
+	// rangeErr is the first number out of float64's range: as for
+	// encoding/json, it is the error only if the whole text is valid.
+	rangeErr error
+}
+
+// Rough sizes of what decoding builds, for the budget.
+const (
+	jsonValueCost = 48  // a value in a table slot
+	jsonTableCost = 128 // an empty table
+)
+
+func (d *jsonDecoder) cost(n int) {
+	d.built += n
+	d.b.step(1)
+	if d.built > d.b.max {
+		d.b.overMemory()
+	}
+}
+
+var errJSONEnd = errors.New("unexpected end of JSON input")
+
+// syntax is encoding/json's error for the character at d.i.
+func (d *jsonDecoder) syntax(context string) error {
+	if d.i >= len(d.s) {
+		return errJSONEnd
+	}
+	return fmt.Errorf("invalid character %s %s", quoteJSONChar(d.s[d.i]), context)
+}
+
+// syntaxEOF is syntax where encoding/json, at the end of the text, sees
+// the space it appends: inside a literal, a number or an escape.
+func (d *jsonDecoder) syntaxEOF(context string) error {
+	if d.i >= len(d.s) {
+		return fmt.Errorf("invalid character ' ' %s", context)
+	}
+	return d.syntax(context)
+}
+
+// quoteJSONChar writes a byte as encoding/json's errors do.
+func quoteJSONChar(c byte) string {
+	switch c {
+	case '\'':
+		return `'\''`
+	case '"':
+		return `'"'`
+	}
+	q := strconv.Quote(string(rune(c)))
+	return "'" + q[1:len(q)-1] + "'"
+}
+
+func (d *jsonDecoder) space() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
 		}
-		t := L.CreateTable(len(x), 0)
-		for _, e := range x {
-			val, err := c.fromGo(L, e, depth+1)
-			if err != nil {
-				return glua.LNil, err
+	}
+}
+
+func (d *jsonDecoder) value(depth int) (glua.LValue, error) {
+	if d.i >= len(d.s) {
+		return glua.LNil, errJSONEnd
+	}
+	switch c := d.s[d.i]; {
+	case c == '{':
+		return d.object(depth)
+	case c == '[':
+		return d.array(depth)
+	case c == '"':
+		s, err := d.str()
+		if err != nil {
+			return glua.LNil, err
+		}
+		return glua.LString(s), nil
+	case c == '-' || isDigit(c):
+		return d.number()
+	case c == 't':
+		return glua.LTrue, d.literal("true")
+	case c == 'f':
+		return glua.LFalse, d.literal("false")
+	case c == 'n':
+		return d.c.null, d.literal("null")
+	}
+	return glua.LNil, d.syntax("looking for beginning of value")
+}
+
+func (d *jsonDecoder) literal(word string) error {
+	for k := 1; k < len(word); k++ {
+		d.i++
+		if d.i >= len(d.s) || d.s[d.i] != word[k] {
+			return d.syntaxEOF(fmt.Sprintf("in literal %s (expecting %s)", word, quoteJSONChar(word[k])))
+		}
+	}
+	d.i++
+	d.cost(jsonValueCost)
+	return nil
+}
+
+func (d *jsonDecoder) number() (glua.LValue, error) {
+	start := d.i
+	digits := func() int {
+		n := 0
+		for d.i < len(d.s) && isDigit(d.s[d.i]) {
+			d.i++
+			n++
+		}
+		return n
+	}
+	if d.s[d.i] == '-' {
+		d.i++
+		if d.i >= len(d.s) || !isDigit(d.s[d.i]) {
+			return glua.LNil, d.syntaxEOF("in numeric literal")
+		}
+	}
+	if d.s[d.i] == '0' {
+		d.i++
+	} else {
+		digits()
+	}
+	if d.i < len(d.s) && d.s[d.i] == '.' {
+		d.i++
+		if digits() == 0 {
+			return glua.LNil, d.syntaxEOF("after decimal point in numeric literal")
+		}
+	}
+	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
+			d.i++
+		}
+		if digits() == 0 {
+			return glua.LNil, d.syntaxEOF("in exponent of numeric literal")
+		}
+	}
+	text := d.s[start:d.i]
+	f, err := strconv.ParseFloat(text, 64)
+	if err != nil && d.rangeErr == nil {
+		d.rangeErr = fmt.Errorf("json: cannot unmarshal number %s into Go value of type float64", text)
+	}
+	d.cost(jsonValueCost)
+	return glua.LNumber(f), nil
+}
+
+// str reads a string at d.i (its opening quote) as encoding/json
+// unquotes it: invalid UTF-8 and lone surrogates become U+FFFD.
+func (d *jsonDecoder) str() (string, error) {
+	d.i++
+	start := d.i
+	plain := true
+	for {
+		if d.i >= len(d.s) {
+			return "", errJSONEnd
+		}
+		c := d.s[d.i]
+		switch {
+		case c == '"':
+			raw := d.s[start:d.i]
+			d.i++
+			if plain {
+				d.cost(jsonValueCost)
+				return raw, nil // shares the text's memory
 			}
-			t.Append(val)
-		}
-		t.Metatable = c.arrayMT
-		return t, nil
-	case map[string]any:
-		if depth >= jsonMaxDepth {
-			return glua.LNil, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
-		}
-		t := L.CreateTable(0, len(x))
-		for k, e := range x {
-			val, err := c.fromGo(L, e, depth+1)
-			if err != nil {
-				return glua.LNil, err
+			d.cost(jsonValueCost + len(raw))
+			return unquoteJSON(raw), nil
+		case c == '\\':
+			plain = false
+			d.i++
+			if d.i >= len(d.s) {
+				return "", d.syntaxEOF("in string escape code")
 			}
-			t.RawSetString(k, val)
+			switch d.s[d.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				d.i++
+			case 'u':
+				d.i++
+				for k := 0; k < 4; k++ {
+					if d.i >= len(d.s) || !isHex(d.s[d.i]) {
+						return "", d.syntaxEOF("in \\u hexadecimal character escape")
+					}
+					d.i++
+				}
+			default:
+				return "", d.syntax("in string escape code")
+			}
+		case c < 0x20:
+			return "", d.syntax("in string literal")
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(d.s[d.i:])
+			if r == utf8.RuneError && size == 1 {
+				plain = false
+			}
+			d.i += size
+		default:
+			d.i++
 		}
+		if d.i&0xffff == 0 {
+			d.b.step(pollEvery)
+		}
+	}
+}
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c|0x20 && c|0x20 <= 'f' }
+
+// unquoteJSON decodes the escapes of a string already checked by str.
+func unquoteJSON(s string) string {
+	var out strings.Builder
+	out.Grow(len(s))
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '\\':
+			i++
+			switch s[i] {
+			case 'b':
+				out.WriteByte('\b')
+			case 'f':
+				out.WriteByte('\f')
+			case 'n':
+				out.WriteByte('\n')
+			case 'r':
+				out.WriteByte('\r')
+			case 't':
+				out.WriteByte('\t')
+			case 'u':
+				r := hex4(s[i+1:])
+				i += 4
+				if utf16.IsSurrogate(r) {
+					r2 := rune(-1)
+					if i+6 < len(s)+0 && s[i+1] == '\\' && s[i+2] == 'u' {
+						r2 = hex4(s[i+3:])
+					}
+					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+						r = dec
+						i += 6
+					} else {
+						r = utf8.RuneError
+					}
+				}
+				out.WriteRune(r)
+			default: // " \ /
+				out.WriteByte(s[i])
+			}
+			i++
+		case c < utf8.RuneSelf:
+			out.WriteByte(c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			out.WriteRune(r) // RuneError for an invalid byte
+			i += size
+		}
+	}
+	return out.String()
+}
+
+func hex4(s string) rune {
+	n, _ := strconv.ParseUint(s[:4], 16, 32)
+	return rune(n)
+}
+
+func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
+	if depth >= jsonMaxDepth {
+		return glua.LNil, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
+	}
+	d.i++
+	d.cost(jsonTableCost)
+	t := d.L.CreateTable(0, 0)
+	t.Metatable = d.c.arrayMT
+	d.space()
+	if d.i < len(d.s) && d.s[d.i] == ']' {
+		d.i++
 		return t, nil
 	}
-	return glua.LNil, fmt.Errorf("unexpected %T", g)
+	for {
+		d.space()
+		val, err := d.value(depth + 1)
+		if err != nil {
+			return glua.LNil, err
+		}
+		t.Append(val)
+		d.space()
+		if d.i >= len(d.s) {
+			return glua.LNil, errJSONEnd
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			return t, nil
+		default:
+			return glua.LNil, d.syntax("after array element")
+		}
+	}
+}
+
+func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
+	if depth >= jsonMaxDepth {
+		return glua.LNil, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
+	}
+	d.i++
+	d.cost(jsonTableCost)
+	t := d.L.CreateTable(0, 0)
+	d.space()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		return t, nil
+	}
+	for {
+		d.space()
+		if d.i >= len(d.s) {
+			return glua.LNil, errJSONEnd
+		}
+		if d.s[d.i] != '"' {
+			return glua.LNil, d.syntax("looking for beginning of object key string")
+		}
+		key, err := d.str()
+		if err != nil {
+			return glua.LNil, err
+		}
+		d.space()
+		if d.i >= len(d.s) {
+			return glua.LNil, errJSONEnd
+		}
+		if d.s[d.i] != ':' {
+			return glua.LNil, d.syntax("after object key")
+		}
+		d.i++
+		d.space()
+		val, err := d.value(depth + 1)
+		if err != nil {
+			return glua.LNil, err
+		}
+		t.RawSetString(key, val) // a repeated key: the last wins, as in encoding/json
+		d.space()
+		if d.i >= len(d.s) {
+			return glua.LNil, errJSONEnd
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			return t, nil
+		default:
+			return glua.LNil, d.syntax("after object key:value pair")
+		}
+	}
 }

@@ -3,6 +3,8 @@ package lua
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -10,10 +12,14 @@ import (
 	"time"
 
 	glua "github.com/yuin/gopher-lua"
-	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+	"modernc.org/sqlite" // pure Go
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
-func init() { builtins["sqlite"] = openSQLite }
+func init() {
+	builtins["sqlite"] = openSQLite
+	sqliteMemstatusErr = sqliteCountHeap()
+}
 
 // sqliteBusyTimeoutMS is how long a statement waits for a lock another
 // connection holds (another VM's handle on the same file) before it fails
@@ -22,10 +28,13 @@ const sqliteBusyTimeoutMS = 5000
 
 // sqliteHandle is what a Lua db userdata holds. It is used only by the VM
 // that opened it (its methods run with that VM locked); db is nil once
-// closed.
+// closed. Its statements run on db's one connection, taken for each call
+// (conn), which also serialises the calls of threads waiting in vm.wait.
 type sqliteHandle struct {
-	v  *vm
-	db *sql.DB
+	v      *vm
+	db     *sql.DB
+	policy *sqlitePolicy // the connection's authorizer; nil with --unsafe-script
+	maxLen int           // SQLITE_LIMIT_LENGTH: the longest string or blob
 }
 
 // openSQLite: sqlite.open(path) -> db; sqlite.null. A db has exec, query,
@@ -35,8 +44,9 @@ type sqliteHandle struct {
 // database for the handle's life, statements of one handle run in order and
 // BEGIN/COMMIT through db:exec apply to the following statements. Files
 // are opened in WAL mode with a busy timeout, so several VMs (or servers)
-// can use one file at once. Paths are not restricted to a directory, with or
-// without --unsafe-script, as in Tiny SSE.
+// can use one file at once. Without --unsafe-script every file (the
+// database, ATTACH, VACUUM INTO) must be inside --data-dir (sqlitePolicy);
+// with it, any path is allowed, as in Tiny SSE.
 func openSQLite(v *vm, L *glua.LState) glua.LValue {
 	null := L.NewUserData()
 	nullMeta := L.CreateTable(0, 2)
@@ -53,13 +63,13 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 		h := checkSQLite(L, v)
 		query := L.CheckString(2)
 		args := sqliteArgs(L, 3, null)
-		ctx := sqliteContext(L)
+		b := v.budget(L, "sqlite")
+		ctx, cancel := sqliteContext(L, &b)
+		defer cancel()
 		var res sql.Result
 		var err error
-		v.wait(func() { res, err = h.db.ExecContext(ctx, query, args...) })
-		if err != nil {
-			L.RaiseError("sqlite: %v", err)
-		}
+		v.wait(func() { res, err = h.exec(ctx, query, args) })
+		sqliteFail(&b, err)
 		changes, _ := res.RowsAffected()
 		lastID, _ := res.LastInsertId()
 		L.Push(glua.LNumber(changes))
@@ -70,14 +80,14 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 		h := checkSQLite(L, v)
 		query := L.CheckString(2)
 		args := sqliteArgs(L, 3, null)
-		ctx := sqliteContext(L)
+		b := v.budget(L, "sqlite")
+		ctx, cancel := sqliteContext(L, &b)
+		defer cancel()
 		var cols []string
 		var rows [][]any
 		var err error
-		v.wait(func() { cols, rows, err = sqliteQuery(ctx, h.db, query, args) })
-		if err != nil {
-			L.RaiseError("sqlite: %v", err)
-		}
+		v.wait(func() { cols, rows, err = h.query(ctx, query, args, b.max) })
+		sqliteFail(&b, err)
 		list := L.CreateTable(len(rows), 0)
 		for _, row := range rows {
 			t := L.CreateTable(0, len(cols))
@@ -115,17 +125,26 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 	}))
 	dbMeta.RawSetString("__metatable", glua.LFalse)
 
+	sqliteHeap.set(v, v.rt.cfg.MaxMemory)
+	v.closers = append(v.closers, func() { sqliteHeap.remove(v) })
+
 	mod := L.CreateTable(0, 2)
 	mod.RawSetString("null", null)
 	mod.RawSetString("open", L.NewFunction(func(L *glua.LState) int {
 		path := L.CheckString(1)
-		var db *sql.DB
+		h := &sqliteHandle{v: v, maxLen: min(v.rt.callMax(), sqliteMaxLength)}
+		if !v.rt.cfg.Unsafe {
+			h.policy = &sqlitePolicy{rt: v.rt}
+			if err := h.policy.openable(path); err != nil {
+				L.RaiseError("sqlite: opening %v", err)
+			}
+		}
 		var err error
-		v.wait(func() { db, err = sqliteOpen(path) })
+		v.wait(func() { h.db, err = sqliteOpen(path, h.policy) })
 		if err != nil {
 			L.RaiseError("sqlite: opening %q: %v", path, err)
 		}
-		h := &sqliteHandle{v: v, db: db}
+		db := h.db
 		// A handle the script drops without db:close() is closed when
 		// the collector finds it unreachable (at the latest once its VM
 		// is closed and gone).
@@ -140,8 +159,15 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 	return mod
 }
 
+// sqliteMaxLength is SQLite's own largest string or blob (SQLITE_MAX_LENGTH).
+const sqliteMaxLength = 1_000_000_000
+
 // sqliteOpen opens path with one connection and checks that it opens.
-func sqliteOpen(path string) (*sql.DB, error) {
+// Every connection the pool opens gets policy's authorizer (none if nil).
+func sqliteOpen(path string, policy *sqlitePolicy) (*sql.DB, error) {
+	if sqliteMemstatusErr != nil {
+		return nil, sqliteMemstatusErr
+	}
 	if strings.ContainsRune(path, '?') {
 		return nil, fmt.Errorf("a path may not contain '?'")
 	}
@@ -149,10 +175,17 @@ func sqliteOpen(path string) (*sql.DB, error) {
 	if path != ":memory:" && path != "" {
 		dsn += "&_pragma=journal_mode(WAL)"
 	}
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, err
+	d := &sqlite.Driver{}
+	if policy != nil {
+		d.RegisterConnectionHook(func(c sqlite.ExecQuerierContext, _ string) error {
+			a, ok := c.(sqlite.AuthorizerRegisterer)
+			if !ok {
+				return errors.New("the driver cannot authorize statements")
+			}
+			return a.RegisterAuthorizer(policy.authorize)
+		})
 	}
+	db := sql.OpenDB(sqliteConnector{d: d, dsn: dsn})
 	// One connection: an in-memory database lives in its connection, so
 	// a second one would be a second, empty database.
 	db.SetMaxOpenConns(1)
@@ -166,10 +199,84 @@ func sqliteOpen(path string) (*sql.DB, error) {
 	return db, nil
 }
 
-// sqliteQuery runs query and reads every row. Lua must not run meanwhile
-// (it runs inside vm.wait), so values stay Go values here.
-func sqliteQuery(ctx context.Context, db *sql.DB, query string, args []any) ([]string, [][]any, error) {
-	rs, err := db.QueryContext(ctx, query, args...)
+// sqliteConnector opens the connections of one handle with its own driver
+// (and so its own connection hook).
+type sqliteConnector struct {
+	d   *sqlite.Driver
+	dsn string
+}
+
+func (c sqliteConnector) Connect(context.Context) (driver.Conn, error) { return c.d.Open(c.dsn) }
+func (c sqliteConnector) Driver() driver.Driver                        { return c.d }
+
+// conn takes the handle's connection for one call of query: its length
+// limit set, its policy told what runs. Close it after the call.
+func (h *sqliteHandle) conn(ctx context.Context, query string) (*sql.Conn, error) {
+	c, err := h.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sqlite.Limit(c, sqlite3.SQLITE_LIMIT_LENGTH, h.maxLen); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	if p := h.policy; p != nil {
+		p.vacuum, p.why = sqliteLoneVacuum.MatchString(query), ""
+	}
+	return c, nil
+}
+
+// refused is err, or why the policy refused the statement (SQLite's own
+// message only says "not authorized"). The call's connection must be held.
+func (h *sqliteHandle) refused(err error) error {
+	if err != nil && h.policy != nil && h.policy.why != "" {
+		return errors.New(h.policy.why)
+	}
+	return err
+}
+
+func (h *sqliteHandle) exec(ctx context.Context, query string, args []any) (sql.Result, error) {
+	c, err := h.conn(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	res, err := c.ExecContext(ctx, query, args...)
+	return res, h.refused(err)
+}
+
+func (h *sqliteHandle) query(ctx context.Context, query string, args []any, max int) ([]string, [][]any, error) {
+	c, err := h.conn(ctx, query)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer c.Close()
+	cols, rows, err := sqliteQuery(ctx, c, query, args, max)
+	return cols, rows, h.refused(err)
+}
+
+// errSQLiteMemory: a query's rows add up to more than --script-memory.
+var errSQLiteMemory = errors.New("rows larger than --script-memory")
+
+// sqliteFail raises err in the calling hook: its limit error when the
+// hook was stopped meanwhile (or reached its deadline, which interrupted
+// the statement), else "sqlite: err".
+func sqliteFail(b *budget, err error) {
+	if err == nil {
+		return
+	}
+	b.poll()
+	if errors.Is(err, errSQLiteMemory) {
+		b.overMemory()
+	}
+	b.L.RaiseError("sqlite: %v", err)
+}
+
+// sqliteQuery runs query and reads every row, at most max bytes of
+// values. Lua must not run meanwhile (it runs inside vm.wait), so values
+// stay Go values here.
+func sqliteQuery(ctx context.Context, c *sql.Conn, query string, args []any, max int) ([]string, [][]any, error) {
+	rs, err := c.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,6 +286,7 @@ func sqliteQuery(ctx context.Context, db *sql.DB, query string, args []any) ([]s
 		return nil, nil, err
 	}
 	var rows [][]any
+	size := 0
 	for rs.Next() {
 		row := make([]any, len(cols))
 		ptrs := make([]any, len(cols))
@@ -187,6 +295,18 @@ func sqliteQuery(ctx context.Context, db *sql.DB, query string, args []any) ([]s
 		}
 		if err := rs.Scan(ptrs...); err != nil {
 			return nil, nil, err
+		}
+		for _, val := range row {
+			size += 16
+			switch x := val.(type) {
+			case string:
+				size += len(x)
+			case []byte:
+				size += len(x)
+			}
+		}
+		if size > max {
+			return nil, nil, errSQLiteMemory
 		}
 		rows = append(rows, row)
 	}
@@ -282,10 +402,15 @@ func sqliteValue(val any, null glua.LValue) glua.LValue {
 }
 
 // sqliteContext is the calling thread's context, which the watchdog cancels
-// when the hook overruns --script-timeout: a long query is interrupted.
-func sqliteContext(L *glua.LState) context.Context {
-	if ctx := L.Context(); ctx != nil {
-		return ctx
+// when the hook overruns --script-timeout, ending at the hook's deadline
+// as well (the watchdog may be late): a long statement is interrupted.
+func sqliteContext(L *glua.LState, b *budget) (context.Context, context.CancelFunc) {
+	ctx := L.Context()
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	return context.Background()
+	if b.deadline != 0 {
+		return context.WithDeadline(ctx, time.Unix(0, b.deadline))
+	}
+	return context.WithCancel(ctx)
 }

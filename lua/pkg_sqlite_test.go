@@ -113,7 +113,7 @@ print(ok, err)
 		"parameter 1 is a table",
 		"sqlite db expected",
 		"the db is closed",
-		"unable to open database file",
+		"outside --data-dir",
 	}
 	if len(lines) != len(wants) {
 		t.Fatalf("printed %q", out)
@@ -164,14 +164,14 @@ func (l *lockedBuffer) String() string {
 func callGlobal(rt *Runtime, i int, name string, args ...glua.LValue) (string, error) {
 	v := rt.vms[i]
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	defer v.unlock()
 	th := v.thread()
 	defer v.release(th)
 	fn, ok := th.L.GetGlobal(name).(*glua.LFunction)
 	if !ok {
 		return "", fmt.Errorf("no function %s", name)
 	}
-	ret, err := v.call(th, fn, args...)
+	ret, err := v.call(th, name, fn, args...)
 	return ret.String(), err
 }
 
@@ -210,8 +210,9 @@ function count()
   return db:query("select count(*) as n, count(distinct vm) as vms from hits")[1].n
 end
 function setvm(i) vm = i end`
-	path := filepath.Join(t.TempDir(), "hits.db")
-	rt := startRuntime(t, src, Config{VMs: 2, Data: path, Timeout: -1, Stdout: &lockedBuffer{}})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hits.db")
+	rt := startRuntime(t, src, Config{VMs: 2, Data: path, DataDir: dir, Timeout: -1, Stdout: &lockedBuffer{}})
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -259,7 +260,8 @@ end
 function fast() return "fast" end
 function unlock() holder:exec("commit") end`
 	out := &lockedBuffer{}
-	rt := startRuntime(t, src, Config{Data: filepath.Join(t.TempDir(), "t.db"), Stdout: out})
+	dir := t.TempDir()
+	rt := startRuntime(t, src, Config{Data: filepath.Join(dir, "t.db"), DataDir: dir, Stdout: out})
 	if _, err := callGlobal(rt, 0, "lock"); err != nil {
 		t.Fatal(err)
 	}
@@ -310,5 +312,45 @@ db:query("with recursive c(x) as (select 1 union all select x + 1 from c) select
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("stopped after %s", took)
+	}
+}
+
+// TestSQLiteMemory: SQLite's memory, outside the Go heap, is bounded by
+// --script-memory too: one string or blob (a zeroblob) over it is an
+// error, an in-memory database cannot grow past it (SQLite's heap limit:
+// "out of memory"), and a query whose rows add up to more stops the hook
+// as for the heap. Before, each allocated what it was asked for.
+func TestSQLiteMemory(t *testing.T) {
+	const limit = 4 << 20
+	out, err := runInStartup(t, `local sqlite = require "sqlite"`, `
+local db = sqlite.open(":memory:")
+print(pcall(db.query, db, "select zeroblob(8000000) as b"))
+db:exec("create table t (b)")
+local ok, err
+for i = 1, 100 do
+  ok, err = pcall(db.exec, db, "insert into t values (zeroblob(500000))")
+  if not ok then break end
+end
+print(ok, err)
+print(#db:query("select length(b) as n from t") < 10)
+db:close()
+db = sqlite.open(":memory:")
+print(#db:query("select zeroblob(1000000) as b"))
+`, Config{MaxMemory: limit})
+	if err != nil {
+		t.Fatalf("startup: %v", err)
+	}
+	lines := strings.Split(out, "\n")
+	for i, want := range []string{"string or blob too big", "out of memory", "true", "1"} {
+		if i >= len(lines) || !strings.Contains(lines[i], want) {
+			t.Errorf("line %d of %q, want %q", i+1, out, want)
+		}
+	}
+	_, err = runInStartup(t, `local sqlite = require "sqlite"`, `
+local db = sqlite.open(":memory:")
+db:query("with recursive c(x) as (select 1 union all select x + 1 from c limit 10) select zeroblob(1000000) from c")
+`, Config{MaxMemory: limit})
+	if !errors.Is(err, ErrMemory) || !strings.Contains(err.Error(), "--script-memory") {
+		t.Errorf("rows over --script-memory: %v, want the memory limit", err)
 	}
 }

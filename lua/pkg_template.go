@@ -13,9 +13,12 @@ import (
 	"strings"
 
 	gonjabuiltins "github.com/nikolalohinski/gonja/v2/builtins"
+	gonjacs "github.com/nikolalohinski/gonja/v2/builtins/control_structures"
 	gonjacfg "github.com/nikolalohinski/gonja/v2/config"
 	gonjaexec "github.com/nikolalohinski/gonja/v2/exec"
 	gonjaloaders "github.com/nikolalohinski/gonja/v2/loaders"
+	gonjanodes "github.com/nikolalohinski/gonja/v2/nodes"
+	gonjaparser "github.com/nikolalohinski/gonja/v2/parser"
 	gonjatokens "github.com/nikolalohinski/gonja/v2/tokens"
 	gonjautils "github.com/nikolalohinski/gonja/v2/utils"
 	glua "github.com/yuin/gopher-lua"
@@ -33,6 +36,12 @@ const (
 	tplInlineName = "<string>"
 	// tplEscapeFilter is the filter tplAutoescape puts on every {{ }}.
 	tplEscapeFilter = "tinysse_autoescape"
+	// tplMaxRange is the most items range() gives, as in Jinja2's
+	// sandbox: a for loop over range(n) first lists every item.
+	tplMaxRange = 10000
+	// tplMaxMacroDepth bounds macros calling macros: each level is Go
+	// stack, which the heap limit does not see.
+	tplMaxMacroDepth = 100
 )
 
 // Autoescape modes of a library.
@@ -52,6 +61,18 @@ type tplLibrary struct {
 	templates map[string]string
 	dir       string                         // absolute; "" for none
 	parsed    map[string]*gonjaexec.Template // cache; emptied by add, remove and clear
+
+	// While a render runs: its budget, polled at the start of every loop
+	// iteration and macro call (tplPoll), by every write and every guarded
+	// operator, filter and method (tpl_guard.go); the depth of macro
+	// calls; what the render built besides its output (made); the right
+	// operand a guard hands to its operator; whether it was stopped for
+	// memory.
+	b          *budget
+	macroDepth int
+	made       int
+	operand    *gonjaexec.Value
+	overMemory bool
 }
 
 func newTplLibrary(mode string) *tplLibrary {
@@ -62,45 +83,150 @@ func newTplLibrary(mode string) *tplLibrary {
 	// can turn it off and filters such as join know it is on. json: off,
 	// or join would hand back HTML-escaped text marked safe.
 	cfg.AutoEscape = mode == tplHTML
-	return &tplLibrary{
-		mode: mode,
-		cfg:  cfg,
-		env: &gonjaexec.Environment{
-			Context:           gonjaexec.EmptyContext().Update(gonjabuiltins.GlobalFunctions).Update(gonjabuiltins.GlobalVariables),
-			Filters:           filters,
-			Tests:             gonjabuiltins.Tests,
-			ControlStructures: gonjabuiltins.ControlStructures,
-			Methods:           gonjabuiltins.Methods,
-		},
+	lib := &tplLibrary{
+		mode:      mode,
+		cfg:       cfg,
 		templates: make(map[string]string),
 		parsed:    make(map[string]*gonjaexec.Template),
 	}
+	globals := gonjaexec.EmptyContext().Update(gonjabuiltins.GlobalFunctions).Update(gonjabuiltins.GlobalVariables)
+	globals.Set("range", tplRange)
+	lib.guardLipsum(globals)
+	for _, name := range append(tplFilterNames, tplEscapeFilter) {
+		if fn, ok := filters.Get(name); ok {
+			_ = filters.Replace(name, lib.guardFilter(name, fn))
+		}
+	}
+	_ = filters.Register(tplGuardFilter, lib.guard)
+	_ = filters.Register(tplOperandFilter, lib.operandFilter)
+	lib.env = &gonjaexec.Environment{
+		Context:           globals,
+		Filters:           filters,
+		Tests:             gonjabuiltins.Tests,
+		ControlStructures: lib.controlStructures(),
+		Methods:           lib.guardMethods(),
+	}
+	return lib
+}
+
+// controlStructures are gonja's, with a poll (tplPoll) put at the start of
+// every for loop's body and around every macro's body, so that a loop
+// that writes nothing still stops at the hook's limits.
+func (lib *tplLibrary) controlStructures() *gonjaexec.ControlStructureSet {
+	set := gonjaexec.NewControlStructureSet(map[string]gonjaparser.ControlStructureParser{}).Update(gonjabuiltins.ControlStructures)
+	_ = set.Register(tplGuardTag, lib.guardParser)
+	if parse, ok := set.Get("for"); ok {
+		_ = set.Replace("for", func(p, args *gonjaparser.Parser) (gonjanodes.ControlStructure, error) {
+			cs, err := parse(p, args)
+			if f, ok := cs.(*gonjacs.ForControlStructure); ok && err == nil && f.BodyWrapper != nil {
+				f.BodyWrapper.Nodes = append([]gonjanodes.Node{lib.poll(f.BodyWrapper.Location, 0)}, f.BodyWrapper.Nodes...)
+			}
+			return cs, err
+		})
+	}
+	if parse, ok := set.Get("macro"); ok {
+		_ = set.Replace("macro", func(p, args *gonjaparser.Parser) (gonjanodes.ControlStructure, error) {
+			cs, err := parse(p, args)
+			if m, ok := cs.(*gonjacs.MacroControlStructure); ok && err == nil && m.Macro != nil && m.Wrapper != nil {
+				w := m.Wrapper
+				w.Nodes = append(append([]gonjanodes.Node{lib.poll(w.Location, 1)}, w.Nodes...), lib.poll(w.Location, -1))
+			}
+			return cs, err
+		})
+	}
+	return set
+}
+
+func (lib *tplLibrary) poll(at *gonjatokens.Token, depth int) gonjanodes.Node {
+	return &gonjanodes.ControlStructureBlock{Location: at, Name: "tinysse_poll", ControlStructure: &tplPoll{lib: lib, at: at, depth: depth}}
+}
+
+// tplPoll is a node of our own in a loop or macro body: it stops the
+// render when its hook was stopped, and counts macro depth (+1 at the
+// start of a macro's body, -1 at its end).
+type tplPoll struct {
+	lib   *tplLibrary
+	at    *gonjatokens.Token
+	depth int
+}
+
+func (t *tplPoll) Position() *gonjatokens.Token { return t.at }
+func (t *tplPoll) String() string               { return "tinysse_poll" }
+
+func (t *tplPoll) Execute(*gonjaexec.Renderer, *gonjanodes.ControlStructureBlock) error {
+	lib := t.lib
+	if lib.macroDepth += t.depth; lib.macroDepth > tplMaxMacroDepth {
+		return fmt.Errorf("macros nested deeper than %d", tplMaxMacroDepth)
+	}
+	if lib.b != nil && lib.b.stopped() { // a loop iteration costs microseconds: look each time
+		return errors.New(errStopped)
+	}
+	return nil
+}
+
+// tplRange is range([start,] stop[, step]) giving at most tplMaxRange
+// items, as a list (gonja's feeds a channel from a goroutine that a loop
+// left early never ends).
+func tplRange(_ *gonjaexec.Evaluator, params *gonjaexec.VarArgs) ([]int, error) {
+	start, stop, step := 0, 0, 1
+	ints := make([]int, len(params.Args))
+	for i, a := range params.Args {
+		if !a.IsInteger() {
+			return nil, gonjaexec.ErrInvalidCall(errors.New("expected signature is [start, ]stop[, step] where all arguments are integers"))
+		}
+		ints[i] = a.Integer()
+	}
+	switch len(ints) {
+	case 1:
+		stop = ints[0]
+	case 2:
+		start, stop = ints[0], ints[1]
+	case 3:
+		start, stop, step = ints[0], ints[1], ints[2]
+	default:
+		return nil, gonjaexec.ErrInvalidCall(errors.New("expected signature is [start, ]stop[, step] where all arguments are integers"))
+	}
+	if step == 0 {
+		return nil, gonjaexec.ErrInvalidCall(errors.New("step cannot be 0"))
+	}
+	n := 0
+	if step > 0 && stop > start {
+		n = int((int64(stop) - int64(start) + int64(step) - 1) / int64(step))
+	} else if step < 0 && stop < start {
+		n = int((int64(start) - int64(stop) - int64(step) - 1) / -int64(step))
+	}
+	if n > tplMaxRange {
+		return nil, gonjaexec.ErrInvalidCall(fmt.Errorf("range of %d items, more than %d", n, tplMaxRange))
+	}
+	out := make([]int, n)
+	for i := range out {
+		out[i] = start + i*step
+	}
+	return out, nil
 }
 
 // openTemplate: template.renderstring(src, ctx) (no autoescape, as
 // Jinja2's default environment) and template.library{...} -> lib with
 // render, renderstring, add, remove and clear.
-func openTemplate(_ *vm, L *glua.LState) glua.LValue {
+func openTemplate(v *vm, L *glua.LState) glua.LValue {
 	plain := newTplLibrary(tplNone)
 	methods := L.CreateTable(0, 5)
 	fn := func(t *glua.LTable, name string, f glua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
 	fn(methods, "render", func(L *glua.LState) int {
 		lib := checkTplLibrary(L)
 		name := L.CheckString(2)
-		out, err := lib.render(name, nil, tplContext(L, 3))
-		if err != nil {
-			L.RaiseError("template: %v", err)
-		}
+		b := v.budget(L, "template")
+		out, err := lib.render(&b, name, nil, tplContext(L, 3))
+		tplFail(&b, err)
 		L.Push(glua.LString(out))
 		return 1
 	})
 	fn(methods, "renderstring", func(L *glua.LState) int {
 		lib := checkTplLibrary(L)
 		src := L.CheckString(2)
-		out, err := lib.render(tplInlineName, &src, tplContext(L, 3))
-		if err != nil {
-			L.RaiseError("template: %v", err)
-		}
+		b := v.budget(L, "template")
+		out, err := lib.render(&b, tplInlineName, &src, tplContext(L, 3))
+		tplFail(&b, err)
 		L.Push(glua.LString(out))
 		return 1
 	})
@@ -133,15 +259,14 @@ func openTemplate(_ *vm, L *glua.LState) glua.LValue {
 	mod := L.CreateTable(0, 2)
 	fn(mod, "renderstring", func(L *glua.LState) int {
 		src := L.CheckString(1)
-		out, err := plain.render(tplInlineName, &src, tplContext(L, 2))
-		if err != nil {
-			L.RaiseError("template: %v", err)
-		}
+		b := v.budget(L, "template")
+		out, err := plain.render(&b, tplInlineName, &src, tplContext(L, 2))
+		tplFail(&b, err)
 		L.Push(glua.LString(out))
 		return 1
 	})
 	fn(mod, "library", func(L *glua.LState) int {
-		lib, err := tplLibraryFrom(L, L.OptTable(1, L.NewTable()))
+		lib, err := tplLibraryFrom(v.rt, L.OptTable(1, L.NewTable()))
 		if err != nil {
 			L.RaiseError("template.library: %v", err)
 		}
@@ -154,8 +279,23 @@ func openTemplate(_ *vm, L *glua.LState) glua.LValue {
 	return mod
 }
 
-// tplLibraryFrom reads the options of template.library.
-func tplLibraryFrom(L *glua.LState, opts *glua.LTable) (*tplLibrary, error) {
+// tplFail raises err in the calling hook: the hook's limit error when it
+// was stopped or the render would build more than --script-memory, else
+// "template: err".
+func tplFail(b *budget, err error) {
+	if err == nil {
+		return
+	}
+	b.poll()
+	if errors.Is(err, errTplMemory) {
+		b.overMemory()
+	}
+	b.L.RaiseError("template: %v", err)
+}
+
+// tplLibraryFrom reads the options of template.library. Without
+// --unsafe-script the directory must be inside --data-dir.
+func tplLibraryFrom(rt *Runtime, opts *glua.LTable) (*tplLibrary, error) {
 	var err error
 	set := func(e error) {
 		if err == nil {
@@ -209,6 +349,11 @@ func tplLibraryFrom(L *glua.LState, opts *glua.LTable) (*tplLibrary, error) {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return nil, err
+		}
+		if !rt.cfg.Unsafe {
+			if abs, err = rt.dataPath(dir, true); err != nil {
+				return nil, fmt.Errorf("directory %w", err)
+			}
 		}
 		if fi, err := os.Stat(abs); err != nil {
 			return nil, err
@@ -283,8 +428,13 @@ func tplIntegers(v any) any {
 
 // render renders the template name (whose source is *inline when inline
 // is not nil) with ctx.
-func (lib *tplLibrary) render(name string, inline *string, ctx map[string]any) (out string, err error) {
+func (lib *tplLibrary) render(b *budget, name string, inline *string, ctx map[string]any) (out string, err error) {
+	lib.b, lib.macroDepth, lib.made, lib.operand, lib.overMemory = b, 0, 0, nil, false
 	defer func() {
+		lib.b, lib.operand = nil, nil
+		if err != nil && lib.overMemory {
+			err = fmt.Errorf("%s: %w", name, errTplMemory)
+		}
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%s: %v", name, r)
 		}
@@ -303,11 +453,16 @@ func (lib *tplLibrary) render(name string, inline *string, ctx map[string]any) (
 			lib.parsed[name] = tpl
 		}
 	}
-	var b strings.Builder
-	if err := tpl.Execute(&tplLimitWriter{w: &b, left: maxTemplateOutput}, gonjaexec.NewContext(ctx)); err != nil {
+	var w strings.Builder
+	limit := min(maxTemplateOutput, b.max)
+	if err := tpl.Execute(&tplLimitWriter{w: &w, b: b, left: limit, limit: limit}, gonjaexec.NewContext(ctx)); err != nil {
+		b.poll() // stopped: the hook's error, not the template's
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
-	return b.String(), nil
+	if lib.overMemory { // refused where gonja drops the error (a list's item)
+		return "", errTplMemory
+	}
+	return w.String(), nil
 }
 
 // tplLoader gives gonja the library's templates. Names are global, as in
@@ -327,6 +482,9 @@ func (l tplLoader) Read(name string) (io.Reader, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if src, err = tplGuardSource(src, l.lib); err != nil {
+		return nil, fmt.Errorf("template %q: %w", name, err)
 	}
 	return strings.NewReader(src), nil
 }
@@ -485,15 +643,20 @@ func tplJSONText(in *gonjaexec.Value) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// tplLimitWriter fails once more than left bytes are written.
+// tplLimitWriter fails once more than limit bytes are written, or once
+// the hook is stopped.
 type tplLimitWriter struct {
-	w    io.Writer
-	left int
+	w           io.Writer
+	b           *budget
+	left, limit int
 }
 
 func (l *tplLimitWriter) Write(p []byte) (int, error) {
+	if l.b.stopped() {
+		return 0, errors.New(errStopped)
+	}
 	if len(p) > l.left {
-		return 0, fmt.Errorf("output larger than %d bytes", maxTemplateOutput)
+		return 0, fmt.Errorf("output larger than %d bytes", l.limit)
 	}
 	l.left -= len(p)
 	return l.w.Write(p)

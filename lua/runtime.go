@@ -36,8 +36,13 @@ type Config struct {
 	Data string
 	// Tick is the interval of the tick hook. Default 500ms.
 	Tick time.Duration
-	// Unsafe opens os, io and Lua's module loading.
+	// Unsafe opens os, io and Lua's module loading, and lets sqlite and
+	// template reach any file.
 	Unsafe bool
+	// DataDir is the only directory whose files sqlite (sqlite.open,
+	// ATTACH, VACUUM INTO) and template (a library's directory) may reach
+	// without Unsafe (datadir.go). Default: the working directory.
+	DataDir string
 	// VMs is the number of Lua states. Default 1.
 	VMs int
 	// Timeout stops a hook that runs longer. Default 5s; negative: none.
@@ -78,10 +83,19 @@ type Runtime struct {
 	// tick looping when Close is called is still cut off at the timeout.
 	watchStop chan struct{}
 	watchDone sync.WaitGroup
-	anyVM     atomic.Uint32   // round robin for publish
+	anyVM     atomic.Uint32 // round robin for publish
+	// A publish that finds every VM busy waits on vmFree (under freeMu)
+	// for whichever frees first; vmWaiters counts such publishes so that
+	// an unlock with none waiting costs one atomic load.
+	freeMu    sync.Mutex
+	vmFree    *sync.Cond
+	vmWaiters atomic.Int32
 	errLog    atomic.Int64    // unix seconds of the last logged message-hook error
 	errs      errorCounts     // see HookErrors
 	chunkCtx  context.Context // set by Check only: bounds the main chunk
+	// dataDir is Config.DataDir absolute, dataDirReal the same with its
+	// links resolved; both "" with Unsafe. Immutable after Load.
+	dataDir, dataDirReal string
 
 	sharedOnce sync.Once
 	dict       *sharedDict
@@ -132,7 +146,14 @@ func Load(cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lua: %s: %w", cfg.Script, err)
 	}
-	return &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{}), watchStop: make(chan struct{})}, nil
+	rt := &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{}), watchStop: make(chan struct{})}
+	if !cfg.Unsafe {
+		if rt.dataDir, rt.dataDirReal, err = dataDirectory(cfg); err != nil {
+			return nil, err
+		}
+	}
+	rt.vmFree = sync.NewCond(&rt.freeMu)
+	return rt, nil
 }
 
 // Start builds every VM from the compiled script, runs startup(cli) on each
@@ -197,7 +218,7 @@ func (rt *Runtime) Close() {
 			c()
 		}
 		v.main.Close()
-		v.mu.Unlock()
+		v.unlock()
 	}
 }
 
@@ -208,7 +229,7 @@ func (v *vm) startup() error {
 		return nil
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	defer v.unlock()
 	t := v.thread()
 	defer v.release(t)
 	cli := fromGo(t.L, v.rt.cfg.CLI, 0)
@@ -219,7 +240,7 @@ func (v *vm) startup() error {
 	} else {
 		cli = t.L.NewTable()
 	}
-	if _, err := v.call(t, fn, cli); err != nil {
+	if _, err := v.call(t, "startup", fn, cli); err != nil {
 		return fmt.Errorf("lua: startup on VM %d: %w", v.idx, err)
 	}
 	return nil
@@ -241,13 +262,13 @@ func (rt *Runtime) tickLoop() {
 		v.mu.Lock()
 		th := v.thread()
 		if fn := v.hooks["tick"]; fn != nil {
-			if _, err := v.call(th, fn, glua.LNumber(count)); err != nil {
+			if _, err := v.call(th, "tick", fn, glua.LNumber(count)); err != nil {
 				rt.errs.tick.Add(1)
 				rt.cfg.Logger.Warn("lua hook failed", "hook", "tick", "err", err)
 			}
 		}
 		v.release(th)
-		v.mu.Unlock()
+		v.unlock()
 	}
 }
 

@@ -37,7 +37,7 @@ func MarshalState(m *engine.Message) ([]byte, error) {
 				break
 			}
 		}
-		ps.origin.mu.Unlock()
+		ps.origin.unlock()
 		if err != nil {
 			return nil, fmt.Errorf("%w: pub keys cannot go to other nodes: %v", engine.ErrInvalid, err)
 		}

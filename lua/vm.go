@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	glua "github.com/yuin/gopher-lua"
 )
@@ -35,6 +36,10 @@ type vm struct {
 	// closers release what packages hold outside Lua (HTTP agents' idle
 	// connections, databases); Runtime.Close runs them.
 	closers []func()
+	// running is the thread whose hook runs Lua now (nil between calls,
+	// in the main chunk and while its hook waits): the built-ins' budget
+	// stops it when a call would build more than --script-memory.
+	running *thread
 }
 
 // thread is one LState sharing the VM's globals, with its own stack and
@@ -46,6 +51,10 @@ type thread struct {
 	// idle. Written by the caller (VM locked), read by the watchdog.
 	started  atomic.Int64
 	timedOut atomic.Bool // set by the watchdog; the thread is then discarded
+	// deadline is when the current call reaches the timeout, in unix
+	// nanoseconds (0: no timeout, or idle). Written by the caller (VM
+	// locked), read by built-ins on the same goroutine (budget).
+	deadline int64
 	overMem  atomic.Bool // set with timedOut when it was stopped for memory
 
 	// Watchdog only (under Runtime.watchMu): the call it last saw running
@@ -82,7 +91,7 @@ func (rt *Runtime) newVM(idx int) (*vm, error) {
 	if rt.chunkCtx != nil {
 		L.RemoveContext()
 	}
-	v.mu.Unlock()
+	v.unlock()
 	if err != nil {
 		L.Close()
 		return nil, fmt.Errorf("lua: running %s: %w", rt.cfg.Script, hookError(err))
@@ -143,9 +152,7 @@ func (v *vm) openLibs() error {
 	}
 	L.SetGlobal("require", L.NewFunction(func(L *glua.LState) int { return v.require(L, fallback) }))
 	L.SetGlobal("print", L.NewFunction(v.print))
-	if str, ok := L.GetGlobal("string").(*glua.LTable); ok {
-		str.RawSetString("rep", L.NewFunction(strRep))
-	}
+	v.openLimitedLibs()
 	L.SetGlobal("unpack", L.NewFunction(unpack))
 	return nil
 }
@@ -186,20 +193,6 @@ func (v *vm) print(L *glua.LState) int {
 	b.WriteByte('\n')
 	_, _ = io.WriteString(v.rt.cfg.Stdout, b.String())
 	return 0
-}
-
-func strRep(L *glua.LState) int {
-	s := L.CheckString(1)
-	n := L.CheckInt(2)
-	if n <= 0 || s == "" {
-		L.Push(glua.LString(""))
-		return 1
-	}
-	if int64(len(s))*int64(n) > maxStringRep {
-		L.RaiseError("string.rep: result would exceed %d bytes", maxStringRep)
-	}
-	L.Push(glua.LString(strings.Repeat(s, n)))
-	return 1
 }
 
 // maxUnpack is how many values unpack returns at most (PUC Lua's
@@ -253,19 +246,21 @@ func (v *vm) release(t *thread) {
 // call runs fn(args...) on t and returns its first result. An error in
 // the script, or running past the script timeout, is returned with the
 // script's file and line. mu must be held.
-func (v *vm) call(t *thread, fn *glua.LFunction, args ...glua.LValue) (glua.LValue, error) {
+func (v *vm) call(t *thread, hook string, fn *glua.LFunction, args ...glua.LValue) (glua.LValue, error) {
 	L := t.L
 	top := L.GetTop()
+	v.running = t
+	if v.rt.cfg.Timeout > 0 {
+		t.deadline = time.Now().UnixNano() + int64(v.rt.cfg.Timeout)
+	}
 	t.started.Store(v.rt.clock.Load())
 	err := L.CallByParam(glua.P{Fn: fn, NRet: 1, Protect: true}, args...)
 	t.started.Store(0)
+	v.running = nil
 	if err != nil {
 		L.SetTop(top)
-		if t.overMem.Load() {
-			return glua.LNil, fmt.Errorf("%w (the heap grew by more than %d MiB while it ran)", ErrMemory, v.rt.cfg.MaxMemory>>20)
-		}
-		if t.timedOut.Load() {
-			return glua.LNil, fmt.Errorf("%w (longer than --script-timeout %s)", ErrTimeout, v.rt.cfg.Timeout)
+		if t.timedOut.Load() { // overMem is set with it
+			return glua.LNil, v.limitError(t, hook, err)
 		}
 		return glua.LNil, hookError(err)
 	}
@@ -274,11 +269,25 @@ func (v *vm) call(t *thread, fn *glua.LFunction, args ...glua.LValue) (glua.LVal
 	return ret, nil
 }
 
+// unlock releases v and wakes the publishers waiting for any free VM
+// (lockAnyVM). Every unlock of vm.mu goes through it.
+func (v *vm) unlock() {
+	v.mu.Unlock()
+	if v.rt.vmWaiters.Load() > 0 {
+		v.rt.freeMu.Lock()
+		v.rt.vmFree.Broadcast()
+		v.rt.freeMu.Unlock()
+	}
+}
+
 // wait runs block with the VM unlocked, so that other hooks run while this
 // one waits. Built-ins that sleep or do I/O call it; Lua must not run
 // during block.
 func (v *vm) wait(block func()) {
-	v.mu.Unlock()
-	defer v.mu.Lock()
+	running := v.running
+	v.running = nil
+	v.unlock()
 	block()
+	v.mu.Lock()
+	v.running = running
 }

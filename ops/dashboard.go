@@ -205,6 +205,9 @@ type feedMessage struct {
 	Rejected    map[string]uint64  `json:"rejected"`
 	Refused     uint64             `json:"conns_refused"`
 	OpenConns   int64              `json:"open_conns"`
+	H2Conns     int64              `json:"h2_conns"`   // of open_conns, HTTP/2
+	Streams     int64              `json:"streams"`    // event streams, both protocols
+	H2Streams   int64              `json:"h2_streams"` // of streams, HTTP/2
 	Hooks       []HookSnapshot     `json:"hooks"`
 	Runtime     map[string]float64 `json:"runtime"`
 }
@@ -216,6 +219,8 @@ type feedClosed struct {
 	Timeout  uint64 `json:"timeout"`
 	Shutdown uint64 `json:"shutdown"`
 	Expired  uint64 `json:"expired"`
+	// Disconnected: ended through the server API (POST disconnect).
+	Disconnected uint64 `json:"disconnected"`
 }
 
 type feedTopic struct {
@@ -235,6 +240,7 @@ func (d *Dashboard) feed(s Snapshot) feedMessage {
 		Other:    feedTopic{Subscribers: s.Other.Subscribers, Buffered: s.Other.Buffered, Published: s.Other.Published},
 		Rejected: make(map[string]uint64),
 		Refused:  s.Transport.ConnsRefused + s.Transport.ConnsRefusedPerIP, OpenConns: s.Transport.OpenConns,
+		H2Conns: s.Transport.H2Conns, Streams: s.Transport.Streams, H2Streams: s.Transport.H2Streams,
 		Hooks:   s.Hooks,
 		Runtime: runtimeFigures(),
 	}

@@ -137,7 +137,7 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	for _, r := range []struct {
 		name string
 		n    uint64
-	}{{"left", e.Closed.Left}, {"lagged", e.Closed.Lagged}, {"slow", e.Closed.Slow}, {"timeout", e.Closed.Timeout}, {"shutdown", e.Closed.Shutdown}, {"expired", e.Closed.Expired}} {
+	}{{"left", e.Closed.Left}, {"lagged", e.Closed.Lagged}, {"slow", e.Closed.Slow}, {"timeout", e.Closed.Timeout}, {"shutdown", e.Closed.Shutdown}, {"expired", e.Closed.Expired}, {"disconnected", e.Closed.Disconnected}} {
 		metrics.WriteCounterUint64(w, `tinysse_disconnects_total{reason="`+r.name+`"}`, r.n)
 	}
 	metrics.WriteCounterUint64(w, "tinysse_replays_total", e.Replays)
@@ -169,6 +169,13 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 		metrics.WriteCounterUint64(w, "tinysse_connections_refused_total", tr.ConnsRefused)
 		metrics.WriteCounterUint64(w, "tinysse_connections_refused_per_ip_total", tr.ConnsRefusedPerIP)
 		metrics.WriteGaugeUint64(w, "tinysse_open_connections", uint64(max(tr.OpenConns, 0)))
+		// By protocol: a connection that has not said yet counts as http1.
+		metrics.WriteGaugeUint64(w, `tinysse_connections{protocol="http1"}`, uint64(max(tr.OpenConns-tr.H2Conns, 0)))
+		metrics.WriteGaugeUint64(w, `tinysse_connections{protocol="h2"}`, uint64(max(tr.H2Conns, 0)))
+		metrics.WriteGaugeUint64(w, `tinysse_streams{protocol="http1"}`, uint64(max(tr.Streams-tr.H2Streams, 0)))
+		metrics.WriteGaugeUint64(w, `tinysse_streams{protocol="h2"}`, uint64(max(tr.H2Streams, 0)))
+		metrics.WriteCounterUint64(w, `tinysse_h2_connections_cut_total{reason="rapid_reset"}`, tr.H2ResetCuts)
+		metrics.WriteCounterUint64(w, `tinysse_h2_connections_cut_total{reason="continuation_flood"}`, tr.H2ContinuationCuts)
 	}
 	if m.cfg.Hooks != nil {
 		for _, h := range s.Hooks {

@@ -562,3 +562,58 @@ func TestDashboardFeedWithChannelsScript(t *testing.T) {
 			m[`tinysse_hook_calls_total{hook="message"}`], m[`tinysse_hook_errors_total{hook="message"}`])
 	}
 }
+
+// TestMetricsByProtocol: connections and event streams are reported by
+// protocol, in the metrics and in the dashboard's feed: two streams over
+// one HTTP/2 connection and one over an HTTP/1.1 connection.
+func TestMetricsByProtocol(t *testing.T) {
+	s := start(t, "", engine.Config{}, 10)
+	s.subscribe(t, "/sse?topic=h1")
+	var ps http.Protocols
+	ps.SetUnencryptedHTTP2(true)
+	h2 := &http.Client{Transport: &http.Transport{Protocols: &ps}}
+	defer h2.CloseIdleConnections()
+	for range 2 {
+		resp, err := h2.Get("http://" + s.addr + "/sse?topic=h2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("answered over %s", resp.Proto)
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || line != ": ok\n" {
+			t.Fatalf("stream began with %q (%v)", line, err)
+		}
+	}
+	waitFor(t, "3 subscribers", func() bool { return s.eng.Stats().Subscribers == 3 })
+	m := s.scrape(t) // over a connection of its own, HTTP/1.1
+	for series, want := range map[string]float64{
+		`tinysse_connections{protocol="h2"}`:                            1,
+		`tinysse_connections{protocol="http1"}`:                         2,
+		`tinysse_streams{protocol="h2"}`:                                2,
+		`tinysse_streams{protocol="http1"}`:                             1,
+		`tinysse_h2_connections_cut_total{reason="rapid_reset"}`:        0,
+		`tinysse_h2_connections_cut_total{reason="continuation_flood"}`: 0,
+	} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
+	var last map[string]any
+	waitFor(t, "a stats message", func() bool {
+		for _, l := range feed.until(t, "\n") {
+			if d, ok := strings.CutPrefix(l, "data: "); ok {
+				if err := json.Unmarshal([]byte(d), &last); err != nil {
+					t.Fatalf("stats %q: %v", d, err)
+				}
+			}
+		}
+		return last != nil
+	})
+	if last["h2_conns"] != 1.0 || last["h2_streams"] != 2.0 || last["streams"] != 4.0 {
+		t.Errorf("feed h2_conns %v, h2_streams %v, streams %v; want 1, 2 and 4 (the feed's own stream too)", last["h2_conns"], last["h2_streams"], last["streams"])
+	}
+}

@@ -32,7 +32,7 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	return fasthttp.RequestConfig{} // the server's limits
 }
 
-// isPubPath says whether h's request goes to the publish path, as
+// isPubPath says whether h's request goes to a publish path, as
 // ctx.Path() in handle would say (the URI parsed and normalized).
 func (s *Server) isPubPath(h *fasthttp.RequestHeader) bool {
 	u := fasthttp.AcquireURI()
@@ -40,7 +40,13 @@ func (s *Server) isPubPath(h *fasthttp.RequestHeader) bool {
 	if err := u.Parse(nil, h.RequestURI()); err != nil {
 		return false
 	}
-	return string(u.Path()) == s.cfg.PubPath
+	return s.isPublishPath(string(u.Path()))
+}
+
+// isPublishPath says whether path publishes: the pub path, or the API's
+// publish endpoint.
+func (s *Server) isPublishPath(path string) bool {
+	return path == s.cfg.PubPath || s.api != nil && path == s.cfg.APIPath+"publish"
 }
 
 // chunkedHeads is the set of requests whose head said: a publish with a

@@ -38,6 +38,9 @@ func readAll(t *testing.T, c io.Reader) string {
 // connection is closed; a body within the limit is invited and published;
 // a chunked body (its size unknown) is invited, and refused with 413 as
 // soon as it grows past the limit. Each 413 counts as too_large.
+//
+// HTTP/1.1 only: Content-Length, chunks and 100 Continue are HTTP/1.1's
+// framing; over HTTP/2 see TestH2BodyLimit.
 func TestExpectContinue(t *testing.T) {
 	t.Parallel()
 	const limit = 1024
@@ -112,6 +115,8 @@ func TestExpectContinue(t *testing.T) {
 // TestChunkedTooLargeCounted: a chunked body that grows past the limit is
 // counted as too_large like an announced one, and only when it was a
 // publish: a chunked body too large for another path is not a publish.
+//
+// HTTP/1.1 only (chunked framing); TestH2BodyLimit counts HTTP/2's.
 func TestChunkedTooLargeCounted(t *testing.T) {
 	t.Parallel()
 	const limit = 1024
@@ -159,6 +164,8 @@ func chunked2(t *testing.T, addr, body string) answer {
 // TestExpectContinueCurl: curl, which sends Expect: 100-continue for a big
 // body and waits for the invitation, gets the 413 at once and never a 100
 // Continue; a body within the limit goes through the invitation.
+//
+// HTTP/1.1 only: curl sends Expect over HTTP/1.1.
 func TestExpectContinueCurl(t *testing.T) {
 	t.Parallel()
 	curl, err := exec.LookPath("curl")
@@ -219,6 +226,8 @@ func TestExpectContinueCurl(t *testing.T) {
 // left between two chunks (fasthttp then calls neither the handler nor
 // the error handler) do not make a later request's 413 a publish's, and
 // do not pile up: marks of requests no longer alive are swept.
+//
+// HTTP/1.1 only: the marks are fasthttp's chunked requests'.
 func TestChunkedMarksBounded(t *testing.T) {
 	t.Parallel()
 	addr, _, srv := startServer(t, engine.Config{}, Config{MaxBodySize: 1024})

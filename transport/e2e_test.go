@@ -129,7 +129,12 @@ func publishJSON(t testing.TB, addr, body string) publishReply {
 
 func publishTo(t testing.TB, addr, target, body string) publishReply {
 	t.Helper()
-	a := post(t, addr, target, "application/json", body)
+	return checkPublished(t, target, body, post(t, addr, target, "application/json", body))
+}
+
+// checkPublished requires a to be a 202 with the publish answer's JSON.
+func checkPublished(t testing.TB, target, body string, a answer) publishReply {
+	t.Helper()
 	if a.Status != http.StatusAccepted {
 		t.Fatalf("POST %s %s: status %d %s, want 202", target, body, a.Status, a.Body)
 	}
@@ -229,10 +234,17 @@ func dialBuffer(t testing.TB, addr string, size int) net.Conn {
 	return c
 }
 
-// sseClient is one subscriber on a raw socket.
+// streamConn is what a stream is read from: a raw socket (HTTP/1.1), or
+// an HTTP/2 response body (bodyConn).
+type streamConn interface {
+	io.ReadCloser
+	SetReadDeadline(time.Time) error
+}
+
+// sseClient is one subscriber on a raw socket, or on an HTTP/2 stream.
 type sseClient struct {
 	t      testing.TB
-	conn   net.Conn
+	conn   streamConn
 	Status int
 	Header http.Header
 	Body   string // the body of a refusal (Status != 200)

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+
+	"golang.org/x/net/http2"
 )
 
 // Per-address connection limit (Config.MaxConnsPerIP). It is counted in
@@ -14,9 +16,12 @@ import (
 
 const tooManyBody = `{"error":"too many connections from your address"}`
 
-var tooManyResponse = []byte("HTTP/1.1 429 Too Many Requests\r\n" +
-	"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(tooManyBody)) +
-	"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + tooManyBody)
+var tooManyResponse = refusal{
+	http1: []byte("HTTP/1.1 429 Too Many Requests\r\n" +
+		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(tooManyBody)) +
+		"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + tooManyBody),
+	h2: h2Refusal(http2.ErrCodeEnhanceYourCalm, tooManyBody),
+}
 
 // admitIP counts one more connection from ip, unless ip is at the limit.
 // l.mu must be held.

@@ -2,10 +2,16 @@ package transport
 
 import (
 	"bufio"
+	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/tinysse/tinysse/engine"
 )
@@ -19,51 +25,53 @@ const fastRefusal = time.Second
 // slot given back by a leaving subscriber can be taken again.
 func TestMaxSubscribers(t *testing.T) {
 	t.Parallel()
-	hookCalls := 0
-	ecfg := engine.Config{Hooks: engine.Hooks{Subscribe: func(s *engine.Subscriber) (bool, error) {
-		hookCalls++ // only the transport's request goroutine, one subscribe at a time here
-		return s.Request.Query != "deny", nil
-	}}}
-	addr, eng, srv := startServer(t, ecfg, Config{MaxSubscribers: 2})
-	a := subscribe(t, addr, "/sse")
-	a.expectOK()
-	b := subscribe(t, addr, "/sse")
-	b.expectOK()
-	waitSubscribers(t, eng, "", 2)
+	forEachProto(t, func(t *testing.T, p proto) {
+		var hookCalls atomic.Int32
+		ecfg := engine.Config{Hooks: engine.Hooks{Subscribe: func(s *engine.Subscriber) (bool, error) {
+			hookCalls.Add(1)
+			return s.Request.Query != "deny", nil
+		}}}
+		addr, eng, srv := p.startServer(t, ecfg, Config{MaxSubscribers: 2})
+		a := p.subscribe(t, addr, "/sse")
+		a.expectOK()
+		b := p.subscribe(t, addr, "/sse")
+		b.expectOK()
+		waitSubscribers(t, eng, "", 2)
 
-	start := time.Now()
-	c := subscribe(t, addr, "/sse")
-	if d := time.Since(start); d > fastRefusal {
-		t.Errorf("refusal took %v", d)
-	}
-	wantError(t, answer{Status: c.Status, Header: c.Header, Body: c.Body}, http.StatusServiceUnavailable)
-	if c.Header.Get("Retry-After") == "" {
-		t.Error("no Retry-After on the 503")
-	}
-	if hookCalls != 2 {
-		t.Errorf("subscribe hook ran %d times, want 2 (not for the refused one)", hookCalls)
-	}
-	if n := srv.Streams(); n != 2 {
-		t.Errorf("%d stream slots taken after a refusal, want 2", n)
-	}
+		start := time.Now()
+		c := p.subscribe(t, addr, "/sse")
+		if d := time.Since(start); d > fastRefusal {
+			t.Errorf("refusal took %v", d)
+		}
+		wantError(t, answer{Status: c.Status, Header: c.Header, Body: c.Body}, http.StatusServiceUnavailable)
+		if c.Header.Get("Retry-After") == "" {
+			t.Error("no Retry-After on the 503")
+		}
+		if n := hookCalls.Load(); n != 2 {
+			t.Errorf("subscribe hook ran %d times, want 2 (not for the refused one)", n)
+		}
+		if n := srv.Streams(); n != 2 {
+			t.Errorf("%d stream slots taken after a refusal, want 2", n)
+		}
 
-	publishJSON(t, addr, `{"id":"1","data":"still here"}`)
-	a.expectLines("id: 1", "data: still here")
-	b.expectLines("id: 1", "data: still here")
+		p.publishJSON(t, addr, `{"id":"1","data":"still here"}`)
+		a.expectLines("id: 1", "data: still here")
+		b.expectLines("id: 1", "data: still here")
 
-	a.conn.Close()
-	waitFor(t, wait, "the slot back", func() bool { return srv.Streams() == 1 })
-	d := subscribe(t, addr, "/sse?deny")
-	wantError(t, answer{Status: d.Status, Header: d.Header, Body: d.Body}, http.StatusForbidden)
-	if n := srv.Streams(); n != 1 {
-		t.Errorf("%d stream slots taken after a rejected subscribe, want 1", n)
-	}
-	e := subscribe(t, addr, "/sse")
-	e.expectOK()
-	waitSubscribers(t, eng, "", 2)
-	publishJSON(t, addr, `{"id":"2","data":"again"}`)
-	e.expectLines("id: 2", "data: again")
-	b.expectLines("id: 2", "data: again")
+		a.conn.Close()
+		waitFor(t, wait, "the slot back", func() bool { return srv.Streams() == 1 })
+		d := p.subscribe(t, addr, "/sse?deny")
+		wantError(t, answer{Status: d.Status, Header: d.Header, Body: d.Body}, http.StatusForbidden)
+		if n := srv.Streams(); n != 1 {
+			t.Errorf("%d stream slots taken after a rejected subscribe, want 1", n)
+		}
+		e := p.subscribe(t, addr, "/sse")
+		e.expectOK()
+		waitSubscribers(t, eng, "", 2)
+		p.publishJSON(t, addr, `{"id":"2","data":"again"}`)
+		e.expectLines("id: 2", "data: again")
+		b.expectLines("id: 2", "data: again")
+	})
 }
 
 // dialFrom connects to addr from the loopback address local (127.0.0.x).
@@ -82,7 +90,8 @@ func dialFrom(t *testing.T, local, addr string) net.Conn {
 // streams and idle ones alike; beyond MaxConnsPerIP that address gets a
 // fast 429 while other addresses and the open streams go on; a closed
 // connection gives its slot back, and an address with none left is
-// forgotten.
+// forgotten. HTTP/1.1 only: the count is taken at accept, before anything
+// is read; TestMaxConnsPerIPH2 has what it means for HTTP/2.
 func TestMaxConnsPerIP(t *testing.T) {
 	t.Parallel()
 	addr, eng, srv := startServer(t, engine.Config{}, Config{MaxConnsPerIP: 2})
@@ -138,21 +147,108 @@ func TestMaxConnsPerIP(t *testing.T) {
 // exist; existing topics go on taking messages.
 func TestMaxTopics(t *testing.T) {
 	t.Parallel()
-	addr, eng, _ := startServer(t, engine.Config{MaxTopics: 3}, Config{})
-	s := subscribe(t, addr, "/sse?topic=a")
-	s.expectOK()
-	waitSubscribers(t, eng, "a", 1)
-	for _, tp := range []string{"a", "b", "c"} {
-		publishTo(t, addr, "/sse?topic="+tp, `{"data":"to `+tp+`"}`)
+	forEachProto(t, func(t *testing.T, p proto) {
+		addr, eng, _ := p.startServer(t, engine.Config{MaxTopics: 3}, Config{})
+		s := p.subscribe(t, addr, "/sse?topic=a")
+		s.expectOK()
+		waitSubscribers(t, eng, "a", 1)
+		for _, tp := range []string{"a", "b", "c"} {
+			p.publishTo(t, addr, "/sse?topic="+tp, `{"data":"to `+tp+`"}`)
+		}
+		s.expectLines("data: to a")
+		for _, target := range []string{"/sse?topic=d", "/sse?topic=a&topic=d", "/sse?topic=e&topic=a"} {
+			wantError(t, p.post(t, addr, target, "application/json", `{"data":"refused"}`), http.StatusServiceUnavailable)
+		}
+		if n := eng.Topics(); n != 3 {
+			t.Errorf("%d topics, want 3", n)
+		}
+		p.publishTo(t, addr, "/sse?topic=a", `{"data":"a again"}`)
+		s.expectLines("data: a again") // nothing of the refused ones came first
+		p.publishTo(t, addr, "/sse?topic=c", `{"data":"c again"}`)
+	})
+}
+
+// TestMaxConnsPerIPH2: over HTTP/2 an address's event streams count
+// against MaxConnsPerIP as its connections do (over HTTP/1.1 each would be
+// one): a stream beyond the bound gets a JSON 429 on a connection that
+// goes on serving, a stream that ends gives its slot back, and other
+// addresses are not concerned. A connection refused at accept to a client
+// that opened with the HTTP/2 preface gets a GOAWAY whose debug data is
+// the JSON error (ENHANCE_YOUR_CALM), since it would not read HTTP/1.1.
+func TestMaxConnsPerIPH2(t *testing.T) {
+	t.Parallel()
+	addr, eng, srv := h2c.startServer(t, engine.Config{}, Config{MaxConnsPerIP: 3})
+	one := h2ClientFrom(t, "127.0.0.1")
+	// The connection is one slot, each stream one more.
+	a := h2c.subscribeWith(t, one, addr, "/sse")
+	a.expectOK()
+	b := h2c.subscribeWith(t, one, addr, "/sse")
+	b.expectOK()
+	waitSubscribers(t, eng, "", 2)
+	c := h2c.subscribeWith(t, one, addr, "/sse")
+	wantError(t, answer{Status: c.Status, Header: c.Header, Body: c.Body}, http.StatusTooManyRequests)
+	if c.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After on the 429")
 	}
-	s.expectLines("data: to a")
-	for _, target := range []string{"/sse?topic=d", "/sse?topic=a&topic=d", "/sse?topic=e&topic=a"} {
-		wantError(t, post(t, addr, target, "application/json", `{"data":"refused"}`), http.StatusServiceUnavailable)
+	if st := srv.Stats(); st.H2Conns != 1 || st.H2Streams != 2 || st.SubscribeRejected[RejectLimit] != 1 {
+		t.Errorf("stats %+v, want one HTTP/2 connection, two streams, one refusal counted as limit", st)
 	}
-	if n := eng.Topics(); n != 3 {
-		t.Errorf("%d topics, want 3", n)
+	// Another address is not concerned; the same connection still serves.
+	d := h2c.subscribeWith(t, h2ClientFrom(t, "127.0.0.2"), addr, "/sse")
+	d.expectOK()
+	if r := checkPublished(t, "/sse", "", h2cPost(t, one, addr, `{"data":"x"}`)); r.Subscribers != 3 {
+		t.Errorf("publish reached %d subscribers, want 3", r.Subscribers)
 	}
-	publishTo(t, addr, "/sse?topic=a", `{"data":"a again"}`)
-	s.expectLines("data: a again") // nothing of the refused ones came first
-	publishTo(t, addr, "/sse?topic=c", `{"data":"c again"}`)
+	a.expectLines("data: x")
+
+	// A stream that ends gives its slot back.
+	a.conn.Close()
+	waitSubscribers(t, eng, "", 2)
+	e := h2c.subscribeWith(t, one, addr, "/sse")
+	e.expectOK()
+
+	// At its bound (one connection, two streams), a new connection from
+	// the address is refused at accept: in HTTP/2, for a client that
+	// spoke it first.
+	raw := startH2(t, addr, dialFrom(t, "127.0.0.1", addr))
+	var away *http2.GoAwayFrame
+	for away == nil {
+		f, err := raw.next(wait)
+		if err != nil {
+			t.Fatalf("refused connection: %v, want a GOAWAY", err)
+		}
+		away, _ = f.(*http2.GoAwayFrame)
+	}
+	if away.ErrCode != http2.ErrCodeEnhanceYourCalm || string(away.DebugData()) != tooManyBody {
+		t.Errorf("GOAWAY %v %q, want ENHANCE_YOUR_CALM %q", away.ErrCode, away.DebugData(), tooManyBody)
+	}
+	if _, err := raw.next(wait); !errors.Is(err, io.EOF) && !isClosed(err) {
+		t.Errorf("after the GOAWAY: %v, want the connection closed", err)
+	}
+	if n := srv.Stats().ConnsRefusedPerIP; n != 1 {
+		t.Errorf("%d connections refused per address, want 1", n)
+	}
+}
+
+// h2ClientFrom is an HTTP/2 (prior knowledge) client whose connections
+// come from the loopback address local.
+func h2ClientFrom(t *testing.T, local string) *http.Client {
+	tr := h2Transport(0)
+	d := net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	tr.DialContext = d.DialContext
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// h2cPost publishes body to /sse with c.
+func h2cPost(t *testing.T, c *http.Client, addr, body string) answer {
+	t.Helper()
+	resp, err := c.Post("http://"+addr+"/sse", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := new(strings.Builder)
+	_, _ = bufio.NewReader(resp.Body).WriteTo(b)
+	return answer{Status: resp.StatusCode, Header: resp.Header, Body: b.String()}
 }

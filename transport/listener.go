@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/tls"
 	"net"
 	"net/netip"
@@ -9,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // limitListener counts open connections, hijacked streams included (which
@@ -25,7 +28,7 @@ type limitListener struct {
 	open      atomic.Int64  // connections accepted and not yet closed
 	refused   atomic.Uint64 // connections turned away at max (503)
 	refusedIP atomic.Uint64 // connections turned away at perIP (429)
-	tls       *tls.Config   // set when serving HTTPS: the 503 and 429 go through TLS
+	tls       *tls.Config   // set when serving HTTPS: the 503 and 429 go through TLS (ALPN http/1.1 only)
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{} // guarded by mu: open connections
@@ -43,9 +46,31 @@ type limitListener struct {
 
 const overloadBody = `{"error":"server is at its connection limit"}`
 
-var overloadResponse = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
-	"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(overloadBody)) +
-	"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + overloadBody)
+var overloadResponse = refusal{
+	http1: []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(overloadBody)) +
+		"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + overloadBody),
+	h2: h2Refusal(http2.ErrCodeRefusedStream, overloadBody),
+}
+
+// refusal is an answer written at accept, before the request is read: in
+// HTTP/1.1, or to a client that opened with the HTTP/2 preface (h2c with
+// prior knowledge), the server's SETTINGS and a GOAWAY whose debug data
+// is the JSON body. Over TLS only http/1.1 is offered on a refused
+// connection, so browsers read the HTTP/1.1 answer.
+type refusal struct {
+	http1, h2 []byte
+}
+
+// h2Refusal is the HTTP/2 form of a refusal: the server preface (an empty
+// SETTINGS frame) and a GOAWAY for no stream.
+func h2Refusal(code http2.ErrCode, body string) []byte {
+	var b bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	_ = fr.WriteSettings()
+	_ = fr.WriteGoAway(0, code, []byte(body))
+	return b.Bytes()
+}
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
@@ -112,14 +137,18 @@ const (
 // its side down and drains what the client sent, so the close does not
 // reset the connection under the answer. Beyond maxPolite refusals at
 // once it writes and closes at once, as a flood deserves.
-func (l *limitListener) refuse(c net.Conn, resp []byte) {
+func (l *limitListener) refuse(c net.Conn, r refusal) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseWait))
 	polite := l.refusing.Add(1) <= maxPolite
 	defer l.refusing.Add(-1)
 	var buf [512]byte
+	resp := r.http1
 	if polite {
-		_, _ = c.Read(buf[:]) // the request's first bytes, or the deadline
+		n, _ := c.Read(buf[:]) // the request's first bytes, or the deadline
+		if n >= len(h2PrefaceStart) && string(buf[:len(h2PrefaceStart)]) == h2PrefaceStart {
+			resp = r.h2
+		}
 		_ = c.SetDeadline(time.Now().Add(refuseWait))
 	}
 	if _, err := c.Write(resp); err != nil || !polite {
@@ -134,6 +163,10 @@ func (l *limitListener) refuse(c net.Conn, resp []byte) {
 		}
 	}
 }
+
+// h2PrefaceStart is the HTTP/2 client preface's request line, what a
+// refused h2c client's first bytes are.
+const h2PrefaceStart = "PRI * HTTP/2.0\r\n"
 
 // trackedConn gives its slot back once, however often it is closed
 // (fasthttp and the engine may both close a hijacked stream).

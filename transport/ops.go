@@ -45,6 +45,18 @@ func (c *Config) checkRoutes() error {
 		}
 		taken[c.HealthPath] = "health path"
 	}
+	if c.APIPath != "" {
+		if !strings.HasPrefix(c.APIPath, "/") || !strings.HasSuffix(c.APIPath, "/") {
+			return errors.New("transport: API path must start and end with /")
+		}
+		for p, what := range taken {
+			if hasPathPrefix(p, c.APIPath) {
+				return errors.New("transport: API path " + c.APIPath + " would hide the " + what)
+			}
+		}
+		// Routes may sit above it (the dashboard's path): handle matches
+		// the API first.
+	}
 	for _, r := range c.Routes {
 		if !strings.HasPrefix(r.Path, "/") || r.Handler == nil {
 			return errors.New("transport: a route needs a path starting with / and a handler")
@@ -53,6 +65,9 @@ func (c *Config) checkRoutes() error {
 			if r.matches(p) {
 				return errors.New("transport: route " + r.Path + " would hide the " + what)
 			}
+		}
+		if c.APIPath != "" && hasPathPrefix(r.Path, c.APIPath) {
+			return errors.New("transport: route " + r.Path + " is under the API path " + c.APIPath + ", which hides it")
 		}
 		taken[r.Path] = "route " + r.Path
 	}
@@ -124,6 +139,16 @@ type Stats struct {
 	ConnsRefused, ConnsRefusedPerIP uint64
 	// OpenConns is how many connections are open now, streams included.
 	OpenConns int64
+	// H2Conns is how many of OpenConns speak HTTP/2 (the others HTTP/1.1,
+	// or have not said yet).
+	H2Conns int64
+	// Streams is how many event streams are open (or being opened);
+	// H2Streams how many of them are HTTP/2 streams.
+	Streams, H2Streams int64
+	// H2ResetCuts counts HTTP/2 connections closed for resetting streams
+	// faster than allowed (rapid reset); H2ContinuationCuts those closed
+	// for a header block in too many CONTINUATION frames.
+	H2ResetCuts, H2ContinuationCuts uint64
 }
 
 // Stats returns the transport's counters. Safe from any goroutine.
@@ -138,6 +163,9 @@ func (s *Server) Stats() Stats {
 		st.ConnsRefusedPerIP = l.refusedIP.Load()
 		st.OpenConns = l.open.Load()
 	}
+	st.H2Conns = s.h2conns.n.Load()
+	st.Streams, st.H2Streams = s.streams.Load(), s.h2Streams.Load()
+	st.H2ResetCuts, st.H2ContinuationCuts = s.h2ResetCuts.Load(), s.h2ContinuationCuts.Load()
 	return st
 }
 

@@ -83,7 +83,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, fasthttp.StatusBadRequest, "publish hook returned a bad message: "+err.Error())
 			return
 		case err != nil:
-			writeError(ctx, fasthttp.StatusInternalServerError, "publish hook failed") // the runtime logged it with file and line
+			writeError(ctx, fasthttp.StatusInternalServerError, hookFailure("publish", err)) // the runtime logged it with file and line
 			return
 		case !accept:
 			writeError(ctx, fasthttp.StatusForbidden, "message rejected by script")
@@ -357,4 +357,16 @@ func checkTopics(ts []string) error {
 		}
 	}
 	return nil
+}
+
+// hookFailure is the client's error for a failed hook: "publish hook
+// failed", or for a hook stopped at a script limit the limit's own words
+// ("publish hook timed out: longer than --script-timeout 5s"). The
+// script's messages and positions stay in the log.
+func hookFailure(hook string, err error) string {
+	var limit interface{ Public() string }
+	if errors.Is(err, engine.ErrHookLimit) && errors.As(err, &limit) {
+		return limit.Public()
+	}
+	return hook + " hook failed"
 }

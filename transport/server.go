@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 )
 
 var errNoRawConn = errors.New("transport: connection has no raw socket")
@@ -62,10 +64,20 @@ type Config struct {
 	// Routes are extra endpoints (metrics, the dashboard), matched after
 	// the API paths and before static files.
 	Routes []Route
-	// TLS, when set, serves HTTPS on the listener (HTTP/1.1 only). Streams
-	// are then written by the subscriber's goroutine through the TLS
-	// connection: the engine's writev fast path needs the raw socket.
+	// TLS, when set, serves HTTPS on the listener. ALPN offers h2 and
+	// http/1.1 (its NextProtos are the transport's): HTTP/2 clients get
+	// HTTP/2, the others fasthttp's HTTP/1.1. Streams are then written by
+	// the subscriber's goroutine through the TLS connection (or the
+	// HTTP/2 stream): the engine's writev fast path needs the raw socket.
 	TLS *tls.Config
+	// NoH2C turns off cleartext HTTP/2 on a plain listener. Default false:
+	// a connection that opens with the HTTP/2 client preface (prior
+	// knowledge, as curl --http2-prior-knowledge) is served HTTP/2. The
+	// HTTP/1.1 Upgrade: h2c is not offered.
+	NoH2C bool
+	// H2MaxStreams bounds the streams one HTTP/2 connection may have open
+	// at once (SETTINGS_MAX_CONCURRENT_STREAMS). Default 250.
+	H2MaxStreams int
 	// Publish, when set, takes a publish after the publish hook accepted
 	// it, instead of the engine (cluster mode: it goes to JetStream and
 	// reaches the engine from there). key is the request's
@@ -93,6 +105,28 @@ type Config struct {
 	// Authorization header and before the ?authorization= parameter.
 	// Default DefaultTokenCookie.
 	TokenCookie string
+
+	// APIPath, when set (it must start and end with "/"), serves the
+	// server API under it (api.go, docs/api.yaml): GET topics, history
+	// and presence, POST disconnect and publish. It is matched before
+	// Routes, so it may sit under the dashboard's path. With Auth, every
+	// API request needs admin rights (the admin token or an admin JWT);
+	// without, only loopback clients are answered (403 otherwise).
+	// Default "": no API.
+	APIPath string
+	// APIHistory, when set, reads a topic's messages beyond the rings
+	// (cluster mode: cluster.Node.History): GET history asks it for what
+	// the node's ring cannot show whole. Nil: the ring only, with
+	// "gap" when it has lost messages.
+	APIHistory func(topic string, after uint64, limit int) (StoredHistory, error)
+	// APIKeys, when set, returns the keys hooks attached to each
+	// subscriber (lua.Runtime.SubscriberKeys), for GET presence. It is
+	// called on the request's worker with no lock held.
+	APIKeys func(subs []*engine.Subscriber) []SubscriberKeys
+	// APIRateWindow is how often the API samples every topic's publish
+	// count: a topic's publish_rate covers the last one to two windows.
+	// Default 5s.
+	APIRateWindow time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -138,6 +172,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 1000
 	}
+	if c.H2MaxStreams == 0 {
+		c.H2MaxStreams = DefaultH2MaxStreams
+	}
+	if c.H2MaxStreams < 0 || c.H2MaxStreams > 1<<20 {
+		return errors.New("transport: HTTP/2 streams per connection must be between 1 and 1048576")
+	}
 	if c.MaxConnsPerIP < 0 || c.MaxSubscribers < 0 || c.MaxBatch < 0 {
 		return errors.New("transport: connection, subscriber and batch limits must not be negative")
 	}
@@ -146,6 +186,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.TokenCookie == "" {
 		c.TokenCookie = DefaultTokenCookie
+	}
+	if c.APIRateWindow <= 0 {
+		c.APIRateWindow = 5 * time.Second
 	}
 	return c.checkRoutes()
 }
@@ -174,6 +217,25 @@ type Server struct {
 	// chunked marks publishes with a chunked body from their head to
 	// their end (body.go).
 	chunked chunkedHeads
+
+	// api serves Config.APIPath (nil without); apiHandler is its handle
+	// behind the admin guard. apiOnce starts its rate sampler in Serve,
+	// stopOnce ends it in Shutdown.
+	api        *api
+	apiHandler fasthttp.RequestHandler
+	apiOnce    sync.Once
+	stopOnce   sync.Once
+
+	// HTTP/2 (h2.go); h2 is nil when it is off (no TLS and NoH2C).
+	tls         *tls.Config   // Config.TLS with ALPN h2 and http/1.1; nil: plain
+	h2          *http2.Server // read-only after New
+	h2base      *http.Server  // x/net's settings and the GOAWAY on Shutdown
+	h2conns     h2Conns       // open HTTP/2 connections
+	h2Streams   atomic.Int64  // event streams served over HTTP/2 (part of streams)
+	h2ResetCuts atomic.Uint64 // connections closed for resetting streams too fast
+	// h2ContinuationCuts counts connections closed for a header block in
+	// too many CONTINUATION frames (h2guard.go).
+	h2ContinuationCuts atomic.Uint64
 }
 
 // New builds a Server for eng. Hooks come from eng's configuration.
@@ -184,6 +246,10 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 	s := &Server{cfg: cfg, eng: eng, hooks: eng.Config().Hooks}
 	for _, r := range cfg.Routes {
 		s.routes = append(s.routes, Route{Path: r.Path, Handler: s.guard(r)})
+	}
+	if cfg.APIPath != "" {
+		s.api = newAPI(s)
+		s.apiHandler = s.guard(Route{Path: cfg.APIPath, Handler: s.api.handle, Admin: true})
 	}
 	if cfg.AllowOrigin != "*" {
 		for _, o := range strings.Split(cfg.AllowOrigin, ",") {
@@ -211,6 +277,15 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 		}
 		s.static = fs.NewRequestHandler()
 	}
+	if cfg.TLS != nil {
+		s.tls = cfg.TLS.Clone()
+		s.tls.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+	}
+	if s.tls != nil || !cfg.NoH2C {
+		if err := s.newH2(); err != nil {
+			return nil, fmt.Errorf("transport: HTTP/2: %w", err)
+		}
+	}
 	s.srv = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.requestError,
@@ -232,7 +307,11 @@ func New(cfg Config, eng *engine.Engine) (*Server, error) {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP, tls: s.cfg.TLS}
+	l := &limitListener{Listener: ln, max: int64(s.cfg.MaxConns), perIP: s.cfg.MaxConnsPerIP}
+	if s.tls != nil {
+		l.tls = s.tls.Clone()
+		l.tls.NextProtos = []string{"http/1.1"} // the refusal is an HTTP/1.1 answer
+	}
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
@@ -240,9 +319,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln.Store(l)
 	s.mu.Unlock()
+	if s.api != nil {
+		s.apiOnce.Do(func() { go s.api.sampleRates(s.cfg.APIRateWindow) })
+	}
 	var inner net.Listener = l
-	if s.cfg.TLS != nil {
-		inner = tls.NewListener(l, s.cfg.TLS)
+	if s.h2 != nil {
+		// HTTP/2 too: one accept loop classifies each connection
+		// (dispatch.go) and gives fasthttp the HTTP/1 ones.
+		q := newConnQueue(l.Addr())
+		go s.dispatch(l, q)
+		inner = q
 	}
 	err := s.srv.Serve(inner)
 	if s.closing.Load() {
@@ -275,6 +361,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	l := s.ln.Load()
 	s.mu.Unlock()
+	if s.api != nil {
+		s.stopOnce.Do(func() { close(s.api.stop) })
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.srv.ShutdownWithContext(ctx) }()
 	if l != nil {
@@ -282,6 +371,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.closeSilent()
 	}
 	engErr := s.eng.Close(ctx)
+	if s.h2 != nil {
+		// The streams have had their retry: once every HTTP/2 handler has
+		// returned (each stream ended, requests in flight answered), tell
+		// every connection that no new stream will be served (GOAWAY),
+		// and wait for them to close.
+		s.h2conns.quiesce(ctx)
+		_ = s.h2base.Shutdown(ctx)
+		s.h2conns.shutdown(ctx)
+	}
 	srvErr := <-done
 	if errors.Is(srvErr, net.ErrClosed) {
 		srvErr = nil // we closed the listener first
@@ -314,6 +412,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.Response.Header.Set("Allow", allow)
 		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+	case s.api != nil && (strings.HasPrefix(path, s.cfg.APIPath) || path == strings.TrimSuffix(s.cfg.APIPath, "/")):
+		s.apiHandler(ctx)
 	case s.cfg.HealthPath != "" && path == s.cfg.HealthPath:
 		s.health(ctx)
 	case s.route(path) != nil:
@@ -369,6 +469,8 @@ func (s *Server) preflight(ctx *fasthttp.RequestCtx) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
+const msgHeadTooLarge = "request line or headers too large"
+
 // requestError answers what fasthttp could not parse, in JSON.
 func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
@@ -379,11 +481,11 @@ func (s *Server) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge,
 			fmt.Sprintf("body is larger than %d bytes", s.cfg.MaxBodySize))
-		if chunkedPub || ctx.IsPost() && string(ctx.Path()) == s.cfg.PubPath {
+		if chunkedPub || ctx.IsPost() && s.isPublishPath(string(ctx.Path())) {
 			s.countPublish(ctx)
 		}
 	case errors.As(err, &small):
-		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request line or headers too large")
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, msgHeadTooLarge)
 	case isTimeout(err):
 		writeError(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
 	default:

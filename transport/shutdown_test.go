@@ -3,6 +3,7 @@ package transport
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"golang.org/x/net/http2"
 )
 
 // TestShutdown: every subscriber is told when to come back (retry with
@@ -126,5 +128,149 @@ func writeString(t testing.TB, c net.Conn, s string) {
 	_ = c.SetWriteDeadline(time.Now().Add(wait))
 	if _, err := io.WriteString(c, s); err != nil {
 		t.Fatalf("write %.40q: %v", s, err)
+	}
+}
+
+// TestShutdownH2: over HTTP/2 every stream gets its retry hint and ends,
+// then the connection gets a GOAWAY and is closed, in that order (read
+// frame by frame); a publish whose body is still coming when the shutdown
+// begins is answered 503 on the same connection; nothing listens
+// afterwards.
+func TestShutdownH2(t *testing.T) {
+	t.Parallel()
+	const retry = time.Second
+	addr, eng, srv := h2c.startServer(t, engine.Config{TimeoutRetry: retry}, Config{})
+	raw := dialH2(t, addr)
+	for _, id := range []uint32{1, 3, 5} {
+		if err := raw.get(id, "/sse?topic=s"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A publish on the same connection whose body is not complete yet.
+	pubBody := `{"data":"too late"}`
+	if err := raw.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, EndHeaders: true,
+		BlockFragment: raw.block("POST", "/sse", "content-type", "application/json", "content-length", strconv.Itoa(len(pubBody)))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.fr.WriteData(7, false, []byte(pubBody[:5])); err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribers(t, eng, "s", 3)
+	// Each stream's head and ": ok".
+	for seen := 0; seen < 6; {
+		f, err := raw.next(wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f.(type) {
+		case *http2.MetaHeadersFrame, *http2.DataFrame:
+			seen++
+		default:
+			t.Fatalf("unexpected %v before the shutdown", f.Header())
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	waitFor(t, wait, "the engine to close", eng.Closing)
+	if err := raw.fr.WriteData(7, true, []byte(pubBody[5:])); err != nil {
+		t.Fatal(err)
+	}
+	ended := map[uint32]bool{}
+	retries := map[uint32]string{}
+	var pubStatus int
+	var away *http2.GoAwayFrame
+	for away == nil {
+		f, err := raw.next(wait)
+		if err != nil {
+			t.Fatalf("reading the shutdown: %v (streams ended %v)", err, ended)
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			if f.StreamID != 7 {
+				retries[f.StreamID] += string(f.Data())
+			}
+			if f.StreamEnded() {
+				ended[f.StreamID] = true
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 7 {
+				pubStatus = status(f)
+			}
+			if f.StreamEnded() {
+				ended[f.StreamID] = true
+			}
+		case *http2.GoAwayFrame:
+			away = f
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream %d reset (%v) during a graceful shutdown", f.StreamID, f.ErrCode)
+		}
+	}
+	for _, id := range []uint32{1, 3, 5} {
+		if !ended[id] {
+			t.Errorf("stream %d had not ended when the GOAWAY came", id)
+		}
+		r := retries[id]
+		var ms int64
+		if _, err := fmt.Sscanf(r, ": shutdown\nretry: %d\n\n", &ms); err != nil || time.Duration(ms)*time.Millisecond < retry || time.Duration(ms)*time.Millisecond >= 3*retry {
+			t.Errorf("stream %d got %q, want \": shutdown\" and a retry in [%v, %v)", id, r, retry, 3*retry)
+		}
+	}
+	if away.ErrCode != http2.ErrCodeNo {
+		t.Errorf("GOAWAY %v, want NO_ERROR", away.ErrCode)
+	}
+	if pubStatus != http.StatusServiceUnavailable {
+		t.Errorf("the publish in flight got %d, want 503", pubStatus)
+	}
+	if _, err := raw.next(wait); err == nil {
+		t.Error("the connection stayed open after the GOAWAY")
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(2 * wait):
+		t.Fatal("Shutdown did not return")
+	}
+	if st := srv.Stats(); st.H2Conns != 0 || st.H2Streams != 0 {
+		t.Errorf("after shutdown: %d HTTP/2 connections, %d streams", st.H2Conns, st.H2Streams)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the server still accepts connections after shutdown")
+	}
+}
+
+// TestShutdownIdleH2: an idle HTTP/2 connection does not hold a shutdown
+// up: it gets its GOAWAY and is closed at once.
+func TestShutdownIdleH2(t *testing.T) {
+	t.Parallel()
+	addr, _, srv := h2c.startServer(t, engine.Config{}, Config{})
+	if a := h2c.post(t, addr, "/sse", "application/json", `{"data":"x"}`); a.Status != http.StatusAccepted {
+		t.Fatalf("status %d %s", a.Status, a.Body)
+	}
+	raw := dialH2(t, addr) // and one that never asks anything
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Shutdown took %v", d)
+	}
+	for {
+		f, err := raw.next(wait)
+		if err != nil {
+			break // closed
+		}
+		if _, ok := f.(*http2.GoAwayFrame); !ok {
+			t.Errorf("unexpected %v", f.Header())
+		}
 	}
 }

@@ -12,7 +12,8 @@ package transport
 // subscribers that stop reading until the server closes them. Every
 // interval it samples RSS, descriptors and goroutines; after the warm-up
 // they must stay flat, and once the clients are gone they must return to
-// what they were before.
+// what they were before. Its clients speak HTTP/1.1 on raw sockets; the
+// HTTP/2 paths have their own bounded tests (h2_test.go, flood_test.go).
 
 import (
 	"flag"

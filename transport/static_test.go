@@ -67,77 +67,74 @@ func staticTree(t *testing.T) (public string) {
 // listed, and every refusal is the API's JSON error.
 func TestStaticConfined(t *testing.T) {
 	t.Parallel()
-	public := staticTree(t)
-	for _, prefix := range []string{"/static/", "/"} {
-		t.Run("under "+prefix, func(t *testing.T) {
-			addr, _, _ := startServer(t, engine.Config{}, Config{StaticDir: public, StaticPath: prefix})
-			get := func(path string, headers ...string) answer {
-				return do(t, http.MethodGet, "http://"+addr+prefix+path, "", headers...)
-			}
-			for path, body := range map[string]string{
-				"":                   "<p>index</p>",
-				"ok.txt":             "ok",
-				"sub/file.txt":       "in sub",
-				"docs/":              "<p>docs</p>",
-				"alias.txt":          "ok", // links inside the directory are followed
-				"alias-dir/file.txt": "in sub",
-				"sub/back":           "ok",
-			} {
-				if a := get(path); a.Status != http.StatusOK || a.Body != body {
-					t.Errorf("GET %s%s: %d %q, want 200 %q", prefix, path, a.Status, a.Body, body)
+	forEachProto(t, func(t *testing.T, p proto) {
+		public := staticTree(t)
+		for _, prefix := range []string{"/static/", "/"} {
+			t.Run("under "+prefix, func(t *testing.T) {
+				addr, _, _ := p.startServer(t, engine.Config{}, Config{StaticDir: public, StaticPath: prefix})
+				get := func(path string, headers ...string) answer {
+					return p.do(t, http.MethodGet, "http://"+addr+prefix+path, "", headers...)
 				}
-			}
-			for _, path := range []string{
-				"etcdir/passwd", "etcdir/", "passwd", // absolute links out
-				"link-out/secret.txt", "link-secret", "deep-out", // relative links out
-				"abs-inside", // absolute, though it points inside
-				"up-and-in",  // relative, out of the directory and back: it leaves it on the way
-				"dangling",
-				".env", ".git/config", ".git/", ".git", "sub/.hidden", ".well-known/x.json", // hidden
-				"%2eenv", "sub/%2Ehidden", "%2egit/config", ".%65nv",
-				"sub/", "alias-dir/", // directories without index.html: no listing
-				"missing", "sub/missing",
-			} {
-				a := get(path)
-				wantError(t, a, http.StatusNotFound)
-				if strings.Contains(a.Body, "root:") || strings.Contains(a.Body, "secret") || strings.Contains(a.Body, "SECRET") || strings.Contains(a.Body, "file.txt") {
-					t.Errorf("GET %s%s leaked %q", prefix, path, a.Body)
+				for path, body := range map[string]string{
+					"":                   "<p>index</p>",
+					"ok.txt":             "ok",
+					"sub/file.txt":       "in sub",
+					"docs/":              "<p>docs</p>",
+					"alias.txt":          "ok", // links inside the directory are followed
+					"alias-dir/file.txt": "in sub",
+					"sub/back":           "ok",
+				} {
+					if a := get(path); a.Status != http.StatusOK || a.Body != body {
+						t.Errorf("GET %s%s: %d %q, want 200 %q", prefix, path, a.Status, a.Body, body)
+					}
 				}
-			}
-			if a := do(t, http.MethodHead, "http://"+addr+prefix+".env", ""); a.Status != http.StatusNotFound || a.Body != "" {
-				t.Errorf("HEAD %s.env: %d %q", prefix, a.Status, a.Body)
-			}
-			// A directory asked for without its slash is redirected to it,
-			// under the static path.
-			noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-			resp, err := noRedirect.Get("http://" + addr + prefix + "docs")
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || loc != prefix+"docs/" {
-				t.Errorf("GET %sdocs: %d Location %q, want 302 to %sdocs/", prefix, resp.StatusCode, loc, prefix)
-			}
-			// fasthttp's own refusals come out as JSON too.
-			wantError(t, get("ok.txt", "Range", "bytes=100-200"), http.StatusRequestedRangeNotSatisfiable)
-			wantError(t, rawExchange(t, addr, "GET "+prefix+"ok%00.txt HTTP/1.1\r\nHost: x\r\n\r\n"), http.StatusBadRequest)
-			if a := get("ok.txt", "Range", "bytes=0-0"); a.Status != http.StatusPartialContent || a.Body != "o" {
-				t.Errorf("range: %d %q", a.Status, a.Body)
-			}
-			noEscapeFrom(t, addr, prefix)
-		})
-	}
-	entries, err := os.ReadDir(public)
-	if err != nil || len(entries) != 17 {
-		t.Errorf("the static directory holds %d entries (%v), want the 17 it was given: nothing written", len(entries), err)
-	}
+				for _, path := range []string{
+					"etcdir/passwd", "etcdir/", "passwd", // absolute links out
+					"link-out/secret.txt", "link-secret", "deep-out", // relative links out
+					"abs-inside", // absolute, though it points inside
+					"up-and-in",  // relative, out of the directory and back: it leaves it on the way
+					"dangling",
+					".env", ".git/config", ".git/", ".git", "sub/.hidden", ".well-known/x.json", // hidden
+					"%2eenv", "sub/%2Ehidden", "%2egit/config", ".%65nv",
+					"sub/", "alias-dir/", // directories without index.html: no listing
+					"missing", "sub/missing",
+				} {
+					a := get(path)
+					wantError(t, a, http.StatusNotFound)
+					if strings.Contains(a.Body, "root:") || strings.Contains(a.Body, "secret") || strings.Contains(a.Body, "SECRET") || strings.Contains(a.Body, "file.txt") {
+						t.Errorf("GET %s%s leaked %q", prefix, path, a.Body)
+					}
+				}
+				if a := p.do(t, http.MethodHead, "http://"+addr+prefix+".env", ""); a.Status != http.StatusNotFound || a.Body != "" {
+					t.Errorf("HEAD %s.env: %d %q", prefix, a.Status, a.Body)
+				}
+				// A directory asked for without its slash is redirected to it,
+				// under the static path.
+				a := p.rawGet(t, addr, prefix+"docs") // not followed
+				if loc := a.Header.Get("Location"); a.Status != http.StatusFound || loc != prefix+"docs/" {
+					t.Errorf("GET %sdocs: %d Location %q, want 302 to %sdocs/", prefix, a.Status, loc, prefix)
+				}
+				// fasthttp's own refusals come out as JSON too.
+				wantError(t, get("ok.txt", "Range", "bytes=100-200"), http.StatusRequestedRangeNotSatisfiable)
+				wantError(t, p.rawGet(t, addr, prefix+"ok%00.txt"), http.StatusBadRequest)
+				if a := get("ok.txt", "Range", "bytes=0-0"); a.Status != http.StatusPartialContent || a.Body != "o" {
+					t.Errorf("range: %d %q", a.Status, a.Body)
+				}
+				noEscapeFrom(t, p, addr, prefix)
+			})
+		}
+		entries, err := os.ReadDir(public)
+		if err != nil || len(entries) != 17 {
+			t.Errorf("the static directory holds %d entries (%v), want the 17 it was given: nothing written", len(entries), err)
+		}
+	})
 }
 
 // noEscapeFrom asks for ../outside/secret.txt under prefix, spelled in
 // several ways.
-func noEscapeFrom(t *testing.T, addr, prefix string) {
+func noEscapeFrom(t *testing.T, p proto, addr, prefix string) {
 	t.Helper()
-	for _, p := range []string{
+	for _, path := range []string{
 		"../outside/secret.txt",
 		"sub/../../outside/secret.txt",
 		"%2e%2e/outside/secret.txt",
@@ -146,9 +143,9 @@ func noEscapeFrom(t *testing.T, addr, prefix string) {
 		"sub/..%2f..%2foutside/secret.txt",
 		"alias-dir/../../outside/secret.txt",
 	} {
-		a := rawExchange(t, addr, "GET "+prefix+p+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		a := p.rawGet(t, addr, prefix+path)
 		if a.Status == http.StatusOK || strings.Contains(a.Body, "secret") {
-			t.Errorf("GET %s%s: %d %.60q", prefix, p, a.Status, a.Body)
+			t.Errorf("GET %s%s: %d %.60q", prefix, path, a.Status, a.Body)
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 
 // subscribe handles GET {sub-path}: hooks first (they may refuse with a
 // normal HTTP answer), then the connection is hijacked and served by the
-// engine on a goroutine of its own.
+// engine on a goroutine of its own (HTTP/1.1), or the stream is handed to
+// the engine on its handler's goroutine (HTTP/2, h2Stream.open).
 func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 	if s.closing.Load() || s.eng.Closing() {
 		ctx.Response.Header.Set("Retry-After", "1")
@@ -27,10 +28,21 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its subscriber limit")
 		return
 	}
-	hijacked := false
+	h2, _ := ctx.Conn().(*h2Stream) // nil: HTTP/1.1
+	if h2 != nil && !h2.takeAddressSlot() {
+		ctx.SetUserValue(rejectKey, RejectLimit)
+		ctx.Response.Header.Set("Retry-After", "1")
+		writeError(ctx, fasthttp.StatusTooManyRequests, "too many connections from your address")
+		s.streams.Add(-1)
+		return
+	}
+	handedOver := false
 	defer func() {
-		if !hijacked {
+		if !handedOver {
 			s.streams.Add(-1)
+			if h2 != nil {
+				h2.giveAddressSlot()
+			}
 		}
 	}()
 	var grant *auth.Grant
@@ -65,7 +77,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		accept, err := h(sub)
 		switch {
 		case err != nil:
-			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook failed") // the runtime logged it with file and line
+			writeError(ctx, fasthttp.StatusInternalServerError, hookFailure("subscribe", err)) // the runtime logged it with file and line
 			return
 		case !accept:
 			writeError(ctx, fasthttp.StatusForbidden, "subscription rejected by script")
@@ -84,8 +96,16 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	st := engine.Stream{Head: s.streamHead(ctx)}
+	var st engine.Stream
 	st.LastEventID, st.HasLastEventID = lastEventID(ctx)
+	if h2 != nil {
+		// HTTP/2: the handler's goroutine serves the stream once this
+		// returns (h2Handler); nothing to hijack.
+		h2.open(s, ctx, sub, st)
+		handedOver = true
+		return
+	}
+	st.Head = s.streamHead(ctx)
 	conn := ctx.Conn()
 	st.Conn, st.Close = conn, conn.Close
 	// Over TLS the socket's bytes are not the stream's: no raw writes, the
@@ -106,7 +126,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		// descriptor or a poller it stays for the stream's life.
 		go s.eng.Start(sub, st, func(error) { s.streams.Add(-1) })
 	})
-	hijacked = true
+	handedOver = true
 }
 
 // unsubscribeRefused runs the Unsubscribe hook for a subscriber that the
@@ -125,7 +145,7 @@ func (s *Server) streamHead(ctx *fasthttp.RequestCtx) []byte {
 	b = append(b, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"+
 		"Connection: close\r\nX-Accel-Buffering: no\r\n"...)
 	ctx.Response.Header.VisitAll(func(k, v []byte) {
-		if strings.HasPrefix(string(k), "Access-Control-") || string(k) == "Vary" {
+		if isStreamHeader(k) {
 			b = append(b, k...)
 			b = append(b, ": "...)
 			b = append(b, v...)
@@ -133,6 +153,12 @@ func (s *Server) streamHead(ctx *fasthttp.RequestCtx) []byte {
 		}
 	})
 	return append(b, "\r\n"...)
+}
+
+// isStreamHeader says whether a header the handler set goes with an event
+// stream's head: the CORS ones.
+func isStreamHeader(k []byte) bool {
+	return strings.HasPrefix(string(k), "Access-Control-") || string(k) == "Vary"
 }
 
 // lastEventID is the Last-Event-ID header, else the last_event_id query

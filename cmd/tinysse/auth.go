@@ -172,3 +172,20 @@ func dashboardAllowed(o *options, addr net.Addr, log *slog.Logger) bool {
 		"dashboard_path", o.dashboardPath)
 	return false
 }
+
+// apiAllowed says whether the server API may be served on a server
+// listening at addr: it needs admin protection (the admin token or JWT
+// keys) unless only this machine can reach the server. Unlike the
+// dashboard, nothing turns it on unprotected: it ends streams and reads
+// what subscribers' hooks keep.
+func apiAllowed(o *options, addr net.Addr, log *slog.Logger) bool {
+	if o.apiPath == "" {
+		return false
+	}
+	if !exposed(addr) || o.auth.adminProtectionSet {
+		return true
+	}
+	log.Warn(fmt.Sprintf("server API off: tinysse listens on %s, which others can reach, and nothing protects the API; "+
+		"set --admin-token (or JWT keys: an admin JWT) to serve it", addr), "api_path", o.apiPath)
+	return false
+}

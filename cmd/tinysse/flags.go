@@ -27,6 +27,7 @@ type options struct {
 	scriptData      string
 	scriptTick      time.Duration
 	unsafeScript    bool
+	dataDir         string
 	maxBodySize     int64
 	pubPath         string
 	subPath         string
@@ -48,6 +49,8 @@ type options struct {
 	scriptMemory    int64
 	maxSubscribers  int
 	maxConnsPerIP   int
+	noH2C           bool
+	h2MaxStreams    int
 	maxTopics       int
 	maxHistoryBytes int64 // 0: no bound
 	nats            natsOptions
@@ -56,8 +59,13 @@ type options struct {
 	scale           scaleOptions // scale.go
 	help            bool
 	version         bool
+	// config is --config; checkConfig says that --check names a config
+	// file (FILE.toml), which was read as the config.
+	config      string
+	checkConfig bool
 
 	// Operations (see ops.go).
+	apiPath       string
 	metricsPath   string
 	metricsTopics int
 	healthPath    string
@@ -211,7 +219,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.StringVarP(&o.script, "script", "s", "", "Lua script with hooks")
 	fs.StringVar(&o.scriptData, "script-data", "", "handed to the script as cli.script_data in startup")
 	fs.Var(&tick, "script-tick", "interval of the tick hook")
-	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading)")
+	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading, any file through sqlite and template)")
+	fs.StringVar(&o.dataDir, "data-dir", ".", "without --unsafe-script, the only directory whose files sqlite and template may reach")
 	fs.VarP(&body, "max-body-size", "m", "largest publish body accepted (65536, 64KB, 1MB)")
 	fs.StringVarP(&o.pubPath, "pub-path", "P", "/sse", "URL path for POST (publish)")
 	fs.StringVarP(&o.subPath, "sub-path", "S", "/sse", "URL path for GET (subscribe)")
@@ -236,6 +245,8 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.Var(&scriptMemory, "script-memory", "stop a hook while the heap has grown by more than this since it began (0 = never)")
 	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
+	fs.BoolVar(&o.noH2C, "no-h2c", false, "do not serve cleartext HTTP/2 (prior knowledge) on a plain listener")
+	fs.IntVar(&o.h2MaxStreams, "h2-max-streams", 250, "streams one HTTP/2 connection may have open at once")
 	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
 	maxHistory := sizeValue(256 << 20)
 	fs.Var(&maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
@@ -254,6 +265,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
 	storeFlags := addStoreFlags(fs, o)
 	addScaleFlags(fs, &o.scale)
+	fs.StringVar(&o.config, "config", "", "read options from this TOML `FILE`: one key per long option (listen = \"127.0.0.1:1983\"); flags and TINYSSE_* variables win over it")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
 
@@ -269,6 +281,18 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if o.help {
 		fmt.Fprintf(usage, "tinysse %s: a programmable Server-Sent Events server\n\nUsage: tinysse [OPTIONS]\n\nOptions:\n%s", version, fs.FlagUsages())
 		return o, nil
+	}
+	config := o.config
+	if !fs.Changed("config") {
+		config = getenv(envName("config"))
+	}
+	if strings.HasSuffix(o.check, ".toml") {
+		config, o.checkConfig = o.check, true // --check FILE.toml checks it as the config
+	}
+	if config != "" {
+		if err := loadConfig(fs, config, getenv); err != nil {
+			return nil, err
+		}
 	}
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -297,6 +321,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 		if n.val < 0 {
 			return nil, fmt.Errorf("invalid value for --%s: %d is negative", n.name, n.val)
 		}
+	}
+	if o.h2MaxStreams < 1 || o.h2MaxStreams > 1<<20 {
+		return nil, fmt.Errorf("invalid value for --h2-max-streams: %d is not between 1 and %d", o.h2MaxStreams, 1<<20)
 	}
 	if body < 1 {
 		return nil, errors.New("invalid value for --max-body-size: must be at least 1 byte")

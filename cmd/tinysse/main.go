@@ -43,6 +43,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	o, err := parseOptions(args, getenv, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
+		if checking(args) {
+			return 1 // --check's answer: the file is not fine
+		}
 		return 2
 	}
 	if o.help {
@@ -53,6 +56,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		return 0
 	}
 	log := newLogger(stderr, o.logLevel, o.logFormat)
+	if o.checkConfig {
+		return checkConfig(o, stdout, stderr, log)
+	}
 	if o.check != "" {
 		return checkScript(o, stdout, stderr, log)
 	}
@@ -134,6 +140,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			Data:      o.scriptData,
 			Tick:      o.scriptTick,
 			Unsafe:    o.unsafeScript,
+			DataDir:   o.dataDir,
 			VMs:       vms,
 			Timeout:   scriptTimeout,
 			MaxMemory: scriptMemory(o),
@@ -199,6 +206,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	if node != nil {
 		extraMetrics = node.WritePrometheus
 	}
+	apiPath := ""
+	if apiAllowed(o, ln.Addr(), log) {
+		apiPath = o.apiPath
+	}
 	routes, feed, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, extraMetrics, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -225,6 +236,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxAge:           o.corsMaxAge,
 		MaxSubscribers:   o.maxSubscribers,
 		MaxConnsPerIP:    o.maxConnsPerIP,
+		NoH2C:            o.noH2C,
+		H2MaxStreams:     o.h2MaxStreams,
 		Logger:           log,
 		HealthPath:       healthPath,
 		Routes:           routes,
@@ -233,6 +246,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxBatch:         o.scale.maxBatch,
 		Auth:             authz,
 		TokenCookie:      o.auth.cookie,
+		APIPath:          apiPath,
+		APIHistory:       apiHistory(node),
+		APIKeys:          apiKeys(script),
 	}, eng)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
@@ -356,6 +372,7 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"script_timeout":         ms(o.scriptTimeout),
 		"script_memory":          o.scriptMemory,
 		"unsafe_script":          o.unsafeScript,
+		"data_dir":               o.dataDir,
 		"max_body_size":          o.maxBodySize,
 		"pub_path":               o.pubPath,
 		"sub_path":               o.subPath,
@@ -375,6 +392,8 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"lua_vms":                vms,
 		"max_subscribers":        o.maxSubscribers,
 		"max_conns_per_ip":       o.maxConnsPerIP,
+		"no_h2c":                 o.noH2C,
+		"h2_max_streams":         o.h2MaxStreams,
 		"max_topics":             o.maxTopics,
 		"max_history_bytes":      o.maxHistoryBytes,
 		"nats":                   o.nats.url,
@@ -393,6 +412,8 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"health_path":            o.healthPath,
 		"log_format":             o.logFormat,
 		"dashboard_path":         o.dashboardPath,
+		"api_path":               o.apiPath,
+		"config":                 o.config,
 		"no_dashboard":           o.noDashboard,
 		"tls_cert":               o.tlsCert,
 		"tls_key":                o.tlsKey,

@@ -143,6 +143,11 @@ func TestBadValues(t *testing.T) {
 		bug  string // known bug: skip with this reason
 	}{
 		{[]string{"--capacity", "x"}, nil, "--capacity", ""},
+		{[]string{"--h2-max-streams", "0"}, nil, "--h2-max-streams", ""},
+		{[]string{"--h2-max-streams=-1"}, nil, "--h2-max-streams", ""},
+		{[]string{"--h2-max-streams", "2000000"}, nil, "--h2-max-streams", ""},
+		{nil, []string{"TINYSSE_H2_MAX_STREAMS=many"}, "--h2-max-streams", ""},
+		{nil, []string{"TINYSSE_NO_H2C=perhaps"}, "--no-h2c", ""},
 		{[]string{"-c", "0"}, nil, "--capacity", ""},
 		{[]string{"--capacity=-5"}, nil, "--capacity", ""},
 		{[]string{"--capacity", "2000000000"}, nil, "--capacity", ""},

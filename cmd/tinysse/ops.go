@@ -32,7 +32,8 @@ func addOpsFlags(fs *pflag.FlagSet, o *options) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "... and this PEM private key file")
 	fs.StringVar(&o.dashboardPath, "dashboard-path", "/_tinysse/", "URL path of the live dashboard")
 	fs.BoolVar(&o.noDashboard, "no-dashboard", false, "do not serve the dashboard nor publish its stats")
-	fs.StringVar(&o.check, "check", "", "load the Lua script FILE, report errors and its hooks, and exit 0 (fine) or 1")
+	fs.StringVar(&o.apiPath, "api-path", "/_tinysse/api/", "URL path of the server API: topics, history, presence, disconnect, publish (empty: none; needs --admin-token or JWT keys on an address others can reach)")
+	fs.StringVar(&o.check, "check", "", "load the Lua script FILE (or, for FILE.toml, the config file and the script it names), report errors and its hooks, and exit 0 (fine) or 1")
 }
 
 // checkOpsOptions refuses operational values that cannot work, naming the
@@ -76,6 +77,22 @@ func checkOpsOptions(o *options) error {
 		}
 		taken = append(taken, p)
 	}
+	if o.apiPath == "" {
+		return nil
+	}
+	if !strings.HasPrefix(o.apiPath, "/") {
+		return fmt.Errorf("invalid value for --api-path: %q must start with /", o.apiPath)
+	}
+	if !strings.HasSuffix(o.apiPath, "/") {
+		o.apiPath += "/"
+	}
+	// The API is matched before the other routes, so it may sit under
+	// the dashboard's path (its default does); it must not hide any.
+	for _, q := range taken {
+		if hides(o.apiPath, q.val) || q.name != "dashboard-path" && hides(q.val, o.apiPath) {
+			return fmt.Errorf("invalid value for --api-path: %q clashes with --%s %q", o.apiPath, q.name, q.val)
+		}
+	}
 	return nil
 }
 
@@ -89,9 +106,10 @@ func loadTLS(o *options) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	// fasthttp speaks HTTP/1.1 only: say so in ALPN, so that clients do
-	// not try HTTP/2 on this port.
-	return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}, nil
+	// ALPN offers h2 and http/1.1: the transport serves HTTP/2 clients
+	// with x/net's server and the others with fasthttp (it sets NextProtos
+	// itself; they are named here to say so).
+	return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // gopher-lua's parse errors read "FILE line:L(column:C) near 'x': why".
@@ -104,6 +122,7 @@ func checkScript(o *options, stdout, stderr io.Writer, log *slog.Logger) int {
 	rt, err := lua.Load(lua.Config{
 		Script:  o.check,
 		Unsafe:  o.unsafeScript,
+		DataDir: o.dataDir,
 		Timeout: scriptTimeoutOf(o),
 		Stdout:  stdout,
 		Logger:  log,
@@ -176,4 +195,45 @@ func opsRoutes(o *options, dashboard bool, eng *engine.Engine, transportStats fu
 		feed = d.Run
 	}
 	return routes, feed, nil
+}
+
+// checking says whether args ask for --check, so that a bad option is
+// its "not fine" (exit 1) rather than a usage error.
+func checking(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--check" || strings.HasPrefix(a, "--check=") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkConfig is `tinysse --check FILE.toml`: the file has been read as
+// the config and every option checked as the server checks them at start
+// (parseOptions); here the files it names are read too (TLS certificate
+// and key, JWT keys), then the script it names is checked as --check
+// would. A JWKS URL is not fetched.
+func checkConfig(o *options, stdout, stderr io.Writer, log *slog.Logger) int {
+	if _, err := loadTLS(o); err != nil {
+		fmt.Fprintf(stderr, "tinysse: --check: %s: --tls-cert/--tls-key: %v\n", o.check, err)
+		return 1
+	}
+	a := &o.auth
+	if _, err := keysOf("jwt-secret", a.secret, "jwt-public-key", a.publicKey); err != nil {
+		fmt.Fprintf(stderr, "tinysse: --check: %s: %v\n", o.check, err)
+		return 1
+	}
+	if _, err := keysOf("jwt-publish-secret", a.publishSecret, "jwt-publish-public-key", a.publishKey); err != nil {
+		fmt.Fprintf(stderr, "tinysse: --check: %s: %v\n", o.check, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", o.check)
+	if o.script == "" {
+		return 0
+	}
+	o.check = o.script
+	return checkScript(o, stdout, stderr, log)
 }

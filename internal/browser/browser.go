@@ -8,6 +8,10 @@ package browser
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"testing"
@@ -36,7 +40,9 @@ func Path() string {
 // The flags are the ones this machine's closed network needs: no
 // background networking, no component updates, no sync; a fresh profile in
 // a temporary directory; --no-sandbox because CI runs as root.
-func New(t testing.TB, timeout time.Duration) context.Context {
+//
+// extra options come after those (TrustSPKI, for a test certificate).
+func New(t testing.TB, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := Path()
 	if path == "" {
@@ -64,6 +70,7 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1280, 900),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
@@ -84,4 +91,21 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 		t.Fatalf("starting %s: %v", path, err)
 	}
 	return ctx
+}
+
+// TrustSPKI makes the browser accept a certificate whose public key is
+// certPEM's (a test's self-signed one) and no other untrusted one: HTTPS
+// then works as with a real certificate, HTTP/2 included.
+func TrustSPKI(t testing.TB, certPEM []byte) chromedp.ExecAllocatorOption {
+	t.Helper()
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		t.Fatal("browser: no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	return chromedp.Flag("ignore-certificate-errors-spki-list", base64.StdEncoding.EncodeToString(sum[:]))
 }

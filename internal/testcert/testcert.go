@@ -27,9 +27,19 @@ type Cert struct {
 // New makes a certificate valid for an hour for 127.0.0.1, ::1 and localhost.
 func New(t testing.TB) *Cert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := Make()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return c
+}
+
+// Make is New for callers without a test at hand (a package's shared
+// certificate, made once).
+func Make() (*Cert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
@@ -45,15 +55,15 @@ func New(t testing.TB) *Cert {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
@@ -61,7 +71,7 @@ func New(t testing.TB) *Cert {
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 		Pool:    pool,
-	}
+	}, nil
 }
 
 // Server is a server-side TLS configuration with the certificate.

@@ -160,6 +160,11 @@ function onStats(ev) {
   const rate = (k) => (prev ? Math.max(0, s[k] - prev[k]) / dt : 0);
   text("subscribers", fmt(s.subscribers));
   text("topic-count", s.topic_count + " topic" + (s.topic_count === 1 ? "" : "s") + " · " + s.open_conns + " connections");
+  text("conns", fmt(s.open_conns));
+  text("conns-h1", fmt(s.open_conns - s.h2_conns));
+  text("conns-h2", fmt(s.h2_conns));
+  text("streams-h1", fmt(s.streams - s.h2_streams));
+  text("streams-h2", fmt(s.h2_streams));
   text("pub-rate", prev ? fmt(rate("publishes")) : "–");
   text("del-rate", prev ? fmt(rate("deliveries")) : "–");
   text("publishes-total", String(s.publishes));
