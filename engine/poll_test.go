@@ -4,6 +4,7 @@ package engine_test
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"runtime"
 	"strconv"
@@ -176,6 +177,60 @@ func TestPolledClientSendsBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPolledClientFloods: a client that never stops sending on its idle
+// stream does not keep its subscriber away from deliveries: the reads
+// that drop its bytes stop after a bounded amount per event, the
+// subscriber goes back to its shard (which writes what was published),
+// and the poller reports the socket again.
+func TestPolledClientFloods(t *testing.T) {
+	for _, tlsLike := range []bool{false, true} {
+		t.Run("watch-only="+strconv.FormatBool(tlsLike), func(t *testing.T) {
+			eng := newEngine(t, engine.Config{KeepAlive: -1})
+			var opt func(*engine.Stream)
+			if tlsLike {
+				opt = func(st *engine.Stream) { st.Watch, st.Raw = st.Raw, nil }
+			}
+			s := startMany(t, eng, 1, "f", opt)[0]
+			stop := make(chan struct{})
+			flooding := make(chan struct{})
+			go func() {
+				defer close(flooding)
+				junk := make([]byte, 64<<10)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+					if _, err := s.client.Write(junk); err != nil && !isTimeout(err) {
+						return
+					}
+				}
+			}()
+			defer func() { close(stop); <-flooding }()
+			time.Sleep(100 * time.Millisecond) // the flood is under way
+			for i := range 5 {
+				publish(t, eng, msg(strconv.Itoa(i), "d", "f"))
+				// Generous for a loaded machine; without the bound the
+				// message waits for the flood to end, which it never does.
+				_ = s.client.SetReadDeadline(time.Now().Add(wait))
+				if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
+					t.Fatalf("message %d during the flood: %q, %v", i, f, err)
+				}
+			}
+			if n := eng.Subscribers("f"); n != 1 {
+				t.Fatalf("%d subscribers during the flood, want 1", n)
+			}
+		})
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // TestPolledHalfClose: a client that shuts down its sending side has left

@@ -487,17 +487,24 @@ func (sub *Subscriber) act() (err error, ended bool) {
 // clientThere reads what the client sent on a polled socket and drops it,
 // and reports whether the client is still there. Without a raw socket
 // (TLS) the bytes go through Conn, for as long as they keep coming within
-// a short deadline.
+// a short deadline. Either way at most maxDrain bytes per call: the
+// poller reports a socket that still has bytes again once the subscriber
+// is idle, so a client that never stops sending cannot keep its
+// subscriber from the shard's deliveries.
 func (sub *Subscriber) clientThere() bool {
 	if sub.plain {
 		return drainSocket(sub.watch)
 	}
 	var buf [512]byte
-	for {
+	for read := 0; ; {
 		_ = sub.conn.SetReadDeadline(time.Now().Add(tlsPeek))
-		_, err := sub.conn.Read(buf[:])
-		if err == nil {
+		n, err := sub.conn.Read(buf[:])
+		if read += n; err == nil && read < maxDrain {
 			continue
+		}
+		if err == nil {
+			_ = sub.conn.SetReadDeadline(time.Time{})
+			return true
 		}
 		_ = sub.conn.SetReadDeadline(time.Time{})
 		return errors.Is(err, os.ErrDeadlineExceeded)
@@ -509,6 +516,9 @@ func (sub *Subscriber) clientThere() bool {
 // close_notify) before going back to idle. A record split by the network
 // is kept by the TLS layer and finished when its next bytes arrive.
 const tlsPeek = 5 * time.Millisecond
+
+// maxDrain bounds what one look at a polled socket reads and drops.
+const maxDrain = 64 << 10
 
 // letGo hands the subscriber back (stIdle; a polled one's descriptor is
 // rearmed) after its owner acted. If meanwhile a kick came or, after a
