@@ -155,10 +155,12 @@ func (c *Config) setDefaults() error {
 // subscriber goroutines). The consumer's handler (apply) runs on the NATS
 // client's delivery goroutine, one message at a time, in stream order.
 type Node struct {
-	cfg    Config
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	cfg Config
+	nc  *nats.Conn
+	// ncClosed is closed by nc's ClosedHandler (see Close).
+	ncClosed <-chan struct{}
+	js       jetstream.JetStream
+	stream   jetstream.Stream
 
 	// eng is set once by Start, before the consumer runs (apply reads it)
 	// and before the server serves (run calls Start before Serve, so
@@ -234,8 +236,13 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	log := cfg.Logger
+	// closed is closed by NATS's last callback once the connection is
+	// closed: Close waits for it, so that no callback (a log line) runs
+	// after Close returns.
+	closed := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name("tinysse"),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(cfg.ReconnectWait),
 		nats.PingInterval(cfg.PingInterval),
@@ -273,7 +280,7 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		nc.Close()
+		closeConn(nc, closed)
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	var stream jetstream.Stream
@@ -293,10 +300,10 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return err
 	})
 	if err != nil {
-		nc.Close()
+		closeConn(nc, closed)
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
-	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64][]chan engine.PublishResult),
+	n := &Node{cfg: cfg, nc: nc, ncClosed: closed, js: js, stream: stream, waiters: make(map[uint64][]chan engine.PublishResult),
 		replaySlots: semaphore.NewWeighted(int64(cfg.ReplayFetches)), stop: make(chan struct{}), leaderDone: make(chan struct{}),
 		multiFilter: atLeast(nc.ConnectedServerVersion(), 2, 10)}
 	n.metrics = newNodeMetrics(n)
@@ -305,7 +312,7 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return n, nil
 	}
 	if err := n.startLeader(ctx); err != nil {
-		nc.Close()
+		closeConn(nc, closed)
 		return nil, err
 	}
 	return n, nil
@@ -454,6 +461,18 @@ func (n *Node) Close() {
 		if n.followDone != nil {
 			<-n.followDone
 		}
-		n.nc.Close()
+		closeConn(n.nc, n.ncClosed)
 	})
+}
+
+// closeConn closes nc and waits until NATS has run its callbacks (the
+// disconnect's log line, then the close: closed), which it runs on a
+// goroutine of its own, so that none runs after the node is gone; at most
+// 5 s, in case a callback is stuck.
+func closeConn(nc *nats.Conn, closed <-chan struct{}) {
+	nc.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+	}
 }
