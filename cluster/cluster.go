@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tinysse/tinysse/engine"
+	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
 )
 
 // Publish's errors. Each reaches the client as a JSON error with the
@@ -77,6 +79,10 @@ type Config struct {
 	// stream; beyond it the oldest are left out (": replay-gap"). Default
 	// 10000.
 	ReplayLimit int
+	// ReplayFetches bounds the reads of the stream for replays running at
+	// once on this node; identical ones (same topics, same id) are one
+	// read. Default 16.
+	ReplayFetches int
 	// EncodeState and DecodeState carry a message's State (what the
 	// publish hook kept with it: lua.MarshalState, lua.UnmarshalState) to
 	// the other nodes, so their message hooks see the same pub. Nil: State
@@ -106,8 +112,8 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("cluster: stream name %q: only letters, digits, - and _", c.Stream)
 		}
 	}
-	if c.MaxAge < 0 || c.MaxMsgs < 0 || c.MaxBytes < 0 || c.Replicas < 0 || c.ReplayLimit < 0 {
-		return errors.New("cluster: max age, max msgs, max bytes, replicas and replay limit must not be negative")
+	if c.MaxAge < 0 || c.MaxMsgs < 0 || c.MaxBytes < 0 || c.Replicas < 0 || c.ReplayLimit < 0 || c.ReplayFetches < 0 {
+		return errors.New("cluster: max age, max msgs, max bytes, replicas, replay limit and replay fetches must not be negative")
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -126,6 +132,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReplayLimit == 0 {
 		c.ReplayLimit = 10000
+	}
+	if c.ReplayFetches == 0 {
+		c.ReplayFetches = 16
 	}
 	if c.LeaderTTL <= 0 {
 		c.LeaderTTL = 3 * time.Second
@@ -146,10 +155,12 @@ func (c *Config) setDefaults() error {
 // subscriber goroutines). The consumer's handler (apply) runs on the NATS
 // client's delivery goroutine, one message at a time, in stream order.
 type Node struct {
-	cfg    Config
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	cfg Config
+	nc  *nats.Conn
+	// ncClosed is closed by nc's ClosedHandler (see Close).
+	ncClosed <-chan struct{}
+	js       jetstream.JetStream
+	stream   jetstream.Stream
 
 	// eng is set once by Start, before the consumer runs (apply reads it)
 	// and before the server serves (run calls Start before Serve, so
@@ -200,10 +211,13 @@ type Node struct {
 	closeOnce  sync.Once
 	leaderDone chan struct{} // closed when the leader goroutine ends
 
-	// replays bounds the replays running at once (a slot per replay), so
-	// that clients all coming back after a restart do not each open a
-	// JetStream consumer at the same moment.
-	replays chan struct{}
+	// replayFlights shares identical replay reads, and replaySlots bounds
+	// the reads running at once (Config.ReplayFetches), so that clients
+	// all coming back after a restart neither each open a JetStream
+	// consumer nor all at the same moment (replay.go).
+	replayFlights singleflight.Group
+	replaySlots   *semaphore.Weighted
+	replayCache   replayCache // recent reads, shared for a moment (replay.go)
 
 	// metrics counts what the node did with JetStream (metrics.go); its
 	// counters are safe from any goroutine.
@@ -222,8 +236,13 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	log := cfg.Logger
+	// closed is closed by NATS's last callback once the connection is
+	// closed: Close waits for it, so that no callback (a log line) runs
+	// after Close returns.
+	closed := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name("tinysse"),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(cfg.ReconnectWait),
 		nats.PingInterval(cfg.PingInterval),
@@ -261,7 +280,7 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		nc.Close()
+		closeConn(nc, closed)
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	var stream jetstream.Stream
@@ -281,11 +300,11 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return err
 	})
 	if err != nil {
-		nc.Close()
+		closeConn(nc, closed)
 		return nil, fmt.Errorf("cluster: stream %s: %w", cfg.Stream, err)
 	}
-	n := &Node{cfg: cfg, nc: nc, js: js, stream: stream, waiters: make(map[uint64][]chan engine.PublishResult),
-		replays: make(chan struct{}, maxReplays), stop: make(chan struct{}), leaderDone: make(chan struct{}),
+	n := &Node{cfg: cfg, nc: nc, ncClosed: closed, js: js, stream: stream, waiters: make(map[uint64][]chan engine.PublishResult),
+		replaySlots: semaphore.NewWeighted(int64(cfg.ReplayFetches)), stop: make(chan struct{}), leaderDone: make(chan struct{}),
 		multiFilter: atLeast(nc.ConnectedServerVersion(), 2, 10)}
 	n.metrics = newNodeMetrics(n)
 	if cfg.NoLeader {
@@ -293,7 +312,7 @@ func Connect(ctx context.Context, cfg Config) (*Node, error) {
 		return n, nil
 	}
 	if err := n.startLeader(ctx); err != nil {
-		nc.Close()
+		closeConn(nc, closed)
 		return nil, err
 	}
 	return n, nil
@@ -442,6 +461,18 @@ func (n *Node) Close() {
 		if n.followDone != nil {
 			<-n.followDone
 		}
-		n.nc.Close()
+		closeConn(n.nc, n.ncClosed)
 	})
+}
+
+// closeConn closes nc and waits until NATS has run its callbacks (the
+// disconnect's log line, then the close: closed), which it runs on a
+// goroutine of its own, so that none runs after the node is gone; at most
+// 5 s, in case a callback is stuck.
+func closeConn(nc *nats.Conn, closed <-chan struct{}) {
+	nc.Close()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+	}
 }

@@ -1,3 +1,5 @@
+//go:build unix
+
 package cluster_test
 
 import (
@@ -266,17 +268,6 @@ func postKey(t *testing.T, n *sseNode, topic, body, key string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(bufio.NewReader(resp.Body))
 	return resp.StatusCode, string(b)
-}
-
-func getBody(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := httpClient.Get(url)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return fmt.Sprintf("%d %s", resp.StatusCode, b)
 }
 
 // README's three-server example runs as printed: its nats-server config

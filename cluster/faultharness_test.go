@@ -245,7 +245,7 @@ func (p *proc) stop() {
 	if !p.running() {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot act on SIGTERM
+	_ = p.cmd.Process.Signal(sigCont) // a stopped process cannot act on SIGTERM
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.exited:
@@ -1187,4 +1187,15 @@ func natsVersion() string {
 		return strings.TrimSpace(string(out))
 	}
 	return "v2.15.2 (go.mod)"
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, b)
 }

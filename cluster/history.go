@@ -33,17 +33,23 @@ type HistoryPage struct {
 // History reads up to limit messages of topic from the stream, those
 // with a sequence above after, oldest first: the server API's history
 // beyond a node's rings. It shares Replay's bound of concurrent reads
-// (16 per node), reads at most maxHistoryScan stream messages and is
-// bounded by PublishTimeout per step. Safe from any goroutine.
+// (Config.ReplayFetches per node; a read waits up to PublishTimeout for
+// a slot), reads at most maxHistoryScan stream messages and is bounded by
+// PublishTimeout per step. Safe from any goroutine.
 func (n *Node) History(topic string, after uint64, limit int) (HistoryPage, error) {
-	n.replays <- struct{}{}
-	defer func() { <-n.replays }()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.PublishTimeout)
 	defer cancel()
-	info, err := n.stream.Info(ctx)
+	if err := n.replaySlots.Acquire(ctx, 1); err != nil {
+		return HistoryPage{}, fmt.Errorf("cluster: history: %d reads of the stream under way: %w", n.cfg.ReplayFetches, err)
+	}
+	defer n.replaySlots.Release(1)
+	// A fresh handle: jetstream.Stream.Info caches what it read in the
+	// handle without a lock, and reads run concurrently (see read).
+	st, err := n.js.Stream(ctx, n.cfg.Stream)
 	if err != nil {
 		return HistoryPage{}, fmt.Errorf("cluster: history: %w", err)
 	}
+	info := st.CachedInfo()
 	first, last := info.State.FirstSeq, info.State.LastSeq
 	page := HistoryPage{Gap: first > after+1, Next: after}
 	if page.Gap {

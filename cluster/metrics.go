@@ -25,6 +25,8 @@ type nodeMetrics struct {
 	consumerErrors *metrics.Counter             // consumers lost (follow.go), each replaced
 	fetches        *metrics.Counter             // Replay: pull requests to JetStream
 	replayed       *metrics.Counter             // Replay: messages read from the stream
+	replayReads    *metrics.Counter             // Replay: reads of the stream (consumers made), a shared one once
+	replayShared   *metrics.Counter             // Replay: replays answered by a read another replay started
 }
 
 func newNodeMetrics(n *Node) *nodeMetrics {
@@ -38,6 +40,8 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		consumerErrors: s.NewCounter("tinysse_nats_consumer_errors_total"),
 		fetches:        s.NewCounter("tinysse_nats_fetches_total"),
 		replayed:       s.NewCounter("tinysse_nats_replayed_messages_total"),
+		replayReads:    s.NewCounter("tinysse_nats_replay_reads_total"),
+		replayShared:   s.NewCounter("tinysse_nats_replays_shared_total"),
 	}
 	s.NewGauge("tinysse_nats_connected", func() float64 {
 		if n.Connected() {

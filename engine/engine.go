@@ -81,6 +81,11 @@ type Config struct {
 	// the client comes back with the same id. Default 2s. Used only with
 	// Replay.
 	ReplayWait time.Duration
+	// NoPoll keeps one goroutine per subscriber, parked in Read to notice
+	// the client leaving, instead of the shards' pollers (epoll, kqueue:
+	// poll.go), as on platforms without one. For comparison and as a way
+	// out; the default watches idle subscribers without a goroutine.
+	NoPoll bool
 	// Logger receives the engine's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -211,7 +216,13 @@ func New(cfg Config) (*Engine, error) {
 		e.shards[i] = newShard(e, i)
 	}
 	for _, s := range e.shards {
+		if !cfg.NoPoll {
+			s.poller = newPoller()
+		}
 		go s.run(e.stopTick)
+		if s.poller != nil {
+			go s.poller.run()
+		}
 	}
 	return e, nil
 }
@@ -538,5 +549,11 @@ func (e *Engine) Close(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	close(e.stopTick)
+	// Every stream has ended, so nobody touches a poller's set any more.
+	for _, s := range e.shards {
+		if s.poller != nil {
+			s.poller.stop()
+		}
+	}
 	return err
 }

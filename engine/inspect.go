@@ -331,14 +331,15 @@ func (s *shard) disconnect(sub *Subscriber, retry time.Duration) {
 		ms = retry.Milliseconds()
 	}
 	sub.goodbyeRetry.Store(ms) // before the kick bit that makes finish read it
-	if sub.state.CompareAndSwap(stIdle, stShard) {
-		s.kick(sub, kickDisconnect)
-		return
-	}
-	// stSelf: its goroutine is mid slow write (it checks the kick bits
-	// after each) or already ending.
+	// The bit before the CAS, as in shutdown: an owner (stSelf: its
+	// goroutine, mid slow write or start) that makes the CAS fail sees
+	// the bit as it lets go.
 	sub.kick.Or(kickDisconnect)
-	_ = sub.conn.SetReadDeadline(aLongTimeAgo)
+	if sub.state.CompareAndSwap(stIdle, stSelf) {
+		sub.wake()
+	} else if !sub.polled {
+		_ = sub.conn.SetReadDeadline(aLongTimeAgo) // in case it is back in Read
+	}
 }
 
 // appendGoodbye appends the frame that ends a disconnected stream.

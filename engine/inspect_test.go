@@ -149,6 +149,11 @@ func TestPresence(t *testing.T) {
 			topics = []string{"b"}
 		}
 		sub := &engine.Subscriber{Topics: topics}
+		// As the transport does: the id is given before the stream
+		// starts. (Read after Start has written the head, it would be a
+		// race to the detector: the head goes out by a raw writev, which
+		// it does not see as ordering anything.)
+		eng.Assign(sub)
 		s := serve(t, eng, ln, sub)
 		s.expect(okFrame)
 		everyone = append(everyone, sub.ID)

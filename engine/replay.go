@@ -12,7 +12,9 @@ var ErrSeqOrder = errors.New("engine: seq is not above the last one")
 
 // ReplayFunc returns the messages of topics whose Seq is in (after, upTo],
 // in Seq order, from wherever they are kept outside the rings (a cluster's
-// JetStream stream, where Seq is the stream sequence). gap reports that
+// JetStream stream, where Seq is the stream sequence). The engine does not
+// change them (it fills a missing id or frame in on a copy), so one read
+// may answer several subscribers. gap reports that
 // some of them are no longer kept (retention) or were left out (a bound on
 // the replay's size; the newest are kept). It is called on the subscriber's
 // goroutine before the stream starts, and may block.
@@ -128,15 +130,19 @@ func (sub *Subscriber) replay(head []byte, lastID string) (_ []byte, later bool)
 		if m.Seq <= after || m.Seq > upTo || m.Seq <= sub.lastSeq() {
 			continue
 		}
-		if m.ID == "" {
-			m.ID = strconv.FormatUint(m.Seq, 10) // as publish did: AutoID is on
+		if m.ID == "" || m.Frame == nil {
+			// Filled in on a copy: Replay may hand the same messages to
+			// several subscribers.
+			c := *m
+			if c.ID == "" {
+				c.ID = strconv.FormatUint(c.Seq, 10) // as publish did: AutoID is on
+			}
+			c.Frame = AppendFrame(make([]byte, 0, frameSize(&c)), &c)
+			m = &c
 		}
 		if err := m.Validate(); err != nil {
 			e.cfg.Logger.Warn("replay returned a bad message", "subscriber", sub.ID, "seq", m.Seq, "err", err)
 			continue
-		}
-		if m.Frame == nil {
-			m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
 		}
 		frames = sub.appendFrame(frames[:0], m, hook, batch)
 		for _, f := range frames {

@@ -67,6 +67,10 @@ type shard struct {
 	// delivery) by flushCount. delivered is read by Engine.Stats.
 	passFrames int
 	delivered  atomic.Uint64
+
+	// poller watches the shard's idle subscribers (poll.go); nil where
+	// there is none, or with Config.NoPoll. Set by New, read-only after.
+	poller *poller
 }
 
 // shardTopic is one topic's subscribers within a shard; guarded by shard.mu.
@@ -92,8 +96,12 @@ const (
 	// for WriteTimeout (only for Stats: finish treats it as kickGone).
 	kickWriteTimeout
 	// kickExpired is never set by a shard: the subscriber's goroutine
-	// ends the stream for it when its read deadline, Expires, passes.
+	// ends the stream for it when its read deadline, Expires, passes
+	// (a polled subscriber: its expiry timer, through notice).
 	kickExpired
+	// kickPoll: the poller reported the subscriber's socket (the client
+	// sent bytes, or left); its owner reads to find out which.
+	kickPoll
 	// kickDisconnect: Engine.Disconnect ends the stream (the server API),
 	// with the retry hint in Subscriber.goodbyeRetry.
 	kickDisconnect
@@ -185,8 +193,13 @@ func (s *shard) deliverDirty() {
 		lowest := uint64(math.MaxUint64)
 		again := false
 		for _, sub := range st.subs {
-			if _, more := s.deliver(sub, now, batch); more {
-				again = true
+			// Nothing to read (it caught up on its own goroutine, or
+			// another topic's pass took it): no ownership to take. A
+			// publish after this look marks the topic dirty again.
+			if sub.pending() {
+				if _, more := s.deliver(sub, now, batch); more {
+					again = true
+				}
 			}
 			if c := sub.cursorOf(t); c < lowest {
 				lowest = c
@@ -222,14 +235,14 @@ func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote, more bool
 		return false, false
 	}
 	if len(frames) == 0 {
-		sub.state.Store(stIdle)
+		sub.release()
 		return false, false
 	}
 	s.passFrames += len(frames)
 	if !s.write(sub, frames, now) {
 		return true, false // handed to its goroutine
 	}
-	sub.state.Store(stIdle)
+	sub.release()
 	return true, len(frames) == maxBatch || n >= maxPassBytes
 }
 
@@ -296,12 +309,13 @@ func appendRest(dst []byte, frames [][]byte, n int) []byte {
 	return dst
 }
 
-// kick hands sub to its goroutine for reason and wakes it out of Read.
-// The caller must own sub (stShard, or stIdle under mu).
+// kick hands sub to its goroutine for reason: it wakes the goroutine
+// waiting in Read, or starts one for a polled subscriber (wake). The
+// caller must own sub (stShard).
 func (s *shard) kick(sub *Subscriber, reason uint32) {
 	sub.kick.Or(reason)
 	sub.state.Store(stSelf)
-	_ = sub.conn.SetReadDeadline(aLongTimeAgo)
+	sub.wake()
 }
 
 var aLongTimeAgo = time.Unix(1, 0)
@@ -336,7 +350,7 @@ func (s *shard) sweep(at time.Time) {
 			continue
 		}
 		if time.Duration(now-sub.lastWrite) < cfg.KeepAlive || s.write(sub, append(s.frames[:0], s.e.keepAlive), now) {
-			sub.state.Store(stIdle)
+			sub.release()
 		}
 	}
 }
@@ -388,8 +402,9 @@ func (s *shard) add(sub *Subscriber) {
 	s.e.counters.subscribes.Add(1)
 	if s.e.closing.Load() {
 		// Close has set closing before walking the shards under mu, so
-		// either its walk sees sub or we see closing here.
-		s.kick(sub, kickShutdown)
+		// either its walk sees sub or we see closing here. Its goroutine
+		// owns it (stSelf) and acts on the bit as it lets go.
+		sub.kick.Or(kickShutdown)
 	}
 	s.mu.Unlock()
 }
@@ -435,13 +450,15 @@ func (s *shard) shutdown() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, sub := range s.subs {
-		if sub.state.CompareAndSwap(stIdle, stShard) {
-			s.kick(sub, kickShutdown)
-			continue
-		}
-		// stSelf: its goroutine is mid slow write; it checks kick bits.
+		// The bit before the CAS: an owner (stSelf: its goroutine, mid
+		// slow write or start) that makes the CAS fail sees the bit as
+		// it lets go.
 		sub.kick.Or(kickShutdown)
-		_ = sub.conn.SetReadDeadline(aLongTimeAgo)
+		if sub.state.CompareAndSwap(stIdle, stSelf) {
+			sub.wake()
+		} else if !sub.polled {
+			_ = sub.conn.SetReadDeadline(aLongTimeAgo) // in case it is back in Read
+		}
 	}
 }
 

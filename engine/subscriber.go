@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +35,19 @@ type Subscriber struct {
 	raw     syscall.RawConn // non-blocking writes by the shard; nil: always via conn
 	closeFn func() error
 	index   int // position in shard.subs; guarded by shard.mu
+	done    func(error)
+
+	// polled says the shard's poller watches the connection (watch, fd)
+	// and no goroutine waits in Read: a goroutine is started whenever the
+	// subscriber is handed over (wake) and ends when it lets go. Set by
+	// Start before the shard knows the subscriber; read-only after.
+	polled bool
+	watch  syscall.RawConn // the descriptor the poller watches (Stream.Watch or Raw)
+	plain  bool            // watch's bytes are the stream's (no TLS under Conn): read them directly
+	fd     int             // watch's descriptor number: the poller's key
+	// expiry ends a polled stream at Expires (a dedicated one uses its
+	// read deadline); stopped by finish.
+	expiry *time.Timer
 
 	// state says who owns the fields below (see stIdle, stShard, stSelf):
 	// the owner reads and writes them without locks; the CAS or store that
@@ -51,6 +65,9 @@ type Subscriber struct {
 	lastMsg   *Message // the last message delivered (drops multi-topic duplicates; see lastSeq)
 	lastWrite int64    // unix nanoseconds of the last write
 	backlog   []byte   // bytes owed to the socket after a partial write
+	// armed says the poller will report the descriptor once more (polled
+	// only): false once the owner has taken kickPoll, until it rearms.
+	armed bool
 }
 
 type cursor struct {
@@ -68,6 +85,12 @@ type Stream struct {
 	// elsewhere it is ignored). Leave it nil for connections whose bytes
 	// are not the socket's (TLS).
 	Raw syscall.RawConn
+	// Watch is the socket the shard's poller watches for the client
+	// leaving, so that no goroutine waits in Read while the stream is
+	// idle; nil: Raw. Over TLS it is the socket under the TLS layer (what
+	// arrives on it is read through Conn). Leave both nil for a stream
+	// with no socket of its own (an HTTP/2 stream): it keeps a goroutine.
+	Watch syscall.RawConn
 	// Close closes the socket.
 	Close func() error
 	// Head is written first (the HTTP response head).
@@ -82,17 +105,26 @@ type Stream struct {
 var ErrSlowWrite = errors.New("engine: write timed out")
 
 // Serve runs sub on st until the client leaves, the subscriber times out or
-// lags, or the engine closes. It writes the stream's head, ": ok", the
-// replay or catch-up, and then hands live delivery to sub's shard. It
-// blocks for the stream's whole life; Unsubscribe has run when it returns.
+// lags, or the engine closes, and returns then: it is Start, waiting for
+// the end. Unsubscribe has run when it returns.
 func (e *Engine) Serve(sub *Subscriber, st Stream) error {
+	ended := make(chan error, 1)
+	e.Start(sub, st, func(err error) { ended <- err })
+	return <-ended
+}
+
+// Start serves sub on st: it writes the stream's head, ": ok", the replay
+// or catch-up, and then hands live delivery to sub's shard. It returns as
+// soon as the stream no longer needs the calling goroutine: once the head
+// is written when the shard's poller watches the connection (st.Watch or
+// st.Raw, on Linux, macOS and the BSDs, unless Config.NoPoll), else when
+// the stream ends. done, if not nil, is called once when the stream has
+// ended (the client left, timeout, lag, shutdown), after the Unsubscribe
+// hook, with the error Serve would return; it must not block for long
+// (it runs on the goroutine that ended the stream).
+func (e *Engine) Start(sub *Subscriber, st Stream, done func(error)) {
 	e.Assign(sub)
-	sub.conn, sub.closeFn = st.Conn, st.Close
-	if !sub.Expires.IsZero() {
-		// Before the shard can kick it: a kick's past deadline must not
-		// be overwritten by this one.
-		_ = sub.conn.SetReadDeadline(sub.Expires)
-	}
+	sub.conn, sub.closeFn, sub.done = st.Conn, st.Close, done
 	if fastWrites && st.Raw != nil {
 		sub.raw = st.Raw
 		limitUnsent(sub.raw)
@@ -101,9 +133,11 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 		_ = sub.writeFinal(AppendRetry(append([]byte(nil), st.Head...), "shutdown", e.shutdownRetryMS()))
 		_ = sub.closeFn()
 		sub.runUnsubscribe() // the transport ran Subscribe: keep the pair
-		return ErrClosed
+		if done != nil {
+			done(ErrClosed)
+		}
+		return
 	}
-	defer e.live.Done()
 
 	names := sub.Topics
 	if len(names) == 0 {
@@ -115,7 +149,7 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
 	}
 
-	head := append(append([]byte(nil), st.Head...), ": ok\n\n"...)
+	head := append(append(getHeadBuf(), st.Head...), ": ok\n\n"...)
 	if h := e.cfg.Hooks.Catchup; h != nil {
 		msgs, err := h(sub, st.LastEventID, st.HasLastEventID)
 		if err != nil {
@@ -139,7 +173,8 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 				e.release(sub.cursors[i].t)
 			}
 			sub.runUnsubscribe()
-			return err
+			sub.end(err)
+			return
 		}
 		if bytes.Contains(head[n:], []byte(gapFrame)) {
 			e.counters.replayGaps.Add(1)
@@ -150,22 +185,165 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 
 	// Registered before ": ok" goes out, so a client that has read it is
 	// counted; as owner (stSelf) until the head is written, so the shard
-	// cannot write anything before it.
+	// cannot write anything before it. The poller may report the socket
+	// from here on: notice leaves that to us (we own sub), and letGo
+	// acts on it.
 	sub.state.Store(stSelf)
+	if p := sub.shard.poller; p != nil && !e.cfg.NoPoll {
+		if sub.watch = st.watchConn(); sub.watch != nil {
+			sub.plain = st.Watch == nil || st.Watch == st.Raw
+			sub.polled = p.watch(sub) == nil
+			sub.armed = sub.polled
+		}
+	}
+	if sub.polled && !sub.Expires.IsZero() {
+		sub.expiry = time.AfterFunc(time.Until(sub.Expires), func() { sub.notice(kickExpired) })
+	} else if !sub.Expires.IsZero() {
+		// Before the shard can kick it: a kick's past deadline must not
+		// be overwritten by this one.
+		_ = sub.conn.SetReadDeadline(sub.Expires)
+	}
 	sub.shard.add(sub)
 	if log := e.cfg.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
-		log.Debug("subscribed", "subscriber", sub.ID, "topics", names, "shard", sub.shard.idx, "replay", st.HasLastEventID)
+		log.Debug("subscribed", "subscriber", sub.ID, "topics", names, "shard", sub.shard.idx, "replay", st.HasLastEventID, "polled", sub.polled)
 	}
-	sub.backlog = head
-	if err := sub.flushBacklog(); err != nil {
-		return sub.finish(kickGone)
+	// The first of what is pending (a replay from the rings) goes out
+	// with the head, in the same write, rather than after a shard pass:
+	// in a reconnect storm that pass would come after everyone else's.
+	fp, _ := framesPool.Get().(*[][]byte)
+	if fp == nil {
+		fp = new([][]byte)
 	}
-	sub.state.Store(stIdle)
-	// Anything published meanwhile was skipped by the shard: look again.
-	for i := range sub.cursors {
-		sub.shard.markDirty(sub.cursors[i].t)
+	frames := sub.firstFrames((*fp)[:0])
+	err := sub.writeFirst(head, frames)
+	sub.backlog = nil // the head's buffer is not kept for the stream's life
+	putHeadBuf(head)
+	clear(frames)
+	*fp = frames[:0]
+	framesPool.Put(fp)
+	if err != nil {
+		sub.end(sub.finish(kickGone))
+		return
 	}
-	return sub.loop()
+	// Anything published meanwhile (or beyond the first batch of a long
+	// replay) was skipped by the shard: letGo marks the topics dirty, and
+	// the shard looks again.
+	if sub.letGo(false) {
+		// A kick or an event came while the head went out.
+		if err, ended := sub.settle(); ended {
+			sub.end(err)
+			return
+		}
+	}
+	if !sub.polled {
+		sub.end(sub.loop())
+	}
+}
+
+// firstFrames appends to dst what a pass would write to sub now (up to
+// maxBatch-1 frames, the head taking one buffer of the writev, and
+// maxPassBytes), through the message hook, and counts it delivered.
+// Called by sub's owner.
+func (sub *Subscriber) firstFrames(dst [][]byte) [][]byte {
+	if !sub.pending() {
+		return dst
+	}
+	batch := sub.shard.enterHooks()
+	frames, _, lapped := sub.gather(dst, maxBatch-1, maxPassBytes, batch)
+	sub.shard.leaveHooks(batch)
+	if lapped {
+		clear(frames)
+		return dst[:0] // the shard's next pass finds it lapped
+	}
+	sub.shard.delivered.Add(uint64(len(frames)))
+	return frames
+}
+
+// writeFirst writes head, then frames. On a raw socket it first makes one
+// non-blocking writev of them (the frames are the messages' own: nothing
+// is copied), then copies what the socket did not take to the backlog
+// and writes that blocking; elsewhere it copies all. Called by sub's
+// owner (Start).
+func (sub *Subscriber) writeFirst(head []byte, frames [][]byte) error {
+	if sub.raw == nil {
+		for _, f := range frames {
+			head = append(head, f...)
+		}
+		sub.backlog = head
+		return sub.flushBacklog()
+	}
+	iv, _ := iovecPool.Get().(*[]iovec)
+	if iv == nil {
+		iv = new([]iovec)
+	}
+	iov := appendIovec((*iv)[:0], head)
+	total := len(head)
+	for _, f := range frames {
+		if len(f) > 0 {
+			iov = appendIovec(iov, f)
+			total += len(f)
+		}
+	}
+	var n int
+	var werr error
+	err := sub.raw.Write(func(fd uintptr) bool {
+		n, werr = writevFD(fd, iov)
+		if werr == syscall.EAGAIN {
+			werr = nil
+		}
+		return true // one attempt: the rest goes below, blocking
+	})
+	clear(iov)
+	*iv = iov[:0]
+	iovecPool.Put(iv)
+	if err = errors.Join(err, werr); err != nil {
+		return err
+	}
+	sub.lastWrite = time.Now().UnixNano()
+	if n == total {
+		return nil
+	}
+	sub.backlog = sub.backlog[:0]
+	if n < len(head) {
+		sub.backlog = append(sub.backlog, head[n:]...)
+		n = 0
+	} else {
+		n -= len(head)
+	}
+	sub.backlog = appendRest(sub.backlog, frames, n)
+	return sub.flushBacklog()
+}
+
+// framesPool and iovecPool recycle Start's frame lists and iovecs.
+var (
+	framesPool sync.Pool // of *[][]byte
+	iovecPool  sync.Pool // of *[]iovec
+)
+
+// headBufs recycles the buffers heads (and the first replayed messages)
+// are written from: a reconnect storm writes thousands of them a second.
+var headBufs sync.Pool // of *[]byte
+
+func getHeadBuf() []byte {
+	if b, ok := headBufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, 1024)
+}
+
+func putHeadBuf(b []byte) {
+	if cap(b) <= 2*maxPassBytes {
+		b = b[:0]
+		headBufs.Put(&b)
+	}
+}
+
+// end tells the engine and the transport that the stream has ended.
+func (sub *Subscriber) end(err error) {
+	sub.e.live.Done()
+	if sub.done != nil {
+		sub.done(err)
+	}
 }
 
 // Assign gives sub its id, start time and shard, once. The transport calls
@@ -221,8 +399,9 @@ func (sub *Subscriber) replayFrom(lastID string) bool {
 	return true
 }
 
-// loop waits in Read until the client leaves or the shard hands the
-// subscriber over (by setting a read deadline in the past), then acts.
+// loop serves a subscriber that keeps its goroutine (not polled): it
+// waits in Read until the client leaves or the subscriber is handed over
+// (wake sets a read deadline in the past), then acts.
 func (sub *Subscriber) loop() error {
 	buf := make([]byte, 64)
 	for {
@@ -233,30 +412,180 @@ func (sub *Subscriber) loop() error {
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return sub.finish(kickGone)
 		}
-		// Reset the deadline before reading kick: a kick that lands after
-		// the reset sets a new deadline, one before it is in kick. The
-		// reset deadline is the expiry (zero: none), so a deadline that
-		// was not a kick is the expiry.
-		_ = sub.conn.SetReadDeadline(sub.Expires)
-		k := sub.kick.Swap(0)
-		switch {
-		case k == 0 && !sub.Expires.IsZero() && !time.Now().Before(sub.Expires):
-			return sub.finish(kickExpired)
-		case k == 0:
-			continue
-		case k&(kickShutdown|kickTimeout|kickLagged|kickGone|kickDisconnect) != 0:
-			return sub.finish(k)
+		// Reset the deadline before looking at the state: a kick that
+		// lands after the reset sets a new deadline. The reset deadline
+		// is the expiry (zero: none), so a deadline that was not a kick
+		// may be the expiry.
+		deadline := sub.Expires
+		expired := !deadline.IsZero() && !time.Now().Before(deadline)
+		if expired {
+			deadline = time.Time{}
 		}
-		if k = sub.catchUp(); k != 0 {
-			return sub.finish(k)
+		_ = sub.conn.SetReadDeadline(deadline)
+		if expired {
+			// If the shard owns it now, it sees the bit as it lets go
+			// and wakes us again.
+			sub.kick.Or(kickExpired)
+			sub.state.CompareAndSwap(stIdle, stSelf)
+		}
+		// stSelf: a kick handed the subscriber to us (or we just took
+		// it). Anything else is a deadline whose kick letGo already took.
+		if sub.state.Load() != stSelf {
+			continue
+		}
+		if err, ended := sub.settle(); ended {
+			return err
 		}
 	}
 }
 
+// serveSlow is the goroutine a polled subscriber gets whenever it is
+// handed over (wake): it acts on the kick and, unless the stream ends,
+// lets the subscriber go back to idle and ends. Called with state stSelf.
+func (sub *Subscriber) serveSlow() {
+	if err, ended := sub.settle(); ended {
+		sub.end(err)
+	}
+}
+
+// settle acts on kicks and lets go until the subscriber stays idle
+// (ended false) or the stream ends (finish has run, with err). Called
+// with state stSelf.
+func (sub *Subscriber) settle() (err error, ended bool) {
+	for {
+		if err, ended = sub.act(); ended {
+			return err, true
+		}
+		if !sub.letGo(true) {
+			return nil, false
+		}
+	}
+}
+
+// act does what the kick bits ask of the subscriber's owner: end the
+// stream (lag, timeout, shutdown, expiry, the client gone), drain what
+// the client sent (kickPoll), catch up after a partial write. ended
+// reports that the stream ended (finish has run) with err. Called with
+// state stSelf.
+func (sub *Subscriber) act() (err error, ended bool) {
+	k := sub.kick.Swap(0)
+	if k&kickPoll != 0 {
+		sub.armed = false // the one-shot event was taken
+		if !sub.clientThere() {
+			k |= kickGone
+		}
+	}
+	if k&(kickShutdown|kickTimeout|kickLagged|kickGone|kickExpired|kickDisconnect) != 0 {
+		return sub.finish(k), true
+	}
+	if k = sub.catchUp(); k != 0 {
+		return sub.finish(k), true
+	}
+	return nil, false
+}
+
+// clientThere reads what the client sent on a polled socket and drops it,
+// and reports whether the client is still there. Without a raw socket
+// (TLS) the bytes go through Conn, for as long as they keep coming within
+// a short deadline. Either way at most maxDrain bytes per call: the
+// poller reports a socket that still has bytes again once the subscriber
+// is idle, so a client that never stops sending cannot keep its
+// subscriber from the shard's deliveries.
+func (sub *Subscriber) clientThere() bool {
+	if sub.plain {
+		return drainSocket(sub.watch)
+	}
+	var buf [512]byte
+	for read := 0; ; {
+		_ = sub.conn.SetReadDeadline(time.Now().Add(tlsPeek))
+		n, err := sub.conn.Read(buf[:])
+		if read += n; err == nil && read < maxDrain {
+			continue
+		}
+		if err == nil {
+			_ = sub.conn.SetReadDeadline(time.Time{})
+			return true
+		}
+		_ = sub.conn.SetReadDeadline(time.Time{})
+		return errors.Is(err, os.ErrDeadlineExceeded)
+	}
+}
+
+// tlsPeek is how long a polled TLS subscriber's goroutine waits for the
+// rest of what made its socket readable (a record the client sent, or its
+// close_notify) before going back to idle. A record split by the network
+// is kept by the TLS layer and finished when its next bytes arrive.
+const tlsPeek = 5 * time.Millisecond
+
+// maxDrain bounds what one look at a polled socket reads and drops.
+const maxDrain = 64 << 10
+
+// letGo hands the subscriber back (stIdle; a polled one's descriptor is
+// rearmed) after its owner acted. If meanwhile a kick came or, after a
+// catch-up (caughtUp), something was published that the shard skipped
+// because we owned it, it takes the subscriber back and reports true: the
+// caller acts again. Otherwise it marks the subscriber's topics dirty, so
+// that the shard delivers what it skipped and recomputes its lowest
+// cursors. Called with state stSelf.
+func (sub *Subscriber) letGo(caughtUp bool) (again bool) {
+	if sub.polled && !sub.armed {
+		if err := sub.shard.poller.rearm(sub); err != nil {
+			// The descriptor is gone (closed under us): nothing will
+			// report it again, so end the stream now.
+			sub.kick.Or(kickGone)
+			return true
+		}
+		sub.armed = true
+	}
+	sub.state.Store(stIdle)
+	// Whoever set a kick bit while we owned the subscriber set it before
+	// failing its CAS, so it is seen here (see ARCHITECTURE.md).
+	if (sub.kick.Load() != 0 || caughtUp && sub.pending()) && sub.state.CompareAndSwap(stIdle, stSelf) {
+		return true
+	}
+	for i := range sub.cursors {
+		sub.shard.markDirty(sub.cursors[i].t)
+	}
+	return false
+}
+
+// notice hands sub over for reason k from outside its shard (the poller,
+// the expiry timer): if nobody owns it, to a goroutine now; if someone
+// does, that owner acts on k as it lets go (release, letGo), since k is set
+// before the CAS that fails.
+func (sub *Subscriber) notice(k uint32) {
+	sub.kick.Or(k)
+	if sub.state.CompareAndSwap(stIdle, stSelf) {
+		sub.wake()
+	}
+}
+
+// wake starts what acts on the kick bits of a subscriber just made stSelf
+// for it: a goroutine for a polled one, a read deadline in the past for
+// one whose goroutine waits in Read.
+func (sub *Subscriber) wake() {
+	if sub.polled {
+		go sub.serveSlow()
+		return
+	}
+	_ = sub.conn.SetReadDeadline(aLongTimeAgo)
+}
+
+// release lets go of a subscriber the shard owned (stShard) and, if a kick
+// came meanwhile (the poller, the expiry timer, shutdown), takes it back
+// for its goroutine. One load of kick per delivery: it shares a cache line
+// with state.
+func (sub *Subscriber) release() {
+	sub.state.Store(stIdle)
+	if sub.kick.Load() != 0 && sub.state.CompareAndSwap(stIdle, stSelf) {
+		sub.wake()
+	}
+}
+
 // catchUp writes the backlog blocking, then delivers by cursor from this
-// goroutine until nothing is pending, and gives the subscriber back to the
-// shard. It returns a kick reason when the subscriber must end instead.
-// Called with state stSelf.
+// goroutine until nothing is pending. It returns a kick reason when the
+// subscriber must end instead. Called with state stSelf; the caller lets
+// go (letGo).
 func (sub *Subscriber) catchUp() uint32 {
 	var frames [][]byte
 	for {
@@ -290,17 +619,7 @@ func (sub *Subscriber) catchUp() uint32 {
 		if cap(sub.backlog) > 64<<10 {
 			sub.backlog = nil // a burst's buffer is not kept for the stream's life
 		}
-		sub.state.Store(stIdle)
-		// A publish that woke the shard while we owned the subscriber was
-		// skipped by it; look once more now that the shard can take it.
-		if !sub.pending() || !sub.state.CompareAndSwap(stIdle, stSelf) {
-			// Let the shard recompute its lowest cursors (the "queued"
-			// answer) now that this one has moved on without it.
-			for i := range sub.cursors {
-				sub.shard.markDirty(sub.cursors[i].t)
-			}
-			return 0
-		}
+		return 0
 	}
 }
 
@@ -452,6 +771,12 @@ func (sub *Subscriber) cursorOf(t *topic) uint64 {
 // socket and runs Unsubscribe.
 func (sub *Subscriber) finish(k uint32) error {
 	sub.shard.remove(sub)
+	if sub.expiry != nil {
+		sub.expiry.Stop()
+	}
+	if sub.polled {
+		sub.shard.poller.forget(sub) // before the socket closes and its number is reused
+	}
 	e := sub.e
 	var err error
 	switch {

@@ -83,9 +83,12 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var res *Result
-	if o.churn {
+	switch {
+	case o.storm:
+		res, err = runStorm(ctx, o, stderr)
+	case o.churn:
 		res, err = runChurn(ctx, o, stderr)
-	} else {
+	default:
 		res, err = run(ctx, o, stderr)
 	}
 	if err != nil {
@@ -136,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.pub.Publishers, "publishers", 0, "keep-alive publisher connections at the start (0 = 1 per 1000 msg/s, at most 4; 4 for max)")
 	fs.IntVar(&o.pub.MaxPublishers, "max-publishers", 16, "at a fixed rate, open more connections while all are busy, up to this many")
 	noID := fs.Bool("no-id", false, "publish without an id field")
+	fs.IntVar(&o.pub.Batch, "batch", 1, "messages per publish request (tinysse's batch publish, a JSON array); --publish-rate and --count still count messages")
 	fs.IntVar(&o.pid, "pid", 0, "server process to measure from /proc (0 = none)")
 	fs.DurationVar(&o.settle, "settle", time.Second, "wait between the last connect and the window")
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
@@ -146,6 +150,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.http2, "http2", false, "subscribers speak HTTP/2 with prior knowledge (h2c): many streams over few connections (--h2-conns)")
 	fs.IntVar(&o.h2Conns, "h2-conns", 0, "with --http2, the connections the streams share (0 = one per 50 streams)")
 	fs.BoolVar(&o.churn, "churn", false, "churn mode: --subscribers loops open a stream, wait until it is ready, close it, again, for --duration; reports cycles/s (nothing is published)")
+	fs.StringVar(&o.metricsURL, "metrics-url", "", "the server's Prometheus endpoint: go_goroutines is read before connecting and after --settle (tinysse: http://HOST/metrics)")
+	fs.BoolVar(&o.storm, "reconnect-storm", false, "reconnect storm (tinysse): --subscribers streams on --storm-topics topics read a base message, all close, --storm-behind messages are published per topic, then all reconnect within --storm-window with Last-Event-ID and must get exactly those, in order, while --publish-rate messages/s are published; reports time to the first and last replayed message, the publisher's latency and the server's peak RSS against the steady state")
+	fs.IntVar(&o.stormTopics, "storm-topics", 10, "--reconnect-storm: topics")
+	fs.IntVar(&o.stormBehind, "storm-behind", 200, "--reconnect-storm: messages each stream misses (the ring, --capacity, must hold them)")
+	fs.DurationVar(&o.stormWindow, "storm-window", time.Second, "--reconnect-storm: the reconnects are spread over this long")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -210,6 +219,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--size must be 0..1MiB")
 	case o.pub.Count < 0:
 		return nil, errors.New("--count must not be negative")
+	case o.pub.Batch < 1 || o.pub.Batch > 1000:
+		return nil, errors.New("--batch must be 1..1000")
+	case o.pub.Batch > 1 && o.target.AppendBatch == nil:
+		return nil, fmt.Errorf("--batch: target %s has no batch publish", o.target.Name)
 	case o.pub.Publishers < 1 || o.pub.Publishers > 64 || o.pub.MaxPublishers > 64:
 		return nil, errors.New("--publishers and --max-publishers must be 1..64")
 	case o.perWorker < 1:
@@ -224,6 +237,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("--pid must not be negative")
 	case o.stuck < 0:
 		return nil, errors.New("--stuck must not be negative")
+	case o.storm && (o.stormTopics < 1 || o.stormBehind < 1 || o.stormWindow < 0):
+		return nil, errors.New("--storm-topics and --storm-behind must be positive, --storm-window not negative")
 	}
 	if o.http2 {
 		switch {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -136,4 +138,24 @@ func busyPercent(a, b hostCPU) float64 {
 		return 0
 	}
 	return 100 * float64(b.busy-a.busy) / float64(b.total-a.total)
+}
+
+// readGoroutines reads go_goroutines from a Prometheus text endpoint.
+func readGoroutines(url string) (int64, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, err
+	}
+	for line := range bytes.SplitSeq(body, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("go_goroutines ")); ok {
+			return strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+		}
+	}
+	return 0, errors.New("no go_goroutines in " + url)
 }

@@ -34,6 +34,7 @@ type publisher struct {
 	failed int64
 
 	data, id, req, body []byte
+	datas, ids          [][]byte // a batch's payloads and ids (--batch)
 }
 
 type publishOptions struct {
@@ -46,6 +47,9 @@ type publishOptions struct {
 	// fixed rate, up to MaxPublishers are opened while the pacer finds
 	// every one busy.
 	Publishers, MaxPublishers int
+	// Batch, above 1, sends that many messages per request (--batch:
+	// tinysse's batch publish); Rate still counts messages.
+	Batch int
 }
 
 // publishRun is the publishing phase: publishers fed by a pacer.
@@ -127,14 +131,15 @@ func (r *publishRun) pace(ctx context.Context, ticks chan struct{}) {
 	defer close(ticks)
 	o := r.opts
 	start := time.Now()
-	total := int64(o.Rate * o.Duration.Seconds())
+	rate := o.Rate / float64(max(o.Batch, 1)) // a tick is one request
+	total := int64(rate * o.Duration.Seconds())
 	if o.Count > 0 {
-		total = min(total, o.Count)
+		total = min(total, o.Count/int64(max(o.Batch, 1)))
 	}
 	var n int64
 	for {
 		elapsed := time.Since(start)
-		due := int64(elapsed.Seconds()*o.Rate) + 1
+		due := int64(elapsed.Seconds()*rate) + 1
 		for ; n < due; n++ {
 			if n >= total {
 				return
@@ -154,7 +159,7 @@ func (r *publishRun) pace(ctx context.Context, ticks chan struct{}) {
 				return
 			}
 		}
-		next := time.Duration(float64(n) / o.Rate * float64(time.Second))
+		next := time.Duration(float64(n) / rate * float64(time.Second))
 		select {
 		case <-ctx.Done():
 			return
@@ -175,7 +180,8 @@ func (p *publisher) loop(ctx context.Context, r *publishRun, ticks <-chan struct
 				return
 			}
 		}
-		if n := r.started.Add(1); p.opts.Count > 0 && n > p.opts.Count {
+		per := int64(max(p.opts.Batch, 1))
+		if n := r.started.Add(per); p.opts.Count > 0 && n > p.opts.Count {
 			return
 		}
 		if err := p.publish(); err != nil {
@@ -192,7 +198,7 @@ func (p *publisher) loop(ctx context.Context, r *publishRun, ticks <-chan struct
 			}
 			continue
 		}
-		r.acked.Add(1)
+		r.acked.Add(per)
 	}
 }
 
@@ -207,16 +213,25 @@ func (p *publisher) publish() error {
 		}
 		p.conn, p.br = conn, bufio.NewReaderSize(conn, 4096)
 	}
-	p.seq++
 	now := time.Now().UnixNano()
-	p.data = appendPayload(p.data[:0], p.idx, p.seq, now, p.opts.Size)
-	p.id = p.id[:0]
-	if p.opts.WithID {
-		p.id = strconv.AppendInt(p.id, int64(p.idx), 10)
-		p.id = append(p.id, '-')
-		p.id = strconv.AppendUint(p.id, p.seq, 10)
+	k := max(p.opts.Batch, 1)
+	if k == 1 {
+		p.seq++
+		p.data = appendPayload(p.data[:0], p.idx, p.seq, now, p.opts.Size)
+		p.id = p.appendID(p.id[:0], p.seq)
+		p.req = p.target.AppendPublish(p.req[:0], p.url, p.id, p.data)
+	} else {
+		for len(p.datas) < k {
+			p.datas, p.ids = append(p.datas, nil), append(p.ids, nil)
+		}
+		for i := range k {
+			seq := p.seq + uint64(i) + 1
+			p.datas[i] = appendPayload(p.datas[i][:0], p.idx, seq, now, p.opts.Size)
+			p.ids[i] = p.appendID(p.ids[i][:0], seq)
+		}
+		p.seq += uint64(k)
+		p.req = p.target.AppendBatch(p.req[:0], p.url, p.ids[:k], p.datas[:k])
 	}
-	p.req = p.target.AppendPublish(p.req[:0], p.url, p.id, p.data)
 	_ = p.conn.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := p.conn.Write(p.req); err != nil {
 		return err
@@ -233,8 +248,20 @@ func (p *publisher) publish() error {
 	if !p.target.Published(status, body) {
 		return fmt.Errorf("%w: status %d %.60q", errNotPublished, status, body)
 	}
-	p.sent = append(p.sent, now)
+	for range k {
+		p.sent = append(p.sent, now)
+	}
 	return nil
+}
+
+// appendID appends the id of message seq, if messages carry ids.
+func (p *publisher) appendID(dst []byte, seq uint64) []byte {
+	if !p.opts.WithID {
+		return dst
+	}
+	dst = strconv.AppendInt(dst, int64(p.idx), 10)
+	dst = append(dst, '-')
+	return strconv.AppendUint(dst, seq, 10)
 }
 
 // maxBody is how much of a publish answer's body is kept for

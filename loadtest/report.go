@@ -64,6 +64,8 @@ type Result struct {
 	// Churn is set by --churn runs, which publish nothing; Latency is then
 	// the time from dialling to a ready stream.
 	Churn *ChurnStats `json:"churn,omitempty"`
+	// Storm is set by --reconnect-storm runs (storm.go).
+	Storm *StormStats `json:"storm,omitempty"`
 
 	// Stuck is set by --stuck runs: connections that never read, and when
 	// the server cut them off.
@@ -124,6 +126,11 @@ type ServerStats struct {
 	// by it: how many messages a write carries. Omitted if unreadable.
 	WriteCalls         int64   `json:"write_calls,omitempty"`
 	DeliveriesPerWrite float64 `json:"deliveries_per_write,omitempty"`
+	// GoroutinesBefore and GoroutinesConnected are the server's
+	// go_goroutines before connecting and after --settle, read from
+	// --metrics-url (0: not read).
+	GoroutinesBefore    int64 `json:"goroutines_before,omitempty"`
+	GoroutinesConnected int64 `json:"goroutines_connected,omitempty"`
 }
 
 // HostStats cover the window from the end of the settle to the end of
@@ -151,6 +158,8 @@ func (r *Result) writeTable(w io.Writer) error {
 		s.Ready, s.Wanted, s.Failed, s.Dropped, protocolText(s.H2Conns), workersText(s.Workers), s.ConnectSeconds)
 	p := &r.Publish
 	switch {
+	case r.Storm != nil:
+		writeStormTable(row, r.Storm)
 	case r.Churn != nil:
 		c := r.Churn
 		row("churn", "%d subscribe+close cycles in %.2fs = %.1f/s over %d loops, %d failed", c.Cycles, c.Seconds, c.PerSecond, c.Loops, c.Failed)
@@ -198,6 +207,9 @@ func (r *Result) writeTable(w io.Writer) error {
 		}
 		row("server rss", "%s before, %s connected, %s at end; %.0f B (%.2f KiB) per subscriber",
 			mib(v.RSSBefore), mib(v.RSSConnected), mib(v.RSSEnd), v.RSSPerSubscriber, v.RSSPerSubscriber/1024)
+		if v.GoroutinesConnected > 0 {
+			row("server goroutines", "%d before, %d connected", v.GoroutinesBefore, v.GoroutinesConnected)
+		}
 	}
 	if h := r.Host; h != nil {
 		row("host", "%d cores %.0f%% busy in window; this tool used %.3f s CPU", h.Cores, h.BusyPercent, h.ClientCPUSeconds)

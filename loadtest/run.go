@@ -30,10 +30,15 @@ type options struct {
 	workers          int
 	readBuffer       int
 	stuck            int // --stuck: connections that never read (stuck.go)
+	metricsURL       string
 	json, quiet      bool
 	churn            bool
-	http2            bool // subscribers over HTTP/2 (h2c, prior knowledge)
-	h2Conns          int  // connections the HTTP/2 streams share, over all workers
+	// --reconnect-storm (storm.go)
+	storm                    bool
+	stormTopics, stormBehind int
+	stormWindow              time.Duration
+	http2                    bool // subscribers over HTTP/2 (h2c, prior knowledge)
+	h2Conns                  int  // connections the HTTP/2 streams share, over all workers
 }
 
 // tally gathers the groups' reports.
@@ -107,10 +112,11 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 	res.Errors = make(map[string]int)
 
 	var (
-		samples [3]procSample // before, connected, end
-		hosts   [3]hostCPU
-		clients [3]float64 // this tool's CPU seconds, workers included
-		handles []*groupHandle
+		samples    [3]procSample // before, connected, end
+		hosts      [3]hostCPU
+		clients    [3]float64 // this tool's CPU seconds, workers included
+		goroutines [2]int64   // the server's go_goroutines before and connected (--metrics-url)
+		handles    []*groupHandle
 	)
 	sample := func(i int) error {
 		hosts[i], _ = readHostCPU()
@@ -118,6 +124,9 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 			if s, err := readProc(pid); err == nil {
 				clients[i] += s.CPU
 			}
+		}
+		if o.metricsURL != "" && i < 2 {
+			goroutines[i], _ = readGoroutines(o.metricsURL)
 		}
 		if o.pid == 0 {
 			return nil
@@ -337,6 +346,7 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 			if connected > 0 {
 				v.RSSPerSubscriber = float64(v.RSSConnected-v.RSSBefore) / float64(connected)
 			}
+			v.GoroutinesBefore, v.GoroutinesConnected = goroutines[0], goroutines[1]
 			res.Server = v
 		}
 	}

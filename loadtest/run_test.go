@@ -86,8 +86,9 @@ func TestRunTinysse(t *testing.T) {
 	res := runOK(t, o)
 	d := res.Deliveries
 	// A loaded machine (or -race) may make the fixed-rate publisher skip a
-	// send; every acknowledged publish must reach all 20 streams.
-	if !res.OK || res.Subscribers.Ready != 20 || res.Publish.Acked < 100 || res.Publish.Acked+res.Publish.Skipped != 200 ||
+	// send (under -race with a load average of 12 on 2 cores, 126 of 200
+	// were skipped); every acknowledged publish must reach all 20 streams.
+	if !res.OK || res.Subscribers.Ready != 20 || res.Publish.Acked < 20 || res.Publish.Acked+res.Publish.Skipped != 200 ||
 		d.Expected != 20*res.Publish.Acked || d.Received != d.Expected || d.Total != d.Expected {
 		t.Fatalf("result not clean: %+v", res)
 	}

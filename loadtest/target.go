@@ -30,6 +30,10 @@ type Target struct {
 	// AppendPublish appends one publish request. id and data are ASCII
 	// without quotes, backslashes or line breaks.
 	AppendPublish func(dst []byte, u *url.URL, id, data []byte) []byte
+	// AppendBatch appends one request publishing every (ids[i],
+	// datas[i]) in order (tinysse's batch publish: a JSON array); nil
+	// for a target without one.
+	AppendBatch func(dst []byte, u *url.URL, ids, datas [][]byte) []byte
 	// Published reports whether a publish answer (its status and the first
 	// maxBody bytes of its body) means published.
 	Published func(status int, body []byte) bool
@@ -94,6 +98,37 @@ func tinysseTarget(name, defaultURL string) *Target {
 			b = append(b, `"data":"`...)
 			b = append(b, data...)
 			return append(b, `"}`...)
+		},
+		AppendBatch: func(b []byte, u *url.URL, ids, datas [][]byte) []byte {
+			n := 1 // [ and ]
+			for i, d := range datas {
+				n += len(`{"data":""},`) + len(d)
+				if len(ids[i]) > 0 {
+					n += len(`"id":"",`) + len(ids[i])
+				}
+			}
+			b = append(b, "POST "...)
+			b = append(b, u.RequestURI()...)
+			b = append(b, " HTTP/1.1\r\nHost: "...)
+			b = append(b, u.Host...)
+			b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+			b = strconv.AppendInt(b, int64(n), 10)
+			b = append(b, "\r\n\r\n["...)
+			for i, d := range datas {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '{')
+				if len(ids[i]) > 0 {
+					b = append(b, `"id":"`...)
+					b = append(b, ids[i]...)
+					b = append(b, `",`...)
+				}
+				b = append(b, `"data":"`...)
+				b = append(b, d...)
+				b = append(b, `"}`...)
+			}
+			return append(b, ']')
 		},
 		Published: func(status int, _ []byte) bool { return status == 202 },
 	}

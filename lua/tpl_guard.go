@@ -271,12 +271,16 @@ func (lib *tplLibrary) spend(n int) error {
 	return nil
 }
 
+// tplMaxProduct bounds tplTimes: 1<<62 where int has 64 bits, 1<<30
+// where it has 32 (linux/386).
+const tplMaxProduct = math.MaxInt/2 + 1
+
 // tplTimes is a × b, or -1 when it overflows.
 func tplTimes(a, b int) int {
 	if a == 0 || b == 0 {
 		return 0
 	}
-	if a > (math.MaxInt>>1)/b { // 1<<62 - 1 on 64-bit platforms; 32-bit ones have less
+	if a > tplMaxProduct/b {
 		return -1
 	}
 	return a * b
@@ -394,7 +398,7 @@ func tplLargestNumber(s string) int {
 	best, cur := 0, 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {
-			if cur < min(1<<40, math.MaxInt/10) { // no overflow on 32-bit platforms
+			if cur < min(1<<40, math.MaxInt/16) { // 32-bit int: no overflow either
 				cur = cur*10 + int(r-'0')
 			}
 			best = max(best, cur)

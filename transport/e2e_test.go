@@ -222,7 +222,7 @@ func dialBuffer(t testing.TB, addr string, size int) net.Conn {
 	d := net.Dialer{Timeout: wait, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, size)
+			serr = setRcvBuf(fd, size)
 		})
 		return errors.Join(err, serr)
 	}}

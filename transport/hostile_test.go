@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -171,7 +170,7 @@ func TestStoppedSubscriberProcess(t *testing.T) {
 		exited <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Signal(sigCont)
 		_ = cmd.Process.Kill() // only the process this test started
 		<-exited
 	})
@@ -182,7 +181,7 @@ func TestStoppedSubscriberProcess(t *testing.T) {
 		t.Fatalf("%d subscribers after a burst with the helper reading, want %d", n, len(readers)+1)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := cmd.Process.Signal(sigStop); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -201,7 +200,7 @@ func TestStoppedSubscriberProcess(t *testing.T) {
 		t.Errorf("p99 delay rose from %v to %v while a subscriber was stopped", running, stopped)
 	}
 
-	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Signal(sigCont)
 	select {
 	case err := <-exited:
 		exited <- err

@@ -210,6 +210,3 @@ func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
 	}
 	return sc.SyscallConn()
 }
-
-// maxOpenFiles (listener_rlimit_unix.go, listener_rlimit_other.go)
-// returns the process's soft open-file limit (0 if unknown).

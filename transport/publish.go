@@ -44,6 +44,10 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		}
 		grant = g
 	}
+	if ct, body := ctx.Request.Header.ContentType(), ctx.PostBody(); isBatch(ct, body) {
+		s.publishBatch(ctx, grant, mediaType(ct), body)
+		return
+	}
 	m, status, err := decodePublish(ctx.Request.Header.ContentType(), ctx.PostBody())
 	if err != nil {
 		writeError(ctx, status, err.Error())
@@ -101,16 +105,26 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	} else {
 		res, err = s.eng.Publish(m)
 	}
+	s.answerPublish(ctx, res, err, "")
+}
+
+// answerPublish answers a publish (or a batch: prefix names the message
+// an error is about) with its result or the error's status.
+func (s *Server) answerPublish(ctx *fasthttp.RequestCtx, res engine.PublishResult, err error, prefix string) {
 	switch {
 	case errors.Is(err, engine.ErrInvalid):
-		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+		var be *engine.BatchError
+		if errors.As(err, &be) {
+			err = be.Err // prefix names the message
+		}
+		writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
 		return
 	case errors.Is(err, engine.ErrTooLarge):
-		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "message is larger than the server keeps in history (--max-history-bytes)")
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, prefix+"message is larger than the server keeps in history (--max-history-bytes)")
 		return
 	case errors.Is(err, engine.ErrTooManyTopics):
 		ctx.SetUserValue(rejectKey, RejectLimit)
-		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its topic limit: publish to an existing topic")
+		writeError(ctx, fasthttp.StatusServiceUnavailable, prefix+"server is at its topic limit: publish to an existing topic")
 		return
 	case errors.Is(err, engine.ErrClosed):
 		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is shutting down")
@@ -251,21 +265,7 @@ func decodeJSON(body []byte) (*engine.Message, error) {
 	}
 	m := &engine.Message{}
 	var data *string
-	err := jsonobj.Decode(body, func(name []byte) any {
-		switch string(name) {
-		case "id":
-			return &m.ID
-		case "event":
-			return &m.Event
-		case "data":
-			return &data
-		case "comment":
-			return (*commentList)(&m.Comments)
-		case "topic":
-			return (*stringList)(&m.Topics)
-		}
-		return nil
-	})
+	err := jsonobj.Decode(body, func(name []byte) any { return messageField(m, &data, name) })
 	if err != nil {
 		return nil, jsonError(err)
 	}
@@ -273,6 +273,24 @@ func decodeJSON(body []byte) (*engine.Message, error) {
 		m.Data, m.HasData = *data, true
 	}
 	return m, nil
+}
+
+// messageField is where a JSON message member named name goes (nil: an
+// unknown name, ignored); data is set when "data" is given.
+func messageField(m *engine.Message, data **string, name []byte) any {
+	switch string(name) {
+	case "id":
+		return &m.ID
+	case "event":
+		return &m.Event
+	case "data":
+		return data
+	case "comment":
+		return (*commentList)(&m.Comments)
+	case "topic":
+		return (*stringList)(&m.Topics)
+	}
+	return nil
 }
 
 // jsonError is the client's account of why a JSON body was refused.
@@ -290,6 +308,8 @@ func jsonError(err error) error {
 		return errors.New("malformed JSON: empty body")
 	case errors.Is(err, jsonobj.ErrNotObject):
 		return errors.New("malformed JSON: body must be a JSON object")
+	case errors.Is(err, jsonobj.ErrNotArray):
+		return errors.New("malformed JSON: a batch must be a JSON array of objects")
 	}
 	return fmt.Errorf("malformed JSON: %v", err)
 }

@@ -88,6 +88,14 @@ type Config struct {
 	// status an error reports through a StatusCode() int method. Nil: the
 	// engine's Publish, and the header is not read.
 	Publish func(m *engine.Message, key string) (engine.PublishResult, error)
+	// PublishBatch is Publish for a batch (a JSON array or NDJSON body,
+	// batch.go): all of ms, in order, or none. Nil with Publish set: a
+	// batch is refused (501), never published message by message, which
+	// could stop half-way.
+	PublishBatch func(ms []*engine.Message, key string) (engine.PublishResult, error)
+	// MaxBatch bounds the messages of one batch publish; beyond it 413.
+	// Default 1000.
+	MaxBatch int
 	// Auth, when set, checks every publish and subscribe (and the routes
 	// marked Admin or given a Token) before any hook runs: 401 without a
 	// valid token, 403 when it does not allow the topics. Nil: everything
@@ -161,14 +169,17 @@ func (c *Config) setDefaults() error {
 			c.MaxConns = int(max(n-128, n/2))
 		}
 	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
 	if c.H2MaxStreams == 0 {
 		c.H2MaxStreams = DefaultH2MaxStreams
 	}
 	if c.H2MaxStreams < 0 || c.H2MaxStreams > 1<<20 {
 		return errors.New("transport: HTTP/2 streams per connection must be between 1 and 1048576")
 	}
-	if c.MaxConnsPerIP < 0 || c.MaxSubscribers < 0 {
-		return errors.New("transport: connection and subscriber limits must not be negative")
+	if c.MaxConnsPerIP < 0 || c.MaxSubscribers < 0 || c.MaxBatch < 0 {
+		return errors.New("transport: connection, subscriber and batch limits must not be negative")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -323,8 +334,17 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.closing.Load() {
 		return nil
 	}
+	if err == nil {
+		// fasthttp returns nil when the listener is closed; only Shutdown
+		// may do that.
+		err = ErrListenerClosed
+	}
 	return err
 }
+
+// ErrListenerClosed is returned by Serve when its listener stopped
+// accepting (it was closed, or failed) before Shutdown.
+var ErrListenerClosed = errors.New("transport: the listener stopped accepting before Shutdown")
 
 // OpenConns returns how many connections are open, streams included.
 func (s *Server) OpenConns() int64 {

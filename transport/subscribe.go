@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"net"
 	"strings"
 	"syscall"
@@ -108,21 +109,22 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 	conn := ctx.Conn()
 	st.Conn, st.Close = conn, conn.Close
 	// Over TLS the socket's bytes are not the stream's: no raw writes, the
-	// engine falls back to Write on the TLS connection.
-	if sc, ok := conn.(syscall.Conn); ok && !s.isTLS(conn) {
-		if raw, err := sc.SyscallConn(); err == nil {
-			st.Raw = raw
-		}
+	// engine falls back to Write on the TLS connection; its poller still
+	// watches the socket under it for the client leaving.
+	if tc, ok := conn.(*tls.Conn); ok {
+		st.Watch = rawConn(tc.NetConn())
+	} else if !s.isTLS(conn) {
+		st.Raw = rawConn(conn)
 	}
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(net.Conn) {
 		// fasthttp releases the request and its buffers when this returns
-		// (KeepHijackedConns leaves the socket open): the stream runs on
+		// (KeepHijackedConns leaves the socket open): the stream starts on
 		// a fresh goroutine with a small stack and holds nothing of theirs.
-		go func() {
-			_ = s.eng.Serve(sub, st)
-			s.streams.Add(-1)
-		}()
+		// Once the head is out that goroutine ends too and the shard's
+		// poller watches the idle stream (engine/poll.go); without a
+		// descriptor or a poller it stays for the stream's life.
+		go s.eng.Start(sub, st, func(error) { s.streams.Add(-1) })
 	})
 	handedOver = true
 }
@@ -233,4 +235,18 @@ func newRequest(ctx *fasthttp.RequestCtx) *engine.Request {
 		r.IP = ctx.RemoteIP().String()
 	}
 	return r
+}
+
+// rawConn is c's socket, for the engine's non-blocking writes and its
+// poller; nil when c has none.
+func rawConn(c net.Conn) syscall.RawConn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }

@@ -56,6 +56,7 @@ type options struct {
 	nats            natsOptions
 	auth            authOptions
 	store           storeOptions
+	scale           scaleOptions // scale.go
 	help            bool
 	version         bool
 	// config is --config; checkConfig says that --check names a config
@@ -263,6 +264,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs.StringVar(&o.nats.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
 	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
 	storeFlags := addStoreFlags(fs, o)
+	addScaleFlags(fs, &o.scale)
 	fs.StringVar(&o.config, "config", "", "read options from this TOML `FILE`: one key per long option (listen = \"127.0.0.1:1983\"); flags and TINYSSE_* variables win over it")
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
 	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
@@ -344,6 +346,9 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 		return nil, err
 	}
 	if err := o.nats.check(); err != nil {
+		return nil, err
+	}
+	if err := o.scale.check(); err != nil {
 		return nil, err
 	}
 	if err := storeFlags.finish(o); err != nil {

@@ -14,12 +14,10 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -71,7 +69,7 @@ func runNodes(t *testing.T, n int, args []string, vars ...string) (addrs []strin
 		}
 	}
 	t.Cleanup(func() {
-		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		if err := interruptSelf(); err != nil {
 			t.Fatal(err)
 		}
 		for range n {

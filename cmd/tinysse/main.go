@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
@@ -105,6 +107,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 			defer store.Close() // after node.Close below
 			ccfg = o.store.config(store, log)
 		}
+		ccfg.ReplayFetches = o.scale.replayFetches
 		if o.script != "" {
 			// message hooks on every node see pub as the publishing node made it
 			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
@@ -152,7 +155,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		}
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := listen("tcp", o.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "tinysse: --listen: %v\n", err)
 		return 1
@@ -190,6 +193,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxHistoryBytes: historyBudget(o),
 		Hooks:           hooks,
 		Replay:          replay,
+		NoPoll:          o.scale.noPoll,
 		Logger:          log,
 	})
 	if err != nil {
@@ -197,8 +201,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		return 2
 	}
 	var srv *transport.Server
-	stopOps := make(chan struct{})
-	defer close(stopOps)
 	dashboard := dashboardAllowed(o, ln.Addr(), log)
 	var extraMetrics func(io.Writer)
 	if node != nil {
@@ -241,6 +243,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		Routes:           routes,
 		TLS:              tlsConfig,
 		Publish:          publish,
+		MaxBatch:         o.scale.maxBatch,
 		Auth:             authz,
 		TokenCookie:      o.auth.cookie,
 		APIPath:          apiPath,
@@ -251,12 +254,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		fmt.Fprintf(stderr, "tinysse: %v\n", err)
 		return 2
 	}
-	if feed != nil {
-		go feed(stopOps)
-	}
-	if budget := historyBudget(o); budget > 0 {
-		go paceGC(eng, budget, stopOps) // see memlimit.go
-	}
+	// The engine is closed by the server's Shutdown; until the server
+	// runs, a failure here closes it.
+	engineOwned := true
+	defer func() {
+		if engineOwned {
+			_ = eng.Close(context.Background())
+		}
+	}()
 	if node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 		err := node.Start(ctx, eng)
@@ -274,34 +279,56 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 	log.Info(fmt.Sprintf("Listening on %s", ln.Addr()), "scheme", scheme)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// From here every part runs under one errgroup and one context: a
+	// signal, or any part returning an error (the listener failing), ends
+	// the context, and the shutdown part then stops the rest in order:
+	// the server (listener, streams with their goodbye, the engine's
+	// shards), then, as run returns, the cluster link, the script's VMs
+	// and tick, the store (the deferred calls above, last first).
+	sigCtx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	g, ctx := errgroup.WithContext(sigCtx)
+	engineOwned = false
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil {
+			return fmt.Errorf("--listen: %w", err)
+		}
+		return nil
+	})
+	if feed != nil {
+		g.Go(func() error { feed(ctx.Done()); return nil })
+	}
+	if budget := historyBudget(o); budget > 0 {
+		g.Go(func() error { paceGC(eng, budget, ctx.Done()); return nil }) // see memlimit.go
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		if sigCtx.Err() != nil {
+			log.Info("shutting down", "timeout", o.shutdownTimeout)
+		} else {
+			log.Error("shutting down: a part of the server failed", "timeout", o.shutdownTimeout)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("shutdown", "err", err)
+		}
+		return nil
+	})
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-
-	select {
-	case err := <-served:
-		if err != nil {
-			log.Error("server stopped", "err", err)
-			return 1
-		}
-		return 0
-	case s := <-sig:
-		log.Info("shutting down", "signal", s.String(), "timeout", o.shutdownTimeout)
+	if err := g.Wait(); err != nil {
+		log.Error("server stopped", "err", err)
+		fmt.Fprintf(stderr, "tinysse: %v\n", err)
+		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("shutdown", "err", err)
-	}
-	<-served
 	log.Info("stopped")
 	return 0
 }
+
+// listen is net.Listen; a test makes the listener fail while serving.
+var listen = net.Listen
 
 // keepAliveOrOff maps --keep-alive 0 to "off" for the engine.
 func keepAliveOrOff(o *options) time.Duration {
@@ -403,6 +430,9 @@ func cliTable(o *options, shards, vms int) map[string]any {
 		"anonymous":              o.auth.anonymous,
 		"public_topics":          o.auth.publicTopics,
 		"dashboard_public":       o.auth.dashboardPublic,
+		"no_poll":                o.scale.noPoll,
+		"max_batch":              o.scale.maxBatch,
+		"nats_replay_fetches":    o.scale.replayFetches,
 	}
 }
 

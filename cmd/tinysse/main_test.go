@@ -181,6 +181,12 @@ func TestBadValues(t *testing.T) {
 		{nil, []string{"TINYSSE_MAX_TOPICS=-3"}, "--max-topics", ""},
 		{[]string{"--max-history-bytes", "lots"}, nil, "--max-history-bytes", ""},
 		{nil, []string{"TINYSSE_MAX_HISTORY_BYTES=-1MB"}, "--max-history-bytes", ""},
+		{[]string{"--max-batch", "0"}, nil, "--max-batch", ""},
+		{[]string{"--max-batch", "100001"}, nil, "--max-batch", ""},
+		{nil, []string{"TINYSSE_MAX_BATCH=many"}, "--max-batch", ""},
+		{[]string{"--nats-replay-fetches", "0"}, nil, "--nats-replay-fetches", ""},
+		{[]string{"--nats-replay-fetches", "1025"}, nil, "--nats-replay-fetches", ""},
+		{nil, []string{"TINYSSE_NO_POLL=sometimes"}, "--no-poll", ""},
 		{[]string{"--no-such-option"}, nil, "no-such-option", ""},
 		{[]string{"--listen"}, nil, "listen", ""},
 		{[]string{"stray"}, nil, "stray", ""},
@@ -246,6 +252,15 @@ func TestOptions(t *testing.T) {
 		}
 		if o := parse(t, nil); o.maxBodySize != 65536 {
 			t.Errorf("default max body size %d, want 65536", o.maxBodySize)
+		}
+	})
+	t.Run("scale", func(t *testing.T) {
+		if o := parse(t, nil); o.scale != (scaleOptions{noPoll: false, maxBatch: 1000, replayFetches: 16}) {
+			t.Errorf("defaults %+v", o.scale)
+		}
+		o := parse(t, []string{"--no-poll", "--max-batch", "50"}, "TINYSSE_NATS_REPLAY_FETCHES=4")
+		if o.scale != (scaleOptions{noPoll: true, maxBatch: 50, replayFetches: 4}) {
+			t.Errorf("--no-poll --max-batch 50 TINYSSE_NATS_REPLAY_FETCHES=4: %+v", o.scale)
 		}
 	})
 	t.Run("durations", func(t *testing.T) {
@@ -344,7 +359,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("GET /wrong: %d, want 404: the flag must win over TINYSSE_SUB_PATH", a.status)
 	}
 
-	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+	if err := interruptSelf(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,7 +94,7 @@ func TestRunCluster(t *testing.T) {
 	if b := sub.readUntil(t, "\n\n"); b != "id: 1\ndata: across\n\n" {
 		t.Fatalf("other node got %q", b)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+	if err := interruptSelf(); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,7 +41,7 @@ func runServer(t testing.TB, args []string, vars ...string) (addr string, logs *
 			return
 		}
 		stopped = true
-		if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		if err := interruptSelf(); err != nil {
 			t.Fatal(err)
 		}
 		select {

@@ -72,8 +72,13 @@ func Decode(b []byte, field func(name []byte) any) error {
 	if b[i] != '{' {
 		return ErrNotObject
 	}
-	// From here on b is known to be one valid JSON value: the walk below
-	// only finds where each name and value ends.
+	return decodeObject(b, i, field)
+}
+
+// decodeObject is Decode on b, known to be valid JSON, from its '{' at i.
+func decodeObject(b []byte, i int, field func(name []byte) any) error {
+	// b is known to be one valid JSON value: the walk below only finds
+	// where each name and value ends.
 	var seen names
 	seen.list = seen.small[:0]
 	i = skipSpace(b, i+1)
@@ -241,4 +246,53 @@ func valueEnd(b []byte, i int) int {
 		i++
 	}
 	return i
+}
+
+// ErrNotArray is returned by Array for input that is not a JSON array.
+var ErrNotArray = errors.New("jsonobj: not a JSON array")
+
+// Array reads b, which must be exactly one JSON array (whitespace around
+// it allowed), and calls elem with each element's index and bytes, in
+// order, until elem returns an error (Array returns it). An element that
+// is an object may be handed to DecodeElement, which does not check it
+// again. Nothing is called unless all of b is valid JSON.
+func Array(b []byte, elem func(i int, v []byte) error) error {
+	i := skipSpace(b, 0)
+	if i == len(b) {
+		return ErrEmpty
+	}
+	if !json.Valid(b) {
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return err
+		}
+		return errors.New("jsonobj: invalid JSON")
+	}
+	if b[i] != '[' {
+		return ErrNotArray
+	}
+	i = skipSpace(b, i+1)
+	if b[i] == ']' {
+		return nil
+	}
+	for n := 0; ; n++ {
+		end := valueEnd(b, i)
+		if err := elem(n, b[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(b, end)
+		if b[i] == ']' {
+			return nil
+		}
+		i = skipSpace(b, i+1) // past the ','
+	}
+}
+
+// DecodeElement is Decode for an element Array handed over (known to be
+// valid JSON, so not checked again).
+func DecodeElement(v []byte, field func(name []byte) any) error {
+	if len(v) == 0 || v[0] != '{' {
+		return ErrNotObject
+	}
+	return decodeObject(v, 0, field)
 }

@@ -211,3 +211,36 @@ func countMembers(t *testing.T, b []byte) int {
 	}
 	return n
 }
+
+func TestArray(t *testing.T) {
+	var got []string
+	err := Array([]byte(` [ {"a":"1"} , 2,"x" ,[3], {"b":{"c":[1,2]}} ] `), func(i int, v []byte) error {
+		got = append(got, fmt.Sprintf("%d=%s", i, v))
+		return nil
+	})
+	want := `0={"a":"1"} 1=2 2="x" 3=[3] 4={"b":{"c":[1,2]}}`
+	if err != nil || strings.Join(got, " ") != want {
+		t.Fatalf("Array: %v %q, want %q", err, strings.Join(got, " "), want)
+	}
+	for _, bad := range []string{``, `  `, `{}`, `[1,]`, `[1] [2]`, `"["`} {
+		called := false
+		if err := Array([]byte(bad), func(int, []byte) error { called = true; return nil }); err == nil || called {
+			t.Errorf("Array(%q): err %v, called %v", bad, err, called)
+		}
+	}
+	if err := Array([]byte(`[]`), func(int, []byte) error { return errors.New("called") }); err != nil {
+		t.Errorf("empty array: %v", err)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := Array([]byte(`[1,2,3]`), func(int, []byte) error { n++; return stop }); err != stop || n != 1 {
+		t.Errorf("stopping: %v after %d", err, n)
+	}
+	var v struct{ A string }
+	if err := DecodeElement([]byte(`{"A":"x"}`), func(name []byte) any { return &v.A }); err != nil || v.A != "x" {
+		t.Errorf("DecodeElement: %v %q", err, v.A)
+	}
+	if err := DecodeElement([]byte(`[1]`), func([]byte) any { return nil }); !errors.Is(err, ErrNotObject) {
+		t.Errorf("DecodeElement of an array: %v", err)
+	}
+}

@@ -1,0 +1,195 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/tinysse/tinysse/auth"
+	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/jsonobj"
+	"github.com/valyala/fasthttp"
+)
+
+// Batch publish (issue 19): POST {pub-path} with a JSON array of messages
+// (Content-Type application/json, the body's first character '[') or
+// with Content-Type application/x-ndjson, one message object per line
+// (blank lines skipped). Every message is decoded, checked (topics, the
+// token's grant) and passed through the publish hook before any is
+// published; the first refused one answers with its index ("message 3:
+// ...") and nothing is published. Then all are published in order as one
+// unit (engine.PublishBatch; in cluster mode Config.PublishBatch), with
+// one 202 {"queued":Q,"subscribers":S}: Q as for one message, over every
+// topic of the batch, and S the subscribers of those topics (each topic
+// counted once). ?topic= applies to every message. --max-body-size bounds
+// the body and Config.MaxBatch (--max-batch) the messages.
+
+const ndjsonType = "application/x-ndjson"
+
+// isBatch says whether a publish body is a batch.
+func isBatch(contentType, body []byte) bool {
+	switch mediaType(contentType) {
+	case ndjsonType:
+		return true
+	case "application/json":
+		i := 0
+		for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n') {
+			i++
+		}
+		return i < len(body) && body[i] == '['
+	}
+	return false
+}
+
+// decodeBatch reads a batch body into messages, at most max of them.
+func decodeBatch(mt string, body []byte, max int) ([]*engine.Message, int, error) {
+	if !utf8.Valid(body) {
+		return nil, fasthttp.StatusBadRequest, errors.New("body is not valid UTF-8")
+	}
+	tooMany := func() error {
+		return fmt.Errorf("batch of more than %d messages (--max-batch)", max)
+	}
+	var ms []*engine.Message
+	if mt == ndjsonType {
+		for n, rest := 0, body; len(rest) > 0; n++ {
+			line := rest
+			if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+				line, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = nil
+			}
+			if len(bytes.TrimSpace(line)) == 0 {
+				continue
+			}
+			if len(ms) == max {
+				return nil, fasthttp.StatusRequestEntityTooLarge, tooMany()
+			}
+			m, err := decodeJSON(line)
+			if err != nil {
+				return nil, fasthttp.StatusBadRequest, fmt.Errorf("message %d (line %d): %w", len(ms), n+1, err)
+			}
+			ms = append(ms, m)
+		}
+	} else {
+		var elemErr error // an element that is not a good message (the body is valid JSON)
+		err := jsonobj.Array(body, func(i int, v []byte) error {
+			if i == max {
+				return errTooMany
+			}
+			m, err := decodeElement(v)
+			if err != nil {
+				elemErr = fmt.Errorf("message %d: %w", i, err)
+				return elemErr
+			}
+			ms = append(ms, m)
+			return nil
+		})
+		switch {
+		case errors.Is(err, errTooMany):
+			return nil, fasthttp.StatusRequestEntityTooLarge, tooMany()
+		case elemErr != nil:
+			return nil, fasthttp.StatusBadRequest, elemErr
+		case err != nil:
+			return nil, fasthttp.StatusBadRequest, jsonError(err)
+		}
+	}
+	if len(ms) == 0 {
+		return nil, fasthttp.StatusBadRequest, errors.New("empty batch: no message")
+	}
+	return ms, 0, nil
+}
+
+var errTooMany = errors.New("transport: batch too large")
+
+// decodeElement is decodeJSON for one element of a JSON array body
+// (checked as JSON already).
+func decodeElement(v []byte) (*engine.Message, error) {
+	m := &engine.Message{}
+	var data *string
+	if err := jsonobj.DecodeElement(v, func(name []byte) any { return messageField(m, &data, name) }); err != nil {
+		return nil, jsonError(err)
+	}
+	if data != nil {
+		m.Data, m.HasData = *data, true
+	}
+	return m, nil
+}
+
+// publishBatch handles a batch body; grant is the request's token's (nil
+// without access control).
+func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt string, body []byte) {
+	if s.cfg.Publish != nil && s.cfg.PublishBatch == nil {
+		writeError(ctx, fasthttp.StatusNotImplemented, "batch publish is not available in this mode: publish one message per request")
+		return
+	}
+	ms, status, err := decodeBatch(mt, body, s.cfg.MaxBatch)
+	if err != nil {
+		writeError(ctx, status, err.Error())
+		return
+	}
+	var key string
+	if s.cfg.Publish != nil {
+		if key, err = idempotencyKey(ctx.Request.Header.Peek(idempotencyHeader)); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	query := queryTopics(ctx)
+	for i, m := range ms {
+		prefix := fmt.Sprintf("message %d: ", i)
+		m.Topics = uniqueTopics(append(m.Topics, query...))
+		if err := checkTopics(m.Topics); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
+			return
+		}
+		if err := m.Validate(); err != nil {
+			writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
+			return
+		}
+		if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, prefix) {
+			return
+		}
+	}
+	if h := s.hooks.Publish; h != nil {
+		req := newRequest(ctx) // one for the batch: the hook sees the same request for each message
+		if grant != nil {
+			req.Claims = grant.Claims
+		}
+		for i, m := range ms {
+			prefix := fmt.Sprintf("message %d: ", i)
+			accept, err := h(req, m)
+			switch {
+			case errors.Is(err, engine.ErrInvalid):
+				writeError(ctx, fasthttp.StatusBadRequest, prefix+"publish hook returned a bad message: "+err.Error())
+				return
+			case err != nil:
+				writeError(ctx, fasthttp.StatusInternalServerError, prefix+"publish hook failed")
+				return
+			case !accept:
+				writeError(ctx, fasthttp.StatusForbidden, prefix+"message rejected by script")
+				return
+			}
+			m.Topics = uniqueTopics(m.Topics)
+			if err := checkTopics(m.Topics); err != nil {
+				writeError(ctx, fasthttp.StatusBadRequest, prefix+"publish hook set bad topics: "+err.Error())
+				return
+			}
+			if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, prefix+"the publish hook set topics the token does not allow: ") {
+				return
+			}
+		}
+	}
+	var res engine.PublishResult
+	if s.cfg.PublishBatch != nil {
+		res, err = s.cfg.PublishBatch(ms, key)
+	} else {
+		res, err = s.eng.PublishBatch(ms)
+	}
+	prefix := ""
+	var be *engine.BatchError
+	if errors.As(err, &be) {
+		prefix = fmt.Sprintf("message %d: ", be.Index)
+	}
+	s.answerPublish(ctx, res, err, prefix)
+}
