@@ -69,6 +69,8 @@ var nodeFamilies = promtext.Index([]promtext.Family{
 	{Name: "tinysse_nats_consumer_errors_total", Type: promtext.Counter, Help: "Stream consumers lost, each replaced."},
 	{Name: "tinysse_nats_fetches_total", Type: promtext.Counter, Help: "Pull requests to JetStream for replay."},
 	{Name: "tinysse_nats_replayed_messages_total", Type: promtext.Counter, Help: "Messages read from the stream for replay."},
+	{Name: "tinysse_nats_replay_reads_total", Type: promtext.Counter, Help: "Reads of the stream made for replays (consumers made); a read shared by several replays counts once."},
+	{Name: "tinysse_nats_replays_shared_total", Type: promtext.Counter, Help: "Replays answered by a read of the stream that another replay started."},
 	{Name: "tinysse_nats_connected", Type: promtext.Gauge, Help: "1 while the node is connected to NATS, else 0."},
 	{Name: "tinysse_nats_reconnects_total", Type: promtext.Counter, Help: "Reconnections to NATS."},
 	{Name: "tinysse_nats_applied_seq", Type: promtext.Gauge, Help: "The last stream sequence applied on this node."},

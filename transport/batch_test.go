@@ -56,7 +56,7 @@ func TestBatchPublish(t *testing.T) {
 	other.expectLines("id: x", "event: e", "data: 2")
 
 	a, _ = postBatch(t, addr, "/sse?topic=a", "application/x-ndjson; charset=utf-8",
-		"{\"data\":\"4\"}\n\n  \n{\"data\":\"5\",\"comment\":\"c\"}\r\n{\"data\":\"6\"}")
+		"{\"data\":\"4\"}\n\n  \n{\"data\":\"5\",\"comment\":[\"c\"]}\r\n{\"data\":\"6\"}")
 	if a.Status != http.StatusAccepted {
 		t.Fatalf("ndjson: %d %s", a.Status, a.Body)
 	}
@@ -85,7 +85,7 @@ func TestBatchRefused(t *testing.T) {
 		status            int
 		want              string
 	}{
-		{"bad field", "application/json", `[{"data":"1"},{"data":"2"},{"data":3}]`, 400, `message 2: malformed JSON: field \"data\"`},
+		{"bad field", "application/json", `[{"data":"1"},{"data":"2"},{"data":3}]`, 400, `message 2: field \"data\" must be a string`},
 		{"not an object", "application/json", `[{"data":"1"},7]`, 400, "message 1: "},
 		{"duplicate key", "application/json", `[{"data":"1","data":"2"}]`, 400, `message 0: key \"data\" given twice`},
 		{"bad id", "application/json", `[{"data":"1"},{"id":"a\u0000b","data":"2"}]`, 400, "message 1: "},
