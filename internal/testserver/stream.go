@@ -46,8 +46,10 @@ func NewStream(t testing.TB, c StreamConn, status int, header http.Header) *Stre
 }
 
 // On returns s reporting to t: a stream made by a test and used in its
-// subtests must fail the subtest.
+// subtests must fail the subtest. Both share the connection and the
+// parser (bytes not parsed yet are given to the parser first).
 func (s *Stream) On(t testing.TB) *Stream {
+	s.feedRaw()
 	c := *s
 	c.T = t
 	return &c
@@ -115,12 +117,19 @@ func StartStream(t testing.TB, c net.Conn, target string, headers ...string) *St
 	return s
 }
 
-// Next returns the next block of the stream, waiting at most d.
-func (s *Stream) Next(d time.Duration) (sseparse.Block, error) {
+// Parser is the stream's parser, which keeps every event and comment.
+func (s *Stream) Parser() *sseparse.Parser { return s.p }
+
+func (s *Stream) feedRaw() {
 	if len(s.raw) > 0 {
 		s.p.Feed(s.raw)
 		s.raw = nil
 	}
+}
+
+// Next returns the next block of the stream, waiting at most d.
+func (s *Stream) Next(d time.Duration) (sseparse.Block, error) {
+	s.feedRaw()
 	deadline := time.Now().Add(d)
 	for {
 		if b, ok := s.p.Next(); ok {
@@ -241,6 +250,15 @@ func (s *Stream) ReadUntil(marker string) string {
 			s.T.Fatalf("waiting for %q: %v (have %q)", marker, err, s.raw)
 		}
 	}
+}
+
+// TakeRaw returns the bytes read and not yet parsed (past the head, or
+// past ReadUntil's marker) and forgets them: for a test that reads the
+// connection itself from there on.
+func (s *Stream) TakeRaw() []byte {
+	b := s.raw
+	s.raw = nil
+	return b
 }
 
 // ExpectClosed requires the server to close the stream with nothing more.
