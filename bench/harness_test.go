@@ -97,8 +97,21 @@ func startServer(b *testing.B, tcfg transport.Config) (addr string, e *engine.En
 // each read past its ": ok", and waits until e serves them all.
 func openStreams(b *testing.B, e *engine.Engine, n int, dial func() (net.Conn, error)) []net.Conn {
 	b.Helper()
+	clients := dialN(b, n, dial, []byte("GET /sse HTTP/1.1\r\nHost: bench\r\n\r\n"), []byte(": ok\n\n"))
+	waitFor(b, "streams to be served", func() bool { return e.Subscribers("") == n })
+	return clients
+}
+
+// dialN opens n connections with dial, sends req on each and reads it
+// past marker (readHead); they are closed at cleanup if not before.
+func dialN(b *testing.B, n int, dial func() (net.Conn, error), req, marker []byte) []net.Conn {
+	b.Helper()
 	clients := make([]net.Conn, 0, n)
-	req := []byte("GET /sse HTTP/1.1\r\nHost: bench\r\n\r\n")
+	b.Cleanup(func() {
+		for _, c := range clients {
+			_ = c.Close()
+		}
+	})
 	for range n {
 		c, err := dial()
 		if err != nil {
@@ -108,9 +121,8 @@ func openStreams(b *testing.B, e *engine.Engine, n int, dial func() (net.Conn, e
 		if _, err := c.Write(req); err != nil {
 			b.Fatal(err)
 		}
-		readHead(b, c, []byte(": ok\n\n"))
+		readHead(b, c, marker)
 	}
-	waitFor(b, "streams to be served", func() bool { return e.Subscribers("") == n })
 	return clients
 }
 
