@@ -5,7 +5,6 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/auth"
-	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/internal/testjwt"
 	"github.com/tinysse/tinysse/transport"
 )
@@ -51,25 +49,8 @@ func authServer(b *testing.B, kind string) (addr, token string) {
 		}
 	}
 	// Not newEngine: the transport's Shutdown closes the engine.
-	e, err := engine.New(engine.Config{KeepAlive: -1, Logger: discard})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := transport.New(tcfg, e)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), stuckAfter)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return ln.Addr().String(), token
+	addr, _ = startServer(b, tcfg)
+	return addr, token
 }
 
 // authHeader is the request header line carrying token, if any.

@@ -5,14 +5,12 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/transport"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -38,59 +36,16 @@ func BenchmarkH2Stream(b *testing.B) {
 	for _, proto := range []string{"http1", "h2c"} {
 		b.Run(proto, func(b *testing.B) {
 			bySize(b, "subs", h2Subs, func(b *testing.B, n int) {
-				e, err := engine.New(engine.Config{KeepAlive: -1, Logger: discard})
-				if err != nil {
-					b.Fatal(err)
-				}
-				srv, err := transport.New(transport.Config{Logger: discard}, e)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ln := listen(b)
-				served := make(chan struct{})
-				go func() { defer close(served); _ = srv.Serve(ln) }()
-				b.Cleanup(func() {
-					ctx, cancel := context.WithTimeout(context.Background(), stuckAfter)
-					defer cancel()
-					_ = srv.Shutdown(ctx)
-					<-served
-				})
+				addr, e := startServer(b, transport.Config{})
 				t := newTally(n)
 				if proto == "http1" {
-					clients := make([]net.Conn, 0, n)
-					req := []byte("GET /sse HTTP/1.1\r\nHost: bench\r\n\r\n")
-					for range n {
-						c, err := net.Dial("tcp", ln.Addr().String())
-						if err != nil {
-							b.Fatal(err)
-						}
-						clients = append(clients, c)
-						if _, err := c.Write(req); err != nil {
-							b.Fatal(err)
-						}
-						readHead(b, c, []byte(": ok\n\n"))
-					}
-					waitFor(b, "streams to be served", func() bool { return e.Subscribers("") == n })
+					clients := openStreams(b, e, n, func() (net.Conn, error) { return net.Dial("tcp", addr) })
 					drains(b, clients, len(frame), t)
 				} else {
-					h2Streams(b, ln.Addr().String(), n, h2PerConn, t)
+					h2Streams(b, addr, n, h2PerConn, t)
 					waitFor(b, "streams to be served", func() bool { return e.Subscribers("") == n })
 				}
-				stuck, stopWatch := t.watch(stuckAfter)
-				defer stopWatch()
-				b.ReportAllocs()
-				b.SetBytes(int64(n * len(frame)))
-				cpu := processCPU()
-				for b.Loop() {
-					t.expect(1)
-					if _, err := e.Publish(newMessage()); err != nil {
-						b.Fatal(err)
-					}
-					if !t.wait(stuck) {
-						b.Fatalf("no delivery for %v", stuckAfter)
-					}
-				}
-				reportDeliveries(b, n, processCPU()-cpu)
+				publishEach(b, e, n, t)
 			})
 		})
 	}

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
+	"github.com/tinysse/tinysse/transport"
 )
 
 // The sizes every benchmark runs at.
@@ -80,13 +83,70 @@ func newEngine(b *testing.B, cfg engine.Config) *engine.Engine {
 // waitFor polls cond until it holds or stuckAfter passes.
 func waitFor(b *testing.B, what string, cond func() bool) {
 	b.Helper()
-	deadline := time.Now().Add(stuckAfter)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out waiting for %s", what)
+	testserver.Eventually(b, stuckAfter, what, cond)
+}
+
+// startServer runs tinysse's transport and engine (without keep-alives)
+// on 127.0.0.1 until the benchmark ends; the transport's Shutdown closes
+// the engine.
+func startServer(b *testing.B, tcfg transport.Config) (addr string, e *engine.Engine) {
+	b.Helper()
+	s := inproc.Start(b, inproc.Config{Engine: engine.Config{KeepAlive: -1}, Transport: tcfg})
+	return s.Addr, s.Engine
+}
+
+// openStreams opens n HTTP/1.1 event streams on e's server with dial,
+// each read past its ": ok", and waits until e serves them all.
+func openStreams(b *testing.B, e *engine.Engine, n int, dial func() (net.Conn, error)) []net.Conn {
+	b.Helper()
+	clients := dialN(b, n, dial, []byte("GET /sse HTTP/1.1\r\nHost: bench\r\n\r\n"), []byte(": ok\n\n"))
+	waitFor(b, "streams to be served", func() bool { return e.Subscribers("") == n })
+	return clients
+}
+
+// dialN opens n connections with dial, sends req on each and reads it
+// past marker (readHead); they are closed at cleanup if not before.
+func dialN(b *testing.B, n int, dial func() (net.Conn, error), req, marker []byte) []net.Conn {
+	b.Helper()
+	clients := make([]net.Conn, 0, n)
+	b.Cleanup(func() {
+		for _, c := range clients {
+			_ = c.Close()
 		}
-		time.Sleep(time.Millisecond)
+	})
+	for range n {
+		c, err := dial()
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients = append(clients, c)
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		readHead(b, c, marker)
 	}
+	return clients
+}
+
+// publishEach is the timed loop of a fan-out benchmark: an op publishes
+// one message and waits until each of the n streams counted by t has it.
+func publishEach(b *testing.B, e *engine.Engine, n int, t *tally) {
+	b.Helper()
+	stuck, stopWatch := t.watch(stuckAfter)
+	defer stopWatch()
+	b.ReportAllocs()
+	b.SetBytes(int64(n * len(frame)))
+	cpu := processCPU()
+	for b.Loop() {
+		t.expect(1)
+		if _, err := e.Publish(newMessage()); err != nil {
+			b.Fatal(err)
+		}
+		if !t.wait(stuck) {
+			b.Fatalf("no delivery for %v", stuckAfter)
+		}
+	}
+	reportDeliveries(b, n, processCPU()-cpu)
 }
 
 // tally counts deliveries and wakes the benchmark goroutine once every

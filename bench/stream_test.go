@@ -120,24 +120,7 @@ func listen(b *testing.B) net.Listener {
 func dialStreams(b *testing.B, ln net.Listener, srv streamServer, n int) []net.Conn {
 	b.Helper()
 	req := []byte("GET /sse HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
-	clients := make([]net.Conn, 0, n)
-	b.Cleanup(func() {
-		for _, c := range clients {
-			_ = c.Close()
-		}
-	})
-	for range n {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		clients = append(clients, c)
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		readHead(b, c, srv.headEnd)
-	}
-	return clients
+	return dialN(b, n, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }, req, srv.headEnd)
 }
 
 // hub stands in for the engine in the writer and hijack servers: a

@@ -3,12 +3,10 @@
 package bench
 
 import (
-	"context"
 	"crypto/tls"
 	"net"
 	"testing"
 
-	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/internal/testcert"
 	"github.com/tinysse/tinysse/transport"
 )
@@ -35,59 +33,16 @@ func BenchmarkTLSStream(b *testing.B) {
 				if useTLS {
 					scfg = cert.Server(b)
 				}
-				e, err := engine.New(engine.Config{KeepAlive: -1, Logger: discard})
-				if err != nil {
-					b.Fatal(err)
-				}
-				srv, err := transport.New(transport.Config{Logger: discard, TLS: scfg}, e)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ln := listen(b)
-				served := make(chan struct{})
-				go func() { defer close(served); _ = srv.Serve(ln) }()
-				b.Cleanup(func() {
-					ctx, cancel := context.WithTimeout(context.Background(), stuckAfter)
-					defer cancel()
-					_ = srv.Shutdown(ctx)
-					<-served
-				})
-				clients := make([]net.Conn, 0, n)
-				req := []byte("GET /sse HTTP/1.1\r\nHost: bench\r\n\r\n")
-				for range n {
-					var c net.Conn
+				addr, e := startServer(b, transport.Config{TLS: scfg})
+				clients := openStreams(b, e, n, func() (net.Conn, error) {
 					if useTLS {
-						c, err = tls.Dial("tcp", ln.Addr().String(), cert.Client())
-					} else {
-						c, err = net.Dial("tcp", ln.Addr().String())
+						return tls.Dial("tcp", addr, cert.Client())
 					}
-					if err != nil {
-						b.Fatal(err)
-					}
-					clients = append(clients, c)
-					if _, err := c.Write(req); err != nil {
-						b.Fatal(err)
-					}
-					readHead(b, c, []byte(": ok\n\n"))
-				}
-				waitFor(b, "streams to be served", func() bool { return e.Subscribers("") == n })
+					return net.Dial("tcp", addr)
+				})
 				t := newTally(n)
 				drains(b, clients, len(frame), t)
-				stuck, stopWatch := t.watch(stuckAfter)
-				defer stopWatch()
-				b.ReportAllocs()
-				b.SetBytes(int64(n * len(frame)))
-				cpu := processCPU()
-				for b.Loop() {
-					t.expect(1)
-					if _, err := e.Publish(newMessage()); err != nil {
-						b.Fatal(err)
-					}
-					if !t.wait(stuck) {
-						b.Fatalf("no delivery for %v", stuckAfter)
-					}
-				}
-				reportDeliveries(b, n, processCPU()-cpu)
+				publishEach(b, e, n, t)
 			})
 		})
 	}

@@ -3,7 +3,6 @@ package cluster_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +16,7 @@ import (
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
-	"github.com/tinysse/tinysse/transport"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 )
 
 // BenchmarkFanout: one publisher, subscribers spread over the nodes, every
@@ -60,26 +59,8 @@ func BenchmarkFanout(b *testing.B) {
 
 // startPlainNode runs one node without cluster mode.
 func startPlainNode(b *testing.B, ecfg engine.Config) string {
-	ecfg.AutoID, ecfg.Logger = true, quiet
-	eng, err := engine.New(ecfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := transport.New(transport.Config{Logger: quiet}, eng)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ln)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	return ln.Addr().String()
+	ecfg.AutoID = true
+	return inproc.Start(b, inproc.Config{Engine: ecfg}).Addr
 }
 
 // fanout subscribes subs streams round-robin over addrs, publishes b.N

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // The fault cases (faultharness_test.go): each makes one fault while
@@ -338,7 +340,7 @@ func TestFaultREADMEExample(t *testing.T) {
 				a = append(a, args[j])
 			}
 		}
-		n := &sseNode{proc: proc{t: t, name: "tinysse " + addr, bin: tinysse, args: a, log: &logBuffer{}}, addr: addr}
+		n := &sseNode{proc: proc{t: t, name: "tinysse " + addr, bin: tinysse, args: a, log: &testserver.Buffer{Max: 4 << 20}}, addr: addr}
 		t.Cleanup(n.cleanup)
 		n.restart()
 		nodes = append(nodes, n)

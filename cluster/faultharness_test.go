@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/tinysse/tinysse/internal/sseparse"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // The fault tests run what a user runs: three nats-server processes in one
@@ -43,15 +44,6 @@ import (
 // TINYSSE_TEST_FAULT_NODE_ARGS adds options to every tinysse node
 // (--nats-publish-timeout 12s, say).
 
-// binaries builds the tinysse binary once per test binary, into a
-// directory TestMain removes.
-var binaries struct {
-	once    sync.Once
-	dir     string
-	tinysse string
-	err     error
-}
-
 // asNATSServer, set in a child's environment, makes this test binary run
 // nats-server's main with the arguments it names (space-separated).
 const asNATSServer = "TINYSSE_TEST_AS_NATS_SERVER"
@@ -62,9 +54,7 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
-	if binaries.dir != "" {
-		os.RemoveAll(binaries.dir)
-	}
+	testserver.RemoveBinary()
 	os.Exit(code)
 }
 
@@ -96,34 +86,15 @@ func buildBinaries(t *testing.T) (tinysse string, natsServer natsCommand) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs processes")
 	}
-	binaries.once.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		}
-		if binaries.dir, err = os.MkdirTemp("", "tinysse-fault-"); err != nil {
-			binaries.err = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		binaries.tinysse = filepath.Join(binaries.dir, "tinysse")
-		// Without DWARF: linking is most of the time here.
-		if out, err := exec.CommandContext(ctx, goBin, "build", "-ldflags=-s -w", "-o", binaries.tinysse, "github.com/tinysse/tinysse/cmd/tinysse").CombinedOutput(); err != nil {
-			binaries.err = fmt.Errorf("go build tinysse: %v\n%s", err, out)
-		}
-	})
-	if binaries.err != nil {
-		t.Fatal(binaries.err)
-	}
+	tinysse = testserver.Binary(t)
 	if bin := os.Getenv("TINYSSE_TEST_NATS_SERVER"); bin != "" {
-		return binaries.tinysse, natsCommand{bin: bin}
+		return tinysse, natsCommand{bin: bin}
 	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return binaries.tinysse, natsCommand{bin: self, asEnv: true}
+	return tinysse, natsCommand{bin: self, asEnv: true}
 }
 
 // natsCommand runs a nats-server: bin with the server's arguments, or
@@ -135,7 +106,7 @@ type natsCommand struct {
 
 // proc is the process of a server run with args.
 func (c natsCommand) proc(t *testing.T, name string, args ...string) proc {
-	p := proc{t: t, name: name, bin: c.bin, args: args, log: &logBuffer{}}
+	p := proc{t: t, name: name, bin: c.bin, args: args, log: &testserver.Buffer{Max: 4 << 20}}
 	if c.asEnv {
 		p.args = nil
 		p.env = []string{asNATSServer + "=" + strings.Join(args, " ")}
@@ -154,27 +125,6 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// logBuffer keeps a process's output for the failure report.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 4<<20 {
-		return len(p), nil // enough to tell what happened
-	}
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is a child process the test started; it is killed at cleanup if
 // still running.
 type proc struct {
@@ -183,7 +133,7 @@ type proc struct {
 	bin    string
 	args   []string
 	env    []string // added to the test's environment, whose TINYSSE_* are left out
-	log    *logBuffer
+	log    *testserver.Buffer
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -603,7 +553,7 @@ func startSSENode(t *testing.T, bin string, natsURLs []string, extra ...string) 
 	args := append([]string{"--listen", addr, "--nats", strings.Join(natsURLs, ","), "--nats-replicas", "3", "--auto-id",
 		"--log-level", "INFO", "--shutdown-timeout", "2s", "--timeout-retry", "200ms", "--no-dashboard"}, extra...)
 	args = append(args, strings.Fields(os.Getenv("TINYSSE_TEST_FAULT_NODE_ARGS"))...)
-	n := &sseNode{proc: proc{t: t, name: "tinysse " + addr, bin: bin, args: args, log: &logBuffer{}}, addr: addr}
+	n := &sseNode{proc: proc{t: t, name: "tinysse " + addr, bin: bin, args: args, log: &testserver.Buffer{Max: 4 << 20}}, addr: addr}
 	t.Cleanup(n.cleanup)
 	n.restart()
 	return n

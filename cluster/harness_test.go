@@ -1,10 +1,8 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,7 +18,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
-	"github.com/tinysse/tinysse/internal/sseparse"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/tinysse/tinysse/transport"
 )
 
@@ -123,12 +121,11 @@ func (ns *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n
 
 // node is one tinysse server in cluster mode.
 type node struct {
-	t      testing.TB
-	addr   string
-	eng    *engine.Engine
-	srv    *transport.Server
-	cl     *cluster.Node
-	served chan error
+	t    testing.TB
+	addr string
+	eng  *engine.Engine
+	srv  *transport.Server
+	cl   *cluster.Node
 }
 
 // startNode runs a node against ns with --auto-id; ccfg and ecfg may set
@@ -162,27 +159,18 @@ func startNode(t testing.TB, ns *natsServer, ccfg cluster.Config, ecfg engine.Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &node{t: t, addr: ln.Addr().String(), eng: eng, srv: srv, cl: cl, served: make(chan error, 1)}
-	go func() { n.served <- srv.Serve(ln) }()
-	t.Cleanup(n.stop)
+	t.Cleanup(cl.Close) // after the server below is shut down
+	n := &node{t: t, eng: eng, srv: srv, cl: cl}
+	n.addr = testserver.Serve(t, srv)
 	return n
 }
 
-// stop shuts the node down (again is fine).
+// stop shuts the node down (again, and at the test's end, is fine).
 func (n *node) stop() {
-	if n.srv == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	_ = n.srv.Shutdown(ctx)
-	<-n.served
 	n.cl.Close()
-	n.srv = nil
 	httpClient.CloseIdleConnections()
 }
 
@@ -194,6 +182,8 @@ func startNodes(t testing.TB, ns *natsServer, k int, ccfg cluster.Config, ecfg e
 	return nodes
 }
 
+// httpClient waits longer than the harness's: a publish waits for
+// JetStream's acknowledgement.
 var httpClient = &http.Client{Timeout: wait}
 
 // publish posts a JSON body to node n's /sse; it returns the status and body.
@@ -217,88 +207,30 @@ func (n *node) mustPublish(data string, topics ...string) {
 	}
 }
 
-// stream is one subscriber on a raw socket, read through the Standard's
-// parser.
-type stream struct {
-	t    testing.TB
-	conn net.Conn
-	p    *sseparse.Parser
-	buf  []byte
-}
+// stream is one subscriber, read through the harness's client.
+type stream struct{ *testserver.Stream }
 
 // subscribe opens a stream on n for the topics (query), with a
 // Last-Event-ID when lastID is not empty, and reads up to ": ok".
 func (n *node) subscribe(query, lastID string) *stream {
 	n.t.Helper()
-	c, err := net.DialTimeout("tcp", n.addr, wait)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	n.t.Cleanup(func() { c.Close() })
-	req := fmt.Sprintf("GET /sse?%s HTTP/1.1\r\nHost: x\r\n", query)
+	var h []string
 	if lastID != "" {
-		req += "Last-Event-ID: " + lastID + "\r\n"
+		h = []string{"Last-Event-ID", lastID}
 	}
-	_ = c.SetDeadline(time.Now().Add(wait))
-	if _, err := io.WriteString(c, req+"\r\n"); err != nil {
-		n.t.Fatal(err)
-	}
-	var head []byte
-	buf := make([]byte, 64<<10)
-	for !bytes.Contains(head, []byte("\r\n\r\n")) {
-		k, err := c.Read(buf)
-		head = append(head, buf[:k]...)
-		if err != nil {
-			n.t.Fatalf("subscribe: %v (read %q)", err, head)
-		}
-	}
-	i := bytes.Index(head, []byte("\r\n\r\n")) + 4
-	if !bytes.HasPrefix(head, []byte("HTTP/1.1 200")) {
-		n.t.Fatalf("subscribe: %q", head)
-	}
-	s := &stream{t: n.t, conn: c, p: sseparse.New(), buf: buf}
-	s.p.Feed(head[i:])
-	if b := s.next(); b.Raw != ": ok\n\n" {
-		n.t.Fatalf("stream starts with %q", b.Raw)
-	}
-	return s
-}
-
-// next returns the next block, failing the test after wait.
-func (s *stream) next() sseparse.Block {
-	s.t.Helper()
-	b, err := s.nextWithin(wait)
-	if err != nil {
-		s.t.Fatalf("waiting for a block: %v", err)
-	}
-	return b
-}
-
-func (s *stream) nextWithin(d time.Duration) (sseparse.Block, error) {
-	deadline := time.Now().Add(d)
-	for {
-		if b, ok := s.p.Next(); ok {
-			return b, nil
-		}
-		_ = s.conn.SetReadDeadline(deadline)
-		k, err := s.conn.Read(s.buf)
-		s.p.Feed(s.buf[:k])
-		if err != nil {
-			if b, ok := s.p.Next(); ok {
-				return b, nil
-			}
-			return sseparse.Block{}, err
-		}
-	}
+	s := testserver.Subscribe(n.t, n.addr, "/sse?"+query, h...)
+	s.Timeout = wait
+	s.ExpectOK()
+	return &stream{s}
 }
 
 // events reads k events and returns them as "id:data"; a comment block
 // (": replay-gap") is returned as "#comment".
 func (s *stream) events(k int) []string {
-	s.t.Helper()
+	s.T.Helper()
 	var got []string
 	for len(got) < k {
-		b := s.next()
+		b := s.MustNext()
 		switch {
 		case b.Event != nil:
 			got = append(got, b.Event.LastEventID+":"+b.Event.Data)
@@ -311,38 +243,15 @@ func (s *stream) events(k int) []string {
 
 // quiet requires that nothing but keep-alives arrives for d.
 func (s *stream) quiet(d time.Duration) {
-	s.t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		b, err := s.nextWithin(time.Until(deadline))
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return
-			}
-			s.t.Fatalf("stream failed: %v", err)
-		}
-		if b.Raw != ": keep-alive\n\n" {
-			s.t.Fatalf("unexpected block %q", b.Raw)
-		}
-	}
+	s.T.Helper()
+	s.Quiet(d, testserver.IsKeepAlive)
 }
 
 // waitFor polls cond until it holds or wait passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testserver.Eventually(t, wait, what, cond)
 }
 
 // on returns s reporting to t (a subtest).
-func (s *stream) on(t testing.TB) *stream {
-	c := *s
-	c.t = t
-	return &c
-}
+func (s *stream) on(t testing.TB) *stream { return &stream{s.Stream.On(t)} }

@@ -3,12 +3,12 @@ package cluster_test
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/tinysse/tinysse/lua"
 )
 
@@ -83,10 +83,10 @@ function tick()
 end
 `
 	ns := startNATS(t)
-	var outs []*syncBuffer
+	var outs []*testserver.Buffer
 	for range 3 {
 		var cl *cluster.Node
-		out := &syncBuffer{}
+		out := &testserver.Buffer{}
 		rt, err := lua.Load(lua.Config{Script: "tick.lua", Source: []byte(script), Logger: quiet, Stdout: out,
 			Tick: 20 * time.Millisecond, Leader: func() bool { return cl != nil && cl.Leader() }})
 		if err != nil {
@@ -120,21 +120,4 @@ end
 	if leading != 1 {
 		t.Fatalf("%d nodes led, want 1", leading)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // wait bounds every read and wait in these tests: long enough for a noisy
@@ -167,13 +168,7 @@ func (s *stream) served() error {
 // waitFor polls cond until it holds or wait passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testserver.Eventually(t, wait, what, cond)
 }
 
 func waitSubscribers(t testing.TB, eng *engine.Engine, topic string, n int) {

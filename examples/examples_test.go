@@ -6,27 +6,22 @@ package examples_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // bin is the tinysse binary built by TestMain.
@@ -38,19 +33,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "tinysse")
-	gocmd := "go"
-	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" {
-		gocmd = p
-	}
-	args := []string{"build", "-o", bin}
-	if os.Getenv("TINYSSE_EXAMPLES_RACE") != "" {
-		args = append(args, "-race") // the server itself under the race detector
-	}
-	build := exec.Command(gocmd, append(args, "github.com/tinysse/tinysse/cmd/tinysse")...)
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building tinysse: %v\n%s", err, out)
+	// TINYSSE_EXAMPLES_RACE: the server itself under the race detector.
+	if bin, err = testserver.Build(dir, os.Getenv("TINYSSE_EXAMPLES_RACE") != ""); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -62,43 +47,11 @@ func TestMain(m *testing.M) {
 // waitStep bounds every single wait of the tests.
 const waitStep = 5 * time.Second
 
-// syncBuffer collects a child's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // server is one tinysse child process.
 type server struct {
+	*testserver.Process
 	addr           string
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	exited         chan struct{} // closed when the process has exited
-	waitErr        error         // valid once exited is closed
-}
-
-// freeAddr returns a 127.0.0.1 address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	stdout, stderr *testserver.Buffer
 }
 
 // start runs `tinysse --listen ADDR --script examples/SCRIPT args...` from
@@ -119,59 +72,23 @@ func start(t *testing.T, script string, args ...string) *server {
 }
 
 func tryStart(t *testing.T, script string, args []string) (*server, error) {
-	s := &server{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	argv := append([]string{"--listen", s.addr, "--script", "examples/" + script}, args...)
-	s.cmd = exec.Command(bin, argv...)
-	s.cmd.Dir = ".."
-	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
+	s := &server{addr: testserver.FreeAddr(t), stdout: &testserver.Buffer{}, stderr: &testserver.Buffer{}}
+	cmd := exec.Command(bin, append([]string{"--listen", s.addr, "--script", "examples/" + script}, args...)...)
+	cmd.Dir = ".."
+	cmd.Stdout, cmd.Stderr = s.stdout, s.stderr
+	p, err := testserver.Run(t, cmd, s.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%v; stderr:\n%s", err, s.stderr)
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	deadline := time.After(10 * time.Second)
-	for !strings.Contains(s.stderr.String(), "Listening on") {
-		select {
-		case <-s.exited:
-			return nil, fmt.Errorf("exited (%v) before listening; stderr:\n%s", s.waitErr, s.stderr)
-		case <-deadline:
-			s.kill()
-			return nil, fmt.Errorf("not listening after 10s; stderr:\n%s", s.stderr)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	s.Process = p
 	t.Cleanup(func() { s.stop(t) })
 	return s, nil
-}
-
-func (s *server) kill() {
-	_ = s.cmd.Process.Kill()
-	<-s.exited
 }
 
 // stop sends SIGTERM to the child and waits for it to exit (kills it after
 // 10 s); a server that does not exit cleanly fails the test.
 func (s *server) stop(t *testing.T) {
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		t.Errorf("SIGTERM: %v", err)
-	}
-	select {
-	case <-s.exited:
-		if s.waitErr != nil {
-			t.Errorf("tinysse exited with %v after SIGTERM", s.waitErr)
-		}
-	case <-time.After(10 * time.Second):
-		// SIGQUIT makes the Go runtime dump every goroutine to stderr.
-		t.Errorf("tinysse did not exit within 10s of SIGTERM; sent SIGQUIT")
-		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-s.exited:
-		case <-time.After(2 * time.Second):
-			s.kill()
-		}
-	}
+	s.Stop(t)
 	if t.Failed() {
 		t.Logf("tinysse stderr:\n%s", s.stderr)
 		t.Logf("tinysse stdout:\n%s", s.stdout)
@@ -189,7 +106,15 @@ func (s *server) warnings() []string {
 	return out
 }
 
-var httpClient = &http.Client{Timeout: waitStep}
+// pairs turns "Name: value" header lines into name, value pairs.
+func pairs(header []string) []string {
+	var h []string
+	for _, l := range header {
+		name, value, _ := strings.Cut(l, ": ")
+		h = append(h, name, value)
+	}
+	return h
+}
 
 // publish POSTs a JSON message to target (the pub path and query) with
 // extra headers ("Name: value"); it returns the status and body.
@@ -199,25 +124,8 @@ func (s *server) publish(t *testing.T, target string, msg map[string]any, header
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.addr+target, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for _, h := range header {
-		name, value, _ := strings.Cut(h, ": ")
-		req.Header.Set(name, value)
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", target, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("POST %s: reading the answer: %v", target, err)
-	}
-	return resp.StatusCode, string(b)
+	a := testserver.Post(t, s.addr, target, "application/json", string(body), pairs(header)...)
+	return a.Status, a.Body
 }
 
 // mustPublish publishes data to target and wants 202.
@@ -228,7 +136,7 @@ func (s *server) mustPublish(t *testing.T, target, data string, header ...string
 	}
 }
 
-// event is one SSE frame.
+// event is one SSE frame, as the Standard's parser read it.
 type event struct {
 	id, event, data string
 	hasID, hasData  bool
@@ -237,8 +145,7 @@ type event struct {
 
 // stream is an SSE subscriber on a raw connection.
 type stream struct {
-	conn net.Conn
-	br   *bufio.Reader
+	*testserver.Stream
 	name string
 }
 
@@ -254,46 +161,17 @@ type answer struct {
 // anything else gives the answer.
 func (s *server) open(t *testing.T, target string, header ...string) (*stream, *answer) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", s.addr, waitStep)
-	if err != nil {
-		t.Fatal(err)
+	st := testserver.Subscribe(t, s.addr, target, append([]string{"Accept", "text/event-stream"}, pairs(header)...)...)
+	if st.Status != http.StatusOK {
+		st.Close()
+		return nil, &answer{st.Status, st.Header.Get("Content-Type"), st.Body}
 	}
-	var req strings.Builder
-	fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n", target, s.addr)
-	for _, h := range header {
-		req.WriteString(h + "\r\n")
-	}
-	req.WriteString("\r\n")
-	_ = conn.SetDeadline(time.Now().Add(waitStep))
-	if _, err := io.WriteString(conn, req.String()); err != nil {
-		conn.Close()
-		t.Fatalf("GET %s: %v", target, err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		t.Fatalf("GET %s: reading the head: %v", target, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, err := io.ReadAll(resp.Body)
-		conn.Close()
-		if err != nil {
-			t.Fatalf("GET %s: %d, reading the body: %v", target, resp.StatusCode, err)
-		}
-		return nil, &answer{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
-		conn.Close()
+	if ct := st.Header.Get("Content-Type"); ct != "text/event-stream" {
+		st.Close()
 		t.Fatalf("GET %s: content type %q, want text/event-stream", target, ct)
 	}
-	// The body is delimited by the connection's close: read it raw.
-	st := &stream{conn: conn, br: br, name: target}
-	t.Cleanup(st.close)
-	if f := st.next(t); len(f.comments) != 1 || f.comments[0] != "ok" || f.hasData || f.hasID {
-		t.Fatalf("GET %s: first frame %+v, want \": ok\"", target, f)
-	}
-	return st, nil
+	st.ExpectOK()
+	return &stream{st, target}, nil
 }
 
 // subscribe opens target and wants a stream.
@@ -320,44 +198,23 @@ func (s *server) refused(t *testing.T, target string, header ...string) {
 	}
 }
 
-func (st *stream) close() { st.conn.Close() }
+func (st *stream) close() { st.Close() }
 
 // next reads one frame (up to a blank line) within waitStep.
 func (st *stream) next(t *testing.T) event {
 	t.Helper()
-	_ = st.conn.SetReadDeadline(time.Now().Add(waitStep))
-	var e event
-	lines := 0
-	for {
-		line, err := st.br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("%s: reading a frame: %v (frame so far %+v)", st.name, err, e)
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			if lines == 0 {
-				continue
-			}
-			return e
-		}
-		lines++
-		name, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch name {
-		case "":
-			e.comments = append(e.comments, value)
-		case "id":
-			e.id, e.hasID = value, true
-		case "event":
-			e.event = value
-		case "data":
-			if e.hasData {
-				e.data += "\n"
-			}
-			e.data += value
-			e.hasData = true
+	b := st.On(t).MustNext()
+	e := event{comments: b.Comments}
+	for _, l := range b.Lines {
+		e.hasID = e.hasID || l == "id" || strings.HasPrefix(l, "id:")
+		if v, ok := strings.CutPrefix(l, "event:"); ok {
+			e.event = strings.TrimPrefix(v, " ")
 		}
 	}
+	if b.Event != nil {
+		e.id, e.data, e.hasData = b.Event.LastEventID, b.Event.Data, true
+	}
+	return e
 }
 
 // nextEvent skips frames that are only comments (keep-alives) and returns
@@ -380,13 +237,7 @@ func (st *stream) nextData(t *testing.T) string {
 // eventually waits (bounded) until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitStep)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testserver.Eventually(t, waitStep, what, cond)
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -597,11 +448,10 @@ func TestPublishFromLua(t *testing.T) {
 				return
 			}
 			_ = conn.SetDeadline(time.Now().Add(waitStep))
-			br := bufio.NewReader(conn)
 			_, err = fmt.Fprintf(conn, "GET /sse HTTP/1.1\r\nHost: %s\r\n\r\n", s.addr)
+			var resp *http.Response
 			if err == nil {
-				var resp *http.Response
-				if resp, err = http.ReadResponse(br, nil); err == nil && resp.StatusCode != http.StatusOK {
+				if resp, err = http.ReadResponse(bufio.NewReader(conn), nil); err == nil && resp.StatusCode != http.StatusOK {
 					err = fmt.Errorf("status %d", resp.StatusCode)
 				}
 			}
@@ -610,7 +460,9 @@ func TestPublishFromLua(t *testing.T) {
 				errs <- err
 				return
 			}
-			streams <- &stream{conn: conn, br: br, name: "concurrent"}
+			// Only closed, never read: the bytes the head's reader took do
+			// not matter.
+			streams <- &stream{testserver.NewStream(t, conn, resp.StatusCode, resp.Header), "concurrent"}
 		}()
 	}
 	var many []*stream
@@ -856,9 +708,9 @@ func TestAuth(t *testing.T) {
 // TestAuthNeedsSecret: without JWT keys, auth.lua's startup fails and the
 // server does not start.
 func TestAuthNeedsSecret(t *testing.T) {
-	cmd := exec.Command(bin, "--listen", freeAddr(t), "--script", "examples/auth.lua")
+	cmd := exec.Command(bin, "--listen", testserver.FreeAddr(t), "--script", "examples/auth.lua")
 	cmd.Dir = ".."
-	var stderr syncBuffer
+	var stderr testserver.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/transport"
 )
 
@@ -36,26 +36,8 @@ func startTinysse(t *testing.T) string {
 
 func startTinysseServer(t *testing.T) (string, *transport.Server) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := engine.New(engine.Config{Logger: log, Capacity: 4096})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := transport.New(transport.Config{Logger: log}, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return "http://" + ln.Addr().String() + "/sse", srv
+	s := inproc.Start(t, inproc.Config{Engine: engine.Config{Capacity: 4096}})
+	return s.URL("/sse"), s.Transport
 }
 
 func testOptions(t *testing.T, target, url string) *options {

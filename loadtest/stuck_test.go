@@ -1,43 +1,22 @@
 package main
 
 import (
-	"context"
 	"io"
-	"log/slog"
-	"net"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
-	"github.com/tinysse/tinysse/transport"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 )
 
 // TestRunStuck: --stuck opens connections that never read next to the
 // subscribers; the report says when the server cut them off, and the
 // subscribers' checks still hold.
 func TestRunStuck(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	const writeTimeout = 500 * time.Millisecond
-	eng, err := engine.New(engine.Config{Logger: log, WriteTimeout: writeTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := transport.New(transport.Config{Logger: log}, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	o, err := parseFlags([]string{"--url", "http://" + ln.Addr().String() + "/sse", "--subscribers", "3", "--stuck", "5",
+	ts := inproc.Start(t, inproc.Config{Engine: engine.Config{WriteTimeout: writeTimeout}})
+	o, err := parseFlags([]string{"--url", ts.URL("/sse"), "--subscribers", "3", "--stuck", "5",
 		"--size", "32768", "--publish-rate", "200", "--duration", "1s", "--settle", "200ms", "--drain", "2s", "--quiet", "--workers", "0"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +35,7 @@ func TestRunStuck(t *testing.T) {
 	if !st.Measured || st.CutOff != 5 || st.CutOffMax <= writeTimeout.Seconds()/2 || st.CutOffMax > (writeTimeout+2*time.Second).Seconds() {
 		t.Fatalf("stuck report %+v: want all 5 cut off about --write-timeout (%v) after the first publish", st, writeTimeout)
 	}
-	if n := eng.Stats().Closed.Slow; n != 5 {
+	if n := ts.Engine.Stats().Closed.Slow; n != 5 {
 		t.Errorf("the server counted %d slow disconnects, want 5", n)
 	}
 }

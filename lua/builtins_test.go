@@ -15,7 +15,7 @@ function startup(cli)
   print(uuid(), uuid.v4(), uuid.v4(), uuid.v7(), uuid.v7())
 end`
 	ts := startServer(t, src, lua.Config{}, engine.Config{})
-	lines := ts.out.lines()
+	lines := ts.out.Lines()
 	if len(lines) != 1 {
 		t.Fatalf("printed %q", lines)
 	}

@@ -42,14 +42,14 @@ end`
 		}
 		ts := startServer(t, src, lua.Config{Data: "hello", CLI: cli}, engine.Config{})
 		want := "127.0.0.1:1983\t256\t60000\t/sse\tfalse\t0\t1\thello"
-		if got := ts.out.lines(); !slices.Equal(got, []string{want}) {
+		if got := ts.out.Lines(); !slices.Equal(got, []string{want}) {
 			t.Errorf("startup printed %q, want %q", got, want)
 		}
 	})
 	t.Run("no cli", func(t *testing.T) {
 		ts := startServer(t, src, lua.Config{}, engine.Config{})
 		want := "nil\tnil\tnil\tnil\tnil\t0\t1\t"
-		if got := ts.out.lines(); !slices.Equal(got, []string{want}) {
+		if got := ts.out.Lines(); !slices.Equal(got, []string{want}) {
 			t.Errorf("startup printed %q, want %q", got, want)
 		}
 	})
@@ -240,9 +240,9 @@ end`
 	}
 	s := ts.mustSubscribe(t, "/sse")
 	s.close()
-	eventually(t, "unsubscribe of the accepted subscriber", func() bool { return len(ts.out.lines()) > 0 })
+	eventually(t, "unsubscribe of the accepted subscriber", func() bool { return len(ts.out.Lines()) > 0 })
 	time.Sleep(50 * time.Millisecond)
-	if got := ts.out.lines(); !slices.Equal(got, []string{"unsubscribe\t1"}) {
+	if got := ts.out.Lines(); !slices.Equal(got, []string{"unsubscribe\t1"}) {
 		t.Errorf("printed %q, want one unsubscribe (refused subscribers have no stream)", got)
 	}
 }
@@ -506,7 +506,7 @@ function unsubscribe(sub) print("unsubscribe", sub.id) end`
 		t.Errorf("frames before close %q, want the timeout with retry 1234 last", fs)
 	}
 	eventually(t, "unsubscribe", func() bool { return countLines(ts.out, "unsubscribe\tsub-x") > 0 })
-	if got, want := ts.out.lines(), []string{"timeout\tsub-x", "unsubscribe\tsub-x"}; !slices.Equal(got, want) {
+	if got, want := ts.out.Lines(), []string{"timeout\tsub-x", "unsubscribe\tsub-x"}; !slices.Equal(got, want) {
 		t.Errorf("printed %q, want %q", got, want)
 	}
 }
@@ -541,9 +541,9 @@ end`
 			}
 			s.waitClosed(t)
 		}
-		eventually(t, "unsubscribes", func() bool { return len(ts.out.lines()) == 4 })
+		eventually(t, "unsubscribes", func() bool { return len(ts.out.Lines()) == 4 })
 		if countLines(ts.out, "timeout\t/sse\torig") != 2 || countLines(ts.out, "unsubscribe\t/sse\torig") != 2 {
-			t.Errorf("printed %q, want timeout and unsubscribe to see the original req twice each", ts.out.lines())
+			t.Errorf("printed %q, want timeout and unsubscribe to see the original req twice each", ts.out.Lines())
 		}
 	})
 	t.Run("message", func(t *testing.T) {
@@ -587,9 +587,9 @@ end`
 		s.close()
 	}
 	streams[5].waitClosed(t)
-	eventually(t, "six unsubscribes", func() bool { return len(ts.out.lines()) >= 6 })
+	eventually(t, "six unsubscribes", func() bool { return len(ts.out.Lines()) >= 6 })
 	time.Sleep(100 * time.Millisecond) // room for a duplicate to show
-	lines := ts.out.lines()
+	lines := ts.out.Lines()
 	if len(lines) != 6 {
 		t.Fatalf("printed %q, want six unsubscribes", lines)
 	}
@@ -644,7 +644,7 @@ function unsubscribe(sub) print("unsubscribe", sub.name) end`
 	if e := retry["elapsed"]; e < int(limit.Milliseconds()) || e > int(wait.Milliseconds()) {
 		t.Errorf("elapsed %d ms, want at least %d", e, limit.Milliseconds())
 	}
-	eventually(t, "unsubscribes", func() bool { return len(ts.out.lines()) >= 3 })
+	eventually(t, "unsubscribes", func() bool { return len(ts.out.Lines()) >= 3 })
 	for name := range streams {
 		if n := countLines(ts.out, "unsubscribe\t"+name); n != 1 {
 			t.Errorf("unsubscribe ran %d times for %s", n, name)

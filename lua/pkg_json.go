@@ -677,17 +677,30 @@ func hex4(s string) rune {
 	return rune(n)
 }
 
-func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
+// open enters an array or an object: it checks the depth, makes and
+// charges for the table, and says whether closing ends it at once.
+func (d *jsonDecoder) open(depth int, closing byte) (t *glua.LTable, empty bool, err error) {
 	if depth >= jsonMaxDepth {
-		return glua.LNil, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
+		return nil, false, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
 	}
 	d.i++
 	d.cost(jsonTableCost)
-	t := d.L.CreateTable(0, 0)
-	t.Metatable = d.c.arrayMT
+	t = d.L.CreateTable(0, 0)
 	d.space()
-	if d.i < len(d.s) && d.s[d.i] == ']' {
+	if d.i < len(d.s) && d.s[d.i] == closing {
 		d.i++
+		return t, true, nil
+	}
+	return t, false, nil
+}
+
+func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
+	t, empty, err := d.open(depth, ']')
+	if err != nil {
+		return glua.LNil, err
+	}
+	t.Metatable = d.c.arrayMT
+	if empty {
 		return t, nil
 	}
 	for {
@@ -697,32 +710,41 @@ func (d *jsonDecoder) array(depth int) (glua.LValue, error) {
 			return glua.LNil, err
 		}
 		t.Append(val)
-		d.space()
-		if d.i >= len(d.s) {
-			return glua.LNil, errJSONEnd
+		end, err := d.separator(']', "after array element")
+		if err != nil {
+			return glua.LNil, err
 		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
+		if end {
 			return t, nil
-		default:
-			return glua.LNil, d.syntax("after array element")
 		}
 	}
 }
 
-func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
-	if depth >= jsonMaxDepth {
-		return glua.LNil, fmt.Errorf("nested deeper than %d", jsonMaxDepth)
-	}
-	d.i++
-	d.cost(jsonTableCost)
-	t := d.L.CreateTable(0, 0)
+// separator reads what follows an array element or an object member: a
+// comma (more to come) or closing (the end); anything else is a syntax
+// error, named after.
+func (d *jsonDecoder) separator(closing byte, after string) (end bool, err error) {
 	d.space()
-	if d.i < len(d.s) && d.s[d.i] == '}' {
+	if d.i >= len(d.s) {
+		return false, errJSONEnd
+	}
+	switch d.s[d.i] {
+	case ',':
 		d.i++
+		return false, nil
+	case closing:
+		d.i++
+		return true, nil
+	}
+	return false, d.syntax(after)
+}
+
+func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
+	t, empty, err := d.open(depth, '}')
+	if err != nil {
+		return glua.LNil, err
+	}
+	if empty {
 		return t, nil
 	}
 	for {
@@ -751,18 +773,12 @@ func (d *jsonDecoder) object(depth int) (glua.LValue, error) {
 			return glua.LNil, err
 		}
 		t.RawSetString(key, val) // a repeated key: the last wins, as in encoding/json
-		d.space()
-		if d.i >= len(d.s) {
-			return glua.LNil, errJSONEnd
+		end, err := d.separator('}', "after object key:value pair")
+		if err != nil {
+			return glua.LNil, err
 		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		if end {
 			return t, nil
-		default:
-			return glua.LNil, d.syntax("after object key:value pair")
 		}
 	}
 }

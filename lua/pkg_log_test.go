@@ -18,7 +18,7 @@ func logRecords(t *testing.T, level slog.Level, body string) []map[string]any {
 		t.Fatal(err)
 	}
 	var recs []map[string]any
-	for _, line := range buf.lines() {
+	for _, line := range buf.Lines() {
 		var r map[string]any
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("log line %q: %v", line, err)

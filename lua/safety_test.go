@@ -20,7 +20,7 @@ func TestSandbox(t *testing.T) {
 end`
 	t.Run("safe", func(t *testing.T) {
 		ts := startServer(t, src, lua.Config{}, engine.Config{})
-		lines := ts.out.lines()
+		lines := ts.out.Lines()
 		if len(lines) != 2 || lines[0] != "nil\tnil\tnil\tnil\tnil\tnil" {
 			t.Fatalf("printed %q, want os, io, dofile, loadfile, package and collectgarbage nil", lines)
 		}
@@ -30,7 +30,7 @@ end`
 	})
 	t.Run("unsafe", func(t *testing.T) {
 		ts := startServer(t, src, lua.Config{Unsafe: true}, engine.Config{})
-		lines := ts.out.lines()
+		lines := ts.out.Lines()
 		if len(lines) < 3 || lines[0] != "table\ttable\tfunction\tfunction\ttable\tfunction" {
 			t.Fatalf("printed %q, want os, io and module loading with Unsafe", lines)
 		}
@@ -239,7 +239,7 @@ func TestInfiniteLoopInSubscribeAndPublish(t *testing.T) {
 	if n := strings.Count(ts.log.String(), "timed out"); n < 2 {
 		t.Errorf("log reports %d timeouts, want 2: %q", n, ts.log.String())
 	}
-	if lines := ts.out.lines(); !slices.Equal(lines, []string(nil)) {
+	if lines := ts.out.Lines(); !slices.Equal(lines, []string(nil)) {
 		t.Errorf("printed %q", lines)
 	}
 }

@@ -2,10 +2,7 @@ package lua_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,8 +12,9 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/lua"
-	"github.com/tinysse/tinysse/transport"
 )
 
 // The tests run the real thing: a script compiled by lua.Load and started,
@@ -28,33 +26,7 @@ import (
 const wait = 5 * time.Second
 
 // syncBuffer collects what print and the logger write, from any goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// lines returns the complete lines written so far.
-func (s *syncBuffer) lines() []string {
-	text := s.String()
-	if i := strings.LastIndexByte(text, '\n'); i >= 0 {
-		text = text[:i]
-	} else {
-		return nil
-	}
-	return strings.Split(text, "\n")
-}
+type syncBuffer = testserver.Buffer
 
 // testServer is a running script behind a real server.
 type testServer struct {
@@ -68,76 +40,23 @@ type testServer struct {
 
 // startServer compiles src (named test.lua unless lc.Script says otherwise,
 // read from lc.Script when src is ""), starts it and serves its hooks on
-// 127.0.0.1. ec.Shards defaults to 2 so that one VM is shared by shards.
-// Cleanup shuts the server down and closes the runtime.
+// 127.0.0.1 (inproc.Start, logs from DEBUG up captured). ec.Shards
+// defaults to 2 so that one VM is shared by shards. Cleanup shuts the
+// server down and closes the runtime.
 func startServer(t testing.TB, src string, lc lua.Config, ec engine.Config) *testServer {
 	t.Helper()
-	ts := &testServer{out: &syncBuffer{}, log: &syncBuffer{}, client: &http.Client{Timeout: wait}}
-	logger := slog.New(slog.NewTextHandler(ts.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if src != "" {
 		lc.Source = []byte(src)
 	}
 	if lc.Script == "" {
 		lc.Script = "test.lua"
 	}
-	lc.Stdout, lc.Logger = ts.out, logger
-	rt, err := lua.Load(lc)
-	if err != nil {
-		t.Fatalf("lua.Load: %v", err)
-	}
-	if err := rt.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	ts.rt = rt
-	t.Cleanup(rt.Close) // runs last: after the server below is shut down
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("server log:\n%s\nscript output:\n%s", ts.log, ts.out)
-		}
-	})
-
+	lc.Stdout, lc.Logger = nil, nil // the harness's
 	if ec.Shards == 0 {
 		ec.Shards = 2
 	}
-	ec.Hooks, ec.Logger = rt.Hooks(), logger
-	eng, err := engine.New(ec)
-	if err != nil {
-		t.Fatalf("engine.New: %v", err)
-	}
-	ts.eng = eng
-	srv, err := transport.New(transport.Config{Logger: logger}, eng)
-	if err != nil {
-		t.Fatalf("transport.New: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ts.addr = ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	// Shutdown before fasthttp's Serve has registered the listener would
-	// leave Serve running, so wait until the server answers (a 404).
-	if resp, err := ts.client.Get("http://" + ts.addr + "/ready"); err != nil {
-		t.Fatalf("server not answering: %v", err)
-	} else {
-		resp.Body.Close()
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(wait):
-			t.Errorf("Serve did not return after Shutdown")
-		}
-		ts.client.CloseIdleConnections()
-	})
-	return ts
+	s := inproc.Start(t, inproc.Config{Script: &lc, Engine: ec, Capture: true, Ready: true})
+	return &testServer{rt: s.Runtime, eng: s.Engine, addr: s.Addr, out: s.Out, log: s.Log, client: testserver.Client}
 }
 
 // publish POSTs body as JSON to target (a path with an optional query) and
@@ -388,25 +307,11 @@ func (s *stream) waitClosed(t testing.TB) []frame {
 // eventually polls cond until it holds, failing after wait.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, wait)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testserver.Eventually(t, wait, what, cond)
 }
 
 // countLines counts the printed lines equal to line.
-func countLines(b *syncBuffer, line string) int {
-	n := 0
-	for _, l := range b.lines() {
-		if l == line {
-			n++
-		}
-	}
-	return n
-}
+func countLines(b *syncBuffer, line string) int { return b.Count(line) }
 
 // readFile reads a fixture from testdata.
 func readFile(t testing.TB, name string) string {

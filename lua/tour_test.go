@@ -17,13 +17,13 @@ var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 func printed(t *testing.T, ts *testServer, prefix string) string {
 	t.Helper()
 	var vs []string
-	for _, l := range ts.out.lines() {
+	for _, l := range ts.out.Lines() {
 		if v, ok := strings.CutPrefix(l, prefix+"\t"); ok {
 			vs = append(vs, v)
 		}
 	}
 	if len(vs) != 1 {
-		t.Fatalf("printed %q, want one %q line", ts.out.lines(), prefix)
+		t.Fatalf("printed %q, want one %q line", ts.out.Lines(), prefix)
 	}
 	return vs[0]
 }

@@ -37,7 +37,7 @@ func TestLuaVMs(t *testing.T) {
 
 	t.Run("startup on every VM", func(t *testing.T) {
 		var got []string
-		for _, l := range ts.out.lines() {
+		for _, l := range ts.out.Lines() {
 			if strings.HasPrefix(l, "startup") {
 				got = append(got, l)
 			}
@@ -51,7 +51,7 @@ func TestLuaVMs(t *testing.T) {
 
 	t.Run("tick on VM 0", func(t *testing.T) {
 		eventually(t, "three ticks", func() bool { return countLines(ts.out, "tick\t0") == 3 })
-		for _, l := range ts.out.lines() {
+		for _, l := range ts.out.Lines() {
 			if strings.HasPrefix(l, "tick") && l != "tick\t0" {
 				t.Errorf("tick ran elsewhere: %q", l)
 			}

@@ -97,7 +97,8 @@ func TestDashboardFirstPaint(t *testing.T) {
 func TestDashboardFeedJoinsBounded(t *testing.T) {
 	s := startEvery(t, "", engine.Config{}, 10, time.Hour)
 	first := s.subscribe(t, "/sse?topic=_tinysse.stats")
-	first.until(t, "event: stats\n") // the first watcher's own frame
+	for first.On(t).NextEvent().Type != "stats" { // the first watcher's own frame
+	}
 	start := time.Now()
 	for range 200 {
 		s.subscribe(t, "/sse?topic=_tinysse.stats")
@@ -106,14 +107,13 @@ func TestDashboardFeedJoinsBounded(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // a last look sees the last joins
 	elapsed := time.Since(start)
 	// Count what the first watcher got since; nothing else publishes.
-	_ = first.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	frames := 0
 	for {
-		l, err := first.br.ReadString('\n')
+		b, err := first.Next(300 * time.Millisecond)
 		if err != nil {
 			break
 		}
-		if l == "event: stats\n" {
+		if b.Event != nil && b.Event.Type == "stats" {
 			frames++
 		}
 	}

@@ -2,7 +2,6 @@ package ops_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,21 +16,22 @@ import (
 
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/internal/promtext"
+	"github.com/tinysse/tinysse/internal/testserver"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/lua"
 	"github.com/tinysse/tinysse/ops"
 	"github.com/tinysse/tinysse/transport"
 )
 
-const wait = 5 * time.Second
+const wait = testserver.Wait
 
-var client = &http.Client{Timeout: wait}
+var client = testserver.Client
 
 // server is a full tinysse on loopback: engine, transport, metrics at
 // /metrics and the dashboard at /_tinysse/ (feed every 50ms).
 type server struct {
 	addr    string
 	eng     *engine.Engine
-	srv     *transport.Server
 	metrics *ops.Metrics
 }
 
@@ -46,7 +46,7 @@ func startEvery(t *testing.T, src string, ecfg engine.Config, topTopics int, int
 	var rt *lua.Runtime
 	if src != "" {
 		var err error
-		rt, err = lua.Load(lua.Config{Script: "test.lua", Source: []byte(src), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
+		rt, err = lua.Load(lua.Config{Script: "test.lua", Source: []byte(src), Logger: slog.New(slog.DiscardHandler), Stdout: io.Discard})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,60 +64,33 @@ func startWith(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int,
 // dashboard told so.
 func startAPI(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, interval time.Duration, apiPath string) *server {
 	t.Helper()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := &server{}
 	var hs *ops.HookStats
+	var d *ops.Dashboard
+	cfg := inproc.Config{Engine: ecfg, Runtime: rt, Transport: transport.Config{HealthPath: "/healthz", APIPath: apiPath}}
 	if rt != nil {
-		if err := rt.Start(); err != nil {
+		hs = ops.NewHookStats()
+		cfg.WrapHooks = hs.Wrap
+	}
+	cfg.Setup = func(is *inproc.Server, tc *transport.Config) {
+		ocfg := ops.Config{Engine: is.Engine, Transport: func() transport.Stats { return is.Transport.Stats() }, Hooks: hs, TopTopics: topTopics, Version: "test"}
+		if rt != nil {
+			ocfg.HookErrors = rt.HookErrors
+		}
+		var err error
+		if s.metrics, err = ops.NewMetrics(ocfg); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(rt.Close)
-		hs = ops.NewHookStats()
-		ecfg.Hooks = hs.Wrap(rt.Hooks())
+		if d, err = ops.NewDashboard(ops.DashboardConfig{Metrics: s.metrics, Interval: interval, Version: "test", Logger: slog.New(slog.DiscardHandler), APIPath: apiPath}); err != nil {
+			t.Fatal(err)
+		}
+		tc.Routes = []transport.Route{{Path: "/metrics", Handler: s.metrics.Handler()}, {Path: "/_tinysse/", Handler: d.Handler()}}
 	}
-	ecfg.Logger = quiet
-	eng, err := engine.New(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.eng = eng
-	cfg := ops.Config{Engine: eng, Transport: func() transport.Stats { return s.srv.Stats() }, Hooks: hs, TopTopics: topTopics, Version: "test"}
-	if rt != nil {
-		cfg.HookErrors = rt.HookErrors
-	}
-	m, err := ops.NewMetrics(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.metrics = m
-	d, err := ops.NewDashboard(ops.DashboardConfig{Metrics: m, Interval: interval, Version: "test", Logger: quiet, APIPath: apiPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.srv, err = transport.New(transport.Config{Logger: quiet, HealthPath: "/healthz", APIPath: apiPath, Routes: []transport.Route{
-		{Path: "/metrics", Handler: m.Handler()},
-		{Path: "/_tinysse/", Handler: d.Handler()},
-	}}, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
+	is := inproc.Start(t, cfg)
+	s.addr, s.eng = is.Addr, is.Engine
 	stop := make(chan struct{})
 	go d.Run(stop)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- s.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		close(stop)
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		_ = s.srv.Shutdown(ctx)
-		<-served
-		client.CloseIdleConnections()
-	})
+	t.Cleanup(func() { close(stop) }) // before the server is shut down
 	return s
 }
 
@@ -142,39 +115,18 @@ func (s *server) publish(t *testing.T, target, body string) int {
 	return resp.StatusCode
 }
 
-// stream is a raw subscriber; lines reads what it got.
-type stream struct {
-	conn net.Conn
-	br   *bufio.Reader
-}
+// stream is a subscriber past its ": ok".
+type stream struct{ *testserver.Stream }
 
 func (s *server) subscribe(t *testing.T, target string) *stream {
 	t.Helper()
-	c, err := net.Dial("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_, _ = io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n")
-	st := &stream{conn: c, br: bufio.NewReader(c)}
-	st.until(t, ": ok\n")
-	return st
+	return &stream{testserver.Open(t, s.addr, target)}
 }
 
-// until reads lines until one equals line, and returns them.
-func (st *stream) until(t *testing.T, line string) []string {
+// until reads events until one carries data.
+func (st *stream) until(t *testing.T, data string) {
 	t.Helper()
-	_ = st.conn.SetReadDeadline(time.Now().Add(wait))
-	var got []string
-	for {
-		l, err := st.br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("stream: %v after %q", err, got)
-		}
-		got = append(got, l)
-		if l == line {
-			return got
-		}
+	for st.On(t).NextEvent().Data != data {
 	}
 }
 
@@ -214,13 +166,7 @@ func (s *server) scrape(t *testing.T) map[string]float64 {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testserver.Eventually(t, wait, what, cond)
 }
 
 func TestMetrics(t *testing.T) {
@@ -235,7 +181,7 @@ func TestMetrics(t *testing.T) {
 		if code := s.publish(t, "/sse?topic=news", `{"id":"`+strconv.Itoa(i)+`","data":"x"}`); code != 202 {
 			t.Fatalf("publish: %d", code)
 		}
-		a.until(t, "data: x\n")
+		a.until(t, "x")
 	}
 	if code := s.publish(t, "/sse", `{"data":`); code != 400 {
 		t.Fatalf("bad publish: %d", code)
@@ -369,9 +315,9 @@ function unsubscribe(sub) end`
 	s.publish(t, "/sse", `{"data":"fail"}`)
 	s.publish(t, "/sse", `{"data":"no"}`)
 	s.publish(t, "/sse", `{"data":"last"}`)
-	a.until(t, "data: last\n")
-	b.until(t, "data: last\n")
-	a.conn.Close()
+	a.until(t, "last")
+	b.until(t, "last")
+	a.Conn.Close()
 	waitFor(t, "unsubscribe", func() bool { return s.scrape(t)[`tinysse_hook_calls_total{hook="unsubscribe"}`] == 1 })
 
 	m := s.scrape(t)
@@ -465,16 +411,12 @@ func TestDashboardFeed(t *testing.T) {
 	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
 	news := s.subscribe(t, "/sse?topic=news")
 	s.publish(t, "/sse?topic=news", `{"data":"hello"}`)
-	news.until(t, "data: hello\n")
+	news.until(t, "hello")
 	var last map[string]any
 	waitFor(t, "a stats message counting the publish", func() bool {
-		lines := feed.until(t, "\n")
-		for _, l := range lines {
-			if d, ok := strings.CutPrefix(l, "data: "); ok {
-				if err := json.Unmarshal([]byte(d), &last); err != nil {
-					t.Fatalf("stats %q: %v", d, err)
-				}
-			}
+		d := feed.On(t).NextEvent().Data
+		if err := json.Unmarshal([]byte(d), &last); err != nil {
+			t.Fatalf("stats %q: %v", d, err)
 		}
 		return last != nil && last["publishes"] == 1.0 && last["subscribers"] == 2.0
 	})
@@ -567,7 +509,9 @@ func TestDashboardFeedWithChannelsScript(t *testing.T) {
 	}
 	s := startEvery(t, string(src), engine.Config{}, 10, 50*time.Millisecond)
 	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
-	feed.until(t, "event: stats\n")
+	if e := feed.On(t).NextEvent(); e.Type != "stats" {
+		t.Fatalf("feed event %+v, want a stats event", e)
+	}
 	m := s.scrape(t)
 	if m[`tinysse_hook_errors_total{hook="message"}`] != 0 || m[`tinysse_hook_calls_total{hook="message"}`] != 0 {
 		t.Errorf("the message hook saw the stats: calls %v errors %v",
@@ -616,12 +560,9 @@ func TestMetricsByProtocol(t *testing.T) {
 	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
 	var last map[string]any
 	waitFor(t, "a stats message", func() bool {
-		for _, l := range feed.until(t, "\n") {
-			if d, ok := strings.CutPrefix(l, "data: "); ok {
-				if err := json.Unmarshal([]byte(d), &last); err != nil {
-					t.Fatalf("stats %q: %v", d, err)
-				}
-			}
+		d := feed.On(t).NextEvent().Data
+		if err := json.Unmarshal([]byte(d), &last); err != nil {
+			t.Fatalf("stats %q: %v", d, err)
 		}
 		return last != nil
 	})

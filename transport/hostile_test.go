@@ -67,7 +67,8 @@ func (r *latencyReader) run() {
 		if err != nil {
 			return
 		}
-		r.s.p.Events, r.s.p.Comments = r.s.p.Events[:0], r.s.p.Comments[:0] // the parser keeps them all otherwise
+		p := r.s.Parser()
+		p.Events, p.Comments = p.Events[:0], p.Comments[:0] // the parser keeps them all otherwise
 		if b.Event == nil {
 			continue
 		}

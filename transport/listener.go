@@ -81,10 +81,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if l.open.Add(1) > l.max {
 			l.open.Add(-1)
 			l.refused.Add(1)
-			if l.tls != nil {
-				c = tls.Server(c, l.tls)
-			}
-			go l.refuse(c, overloadResponse)
+			l.turnAway(c, overloadResponse)
 			continue
 		}
 		tc := &trackedConn{Conn: c, l: l, ip: remoteIP(c)}
@@ -93,10 +90,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			l.open.Add(-1)
 			l.refusedIP.Add(1)
-			if l.tls != nil {
-				c = tls.Server(c, l.tls)
-			}
-			go l.refuse(c, tooManyResponse)
+			l.turnAway(c, tooManyResponse)
 			continue
 		}
 		if l.conns == nil {
@@ -128,6 +122,15 @@ const (
 	maxPolite  = 64
 	refuseWait = 100 * time.Millisecond
 )
+
+// turnAway refuses c with r on a goroutine of its own, through TLS when
+// the listener serves TLS.
+func (l *limitListener) turnAway(c net.Conn, r refusal) {
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	go l.refuse(c, r)
+}
 
 // refuse answers a connection turned away at accept with resp and closes
 // it, within twice refuseWait (a TLS handshake included). It first waits for the

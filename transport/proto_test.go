@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
-	"github.com/tinysse/tinysse/internal/sseparse"
 	"github.com/tinysse/tinysse/internal/testcert"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // The end-to-end tests run over each protocol the server speaks, through
@@ -294,7 +294,7 @@ func (p proto) request(t testing.TB, c *http.Client, addr, target string, body i
 	}
 	bc := newBodyConn(r.resp.Body, cancel)
 	t.Cleanup(func() { bc.Close() })
-	s := &sseClient{t: t, conn: bc, Status: r.resp.StatusCode, Header: r.resp.Header, p: sseparse.New(), buf: make([]byte, 32<<10)}
+	s := newSSEClient(testserver.NewStream(t, bc, r.resp.StatusCode, r.resp.Header))
 	if s.Status != http.StatusOK {
 		_ = bc.SetReadDeadline(time.Now().Add(wait))
 		b, _ := io.ReadAll(bc)

@@ -11,9 +11,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tinysse/tinysse/internal/apispec"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // apiCall sends one request to the server API at addr (default path),
@@ -299,13 +299,7 @@ func TestAPIClusterPerNode(t *testing.T) {
 // waitFor polls cond until it holds, at most wait.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testserver.Eventually(t, wait, what, cond)
 }
 
 // TestAPIFromMessageHook: a message hook that calls presence on its own

@@ -179,23 +179,6 @@ function startup(cli) assert(cli.jwt == true and cli.jwt_leeway == 30000 and cli
 	stats.readUntil(t, "event: stats\n")
 }
 
-// openStreamWith is openStream with a bearer token.
-func openStreamWith(t *testing.T, addr, path, token string) *stream {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(wait))
-	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	s := &stream{conn: c}
-	s.readUntil(t, "200 OK")
-	return s
-}
-
 // TestDashboardOffWhenExposed: on an address others can reach, with
 // nothing protecting it, the dashboard is not served and the log says how
 // to turn it on; an admin token or --dashboard-public turns it on. (Tests

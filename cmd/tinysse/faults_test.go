@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -16,98 +15,28 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // Faults, with the built binary as a user runs it: SIGTERM under load,
 // logs and prints to a full disk, a static directory that goes away, and
 // a small open-file limit.
 
-// buildBinary builds the command into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			t.Skip("no go command to build with")
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "tinysse")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
+// buildBinary is the command, built once for the package's tests.
+func buildBinary(t *testing.T) string { return testserver.Binary(t) }
 
 // freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testserver.FreeAddr(t) }
 
 // process is the binary running as a child of the test.
-type process struct {
-	cmd    *exec.Cmd
-	addr   string
-	exited chan error // holds Wait's result once the process has exited
-}
+type process = testserver.Process
 
 // startProcess runs name with args (which must listen on addr), with the
 // given stdout and stderr, and waits until addr accepts connections.
 func startProcess(t *testing.T, addr string, stdout, stderr io.Writer, name string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TINYSSE_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: cmd, addr: addr, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if done, _ := p.exitedWithin(0); !done {
-			_ = cmd.Process.Kill() // only the process this test started
-			p.exitedWithin(wait)
-		}
-	})
-	deadline := time.Now().Add(wait)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return p
-		}
-		if done, _ := p.exitedWithin(0); done || time.Now().After(deadline) {
-			t.Fatalf("%s never listened on %s: %v", name, addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// exitedWithin waits up to d for the process to exit and returns its
-// exit error.
-func (p *process) exitedWithin(d time.Duration) (done bool, err error) {
-	select {
-	case err := <-p.exited:
-		p.exited <- err // kept for the next caller
-		return true, err
-	case <-time.After(d):
-		return false, nil
-	}
+	return testserver.StartProcess(t, addr, stdout, stderr, name, args...)
 }
 
 // rawPublish sends one publish on a new connection and returns when the
@@ -217,10 +146,10 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 
 	time.Sleep(500 * time.Millisecond)
 	signalled := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done, err := p.exitedWithin(shutdownTimeout + wait)
+	done, err := p.ExitedWithin(shutdownTimeout + wait)
 	exitTook := time.Since(signalled)
 	close(stop)
 	wg.Wait()

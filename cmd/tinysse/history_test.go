@@ -82,7 +82,7 @@ func TestHistoryBudgetRSS(t *testing.T) {
 	addr := freeAddr(t)
 	var logs syncBuffer
 	p := startProcess(t, addr, io.Discard, &logs, bin, "--listen", addr)
-	pid := p.cmd.Process.Pid
+	pid := p.Cmd.Process.Pid
 	start := procKB(t, pid, "VmRSS")
 
 	const topics, perTopic, publishers = 40, 256, 4

@@ -55,18 +55,7 @@ func runNodes(t *testing.T, n int, args []string, vars ...string) (addrs []strin
 	logs := make([]*syncBuffer, n)
 	for i := range n {
 		logs[i] = &syncBuffer{}
-		ready := make(chan string, 1)
-		go func() {
-			exited <- run(append([]string{"--listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...), env(vars...), io.Discard, logs[i], ready)
-		}()
-		select {
-		case a := <-ready:
-			addrs = append(addrs, a)
-		case code := <-exited:
-			t.Fatalf("node %d exited %d: %s", i, code, logs[i])
-		case <-time.After(2 * wait):
-			t.Fatal("run did not get ready")
-		}
+		addrs = append(addrs, startRun(t, append([]string{"--listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...), vars, logs[i], exited, 2*wait))
 	}
 	t.Cleanup(func() {
 		if err := interruptSelf(); err != nil {

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 const wait = 5 * time.Second
@@ -33,24 +33,9 @@ func env(vars ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// syncBuffer is a bytes.Buffer the server's goroutines may log into while
-// the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the harness's Buffer: the server's goroutines may log
+// into it while the test reads it.
+type syncBuffer = testserver.Buffer
 
 func TestHelp(t *testing.T) {
 	for _, arg := range []string{"--help", "-h"} {
@@ -397,19 +382,7 @@ func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			t.Skip("no go command to build with")
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "tinysse")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 
 	const shutdownTimeout = 3 * time.Second
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--shutdown-timeout", shutdownTimeout.String(), "--timeout-retry", "500ms")
@@ -502,21 +475,21 @@ type stream struct {
 
 func openStream(t testing.TB, addr, path string) *stream {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, wait)
-	if err != nil {
-		t.Fatal(err)
+	return openStreamWith(t, addr, path, "")
+}
+
+// openStreamWith is openStream with a bearer token ("" for none).
+func openStreamWith(t testing.TB, addr, path, token string) *stream {
+	t.Helper()
+	var h []string
+	if token != "" {
+		h = []string{"Authorization", "Bearer " + token}
 	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(wait))
-	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-		t.Fatal(err)
+	st := testserver.Subscribe(t, addr, path, h...)
+	if ct := st.Header.Get("Content-Type"); st.Status != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("subscribe %s: %d %q %s", path, st.Status, ct, st.Body)
 	}
-	s := &stream{conn: c}
-	head := s.readUntil(t, "\r\n\r\n")
-	if !strings.HasPrefix(head, "HTTP/1.1 200 ") || !strings.Contains(head, "Content-Type: text/event-stream\r\n") {
-		t.Fatalf("subscribe %s: %q", path, head)
-	}
-	return s
+	return &stream{conn: st.Conn.(net.Conn), got: st.TakeRaw()}
 }
 
 // readUntil reads until the stream holds marker and returns everything up

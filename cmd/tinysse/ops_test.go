@@ -18,23 +18,35 @@ import (
 	"github.com/tinysse/tinysse/internal/testcert"
 )
 
+// startRun runs run with args in a goroutine, its log to logs, and waits
+// up to within for it to be ready; exited gets its exit code.
+func startRun(t testing.TB, args, vars []string, logs *syncBuffer, exited chan<- int, within time.Duration) (addr string) {
+	t.Helper()
+	ready := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() {
+		code := run(args, env(vars...), io.Discard, logs, ready)
+		done <- code
+		exited <- code
+	}()
+	select {
+	case addr = <-ready:
+		return addr
+	case code := <-done:
+		t.Fatalf("run %q exited %d: %s", args, code, logs)
+	case <-time.After(within):
+		t.Fatalf("run %q did not get ready", args)
+	}
+	return ""
+}
+
 // runServer starts run with args on a loopback port; stop sends SIGINT
 // (run has subscribed to it before it reports ready) and waits for exit 0.
 func runServer(t testing.TB, args []string, vars ...string) (addr string, logs *syncBuffer, stop func()) {
 	t.Helper()
 	logs = &syncBuffer{}
-	ready := make(chan string, 1)
 	exited := make(chan int, 1)
-	go func() {
-		exited <- run(append([]string{"--listen", "127.0.0.1:0"}, args...), env(vars...), io.Discard, logs, ready)
-	}()
-	select {
-	case addr = <-ready:
-	case code := <-exited:
-		t.Fatalf("run %q exited %d: %s", args, code, logs)
-	case <-time.After(wait):
-		t.Fatal("run did not get ready")
-	}
+	addr = startRun(t, append([]string{"--listen", "127.0.0.1:0"}, args...), vars, logs, exited, wait)
 	stopped := false
 	stop = func() {
 		if stopped {

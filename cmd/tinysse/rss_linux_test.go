@@ -90,7 +90,7 @@ func TestScriptMemoryBoundsRSS(t *testing.T) {
 			var logs syncBuffer
 			p := startProcess(t, addr, io.Discard, &logs, bin, "--listen", addr, "--script", writeScript(t, src),
 				"--script-memory", "64MiB", "--script-timeout", "2s", "--data-dir", t.TempDir())
-			pid := p.cmd.Process.Pid
+			pid := p.Cmd.Process.Pid
 			client := &http.Client{Timeout: 30 * time.Second}
 			post := func(data string) (int, string) {
 				resp, err := client.Post("http://"+addr+"/sse", "application/json", strings.NewReader(`{"data":"`+data+`"}`))

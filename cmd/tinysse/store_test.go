@@ -217,10 +217,10 @@ func TestStoreSurvivesKill9(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Second)
-	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	p.exitedWithin(wait)
+	p.ExitedWithin(wait)
 	close(stop)
 	wg.Wait()
 	if len(accepted) == 0 {

@@ -1,12 +1,9 @@
 package clients
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +14,8 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/transport"
 )
 
@@ -78,8 +77,6 @@ func startServer(t *testing.T, ecfg engine.Config) *server {
 func startServerWith(t *testing.T, ecfg engine.Config, tcfg transport.Config) *server {
 	t.Helper()
 	s := &server{static: t.TempDir()}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ecfg.Logger = quiet
 	ecfg.Hooks.Subscribe = func(sub *engine.Subscriber) (bool, error) {
 		s.mu.Lock()
 		s.subs = append(s.subs, visit{time.Now(), sub.Request.Headers["last-event-id"]})
@@ -91,26 +88,9 @@ func startServerWith(t *testing.T, ecfg engine.Config, tcfg transport.Config) *s
 		s.unsubs = append(s.unsubs, time.Now())
 		s.mu.Unlock()
 	}
-	eng, err := engine.New(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcfg.StaticDir, tcfg.Logger = s.static, quiet
-	srv, err := transport.New(tcfg, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	s.addr, s.eng = ln.Addr().String(), eng
+	tcfg.StaticDir = s.static
+	is := inproc.Start(t, inproc.Config{Engine: ecfg, Transport: tcfg})
+	s.addr, s.eng = is.Addr, is.Engine
 	return s
 }
 
@@ -152,13 +132,7 @@ func (s *server) publish(t testing.TB, m map[string]string) {
 // waitFor polls cond until it holds, failing the test after wait.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", wait, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testserver.Eventually(t, wait, what, cond)
 }
 
 func events(rs []record) []record {

@@ -1,13 +1,9 @@
 package clients
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +15,7 @@ import (
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/internal/browser"
 	"github.com/tinysse/tinysse/internal/testcert"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/transport"
 )
 
@@ -62,31 +59,13 @@ func startManyServer(t *testing.T, useTLS bool) *manyServer {
 	if err := os.WriteFile(filepath.Join(static, "many.html"), []byte(manyPage), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := engine.New(engine.Config{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := transport.Config{StaticDir: static, Logger: quiet}
+	cfg := transport.Config{StaticDir: static}
 	if useTLS {
 		s.cert = testcert.New(t)
 		cfg.TLS = s.cert.Server(t)
 	}
-	srv, err := transport.New(cfg, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
-	s.addr, s.eng, s.srv = ln.Addr().String(), eng, srv
+	is := inproc.Start(t, inproc.Config{Transport: cfg})
+	s.addr, s.eng, s.srv = is.Addr, is.Engine, is.Transport
 	return s
 }
 

@@ -8,8 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -19,7 +17,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
-	"github.com/tinysse/tinysse/transport"
+	"github.com/tinysse/tinysse/internal/testserver/inproc"
 )
 
 func k6Binary(t *testing.T) string {
@@ -43,26 +41,7 @@ func k6Binary(t *testing.T) string {
 // origin (http://127.0.0.1:PORT).
 func startTinysse(t *testing.T) string {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eng, err := engine.New(engine.Config{Logger: log, Capacity: 1024})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := transport.New(transport.Config{Logger: log}, eng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return "http://" + ln.Addr().String()
+	return inproc.Start(t, inproc.Config{Engine: engine.Config{Capacity: 1024}}).URL("")
 }
 
 // summary is the part of k6's --summary-export the tests read.

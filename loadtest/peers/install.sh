@@ -83,6 +83,7 @@ install_k6() {
 		cd "$here/../k6/xk6sse"
 		GOPROXY="$proxy" "$bin/xk6" build "$K6_VERSION" \
 			--with "github.com/tinysse/tinysse/loadtest/k6/xk6sse=." \
+			--replace "github.com/tinysse/tinysse=../../.." \
 			--output "$bin/k6"
 	)
 	"$bin/k6" version

@@ -26,8 +26,6 @@
 package sse
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +34,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/tinysse/tinysse/internal/sseparse"
 	"go.k6.io/k6/js/modules"
 	"go.k6.io/k6/metrics"
 )
@@ -174,55 +173,35 @@ func (s *stream) run(ctx context.Context, rt http.RoundTripper, url string, head
 	return res
 }
 
-// read parses the event stream (HTML Standard: data lines accumulate, a
-// blank line dispatches) until the body ends or maxEvents is reached.
+// read parses the event stream with internal/sseparse, the module's one
+// reader of the HTML Standard's rules, until the body ends or maxEvents
+// is reached.
 func (s *stream) read(body io.Reader, res *Result) error {
-	br := bufio.NewReaderSize(body, 4096)
-	var data []byte
-	hasData := false
+	p := sseparse.New()
+	buf := make([]byte, 4096)
 	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			long := append([]byte(nil), line...)
-			for err == bufio.ErrBufferFull {
-				line, err = br.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil // the server ended the stream
-			}
-			return err
-		}
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-		switch {
-		case len(line) == 0:
-			if !hasData {
+		n, err := body.Read(buf)
+		p.Feed(buf[:n])
+		for b, ok := p.Next(); ok; b, ok = p.Next() {
+			if b.Event == nil {
 				continue
 			}
 			now := time.Now()
 			res.Events++
 			s.push(s.mi.metrics.events, 1, now)
-			if ms, ok := sentAt(data); ok {
+			if ms, ok := sentAt([]byte(b.Event.Data)); ok {
 				s.push(s.mi.metrics.latency, max(0, float64(now.UnixNano())/1e6-ms), now)
 			}
-			data, hasData = data[:0], false
 			if s.max > 0 && res.Events >= s.max {
 				return nil
 			}
-		case line[0] == ':':
-		case bytes.HasPrefix(line, []byte("data")):
-			v, ok := bytes.CutPrefix(line, []byte("data:"))
-			if !ok && len(line) != len("data") {
-				continue // a field named data-something
+		}
+		p.Events, p.Comments = p.Events[:0], p.Comments[:0] // it keeps them all otherwise
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the server ended the stream
 			}
-			v, _ = bytes.CutPrefix(v, []byte(" "))
-			if hasData {
-				data = append(data, '\n')
-			}
-			data, hasData = append(data, v...), true
+			return err
 		}
 	}
 }

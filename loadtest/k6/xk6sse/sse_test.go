@@ -78,3 +78,19 @@ func TestSentAt(t *testing.T) {
 		}
 	}
 }
+
+// The stream is read by internal/sseparse, by the Standard's rules: lines
+// may end with a lone CR, a leading BOM is dropped, and an event the
+// stream ends in the middle of is not counted.
+func TestReadStandard(t *testing.T) {
+	r, m := testMetrics()
+	samples := make(chan metrics.SampleContainer, 100)
+	s := &stream{mi: &ModuleInstance{metrics: m}, ctx: context.Background(), samples: samples, tags: r.RootTagSet()}
+	res := &Result{}
+	if err := s.read(strings.NewReader("\uFEFFdata: a\rdata: b\r\rdata: c\n\ndata: cut off"), res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 2 {
+		t.Errorf("events %d, want 2 (CR-ended, then LF-ended; the last unfinished)", res.Events)
+	}
+}
