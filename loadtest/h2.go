@@ -33,7 +33,6 @@ type h2sub struct {
 	handshake *time.Timer // ends the stream if it is not ready in time
 	end       chan error  // capacity 1: why the stream ended
 	isReady   atomic.Bool
-	line      []byte // a line begun in an earlier DATA frame
 }
 
 // h2conn is one HTTP/2 connection of a group.
@@ -248,34 +247,10 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 	return nil
 }
 
-// feed parses a stream's bytes as read parses a socket's lines; only the
+// feed parses a stream's bytes as read parses a socket's; only the
 // connection's reader calls it.
 func (s *sub) feed(b []byte) {
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			s.h2.line = append(s.h2.line, b...)
-			return
-		}
-		line := b[:i]
-		if len(s.h2.line) > 0 {
-			s.h2.line = append(s.h2.line, line...)
-			line = s.h2.line
-		}
-		b = b[i+1:]
-		if n := len(line); n > 0 && line[n-1] == '\r' {
-			line = line[:n-1]
-		}
-		if s.readyNS == 0 {
-			if s.g.target.Ready(line) {
-				s.h2.isReady.Store(true)
-				s.ready()
-			}
-		} else {
-			s.parseLine(line)
-		}
-		s.h2.line = s.h2.line[:0]
-	}
+	s.lines.Feed(b, s.line)
 	s.flush() // once per frame, as read does once per socket read
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tinysse/tinysse/internal/sseparse"
 	"io"
 	"net"
 	"net/http/httputil"
@@ -38,7 +39,8 @@ type sub struct {
 	pendingSeq  uint64
 	pendingSent int64
 
-	long []byte // a line longer than the read buffer, assembled
+	long  []byte         // a line of the response head longer than the read buffer, assembled
+	lines sseparse.Lines // the event stream's lines (HTML Standard: CR, LF or CRLF)
 
 	// Counts and latencies not yet handed to the group (see flush).
 	c    counts
@@ -123,23 +125,36 @@ func (s *sub) read() error {
 		s.ready()
 	}
 	for {
-		line, err := s.readLine(br)
-		if err != nil {
+		// Everything the socket gave goes to the splitter at once; lines
+		// are read in place, copied only when one spans two reads.
+		if _, err := br.Peek(1); err != nil {
 			return err
 		}
-		if s.readyNS == 0 {
-			if g.target.Ready(line) {
-				s.ready()
-			}
-			continue
-		}
-		s.parseLine(line)
+		b, _ := br.Peek(br.Buffered())
+		s.lines.Feed(b, s.line)
+		_, _ = br.Discard(len(b))
 		// About to block in Read: hand over what we have so that progress
 		// reports are current, once per read rather than per message.
-		if br.Buffered() == 0 {
-			s.flush()
-		}
+		s.flush()
 	}
+}
+
+// line takes one line of the event stream from s.lines: before the stream
+// counts as subscribed, the target's Ready judges it; after, parseLine.
+func (s *sub) line(line []byte, _ string) {
+	if line == nil {
+		return // the LF of a CRLF split across reads
+	}
+	if s.readyNS == 0 {
+		if s.g.target.Ready(line) {
+			if s.g.cfg.HTTP2 {
+				s.h2.isReady.Store(true)
+			}
+			s.ready()
+		}
+		return
+	}
+	s.parseLine(line)
 }
 
 func (s *sub) ready() {
@@ -201,23 +216,27 @@ func (s *sub) readLine(br *bufio.Reader) ([]byte, error) {
 }
 
 // parseLine applies one line of the event stream (HTML Standard,
-// "Server-sent events": a blank line dispatches the event).
+// "Server-sent events": a blank line dispatches the event; fields split
+// by sseparse.Field). Only what the tool counts is kept: the first data
+// line's payload and ": lagged" comments.
 func (s *sub) parseLine(line []byte) {
-	switch {
-	case len(line) == 0:
+	if len(line) == 0 {
 		if s.pending {
 			s.pending = false
 			s.deliver(time.Now().UnixNano())
 		}
-	case line[0] == ':':
-		if bytes.HasPrefix(line, []byte(": lagged")) {
+		return
+	}
+	name, value, comment := sseparse.Field(line)
+	switch {
+	case comment:
+		if bytes.HasPrefix(value, []byte("lagged")) {
 			s.c.Lagged++
 		}
-	case bytes.HasPrefix(line, []byte("data:")):
+	case string(name) == "data":
 		if s.pending {
 			return // a later data line of the same event
 		}
-		value := line[len("data:"):]
 		if f := s.g.target.Payload; f != nil {
 			p, isPub := f(value)
 			if !isPub {

@@ -10,7 +10,6 @@
 package sseparse
 
 import (
-	"bytes"
 	"strings"
 	"unicode/utf8"
 )
@@ -37,11 +36,9 @@ type Parser struct {
 	Comments []string // every comment line, ':' and one leading space removed
 	Retry    int64    // the last valid reconnection time; -1 until one is seen
 
-	line    []byte // the line read so far, not yet terminated
-	skipLF  bool   // the last byte was a CR: a following LF belongs to it
-	started bool   // past the optional leading BOM
-	cur     Block
-	blocks  []Block // complete blocks not yet taken by Next
+	lines  Lines
+	cur    Block
+	blocks []Block // complete blocks not yet taken by Next
 
 	data        strings.Builder // the data buffer
 	eventType   string          // the event type buffer
@@ -81,37 +78,17 @@ func (p *Parser) Next() (Block, bool) {
 // Feed parses the next chunk of the stream, which may end anywhere (in a
 // line, in a CRLF pair, in the leading BOM).
 func (p *Parser) Feed(b []byte) {
-	if !p.started {
-		// One leading byte order mark is dropped; wait until we can tell.
-		p.line = append(p.line, b...)
-		if len(p.line) < len(bom) && strings.HasPrefix(bom, string(p.line)) {
-			return
-		}
-		b = bytes.TrimPrefix(p.line, []byte(bom))
-		p.line = nil
-		p.started = true
+	p.lines.Feed(b, p.feedLine)
+}
+
+// feedLine takes one line from p.lines.
+func (p *Parser) feedLine(line []byte, end string) {
+	if line == nil { // the LF of a CRLF whose CR ended the last Feed
+		p.appendRaw(end)
+		return
 	}
-	for len(b) > 0 {
-		if p.skipLF {
-			p.skipLF = false
-			if b[0] == '\n' {
-				p.appendRaw("\n")
-				b = b[1:]
-				continue
-			}
-		}
-		i := bytes.IndexAny(b, "\r\n")
-		if i < 0 {
-			p.line = append(p.line, b...)
-			return
-		}
-		p.line = append(p.line, b[:i]...)
-		p.cur.Raw += string(p.line) + string(b[i])
-		p.skipLF = b[i] == '\r'
-		p.processLine(decode(p.line))
-		p.line = p.line[:0]
-		b = b[i+1:]
-	}
+	p.cur.Raw += string(line) + end
+	p.processLine(line)
 }
 
 // decode turns a line's bytes into text as the UTF-8 decode algorithm
@@ -129,22 +106,22 @@ func decode(line []byte) string {
 	return b.String()
 }
 
-func (p *Parser) processLine(line string) {
-	if line == "" {
+func (p *Parser) processLine(raw []byte) {
+	if len(raw) == 0 {
 		p.dispatch()
 		return
 	}
-	p.cur.Lines = append(p.cur.Lines, line)
-	if line[0] == ':' {
-		c := strings.TrimPrefix(line[1:], " ")
+	p.cur.Lines = append(p.cur.Lines, decode(raw))
+	// The split is made on the bytes: ':' and ' ' are ASCII, which no
+	// malformed sequence decodes into.
+	n, v, comment := Field(raw)
+	if comment {
+		c := decode(v)
 		p.cur.Comments = append(p.cur.Comments, c)
 		p.Comments = append(p.Comments, c)
 		return
 	}
-	name, value := line, ""
-	if i := strings.IndexByte(line, ':'); i >= 0 {
-		name, value = line[:i], strings.TrimPrefix(line[i+1:], " ") // one space only
-	}
+	name, value := string(n), decode(v)
 	switch name {
 	case "event":
 		p.eventType = value
