@@ -235,20 +235,36 @@ func (n *natsNode) healthy() bool {
 // metaLeader is the name of the JetStream meta leader as n sees it ("" if
 // none).
 func (n *natsNode) metaLeader() string {
+	l, _ := n.meta()
+	return l
+}
+
+// meta reads the meta group's leader as this server sees it and, when it
+// is the leader, how many of its peers it finds current.
+func (n *natsNode) meta() (leader string, current int) {
 	resp, err := quickHTTP.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", n.httpPort))
 	if err != nil {
-		return ""
+		return "", 0
 	}
 	defer resp.Body.Close()
 	var jsz struct {
 		Meta struct {
-			Leader string `json:"leader"`
+			Leader   string `json:"leader"`
+			Replicas []struct {
+				Current bool `json:"current"`
+				Offline bool `json:"offline"`
+			} `json:"replicas"`
 		} `json:"meta_cluster"`
 	}
 	if json.NewDecoder(resp.Body).Decode(&jsz) != nil {
-		return ""
+		return "", 0
 	}
-	return jsz.Meta.Leader
+	for _, r := range jsz.Meta.Replicas {
+		if r.Current && !r.Offline {
+			current++
+		}
+	}
+	return jsz.Meta.Leader, current
 }
 
 var quickHTTP = &http.Client{Timeout: 2 * time.Second}
@@ -310,19 +326,27 @@ func (c *natsCluster) waitHealthy(d time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		ok, leader := true, ""
+		// Healthy, one meta leader for all, and the leader finds every
+		// other running server current: before that, a stream of three
+		// replicas cannot be placed ("no suitable peers for placement",
+		// seen for a minute on a loaded machine).
+		ok, leader, running, peers := true, "", 0, -1
 		for _, n := range c.servers {
 			if !n.running() {
 				continue
 			}
-			l := n.metaLeader()
+			running++
+			l, current := n.meta()
 			if !n.healthy() || l == "" || leader != "" && l != leader {
 				ok = false
 				break
 			}
 			leader = l
+			if n.name == "nats "+l {
+				peers = current
+			}
 		}
-		if ok {
+		if ok && peers >= running-1 {
 			return
 		}
 		if time.Now().After(deadline) {
