@@ -59,9 +59,7 @@ func (t *topic) info() TopicInfo {
 // Topic returns what the engine holds of topic name; ok is false when it
 // holds no such topic.
 func (e *Engine) Topic(name string) (ti TopicInfo, ok bool) {
-	e.topicsMu.RLock()
-	t := e.topics[name]
-	e.topicsMu.RUnlock()
+	t := e.lookup(name)
 	if t == nil {
 		return TopicInfo{}, false
 	}
@@ -162,10 +160,15 @@ func (e *Engine) SeqOfID(name, id string) (seq uint64, ok bool) {
 	return m.Seq, true
 }
 
+// lookup returns topic name, or the pattern topic of the pattern name
+// that subscribers hold (patindex.go); nil when there is none.
 func (e *Engine) lookup(name string) *topic {
 	e.topicsMu.RLock()
 	defer e.topicsMu.RUnlock()
-	return e.topics[name]
+	if t := e.topics[name]; t != nil {
+		return t
+	}
+	return e.pats.byName[name]
 }
 
 // read returns up to limit messages from ring sequence start on.

@@ -111,7 +111,7 @@ func (e *Engine) Serve(sub *Subscriber, st Stream) error {
 	}
 	sub.cursors = make([]cursor, len(names))
 	for i, n := range names {
-		sub.cursors[i].t = e.acquire(n)
+		sub.cursors[i].t = e.acquireSub(n) // a pattern's topic for a pattern (patindex.go)
 		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
 	}
 
@@ -214,7 +214,7 @@ func (sub *Subscriber) replayFrom(lastID string) bool {
 		}
 		if s, ok := c.t.ring.Find(func(m *Message) bool { return m.Seq <= seenSeq }); ok {
 			c.next.Store(s + 1)
-		} else if c.t.ring.Tail() == 0 {
+		} else if c.t.ring.Tail() == 0 && !c.t.lossy {
 			c.next.Store(0) // nothing evicted yet: everything here is newer
 		}
 	}
