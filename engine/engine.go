@@ -196,6 +196,10 @@ type topic struct {
 	// older messages out, so an id not in it may be a gap. Both set before
 	// the topic is shared, under topicsMu.
 	pattern, lossy bool
+	// pats are the pattern topics that match this topic, as of the
+	// pattern index's generation patsGen (withPatterns); under pubMu.
+	pats    []*topic
+	patsGen uint64
 }
 
 func (t *topic) dirty(shard int) *atomic.Bool { return &t.dirtyFlags[shard] }

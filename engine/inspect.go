@@ -37,11 +37,15 @@ type TopicInfo struct {
 	// none) and Seq; both zero when the ring is empty.
 	LastID  string
 	LastSeq uint64
+	// Pattern: Name is a pattern that subscribers hold (patindex.go); its
+	// ring holds the messages of the topics it matches, Published counts
+	// them since the pattern was made, Subscribers are the pattern's own.
+	Pattern bool
 }
 
 // info reads t's figures. The ring is walked lock-free: O(messages held).
 func (t *topic) info() TopicInfo {
-	ti := TopicInfo{Name: t.name, Subscribers: t.subscribers.Load()}
+	ti := TopicInfo{Name: t.name, Subscribers: t.subscribers.Load(), Pattern: t.pattern}
 	head := t.ring.Head()
 	ti.Published = head
 	for s := t.ring.Tail(); s < head; s++ {
@@ -69,13 +73,18 @@ func (e *Engine) Topic(name string) (ti TopicInfo, ok bool) {
 // TopicPage returns the topics whose names sort after after (byte order;
 // from the first, the default topic "" included, when first is true), at
 // most limit of them, in name order; more says that others follow,
-// total how many topics the engine holds. Cost: O(topics) to pick the page
+// total how many topics the engine holds. The patterns subscribers hold
+// are listed among them (TopicInfo.Pattern; a pattern and a topic may
+// share a name, the topic first). Cost: O(topics) to pick the page
 // (the topic map's read lock is held only to copy its pointers out) and
 // O(messages held) per topic of the page, lock-free.
 func (e *Engine) TopicPage(after string, first bool, limit int) (page []TopicInfo, more bool, total int) {
 	e.topicsMu.RLock()
-	all := make([]*topic, 0, len(e.topics))
+	all := make([]*topic, 0, len(e.topics)+len(e.pats.byName))
 	for _, t := range e.topics {
+		all = append(all, t)
+	}
+	for _, t := range e.pats.byName { // the patterns subscribers hold, marked Pattern
 		all = append(all, t)
 	}
 	e.topicsMu.RUnlock()

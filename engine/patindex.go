@@ -62,6 +62,10 @@ import (
 type patterns struct {
 	byName map[string]*topic // guarded by Engine.topicsMu; nil until the first pattern
 	index  patIndex          // see the locking note above
+	// gen counts changes of index (0: never a pattern); a topic's cached
+	// matches (topic.pats) hold while its patsGen equals it. Changed with
+	// index, read under Engine.pubMu.
+	gen uint64
 }
 
 // patIndex finds the pattern topics that match a topic name: a trie by
@@ -270,6 +274,7 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 	e.pubMu.Lock()
 	e.backfill(p, t)
 	e.pats.index.add(p, t)
+	e.pats.gen++
 	e.pubMu.Unlock()
 	return t
 }
@@ -288,6 +293,7 @@ func (e *Engine) releasePattern(t *topic) {
 	delete(e.pats.byName, t.name)
 	e.pubMu.Lock()
 	e.pats.index.remove(MustPattern(t.name))
+	e.pats.gen++
 	for {
 		m, ok := t.ring.DropOldest()
 		if !ok {
@@ -389,13 +395,25 @@ func (h *seqHeap) Pop() any {
 // place a publish path finds its pattern readers (a batch publish calls
 // it per message, or once per topic set). Engine.pubMu must be held; dst
 // is reused when it has room.
+//
+// Each topic keeps the pattern topics that match it (topic.pats), valid
+// while the index has not changed since (patterns.gen, advanced by every
+// pattern made or removed): a publish to a topic walks the trie only the
+// first time after a change, and otherwise costs one comparison, so that
+// patterns unrelated to a topic cost its publishes nothing
+// (BenchmarkPublishExactWithPatterns).
 func (e *Engine) withPatterns(dst, topics []*topic) []*topic {
 	dst = append(dst[:0], topics...)
-	if len(e.pats.index.all) == 0 && e.pats.index.root.empty() {
-		return dst
+	if e.pats.gen == 0 {
+		return dst // no pattern was ever subscribed
 	}
 	for _, t := range topics {
-		dst = e.pats.index.matches(dst, t.name)
+		if t.patsGen != e.pats.gen {
+			t.pats, t.patsGen = e.pats.index.matches(t.pats[:0], t.name), e.pats.gen
+		}
+		for _, p := range t.pats {
+			dst = addTopic(dst, p)
+		}
 	}
 	return dst
 }

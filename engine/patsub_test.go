@@ -231,3 +231,31 @@ func TestPatternAutoIDOrderAcrossTopics(t *testing.T) {
 		s.expect(frame(strconv.Itoa(i), "x"))
 	}
 }
+
+// TestPatternMatchesFollowTheIndex: a topic's cached pattern matches are
+// redone when a pattern comes or goes, so a pattern made after a topic's
+// last publish gets its next one, and one gone gets nothing.
+func TestPatternMatchesFollowTheIndex(t *testing.T) {
+	eng := newEngine(t, engine.Config{})
+	ln := listen(t)
+	publish(t, eng, msg("0", "", "a/x"))
+	other := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"b/*"}})
+	other.expect(okFrame)
+	waitSubscribers(t, eng, "b/*", 1)
+	publish(t, eng, msg("1", "", "a/x")) // matches nothing: cached as such
+	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a/*"}})
+	s.expect(okFrame)
+	waitSubscribers(t, eng, "a/*", 1)
+	publish(t, eng, msg("2", "", "a/x"))
+	s.expect(frame("2", ""))
+	s.conn.Close()
+	s.served()
+	waitSubscribers(t, eng, "a/*", 0)
+	if res := publish(t, eng, msg("3", "", "a/x")); res.Subscribers != 0 {
+		t.Errorf("a publish after the pattern left counts %d subscribers", res.Subscribers)
+	}
+	again := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a/*"}}, withLastEventID("2"))
+	again.expect(okFrame, frame("3", ""))
+	publish(t, eng, msg("4", "", "a/x"))
+	again.expect(frame("4", ""))
+}
