@@ -158,3 +158,69 @@ func TestPatternHookSeesPatterns(t *testing.T) {
 		}
 	})
 }
+
+// TestPatternAPI: GET topics lists a pattern that subscribers hold
+// (pattern: true, its own subscribers), presence?topic=PATTERN lists them
+// with the patterns as given, history?topic=PATTERN reads the matching
+// topics merged, and disconnect by a pattern ends its streams. Every
+// answer is checked against docs/api.yaml.
+func TestPatternAPI(t *testing.T) {
+	addr, eng, _ := startAPI(t, engine.Config{}, Config{})
+	publishTo(t, addr, "/sse?topic=s/a", `{"id":"1","data":"a"}`)
+	publishTo(t, addr, "/sse?topic=news", `{"id":"2","data":"n"}`)
+	publishTo(t, addr, "/sse?topic=s/b", `{"id":"3","data":"b"}`)
+	s := subscribe(t, addr, "/sse?topic=s/*&topic=news")
+	s.expectOK()
+	waitSubscribers(t, eng, "s/*", 1)
+
+	var all struct {
+		Topics []struct {
+			Name        string
+			Subscribers int64
+			Messages    int
+			Pattern     bool
+		}
+		Total int
+	}
+	apiGet(t, addr, "topics", &all)
+	var pats []string
+	for _, tp := range all.Topics {
+		if tp.Pattern {
+			pats = append(pats, tp.Name)
+			if tp.Subscribers != 1 || tp.Messages != 2 {
+				t.Errorf("pattern %+v, want 1 subscriber and the 2 messages of s/a and s/b", tp)
+			}
+		}
+	}
+	if strings.Join(pats, ",") != "s/*" || all.Total != 4 {
+		t.Errorf("patterns listed %q, total %d (s/a, news, s/b and s/*)", pats, all.Total)
+	}
+
+	var p presenceAnswer
+	apiGet(t, addr, "presence?topic="+url.QueryEscape("s/*"), &p)
+	if p.Count != 1 || len(p.Subscribers) != 1 || strings.Join(p.Subscribers[0].Topics, ",") != "s/*,news" {
+		t.Errorf("presence of the pattern: %+v", p)
+	}
+	var h historyAnswer
+	apiGet(t, addr, "history?topic="+url.QueryEscape("s/*"), &h)
+	if len(h.Messages) != 2 || h.Messages[0].ID != "1" || h.Messages[1].ID != "3" {
+		t.Errorf("history of the pattern: %+v", h)
+	}
+
+	a := apiDo(t, addr, http.MethodPost, "disconnect", `{"topic":"s/*"}`, "Content-Type", "application/json")
+	if a.Status != http.StatusOK || !strings.Contains(a.Body, `"disconnected":1`) {
+		t.Fatalf("disconnect: %d %s", a.Status, a.Body)
+	}
+	s.drain(wait)
+	waitSubscribers(t, eng, "s/*", 0)
+	waitFor(t, wait, "the pattern to go with its last subscriber", func() bool {
+		var after struct{ Topics []struct{ Pattern bool } }
+		apiGet(t, addr, "topics", &after)
+		for _, tp := range after.Topics {
+			if tp.Pattern {
+				return false
+			}
+		}
+		return true
+	})
+}
