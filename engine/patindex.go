@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -66,6 +67,9 @@ type patterns struct {
 	// matches (topic.pats) hold while its patsGen equals it. Changed with
 	// index, read under Engine.pubMu.
 	gen uint64
+	// scratch is backfill's buffer, kept between patterns (under pubMu;
+	// cleared after use so it holds no topic).
+	scratch []seqCursor
 }
 
 // patIndex finds the pattern topics that match a topic name: a trie by
@@ -311,7 +315,11 @@ func (e *Engine) releasePattern(t *topic) {
 // holds none older than its oldest; messages of other topics older than
 // that would replay with a hole). topicsMu (write) and pubMu must be held.
 func (e *Engine) backfill(p Pattern, t *topic) {
-	var h seqHeap
+	h := seqHeap{items: e.pats.scratch[:0]}
+	defer func() {
+		clear(h.items[:cap(h.items)]) // keep the buffer, not the topics
+		e.pats.scratch = h.items[:0]
+	}()
 	var floor uint64 // messages with Seq below it are left out
 	for _, src := range e.topics {
 		if !p.Match(src.name) || src.ring.Len() == 0 {
@@ -323,17 +331,36 @@ func (e *Engine) backfill(p Pattern, t *topic) {
 				floor = max(floor, m.Seq)
 			}
 		}
-		h.items = append(h.items, seqCursor{r: src, next: head - 1, tail: tail})
+		c := seqCursor{r: src, next: head - 1, tail: tail}
+		c.load()
+		h.items = append(h.items, c)
 	}
 	if len(h.items) == 0 {
 		return
 	}
-	for i := range h.items {
-		h.items[i].load()
+	// A topic whose newest message is older than Capacity distinct
+	// messages at the heads of other topics has nothing among the newest
+	// Capacity: only the topics with those heads take part in the merge
+	// (a message at the head of several topics counts once).
+	cut := false // older messages were left out
+	if len(h.items) > e.cfg.Capacity {
+		slices.SortFunc(h.items, func(a, b seqCursor) int { return cmp.Compare(b.m.Seq, a.m.Seq) })
+		distinct, keep := 0, len(h.items)
+		for i := range h.items {
+			if i == 0 || h.items[i].m != h.items[i-1].m {
+				if distinct == e.cfg.Capacity {
+					keep = i
+					break
+				}
+				distinct++
+			}
+		}
+		if keep < len(h.items) {
+			h.items, cut = h.items[:keep], true
+		}
 	}
 	heap.Init(&h)
 	picked := make([]*Message, 0, min(e.cfg.Capacity, 64))
-	cut := false // older messages were left out
 	for len(h.items) > 0 {
 		c := &h.items[0]
 		m := c.m

@@ -135,3 +135,42 @@ func TestPatternTopicsGoWithTheirSubscribers(t *testing.T) {
 		t.Fatalf("patterns left behind: %v", e.pats.byName)
 	}
 }
+
+// TestPatternBackfillMergesManyTopics: more matching topics than the
+// ring holds, some sharing messages: the ring gets exactly the newest
+// Capacity distinct messages of all of them, in publish order.
+func TestPatternBackfillMergesManyTopics(t *testing.T) {
+	e, err := New(Config{Shards: 1, Capacity: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(t.Context())
+	var all []*Message
+	pub := func(topics ...string) {
+		m := &Message{Data: "x", HasData: true, Topics: topics}
+		if _, err := e.Publish(m); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, m)
+	}
+	for i := range 30 {
+		pub("t/" + strings.Repeat("x", i%7))
+		if i%4 == 0 {
+			pub("t/a", "t/b", "t/c") // one message at the head of three topics
+		}
+	}
+	pub("t/y", "t/z")
+	pat := e.acquireSub("t/*")
+	defer e.release(pat)
+	var got []*Message
+	for s := pat.ring.Tail(); s < pat.ring.Head(); s++ {
+		m, _, _ := pat.ring.Get(s)
+		got = append(got, m)
+	}
+	if want := all[len(all)-8:]; !slices.Equal(got, want) {
+		t.Fatalf("pattern ring holds %d messages, want the newest 8 in order", len(got))
+	}
+	if !pat.lossy {
+		t.Errorf("older messages were left out: the ring must say so")
+	}
+}
