@@ -95,7 +95,15 @@ func (e *Engine) TopicPage(after string, first bool, limit int) (page []TopicInf
 			picked = append(picked, t)
 		}
 	}
-	slices.SortFunc(picked, func(a, b *topic) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(picked, func(a, b *topic) int {
+		if c := strings.Compare(a.name, b.name); c != 0 || a.pattern == b.pattern {
+			return c
+		}
+		if a.pattern {
+			return 1 // a topic before the pattern of the same name
+		}
+		return -1
+	})
 	if len(picked) > limit {
 		picked, more = picked[:limit], true
 	}
