@@ -159,6 +159,10 @@ type Engine struct {
 	topicsMu sync.RWMutex
 	topics   map[string]*topic // guarded by topicsMu; release and dropIfUnused remove a topic no one holds whose ring is empty
 	pats     patterns          // pattern subscriptions' topics and their index (patindex.go)
+	// topicsMade counts topics made (under topicsMu's write lock), so
+	// that making a pattern can walk the map under the read lock and
+	// know whether to walk again (patindex.go).
+	topicsMade uint64
 
 	nextSubID atomic.Uint64 // subscriber ids; id mod shards picks the shard
 	closing   atomic.Bool
@@ -264,6 +268,7 @@ func (e *Engine) acquireUpTo(name string, limit int) *topic {
 	t = e.newTopic(name)
 	t.refs.Store(1)
 	e.topics[name] = t
+	e.topicsMade++
 	return t
 }
 

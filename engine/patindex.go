@@ -51,13 +51,18 @@ import (
 // Engine.topics); patterns.index is read by publishes under Engine.pubMu
 // and changed only with both topicsMu (write) and pubMu held, in that
 // order: making and removing a pattern topic are the only places that take
-// pubMu under topicsMu (locksordering.txt). Holding topicsMu's write lock
-// while the ring is filled means no topic is made meanwhile, so every
-// topic that could have messages is seen; holding pubMu means none of
-// them moves, and every later publish finds the pattern in the index.
-// Cost of making a pattern topic: O(topics) name matches and O(Capacity ×
-// log matching topics) to merge, under both locks; removing it: O(what
-// its ring holds), under both.
+// pubMu under topicsMu (locksordering.txt). Making one walks the topic map
+// for the matching topics under topicsMu's read lock (publishes to
+// existing topics go on; only making a topic waits), then takes the write
+// lock and walks again only if a topic was made in between
+// (Engine.topicsMade). Holding topicsMu's write lock while the ring is
+// filled means no topic is made meanwhile, so every topic that could have
+// messages is among those matched; holding pubMu means none of them
+// moves, and every later publish finds the pattern in the index. Cost of
+// making a pattern topic: O(topics) name matches under the read lock, and
+// under both locks O(matching topics) head reads and a sort, and
+// O(Capacity × log Capacity) to merge; removing it: O(what its ring
+// holds), under both.
 
 // patterns is the engine's pattern topics.
 type patterns struct {
@@ -262,11 +267,23 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 	if t != nil {
 		return t
 	}
+	// Walk the topic map under the read lock: publishes to existing
+	// topics go on meanwhile; only making a topic waits.
+	e.topicsMu.RLock()
+	made := e.topicsMade
+	matched := e.matchTopics(p, nil)
+	e.topicsMu.RUnlock()
+
 	e.topicsMu.Lock()
 	defer e.topicsMu.Unlock()
 	if t = e.pats.byName[p.src]; t != nil {
 		t.refs.Add(1)
 		return t
+	}
+	if e.topicsMade != made {
+		// A topic was made since: walk again, now that none can be. (A
+		// topic removed since had an empty ring: the backfill skips it.)
+		matched = e.matchTopics(p, matched[:0])
 	}
 	t = e.newTopic(p.src)
 	t.pattern = true
@@ -276,11 +293,22 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 	}
 	e.pats.byName[p.src] = t
 	e.pubMu.Lock()
-	e.backfill(p, t)
+	e.backfill(t, matched)
 	e.pats.index.add(p, t)
 	e.pats.gen++
 	e.pubMu.Unlock()
 	return t
+}
+
+// matchTopics appends to dst the topics p matches. topicsMu must be held
+// (read or write).
+func (e *Engine) matchTopics(p Pattern, dst []*topic) []*topic {
+	for _, t := range e.topics {
+		if p.Match(t.name) {
+			dst = append(dst, t)
+		}
+	}
+	return dst
 }
 
 // releasePattern is release for a pattern topic: the last reference
@@ -309,20 +337,21 @@ func (e *Engine) releasePattern(t *topic) {
 }
 
 // backfill fills pattern topic t's empty ring with the messages of the
-// topics p matches, merged by Seq: the newest Capacity of them, from the
+// topics its pattern matches (matched: every topic that could hold any),
+// merged by Seq: the newest Capacity of them, from the
 // newest point where every matching topic still holds all its messages
 // (a topic whose ring lost messages, lapped or dropped for the budget,
 // holds none older than its oldest; messages of other topics older than
 // that would replay with a hole). topicsMu (write) and pubMu must be held.
-func (e *Engine) backfill(p Pattern, t *topic) {
+func (e *Engine) backfill(t *topic, matched []*topic) {
 	h := seqHeap{items: e.pats.scratch[:0]}
 	defer func() {
 		clear(h.items[:cap(h.items)]) // keep the buffer, not the topics
 		e.pats.scratch = h.items[:0]
 	}()
 	var floor uint64 // messages with Seq below it are left out
-	for _, src := range e.topics {
-		if !p.Match(src.name) || src.ring.Len() == 0 {
+	for _, src := range matched {
+		if src.ring.Len() == 0 {
 			continue
 		}
 		head, tail := src.ring.Head(), src.ring.Tail()

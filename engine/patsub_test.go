@@ -259,3 +259,37 @@ func TestPatternMatchesFollowTheIndex(t *testing.T) {
 	publish(t, eng, msg("4", "", "a/x"))
 	again.expect(frame("4", ""))
 }
+
+// TestPatternMadeWhileTopicsAreMade: patterns are made while a publisher
+// makes a new matching topic for every message; each subscriber, joining
+// with the first message's id, gets every later message exactly once and
+// in order, whether it came through the backfill or live: no topic made
+// while a pattern was being made is missed.
+func TestPatternMadeWhileTopicsAreMade(t *testing.T) {
+	eng := newEngine(t, engine.Config{Capacity: 1024, Shards: 2})
+	ln := listen(t)
+	const n = 300
+	publish(t, eng, msg("0", "", "p/0"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 1; i <= n; i++ {
+			if _, err := eng.Publish(msg(strconv.Itoa(i), "", "p/"+strconv.Itoa(i))); err != nil {
+				t.Errorf("Publish: %v", err)
+				return
+			}
+		}
+	}()
+	var subs []*stream
+	for _, p := range []string{"p/*", "*/*", "*", "**", "p/**"} {
+		s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{p}}, withLastEventID("0"))
+		s.expect(okFrame)
+		subs = append(subs, s)
+	}
+	<-done
+	for _, s := range subs {
+		for i := 1; i <= n; i++ {
+			s.expect(frame(strconv.Itoa(i), ""))
+		}
+	}
+}
