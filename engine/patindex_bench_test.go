@@ -201,5 +201,39 @@ func BenchmarkPatternMake(b *testing.B) {
 				e.release(t)
 			}
 		})
+		// The two parts of making it, timed apart (the same steps as
+		// acquirePattern): the walk under the read lock, which publishes
+		// to existing topics do not wait for, and the backfill under the
+		// write lock and the publish lock, which every publish waits for.
+		b.Run(pat+"/parts", func(b *testing.B) {
+			p := MustPattern(pat)
+			var walk, locked time.Duration
+			for b.Loop() {
+				start := time.Now()
+				e.topicsMu.RLock()
+				matched := e.matchTopics(p, nil)
+				e.topicsMu.RUnlock()
+				mid := time.Now()
+				e.topicsMu.Lock()
+				t := e.newTopic(p.src)
+				t.pattern = true
+				e.pubMu.Lock()
+				e.backfill(t, matched)
+				e.pubMu.Unlock()
+				e.topicsMu.Unlock()
+				walk, locked = walk+mid.Sub(start), locked+time.Since(mid)
+				e.pubMu.Lock()
+				for {
+					m, ok := t.ring.DropOldest()
+					if !ok {
+						break
+					}
+					e.history.leaveRing(m, t)
+				}
+				e.pubMu.Unlock()
+			}
+			b.ReportMetric(float64(walk.Nanoseconds())/float64(b.N), "walk-ns/op")
+			b.ReportMetric(float64(locked.Nanoseconds())/float64(b.N), "locked-ns/op")
+		})
 	}
 }
