@@ -437,7 +437,10 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 	// appended to, the history's count and the wake-ups cover them too.
 	rings := e.withPatterns(rs[:0], topics)
 	if !auto {
-		size += int64(len(rings)-len(topics)) * ringEntryOverhead
+		if size += int64(len(rings)-len(topics)) * ringEntryOverhead; refuseLarge && size > e.history.limit {
+			e.pubMu.Unlock()
+			return PublishResult{}, ErrTooLarge // alone over the budget with its pattern rings' entries
+		}
 	}
 	if local {
 		seq = e.seq
