@@ -159,10 +159,6 @@ type Engine struct {
 	topicsMu sync.RWMutex
 	topics   map[string]*topic // guarded by topicsMu; release and dropIfUnused remove a topic no one holds whose ring is empty
 	pats     patterns          // pattern subscriptions' topics and their index (patindex.go)
-	// topicsMade counts topics made (under topicsMu's write lock), so
-	// that making a pattern can walk the map under the read lock and
-	// know whether to walk again (patindex.go).
-	topicsMade uint64
 
 	nextSubID atomic.Uint64 // subscriber ids; id mod shards picks the shard
 	closing   atomic.Bool
@@ -200,6 +196,10 @@ type topic struct {
 	// older messages out, so an id not in it may be a gap. Both set before
 	// the topic is shared, under topicsMu.
 	pattern, lossy bool
+	// first is the ring sequence of the first message the ring held: 0,
+	// or a pattern topic's oldest backfilled one; its ring has lost
+	// messages once its tail is past it. Set with lossy.
+	first uint64
 	// pats are the pattern topics that match this topic, as of the
 	// pattern index's generation patsGen (withPatterns); under pubMu.
 	pats    []*topic
@@ -268,7 +268,6 @@ func (e *Engine) acquireUpTo(name string, limit int) *topic {
 	t = e.newTopic(name)
 	t.refs.Store(1)
 	e.topics[name] = t
-	e.topicsMade++
 	return t
 }
 

@@ -193,7 +193,7 @@ func (t *topic) read(start uint64, limit int) HistoryRead {
 	r := t.ring
 	hr := HistoryRead{Known: true}
 	tail, head := r.Tail(), r.Head()
-	hr.Lost = tail > 0
+	hr.Lost = tail > t.first
 	if m, ok, _ := r.Get(tail); ok {
 		hr.Oldest = m.Seq
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Pattern subscriptions (issue 17, "Subscribing to a pattern").
@@ -67,14 +69,66 @@ import (
 // patterns is the engine's pattern topics.
 type patterns struct {
 	byName map[string]*topic // guarded by Engine.topicsMu; nil until the first pattern
-	index  patIndex          // see the locking note above
+	// making is the patterns being made: in the index, filling, not yet
+	// in byName. Guarded by Engine.topicsMu.
+	making map[string]*making
+	index  patIndex // see the locking note above
 	// gen counts changes of index (0: never a pattern); a topic's cached
 	// matches (topic.pats) hold while its patsGen equals it. Changed with
 	// index, read under Engine.pubMu.
 	gen uint64
-	// scratch is backfill's buffer, kept between patterns (under pubMu;
-	// cleared after use so it holds no topic).
-	scratch []seqCursor
+	// For tests, set before the engine is used: afterPick is called by
+	// backfill once it has read the matching rings, holding no lock;
+	// onHold is told how long making or removing a pattern held a lock
+	// that publishes wait for (pubMu, topicsMu's write lock), each time.
+	afterPick func()
+	onHold    func(time.Duration)
+}
+
+// lockPub takes pubMu for making or removing a pattern; unlockPub
+// releases it and tells patterns.onHold how long it was held.
+func (e *Engine) lockPub() time.Time {
+	e.pubMu.Lock()
+	return e.holdStart()
+}
+
+func (e *Engine) unlockPub(since time.Time) {
+	d := e.holdTime(since)
+	e.pubMu.Unlock()
+	e.held(d)
+}
+
+// lockTopics and unlockTopics are lockPub and unlockPub for topicsMu's
+// write lock.
+func (e *Engine) lockTopics() time.Time {
+	e.topicsMu.Lock()
+	return e.holdStart()
+}
+
+func (e *Engine) unlockTopics(since time.Time) {
+	d := e.holdTime(since)
+	e.topicsMu.Unlock()
+	e.held(d)
+}
+
+func (e *Engine) holdStart() time.Time {
+	if e.pats.onHold == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+func (e *Engine) holdTime(since time.Time) time.Duration {
+	if e.pats.onHold == nil {
+		return 0
+	}
+	return time.Since(since)
+}
+
+func (e *Engine) held(d time.Duration) {
+	if e.pats.onHold != nil {
+		e.pats.onHold(d)
+	}
 }
 
 // patIndex finds the pattern topics that match a topic name: a trie by
@@ -256,7 +310,7 @@ func (e *Engine) acquireSub(name string) *topic {
 
 // acquirePattern returns p's pattern topic, made and filled (backfill) on
 // first use, with one more reference held by the caller, who gives it back
-// with release.
+// with release. Others asking for p while it is being made wait for it.
 func (e *Engine) acquirePattern(p Pattern) *topic {
 	e.topicsMu.RLock()
 	t := e.pats.byName[p.src]
@@ -267,117 +321,223 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 	if t != nil {
 		return t
 	}
-	// Walk the topic map under the read lock: publishes to existing
-	// topics go on meanwhile; only making a topic waits.
-	e.topicsMu.RLock()
-	made := e.topicsMade
-	matched := e.matchTopics(p, nil)
-	e.topicsMu.RUnlock()
-
-	e.topicsMu.Lock()
-	defer e.topicsMu.Unlock()
+	held := e.lockTopics()
 	if t = e.pats.byName[p.src]; t != nil {
 		t.refs.Add(1)
+		e.unlockTopics(held)
 		return t
 	}
-	if e.topicsMade != made {
-		// A topic was made since: walk again, now that none can be. (A
-		// topic removed since had an empty ring: the backfill skips it.)
-		matched = e.matchTopics(p, matched[:0])
+	if mk := e.pats.making[p.src]; mk != nil {
+		mk.t.refs.Add(1)
+		e.unlockTopics(held)
+		<-mk.done
+		return mk.t
 	}
 	t = e.newTopic(p.src)
 	t.pattern = true
 	t.refs.Store(1)
+	// Room below the ring's first live message for the backfill.
+	t.ring.Skip(uint64(e.cfg.Capacity))
+	mk := &making{t: t, done: make(chan struct{})}
+	if e.pats.making == nil {
+		e.pats.making = make(map[string]*making)
+	}
+	e.pats.making[p.src] = mk
+	pub := e.lockPub()
+	e.pats.index.add(p, t)
+	e.pats.gen++
+	upTo := e.seq // every later publish finds t in the index
+	e.unlockPub(pub)
+	e.unlockTopics(held)
+
+	e.backfill(t, p, upTo)
+
+	held = e.lockTopics()
+	delete(e.pats.making, p.src)
 	if e.pats.byName == nil {
 		e.pats.byName = make(map[string]*topic)
 	}
 	e.pats.byName[p.src] = t
-	e.pubMu.Lock()
-	e.backfill(t, matched)
-	e.pats.index.add(p, t)
-	e.pats.gen++
-	e.pubMu.Unlock()
+	e.unlockTopics(held)
+	close(mk.done)
 	return t
 }
 
-// matchTopics appends to dst the topics p matches. topicsMu must be held
-// (read or write).
-func (e *Engine) matchTopics(p Pattern, dst []*topic) []*topic {
-	for _, t := range e.topics {
-		if p.Match(t.name) {
-			dst = append(dst, t)
-		}
-	}
-	return dst
+// making is a pattern topic being made: in the index, not yet in byName.
+type making struct {
+	t    *topic
+	done chan struct{} // closed once t is filled and in byName
 }
 
+// fillChunk is how many ring entries making or removing a pattern topic
+// handles per hold of the publish lock.
+const fillChunk = 64
+
 // releasePattern is release for a pattern topic: the last reference
-// removes it from the index and empties its ring.
+// removes it from the map and the index, then empties its ring.
 func (e *Engine) releasePattern(t *topic) {
 	if t.refs.Add(-1) != 0 {
 		return
 	}
-	e.topicsMu.Lock()
-	defer e.topicsMu.Unlock()
+	held := e.lockTopics()
 	if t.refs.Load() != 0 || e.pats.byName[t.name] != t {
+		e.unlockTopics(held)
 		return // taken again meanwhile (acquire re-checks under the lock)
 	}
 	delete(e.pats.byName, t.name)
-	e.pubMu.Lock()
+	pub := e.lockPub()
 	e.pats.index.remove(MustPattern(t.name))
 	e.pats.gen++
-	for {
-		m, ok := t.ring.DropOldest()
-		if !ok {
-			break
+	e.unlockPub(pub)
+	e.unlockTopics(held)
+	// No publish appends to the ring any more; the history budget may
+	// still drop from it (held.more), under pubMu as this is.
+	for emptied := false; !emptied; {
+		pub := e.lockPub()
+		for range fillChunk {
+			m, ok := t.ring.DropOldest()
+			if !ok {
+				emptied = true
+				break
+			}
+			e.history.leaveRing(m, t)
 		}
-		e.history.leaveRing(m, t)
+		e.unlockPub(pub)
 	}
-	e.pubMu.Unlock()
 }
 
-// backfill fills pattern topic t's empty ring with the messages of the
-// topics its pattern matches (matched: every topic that could hold any),
-// merged by Seq: the newest Capacity of them, from the
-// newest point where every matching topic still holds all its messages
-// (a topic whose ring lost messages, lapped or dropped for the budget,
-// holds none older than its oldest; messages of other topics older than
-// that would replay with a hole). topicsMu (write) and pubMu must be held.
-func (e *Engine) backfill(t *topic, matched []*topic) {
-	h := seqHeap{items: e.pats.scratch[:0]}
-	defer func() {
-		clear(h.items[:cap(h.items)]) // keep the buffer, not the topics
-		e.pats.scratch = h.items[:0]
-	}()
-	var floor uint64 // messages with Seq below it are left out
-	for _, src := range matched {
-		if src.ring.Len() == 0 {
+// backfill fills pattern topic t, already in the index (every message
+// with Seq above upTo that its pattern p matches is appended to its ring
+// by its publish), with the messages up to upTo of the topics p matches:
+// merged by Seq, the newest that fit in the ring beside what publishes
+// appended meanwhile, from the newest point where every matching topic
+// still holds all its messages (a topic whose ring lost messages, lapped
+// or dropped for the budget, holds none older than its oldest; messages
+// of other topics older than that would replay with a hole). Nothing is
+// in both parts: a publish gives the next Seq under pubMu, where upTo was
+// read and t put in the index. Nothing is in neither: a message up to
+// upTo went to a topic that was in the map before its publish and stays
+// there while its ring holds anything.
+//
+// The costly part takes no lock: the topics are copied from the map under
+// its read lock (a pointer each), matched and their rings read lock-free
+// (pickBackfill). Then the picked messages go into the ring below what
+// publishes appended, newest first, fillChunk of them per hold of the
+// publish lock, each only while the history still holds it (the budget
+// drops oldest first, so once one is gone so are the older ones, and the
+// ring never gets a hole) and while the ring has room.
+func (e *Engine) backfill(t *topic, p Pattern, upTo uint64) {
+	fb := fillBufs.Get().(*fillBuf)
+	defer fb.put()
+	e.copyTopics(fb)
+	lossy := pickBackfill(fb, p, upTo, e.cfg.Capacity)
+	if e.pats.afterPick != nil {
+		e.pats.afterPick()
+	}
+	put := e.fill(t, fb.picked)
+	t.first = uint64(e.cfg.Capacity) - uint64(put)
+	t.lossy = lossy || put < len(fb.picked)
+}
+
+// fill puts picked (newest first) into pattern topic t's ring below what
+// it holds, fillChunk messages per hold of the publish lock, and returns
+// how many went in: it stops at the first that the history no longer
+// holds (the budget drops oldest first, so the older ones are gone too),
+// or when the ring is full. Each entry is counted in the history budget,
+// which drops the oldest messages to make room for it as for a publish's.
+func (e *Engine) fill(t *topic, picked []*Message) (put int) {
+	var emptied []*topic
+	for put < len(picked) {
+		pub := e.lockPub()
+		n := put
+		for ; n < len(picked) && n-put < fillChunk; n++ {
+			m := picked[n]
+			// The entry counts in the history budget: make room for it
+			// first, as a publish does (the oldest go, m perhaps).
+			emptied = e.history.trim(ringEntryOverhead, emptied)
+			if m.held.rings <= 0 || !t.ring.Prepend(m) {
+				break // gone from the history, or no room left
+			}
+			e.history.joinRing(m, t)
+		}
+		e.unlockPub(pub)
+		for _, src := range emptied {
+			e.dropIfUnused(src)
+		}
+		emptied = emptied[:0]
+		stopped := n-put < fillChunk && n < len(picked)
+		put = n
+		if stopped {
+			break
+		}
+	}
+	return put
+}
+
+// fillBuf is backfill's buffers, kept between patterns (fillBufs).
+type fillBuf struct {
+	topics  []*topic
+	cursors []seqCursor
+	picked  []*Message // newest first
+}
+
+var fillBufs = sync.Pool{New: func() any { return new(fillBuf) }}
+
+// put gives fb back to fillBufs, holding no topic or message.
+func (fb *fillBuf) put() {
+	clear(fb.topics[:cap(fb.topics)])
+	clear(fb.cursors[:cap(fb.cursors)])
+	clear(fb.picked[:cap(fb.picked)])
+	fb.topics, fb.cursors, fb.picked = fb.topics[:0], fb.cursors[:0], fb.picked[:0]
+	fillBufs.Put(fb)
+}
+
+// copyTopics puts every topic of the map in fb.topics: a pointer copy
+// per topic under the map's read lock.
+func (e *Engine) copyTopics(fb *fillBuf) {
+	e.topicsMu.RLock()
+	defer e.topicsMu.RUnlock()
+	for _, src := range e.topics {
+		fb.topics = append(fb.topics, src)
+	}
+}
+
+// pickBackfill puts in fb.picked, newest first, the newest Capacity
+// messages with Seq up to upTo of the topics in fb.topics that p
+// matches, each once, from the newest point where every one of them
+// still holds all its messages; lossy when it left older messages out.
+// It takes no lock: the rings move meanwhile, and a ring found lapped
+// or dropped below a message counts as having lost the messages older
+// than it. A ring holding no message up to upTo counts as whole: if it
+// lost some, they went either to the budget, which drops oldest first
+// (every message older than them is gone from the history, and backfill
+// stops at the first one gone), or because more than Capacity messages
+// published after upTo lapped it, and those are in the pattern's ring,
+// which then has no room for the backfill.
+func pickBackfill(fb *fillBuf, p Pattern, upTo uint64, capacity int) (lossy bool) {
+	h := seqHeap{items: fb.cursors[:0]}
+	defer func() { fb.cursors = h.items[:0] }()
+	for _, src := range fb.topics {
+		if !p.Match(src.name) {
 			continue
 		}
-		head, tail := src.ring.Head(), src.ring.Tail()
-		if tail > 0 {
-			if m, ok, _ := src.ring.Get(tail); ok {
-				floor = max(floor, m.Seq)
-			}
+		if c := (seqCursor{r: src}); c.start(upTo) {
+			h.items = append(h.items, c)
 		}
-		c := seqCursor{r: src, next: head - 1, tail: tail}
-		c.load()
-		h.items = append(h.items, c)
 	}
 	if len(h.items) == 0 {
-		return
+		return false
 	}
 	// A topic whose newest message is older than Capacity distinct
 	// messages at the heads of other topics has nothing among the newest
 	// Capacity: only the topics with those heads take part in the merge
 	// (a message at the head of several topics counts once).
-	cut := false // older messages were left out
-	if len(h.items) > e.cfg.Capacity {
+	if len(h.items) > capacity {
 		slices.SortFunc(h.items, func(a, b seqCursor) int { return cmp.Compare(b.m.Seq, a.m.Seq) })
 		distinct, keep := 0, len(h.items)
 		for i := range h.items {
 			if i == 0 || h.items[i].m != h.items[i-1].m {
-				if distinct == e.cfg.Capacity {
+				if distinct == capacity {
 					keep = i
 					break
 				}
@@ -385,51 +545,65 @@ func (e *Engine) backfill(t *topic, matched []*topic) {
 			}
 		}
 		if keep < len(h.items) {
-			h.items, cut = h.items[:keep], true
+			h.items, lossy = h.items[:keep], true
 		}
 	}
 	heap.Init(&h)
-	picked := make([]*Message, 0, min(e.cfg.Capacity, 64))
+	var floor uint64 // messages with Seq below it are left out
 	for len(h.items) > 0 {
 		c := &h.items[0]
 		m := c.m
-		if m.Seq < floor || len(picked) == e.cfg.Capacity && picked[len(picked)-1] != m {
-			cut = true
-			break
+		if m.Seq < floor || len(fb.picked) == capacity && fb.picked[len(fb.picked)-1] != m {
+			return true
 		}
-		if n := len(picked); n == 0 || picked[n-1] != m { // a message in two matching topics goes in once
-			picked = append(picked, m)
+		if n := len(fb.picked); n == 0 || fb.picked[n-1] != m { // a message in two matching topics goes in once
+			fb.picked = append(fb.picked, m)
 		}
-		if c.next == c.tail {
+		if c.next == 0 {
+			heap.Pop(&h) // read down to its first message: it lost nothing
+			continue
+		}
+		next, ok, _ := c.r.ring.Get(c.next - 1)
+		if !ok { // lapped or dropped: older messages of its topic may be gone
+			floor = max(floor, m.Seq)
 			heap.Pop(&h)
 			continue
 		}
-		c.next--
-		c.load()
+		c.next, c.m = c.next-1, next
 		heap.Fix(&h, 0)
 	}
-	t.lossy = cut || floor > 0
-	for i := len(picked) - 1; i >= 0; i-- {
-		m := picked[i]
-		t.ring.Append(m) // the ring is empty and holds Capacity: nothing is overwritten
-		e.history.joinRing(m, t)
-	}
+	return lossy || floor > 0
 }
 
-// seqCursor reads one topic's ring from the newest message back.
+// seqCursor reads one topic's ring from the newest message back,
+// lock-free.
 type seqCursor struct {
-	r          *topic
-	next, tail uint64 // ring sequence of m; the oldest held
-	m          *Message
+	r    *topic
+	next uint64 // ring sequence of m
+	m    *Message
 }
 
-func (c *seqCursor) load() {
-	c.m, _, _ = c.r.ring.Get(c.next) // under pubMu nothing moves: present
+// start points c at the newest message with Seq up to upTo in its ring
+// and reports whether there is one still held.
+func (c *seqCursor) start(upTo uint64) bool {
+	r := c.r.ring
+	for s := r.Head(); s > 0; {
+		s--
+		m, ok, _ := r.Get(s)
+		if !ok {
+			return false // lapped or dropped: see pickBackfill
+		}
+		if m.Seq <= upTo {
+			c.next, c.m = s, m
+			return true
+		}
+	}
+	return false
 }
 
 // seqHeap is a max-heap on the Seq of each cursor's message (ties: the
 // same message through two topics, or local messages, which no wildcard
-// reads; the pointer order keeps one message's copies together).
+// reads).
 type seqHeap struct{ items []seqCursor }
 
 func (h *seqHeap) Len() int { return len(h.items) }

@@ -175,11 +175,10 @@ func BenchmarkPatternLookup(b *testing.B) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// BenchmarkPatternMake: what making (and removing) a pattern topic holds
-// the topic map and the publish lock for, with 10,000 topics of 4
-// messages each held: a pattern no topic matches (the name matches
-// alone), and "**", which merges the newest Capacity messages of all
-// 10,000 rings.
+// BenchmarkPatternMake: what making (and removing) a pattern topic
+// costs, and what of it holds the publish lock, with 10,000 topics of 4
+// messages each held: a pattern no topic matches, and "**", whose ring is
+// filled with the newest Capacity messages of all 10,000 rings.
 func BenchmarkPatternMake(b *testing.B) {
 	e, err := New(Config{Shards: 1, Capacity: 256, Logger: discardLogger()})
 	if err != nil {
@@ -201,27 +200,37 @@ func BenchmarkPatternMake(b *testing.B) {
 				e.release(t)
 			}
 		})
-		// The two parts of making it, timed apart (the same steps as
-		// acquirePattern): the walk under the read lock, which publishes
-		// to existing topics do not wait for, and the backfill under the
-		// write lock and the publish lock, which every publish waits for.
+		// The parts of making it, timed apart (the steps of
+		// acquirePattern and backfill): registering it in the index under
+		// both locks; copying the topic map under its read lock; matching
+		// and reading the rings with no lock; filling the ring, fillChunk
+		// messages per hold of the publish lock (fill-ns/hold: each hold
+		// with the wait for the lock).
 		b.Run(pat+"/parts", func(b *testing.B) {
 			p := MustPattern(pat)
-			var walk, locked time.Duration
+			var register, copied, pick, fill time.Duration
+			holds := 0
 			for b.Loop() {
 				start := time.Now()
-				e.topicsMu.RLock()
-				matched := e.matchTopics(p, nil)
-				e.topicsMu.RUnlock()
-				mid := time.Now()
 				e.topicsMu.Lock()
 				t := e.newTopic(p.src)
 				t.pattern = true
+				t.ring.Skip(uint64(e.cfg.Capacity))
 				e.pubMu.Lock()
-				e.backfill(t, matched)
+				upTo := e.seq
 				e.pubMu.Unlock()
 				e.topicsMu.Unlock()
-				walk, locked = walk+mid.Sub(start), locked+time.Since(mid)
+				t1 := time.Now()
+				fb := fillBufs.Get().(*fillBuf)
+				e.copyTopics(fb)
+				t2 := time.Now()
+				pickBackfill(fb, p, upTo, e.cfg.Capacity)
+				t3 := time.Now()
+				put := e.fill(t, fb.picked)
+				t4 := time.Now()
+				holds += (put + fillChunk - 1) / fillChunk
+				fb.put()
+				register, copied, pick, fill = register+t1.Sub(start), copied+t2.Sub(t1), pick+t3.Sub(t2), fill+t4.Sub(t3)
 				e.pubMu.Lock()
 				for {
 					m, ok := t.ring.DropOldest()
@@ -232,8 +241,14 @@ func BenchmarkPatternMake(b *testing.B) {
 				}
 				e.pubMu.Unlock()
 			}
-			b.ReportMetric(float64(walk.Nanoseconds())/float64(b.N), "walk-ns/op")
-			b.ReportMetric(float64(locked.Nanoseconds())/float64(b.N), "locked-ns/op")
+			n := float64(b.N)
+			b.ReportMetric(float64(register.Nanoseconds())/n, "register-ns/op")
+			b.ReportMetric(float64(copied.Nanoseconds())/n, "copy-ns/op")
+			b.ReportMetric(float64(pick.Nanoseconds())/n, "pick-ns/op")
+			b.ReportMetric(float64(fill.Nanoseconds())/n, "fill-ns/op")
+			if holds > 0 {
+				b.ReportMetric(float64(fill.Nanoseconds())/float64(holds), "fill-ns/hold")
+			}
 		})
 	}
 }

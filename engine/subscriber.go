@@ -214,8 +214,8 @@ func (sub *Subscriber) replayFrom(lastID string) bool {
 		}
 		if s, ok := c.t.ring.Find(func(m *Message) bool { return m.Seq <= seenSeq }); ok {
 			c.next.Store(s + 1)
-		} else if c.t.ring.Tail() == 0 && !c.t.lossy {
-			c.next.Store(0) // nothing evicted yet: everything here is newer
+		} else if tail := c.t.ring.Tail(); tail == c.t.first && !c.t.lossy {
+			c.next.Store(tail) // nothing evicted yet: everything here is newer
 		}
 	}
 	return true
