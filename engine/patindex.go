@@ -49,22 +49,36 @@ import (
 // any topic (heldSize's per-ring overhead), and drops messages from pattern
 // rings too (held.more lists them).
 //
-// Locking. patterns.byName is guarded by Engine.topicsMu (like
-// Engine.topics); patterns.index is read by publishes under Engine.pubMu
-// and changed only with both topicsMu (write) and pubMu held, in that
-// order: making and removing a pattern topic are the only places that take
-// pubMu under topicsMu (locksordering.txt). Making one walks the topic map
-// for the matching topics under topicsMu's read lock (publishes to
-// existing topics go on; only making a topic waits), then takes the write
-// lock and walks again only if a topic was made in between
-// (Engine.topicsMade). Holding topicsMu's write lock while the ring is
-// filled means no topic is made meanwhile, so every topic that could have
-// messages is among those matched; holding pubMu means none of them
-// moves, and every later publish finds the pattern in the index. Cost of
-// making a pattern topic: O(topics) name matches under the read lock, and
-// under both locks O(matching topics) head reads and a sort, and
-// O(Capacity × log Capacity) to merge; removing it: O(what its ring
-// holds), under both.
+// Locking. patterns.byName and patterns.making are guarded by
+// Engine.topicsMu (like Engine.topics); patterns.index is read by
+// publishes under Engine.pubMu and changed only with both topicsMu
+// (write) and pubMu held, in that order: making and removing a pattern
+// topic are the only places that take pubMu under topicsMu
+// (locksordering.txt), for the index change alone.
+//
+// Making one never holds a lock that publishes wait for while it reads
+// the matching topics (issue 13: a client must not stall every
+// publisher). In order (acquirePattern, backfill):
+//  1. Under topicsMu (write) and pubMu: the pattern enters making and the
+//     index, and upTo is the last Seq given. From then on a publish that
+//     matches appends to its ring (which starts at sequence Capacity,
+//     ring.Skip, so that the backfill fits below), and the messages up
+//     to upTo are those it lacks. O(pattern segments).
+//  2. Under topicsMu's read lock: the topic map is copied, a pointer per
+//     topic (publishes go on; a topic being made waits that long).
+//  3. No lock: the copy is matched against the pattern, and the matching
+//     rings are read lock-free from their newest message with Seq up to
+//     upTo back, and merged (pickBackfill).
+//  4. Under pubMu, fillChunk messages at a time: the picked messages go
+//     into the ring below the live ones, newest first (ring.Prepend), each
+//     counted in the history (joinRing) while the history still holds it
+//     and the ring has room.
+//  5. Under topicsMu (write): the pattern moves from making to byName.
+//     Others asking for it meanwhile wait for that (making.done).
+// Removing one takes it out of byName and the index under both locks,
+// then empties its ring fillChunk entries per hold of pubMu. Holds of
+// either lock are timed for tests (patterns.onHold): see
+// TestPatternMakeHoldsLocksBriefly.
 
 // patterns is the engine's pattern topics.
 type patterns struct {
