@@ -91,12 +91,13 @@ type patterns struct {
 	// matches (topic.pats) hold while its patsGen equals it. Changed with
 	// index, read under Engine.pubMu.
 	gen uint64
-	// For tests, set before the engine is used: afterPick is called by
-	// backfill once it has read the matching rings, holding no lock;
+	// For tests, set before the engine is used: duringPick is called by
+	// backfill once it has found where to start reading each matching
+	// ring and before it merges them, holding no lock;
 	// onHold is told how long making or removing a pattern held a lock
 	// that publishes wait for (pubMu, topicsMu's write lock), each time.
-	afterPick func()
-	onHold    func(time.Duration)
+	duringPick func()
+	onHold     func(time.Duration)
 }
 
 // lockPub takes pubMu for making or removing a pattern; unlockPub
@@ -444,10 +445,7 @@ func (e *Engine) backfill(t *topic, p Pattern, upTo uint64) {
 	fb := fillBufs.Get().(*fillBuf)
 	defer fb.put()
 	e.copyTopics(fb)
-	lossy := pickBackfill(fb, p, upTo, e.cfg.Capacity)
-	if e.pats.afterPick != nil {
-		e.pats.afterPick()
-	}
+	lossy := pickBackfill(fb, p, upTo, e.cfg.Capacity, e.pats.duringPick)
 	put := e.fill(t, fb.picked)
 	t.first = uint64(e.cfg.Capacity) - uint64(put)
 	t.lossy = lossy || put < len(fb.picked)
@@ -528,7 +526,8 @@ func (e *Engine) copyTopics(fb *fillBuf) {
 // stops at the first one gone), or because more than Capacity messages
 // published after upTo lapped it, and those are in the pattern's ring,
 // which then has no room for the backfill.
-func pickBackfill(fb *fillBuf, p Pattern, upTo uint64, capacity int) (lossy bool) {
+// during, if not nil, is called between the two (tests).
+func pickBackfill(fb *fillBuf, p Pattern, upTo uint64, capacity int, during func()) (lossy bool) {
 	h := seqHeap{items: fb.cursors[:0]}
 	defer func() { fb.cursors = h.items[:0] }()
 	for _, src := range fb.topics {
@@ -538,6 +537,9 @@ func pickBackfill(fb *fillBuf, p Pattern, upTo uint64, capacity int) (lossy bool
 		if c := (seqCursor{r: src}); c.start(upTo) {
 			h.items = append(h.items, c)
 		}
+	}
+	if during != nil {
+		during()
 	}
 	if len(h.items) == 0 {
 		return false

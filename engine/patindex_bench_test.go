@@ -224,7 +224,7 @@ func BenchmarkPatternMake(b *testing.B) {
 				fb := fillBufs.Get().(*fillBuf)
 				e.copyTopics(fb)
 				t2 := time.Now()
-				pickBackfill(fb, p, upTo, e.cfg.Capacity)
+				pickBackfill(fb, p, upTo, e.cfg.Capacity, nil)
 				t3 := time.Now()
 				put := e.fill(t, fb.picked)
 				t4 := time.Now()

@@ -95,11 +95,11 @@ func TestPatternMakeHoldsLocksBriefly(t *testing.T) {
 
 // TestPatternMakeLetsPublishesThrough: while a pattern's ring is being
 // filled from the matching topics, publishes go on (the test publishes
-// from the middle of the fill, where the old fill held the publish lock:
-// it would never return), and the ring ends up with every matching
-// message once, in publish order, whether it came through the backfill
-// or live: to a topic the backfill read, to one made meanwhile, and not
-// those of a topic the pattern does not match.
+// from the middle of reading the matching rings, which the old fill did
+// under the publish lock: the publish would never return), and the ring
+// ends up with every matching message once, in publish order, whether it
+// came through the backfill or live: to a topic the backfill read, to one
+// made meanwhile, and not those of a topic the pattern does not match.
 func TestPatternMakeLetsPublishesThrough(t *testing.T) {
 	e, err := New(Config{Shards: 1, Capacity: 16, Logger: discardLogger()})
 	if err != nil {
@@ -120,7 +120,7 @@ func TestPatternMakeLetsPublishesThrough(t *testing.T) {
 	pub(false, "n/a")
 	pub(true, "s/b", "s/a")
 	pub(true, "s/c")
-	e.pats.afterPick = func() {
+	e.pats.duringPick = func() {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -137,7 +137,7 @@ func TestPatternMakeLetsPublishesThrough(t *testing.T) {
 	}
 	p := e.acquirePattern(MustPattern("s/*"))
 	defer e.release(p)
-	e.pats.afterPick = nil
+	e.pats.duringPick = nil
 	var got []*Message
 	for s := p.ring.Tail(); s < p.ring.Head(); s++ {
 		m, _, _ := p.ring.Get(s)
@@ -167,7 +167,7 @@ func TestPatternMakeWithPublishesPastCapacity(t *testing.T) {
 		}
 	}
 	var live []*Message
-	e.pats.afterPick = func() {
+	e.pats.duringPick = func() {
 		for i := range 10 {
 			m := &Message{Data: "new", HasData: true, Topics: []string{"s/" + strconv.Itoa(i%3)}}
 			if _, err := e.Publish(m); err != nil {
@@ -178,7 +178,7 @@ func TestPatternMakeWithPublishesPastCapacity(t *testing.T) {
 	}
 	before := e.HistoryBytes()
 	p := e.acquirePattern(MustPattern("s/**"))
-	e.pats.afterPick = nil
+	e.pats.duringPick = nil
 	var got []*Message
 	for s := p.ring.Tail(); s < p.ring.Head(); s++ {
 		m, _, _ := p.ring.Get(s)
@@ -227,14 +227,14 @@ func TestPatternMakeStopsAtWhatTheBudgetDropped(t *testing.T) {
 	for i := range 8 {
 		publish("s/" + strconv.Itoa(i%3))
 	}
-	e.pats.afterPick = func() {
+	e.pats.duringPick = func() {
 		for range 5 { // the budget drops the oldest three for these
 			publish("n/x")
 		}
 	}
 	p := e.acquirePattern(MustPattern("s/*"))
 	defer e.release(p)
-	e.pats.afterPick = nil
+	e.pats.duringPick = nil
 	var got []*Message
 	for s := p.ring.Tail(); s < p.ring.Head(); s++ {
 		m, _, _ := p.ring.Get(s)
