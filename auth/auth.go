@@ -406,6 +406,20 @@ func (g *Grant) allows(op Op, topic string) bool {
 	if op == Publish {
 		pats = g.publish
 	}
+	if op == Subscribe && engine.IsPattern(topic) {
+		// A pattern subscription: allowed only if every topic it could
+		// match is, i.e. one of the grant's patterns covers it.
+		q, err := engine.ParsePattern(topic)
+		if err != nil {
+			return false
+		}
+		for _, p := range pats {
+			if p.Covers(q) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, p := range pats {
 		if p.Match(topic) {
 			return true

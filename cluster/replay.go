@@ -200,7 +200,10 @@ func (n *Node) scan(ctx context.Context, want map[string]bool, start uint64, vis
 		MemoryStorage:     true,
 		InactiveThreshold: n.cfg.PublishTimeout,
 	}
-	if !n.multiFilter {
+	if !n.multiFilter || hasPattern(want) {
+		// A pattern subscriber's topics have no subject filter (a topic is
+		// one escaped subject token, so NATS wildcards cannot follow "/"):
+		// read every subject, and wanted matches the patterns.
 		ccfg.FilterSubjects, ccfg.FilterSubject = nil, n.cfg.Stream+".>"
 	}
 	cons, err := n.stream.CreateConsumer(ctx, ccfg)
@@ -251,9 +254,35 @@ func (n *Node) scan(ctx context.Context, want map[string]bool, start uint64, vis
 // on the multi-topic subject may name none of them).
 func wanted(m *engine.Message, want map[string]bool) bool {
 	if len(m.Topics) == 0 {
-		return want[""]
+		return wantTopic(want, "")
 	}
-	return slices.ContainsFunc(m.Topics, func(t string) bool { return want[t] })
+	return slices.ContainsFunc(m.Topics, func(t string) bool { return wantTopic(want, t) })
+}
+
+// wantTopic reports whether topic t is in want: named, or matched by a
+// pattern in want (a pattern subscriber's replay).
+func wantTopic(want map[string]bool, t string) bool {
+	if want[t] {
+		return true
+	}
+	for w := range want {
+		if engine.IsPattern(w) {
+			if p, err := engine.ParseSubscription(w); err == nil && p.Match(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPattern reports whether want names a wildcard pattern.
+func hasPattern(want map[string]bool) bool {
+	for w := range want {
+		if engine.IsPattern(w) {
+			return true
+		}
+	}
+	return false
 }
 
 // replayKeep is how long a read answers replays that start after it

@@ -79,9 +79,23 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 
 	e.pubMu.Lock()
 	seq := e.seq
+	// Each message's rings: its topics and the pattern topics they match
+	// (patindex.go), found under the lock as Publish finds them; each
+	// pattern ring's entry counts in the message's size.
+	rings := make([][]*topic, len(ms))
 	var gaveID []bool // which messages got their auto id here, to take it back on refusal
 	for i, m := range ms {
+		rings[i] = e.withPatterns(make([]*topic, 0, len(tops[i])+1), tops[i])
 		if !auto(m) {
+			if sizes[i] += int64(len(rings[i])-len(tops[i])) * ringEntryOverhead; limit > 0 && sizes[i] > limit {
+				e.pubMu.Unlock()
+				for j, gave := range gaveID {
+					if gave {
+						ms[j].ID, ms[j].Frame = "", nil
+					}
+				}
+				return PublishResult{}, &BatchError{i, ErrTooLarge}
+			}
 			continue
 		}
 		if gaveID == nil {
@@ -90,7 +104,7 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 		gaveID[i] = true
 		m.ID = strconv.FormatUint(seq+uint64(i)+1, 10)
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
-		if sizes[i] = heldSize(m, len(tops[i])); limit > 0 && sizes[i] > limit {
+		if sizes[i] = heldSize(m, len(rings[i])); limit > 0 && sizes[i] > limit {
 			e.pubMu.Unlock()
 			for j, gave := range gaveID {
 				if gave {
@@ -104,13 +118,13 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 	for i, m := range ms {
 		seq++
 		m.Seq = seq
-		for _, t := range tops[i] {
+		for _, t := range rings[i] {
 			if _, old, ok := t.ring.Append(m); ok {
 				e.history.overwritten(old)
 			}
 		}
 		emptied = e.history.trim(sizes[i], emptied)
-		e.history.add(m, tops[i], sizes[i])
+		e.history.add(m, rings[i], sizes[i])
 	}
 	e.seq = seq
 	e.counters.publishes.Add(uint64(len(ms)))
@@ -119,10 +133,10 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 		e.dropIfUnused(t)
 	}
 
-	// Each topic once: the answer and the wake-ups.
+	// Each topic (and pattern topic) once: the answer and the wake-ups.
 	var res PublishResult
 	seen := make(map[*topic]bool)
-	for _, ts := range tops {
+	for _, ts := range rings {
 		for _, t := range ts {
 			if seen[t] {
 				continue

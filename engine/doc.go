@@ -22,6 +22,12 @@
 // the publisher never waits for anyone. See ARCHITECTURE.md for the
 // ownership map.
 //
+// A subscriber's topic may be a pattern ("sports/*", "sports/**"): each
+// pattern subscribers hold is a topic of its own whose ring a publish
+// appends to when one of its topics matches, found through a trie by
+// segment (patindex.go); everything after the publish is the exact-topic
+// path.
+//
 // Stats is a snapshot of the engine's counters for metrics: deliveries are
 // added up once per shard pass, never per delivery (see stats.go).
 //

@@ -163,6 +163,7 @@ type Engine struct {
 
 	topicsMu sync.RWMutex
 	topics   map[string]*topic // guarded by topicsMu; release and dropIfUnused remove a topic no one holds whose ring is empty
+	pats     patterns          // pattern subscriptions' topics and their index (patindex.go)
 
 	nextSubID atomic.Uint64 // subscriber ids; id mod shards picks the shard
 	closing   atomic.Bool
@@ -195,6 +196,19 @@ type topic struct {
 	// dirtyFlags[i] is set by a publisher when it queues this topic on
 	// shard i's dirty list, cleared by shard i before it reads the ring.
 	dirtyFlags []atomic.Bool
+	// pattern marks a pattern topic (patindex.go): its ring holds the
+	// messages of the topics its name matches. lossy: its backfill left
+	// older messages out, so an id not in it may be a gap. Both set before
+	// the topic is shared, under topicsMu.
+	pattern, lossy bool
+	// first is the ring sequence of the first message the ring held: 0,
+	// or a pattern topic's oldest backfilled one; its ring has lost
+	// messages once its tail is past it. Set with lossy.
+	first uint64
+	// pats are the pattern topics that match this topic, as of the
+	// pattern index's generation patsGen (withPatterns); under pubMu.
+	pats    []*topic
+	patsGen uint64
 }
 
 func (t *topic) dirty(shard int) *atomic.Bool { return &t.dirtyFlags[shard] }
@@ -262,21 +276,31 @@ func (e *Engine) acquireUpTo(name string, limit int) *topic {
 	if limit > 0 && len(e.topics) >= limit {
 		return nil
 	}
-	r, err := ring.New[*Message](e.cfg.Capacity)
-	if err != nil {
-		panic(err) // Capacity was validated in New
-	}
-	t = &topic{name: name, ring: r, shardMin: make([]atomic.Uint64, len(e.shards)), dirtyFlags: make([]atomic.Bool, len(e.shards))}
-	for i := range t.shardMin {
-		t.shardMin[i].Store(math.MaxUint64)
-	}
+	t = e.newTopic(name)
 	t.refs.Store(1)
 	e.topics[name] = t
 	return t
 }
 
+// newTopic makes a topic with an empty ring, held by nobody yet.
+func (e *Engine) newTopic(name string) *topic {
+	r, err := ring.New[*Message](e.cfg.Capacity)
+	if err != nil {
+		panic(err) // Capacity was validated in New
+	}
+	t := &topic{name: name, ring: r, shardMin: make([]atomic.Uint64, len(e.shards)), dirtyFlags: make([]atomic.Bool, len(e.shards))}
+	for i := range t.shardMin {
+		t.shardMin[i].Store(math.MaxUint64)
+	}
+	return t
+}
+
 // release gives back a reference taken by acquire.
 func (e *Engine) release(t *topic) {
+	if t.pattern {
+		e.releasePattern(t)
+		return
+	}
 	if t.refs.Add(-1) == 0 {
 		e.dropIfUnused(t)
 	}
@@ -419,7 +443,17 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 		}
 	}
 
+	var rs [4]*topic
 	e.pubMu.Lock()
+	// The pattern topics m goes to as well (patindex.go): the rings it is
+	// appended to, the history's count and the wake-ups cover them too.
+	rings := e.withPatterns(rs[:0], topics)
+	if !auto {
+		if size += int64(len(rings)-len(topics)) * ringEntryOverhead; refuseLarge && size > e.history.limit {
+			e.pubMu.Unlock()
+			return PublishResult{}, ErrTooLarge // alone over the budget with its pattern rings' entries
+		}
+	}
 	if local {
 		seq = e.seq
 	} else if seq == 0 {
@@ -432,7 +466,7 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 	if auto {
 		m.ID = strconv.FormatUint(seq, 10)
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
-		if size = heldSize(m, len(topics)); refuseLarge && size > e.history.limit {
+		if size = heldSize(m, len(rings)); refuseLarge && size > e.history.limit {
 			e.pubMu.Unlock()
 			m.ID, m.Frame = "", nil
 			return PublishResult{}, ErrTooLarge
@@ -443,20 +477,20 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 		e.counters.publishes.Add(1)
 	}
 	m.Seq, m.local = seq, local
-	for _, t := range topics {
+	for _, t := range rings {
 		if _, old, ok := t.ring.Append(m); ok {
 			e.history.overwritten(old)
 		}
 	}
 	emptied := e.history.trim(size, nil)
-	e.history.add(m, topics, size)
+	e.history.add(m, rings, size)
 	e.pubMu.Unlock()
 	for _, t := range emptied {
 		e.dropIfUnused(t)
 	}
 
 	var res PublishResult
-	for _, t := range topics {
+	for _, t := range rings {
 		res.Subscribers += int(t.subscribers.Load())
 		if q := t.queued(); q > res.Queued {
 			res.Queued = q
@@ -512,11 +546,10 @@ func (e *Engine) enter() bool {
 // Closing reports whether Close has begun.
 func (e *Engine) Closing() bool { return e.closing.Load() }
 
-// Subscribers returns how many subscribers topic name has.
+// Subscribers returns how many subscribers topic name has (those of
+// the pattern, for a pattern: not those of the topics it matches).
 func (e *Engine) Subscribers(name string) int {
-	e.topicsMu.RLock()
-	t := e.topics[name]
-	e.topicsMu.RUnlock()
+	t := e.lookup(name) // a pattern's subscribers for a pattern subscribers hold
 	if t == nil {
 		return 0
 	}

@@ -37,11 +37,15 @@ type TopicInfo struct {
 	// none) and Seq; both zero when the ring is empty.
 	LastID  string
 	LastSeq uint64
+	// Pattern: Name is a pattern that subscribers hold (patindex.go); its
+	// ring holds the messages of the topics it matches, Published counts
+	// them since the pattern was made, Subscribers are the pattern's own.
+	Pattern bool
 }
 
 // info reads t's figures. The ring is walked lock-free: O(messages held).
 func (t *topic) info() TopicInfo {
-	ti := TopicInfo{Name: t.name, Subscribers: t.subscribers.Load()}
+	ti := TopicInfo{Name: t.name, Subscribers: t.subscribers.Load(), Pattern: t.pattern}
 	head := t.ring.Head()
 	ti.Published = head
 	for s := t.ring.Tail(); s < head; s++ {
@@ -59,9 +63,7 @@ func (t *topic) info() TopicInfo {
 // Topic returns what the engine holds of topic name; ok is false when it
 // holds no such topic.
 func (e *Engine) Topic(name string) (ti TopicInfo, ok bool) {
-	e.topicsMu.RLock()
-	t := e.topics[name]
-	e.topicsMu.RUnlock()
+	t := e.lookup(name)
 	if t == nil {
 		return TopicInfo{}, false
 	}
@@ -71,13 +73,18 @@ func (e *Engine) Topic(name string) (ti TopicInfo, ok bool) {
 // TopicPage returns the topics whose names sort after after (byte order;
 // from the first, the default topic "" included, when first is true), at
 // most limit of them, in name order; more says that others follow,
-// total how many topics the engine holds. Cost: O(topics) to pick the page
+// total how many topics the engine holds. The patterns subscribers hold
+// are listed among them (TopicInfo.Pattern; a pattern and a topic may
+// share a name, the topic first). Cost: O(topics) to pick the page
 // (the topic map's read lock is held only to copy its pointers out) and
 // O(messages held) per topic of the page, lock-free.
 func (e *Engine) TopicPage(after string, first bool, limit int) (page []TopicInfo, more bool, total int) {
 	e.topicsMu.RLock()
-	all := make([]*topic, 0, len(e.topics))
+	all := make([]*topic, 0, len(e.topics)+len(e.pats.byName))
 	for _, t := range e.topics {
+		all = append(all, t)
+	}
+	for _, t := range e.pats.byName { // the patterns subscribers hold, marked Pattern
 		all = append(all, t)
 	}
 	e.topicsMu.RUnlock()
@@ -88,7 +95,15 @@ func (e *Engine) TopicPage(after string, first bool, limit int) (page []TopicInf
 			picked = append(picked, t)
 		}
 	}
-	slices.SortFunc(picked, func(a, b *topic) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(picked, func(a, b *topic) int {
+		if c := strings.Compare(a.name, b.name); c != 0 || a.pattern == b.pattern {
+			return c
+		}
+		if a.pattern {
+			return 1 // a topic before the pattern of the same name
+		}
+		return -1
+	})
 	if len(picked) > limit {
 		picked, more = picked[:limit], true
 	}
@@ -162,10 +177,15 @@ func (e *Engine) SeqOfID(name, id string) (seq uint64, ok bool) {
 	return m.Seq, true
 }
 
+// lookup returns topic name, or the pattern topic of the pattern name
+// that subscribers hold (patindex.go); nil when there is none.
 func (e *Engine) lookup(name string) *topic {
 	e.topicsMu.RLock()
 	defer e.topicsMu.RUnlock()
-	return e.topics[name]
+	if t := e.topics[name]; t != nil {
+		return t
+	}
+	return e.pats.byName[name]
 }
 
 // read returns up to limit messages from ring sequence start on.
@@ -173,7 +193,7 @@ func (t *topic) read(start uint64, limit int) HistoryRead {
 	r := t.ring
 	hr := HistoryRead{Known: true}
 	tail, head := r.Tail(), r.Head()
-	hr.Lost = tail > 0
+	hr.Lost = tail > t.first
 	if m, ok, _ := r.Get(tail); ok {
 		hr.Oldest = m.Seq
 	}

@@ -36,6 +36,11 @@ type Stats struct {
 	HistoryEvicted                uint64
 	// Topics lists every topic the engine holds, in no particular order.
 	Topics []TopicStats
+	// Patterns lists the patterns subscribers hold (patindex.go), in no
+	// particular order: Subscribers are the pattern's own, Published and
+	// Buffered count its ring (the matching topics' messages since it was
+	// made, backfill included).
+	Patterns []TopicStats
 }
 
 // CloseCounts are ended streams by reason.
@@ -147,6 +152,12 @@ func (e *Engine) Stats() Stats {
 			Published:   t.ring.Head(),
 			Buffered:    t.ring.Len(),
 		})
+	}
+	if len(e.pats.byName) > 0 {
+		st.Patterns = make([]TopicStats, 0, len(e.pats.byName))
+		for name, t := range e.pats.byName {
+			st.Patterns = append(st.Patterns, TopicStats{Name: name, Subscribers: t.subscribers.Load(), Published: t.ring.Head(), Buffered: t.ring.Len()})
+		}
 	}
 	e.topicsMu.RUnlock()
 	return st

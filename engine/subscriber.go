@@ -145,7 +145,7 @@ func (e *Engine) Start(sub *Subscriber, st Stream, done func(error)) {
 	}
 	sub.cursors = make([]cursor, len(names))
 	for i, n := range names {
-		sub.cursors[i].t = e.acquire(n)
+		sub.cursors[i].t = e.acquireSub(n) // a pattern's topic for a pattern (patindex.go)
 		sub.cursors[i].next.Store(sub.cursors[i].t.ring.Head())
 	}
 
@@ -392,8 +392,8 @@ func (sub *Subscriber) replayFrom(lastID string) bool {
 		}
 		if s, ok := c.t.ring.Find(func(m *Message) bool { return m.Seq <= seenSeq }); ok {
 			c.next.Store(s + 1)
-		} else if c.t.ring.Tail() == 0 {
-			c.next.Store(0) // nothing evicted yet: everything here is newer
+		} else if tail := c.t.ring.Tail(); tail == c.t.first && !c.t.lossy {
+			c.next.Store(tail) // nothing evicted yet: everything here is newer
 		}
 	}
 	return true

@@ -172,3 +172,25 @@ func publishers(t *testing.T, s *server, sent *atomic.Uint64, topics ...string) 
 	}
 	return sync.OnceFunc(func() { close(done); wg.Wait() })
 }
+
+// TestDashboardPatternsInBrowser: the page's topic table shows a pattern
+// that subscribers hold, marked as one, with its subscriber count.
+func TestDashboardPatternsInBrowser(t *testing.T) {
+	ctx := browser.New(t, 60*time.Second)
+	s := startEvery(t, "", engine.Config{}, 10, 100*time.Millisecond)
+	s.subscribe(t, "/sse?topic=sports/*")
+	s.subscribe(t, "/sse?topic=sports/*&topic=news")
+	var row string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate("http://"+s.addr+"/_tinysse/"),
+		chromedp.WaitVisible("#status.on", chromedp.ByQuery),
+		waitText("#topics-body", "sports/* pattern"),
+		chromedp.Text("#topics-body", &row, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("the dashboard never showed the pattern: %v (table %q)", err, row)
+	}
+	if !strings.Contains(row, "sports/* pattern\t2\t") {
+		t.Errorf("topic table %q, want the pattern with its 2 subscribers", row)
+	}
+}

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strings"
 	"time"
 
@@ -213,27 +215,31 @@ func (d *Dashboard) publish(eng *engine.Engine) error {
 
 // feedMessage is what the page receives once per Interval.
 type feedMessage struct {
-	Time        int64              `json:"t"` // unix milliseconds
-	Publishes   uint64             `json:"publishes"`
-	Deliveries  uint64             `json:"deliveries"`
-	Subscribers int64              `json:"subscribers"`
-	Subscribes  uint64             `json:"subscribes"`
-	Closed      feedClosed         `json:"closed"`
-	Replays     uint64             `json:"replays"`
-	ReplayGaps  uint64             `json:"replay_gaps"`
-	Capacity    int                `json:"capacity"`
-	TopicCount  int                `json:"topic_count"`
-	Topics      []feedTopic        `json:"topics"`
-	Other       feedTopic          `json:"other"`
-	OtherTopics int                `json:"other_topics"`
-	Rejected    map[string]uint64  `json:"rejected"`
-	Refused     uint64             `json:"conns_refused"`
-	OpenConns   int64              `json:"open_conns"`
-	H2Conns     int64              `json:"h2_conns"`   // of open_conns, HTTP/2
-	Streams     int64              `json:"streams"`    // event streams, both protocols
-	H2Streams   int64              `json:"h2_streams"` // of streams, HTTP/2
-	Hooks       []HookSnapshot     `json:"hooks"`
-	Runtime     map[string]float64 `json:"runtime"`
+	Time        int64       `json:"t"` // unix milliseconds
+	Publishes   uint64      `json:"publishes"`
+	Deliveries  uint64      `json:"deliveries"`
+	Subscribers int64       `json:"subscribers"`
+	Subscribes  uint64      `json:"subscribes"`
+	Closed      feedClosed  `json:"closed"`
+	Replays     uint64      `json:"replays"`
+	ReplayGaps  uint64      `json:"replay_gaps"`
+	Capacity    int         `json:"capacity"`
+	TopicCount  int         `json:"topic_count"`
+	Topics      []feedTopic `json:"topics"`
+	Other       feedTopic   `json:"other"`
+	OtherTopics int         `json:"other_topics"`
+	// Patterns: the patterns subscribers hold, those with the most
+	// subscribers first (at most feedPatterns); PatternCount all of them.
+	Patterns     []feedTopic        `json:"patterns"`
+	PatternCount int                `json:"pattern_count"`
+	Rejected     map[string]uint64  `json:"rejected"`
+	Refused      uint64             `json:"conns_refused"`
+	OpenConns    int64              `json:"open_conns"`
+	H2Conns      int64              `json:"h2_conns"`   // of open_conns, HTTP/2
+	Streams      int64              `json:"streams"`    // event streams, both protocols
+	H2Streams    int64              `json:"h2_streams"` // of streams, HTTP/2
+	Hooks        []HookSnapshot     `json:"hooks"`
+	Runtime      map[string]float64 `json:"runtime"`
 }
 
 type feedClosed struct {
@@ -246,6 +252,9 @@ type feedClosed struct {
 	// Disconnected: ended through the server API (POST disconnect).
 	Disconnected uint64 `json:"disconnected"`
 }
+
+// feedPatterns bounds the patterns a stats message lists.
+const feedPatterns = 10
 
 type feedTopic struct {
 	Name        string `json:"name"`
@@ -285,6 +294,15 @@ func (d *Dashboard) feed(s Snapshot) feedMessage {
 			continue
 		}
 		f.Topics = append(f.Topics, feedTopic{Name: t.Name, Subscribers: t.Subscribers, Buffered: t.Buffered, Published: t.Published})
+	}
+	f.PatternCount = len(e.Patterns)
+	pats := slices.Clone(e.Patterns)
+	slices.SortFunc(pats, func(a, b engine.TopicStats) int {
+		return cmp.Or(cmp.Compare(b.Subscribers, a.Subscribers), strings.Compare(a.Name, b.Name))
+	})
+	f.Patterns = make([]feedTopic, 0, min(len(pats), feedPatterns))
+	for _, t := range pats[:min(len(pats), feedPatterns)] {
+		f.Patterns = append(f.Patterns, feedTopic{Name: t.Name, Subscribers: t.Subscribers, Buffered: t.Buffered, Published: t.Published})
 	}
 	for i, n := range s.Transport.PublishRejected {
 		f.Rejected[rejectName(i)] = n

@@ -570,3 +570,40 @@ func TestMetricsByProtocol(t *testing.T) {
 		t.Errorf("feed h2_conns %v, h2_streams %v, streams %v; want 1, 2 and 4 (the feed's own stream too)", last["h2_conns"], last["h2_streams"], last["streams"])
 	}
 }
+
+// TestDashboardFeedPatterns: the stats feed lists the patterns that
+// subscribers hold, with their own subscriber counts, and the page draws
+// them (app.js marks them "pattern").
+func TestDashboardFeedPatterns(t *testing.T) {
+	s := start(t, "", engine.Config{}, 10)
+	feed := s.subscribe(t, "/sse?topic="+ops.DefaultStatsTopic)
+	sports := s.subscribe(t, "/sse?topic=sports/*")
+	s.subscribe(t, "/sse?topic=sports/*&topic=news/**")
+	s.publish(t, "/sse?topic=sports/a", `{"data":"goal"}`)
+	sports.until(t, "goal")
+	type pat struct {
+		Name        string
+		Subscribers int64
+		Buffered    int
+	}
+	var last struct {
+		Patterns     []pat
+		PatternCount int `json:"pattern_count"`
+	}
+	waitFor(t, "a stats message with the patterns", func() bool {
+		if e := feed.On(t).NextEvent(); e.Type == "stats" {
+			last.Patterns = nil
+			if err := json.Unmarshal([]byte(e.Data), &last); err != nil {
+				t.Fatalf("stats %q: %v", e.Data, err)
+			}
+		}
+		return last.PatternCount == 2 && len(last.Patterns) == 2 && last.Patterns[0].Buffered == 1
+	})
+	if last.Patterns[0] != (pat{"sports/*", 2, 1}) || last.Patterns[1] != (pat{"news/**", 1, 0}) {
+		t.Errorf("patterns %+v", last.Patterns)
+	}
+	_, _, js := s.get(t, "/_tinysse/app.js")
+	if !strings.Contains(js, "s.patterns") {
+		t.Errorf("the page does not draw the patterns")
+	}
+}

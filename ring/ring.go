@@ -145,6 +145,32 @@ func (r *Ring[T]) DropOldest() (v T, ok bool) {
 	return e.val, true
 }
 
+// Skip makes an empty ring that was never appended to start at sequence
+// seq: Head and Tail return seq, and Prepend has room below it. Only the
+// writer may call it, before any reader has the ring.
+func (r *Ring[T]) Skip(seq uint64) {
+	r.head.Store(seq)
+	r.floor.Store(seq)
+}
+
+// Prepend stores v under Tail()-1, older than every value held, and
+// reports whether it did: not when the ring is full or Tail() is 0. It
+// is for filling a ring with older values while the writer appends newer
+// ones, before any reader has the ring: a reader told lapped at Tail()-1
+// would find a value there afterwards. The caller must not prepend below
+// a value DropOldest dropped (it would come back). Only the writer.
+func (r *Ring[T]) Prepend(v T) bool {
+	h := r.head.Load()
+	t := r.tail(h)
+	if t == 0 || h-t > r.mask {
+		return false
+	}
+	s := t - 1 // its slot is empty: s+Cap() is not written yet, and nothing below the tail is held
+	r.slots[s&r.mask].Store(&entry[T]{seq: s, val: v})
+	r.floor.Store(s)
+	return true
+}
+
 // Oldest returns the oldest value in the ring and its sequence number; ok
 // is false when the ring is empty. Exact for the writer; a reader may find
 // the value gone by the time it uses it.

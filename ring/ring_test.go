@@ -3,6 +3,7 @@ package ring_test
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"weak"
@@ -394,4 +395,45 @@ func TestRingDropFreesValue(t *testing.T) {
 		t.Error("the overwritten value is still alive")
 	}
 	runtime.KeepAlive(r)
+}
+
+// A ring started past 0 takes older values below its tail while newer
+// ones are appended, until it is full; appends then overwrite the oldest,
+// prepended or not.
+func TestPrepend(t *testing.T) {
+	r, _ := ring.New[int](4)
+	if r.Prepend(1) {
+		t.Fatal("Prepend at sequence 0: nothing below")
+	}
+	r.Skip(4)
+	if r.Head() != 4 || r.Tail() != 4 || r.Len() != 0 {
+		t.Fatalf("after Skip: head %d tail %d len %d", r.Head(), r.Tail(), r.Len())
+	}
+	r.Append(10)
+	for _, v := range []int{9, 8} {
+		if !r.Prepend(v) {
+			t.Fatalf("Prepend(%d) refused with %d held", v, r.Len())
+		}
+	}
+	r.Append(11)
+	if r.Prepend(7) {
+		t.Fatal("Prepend into a full ring")
+	}
+	var got []int
+	for s := r.Tail(); s < r.Head(); s++ {
+		v, ok, _ := r.Get(s)
+		if !ok {
+			t.Fatalf("Get(%d) not ok", s)
+		}
+		got = append(got, v)
+	}
+	if !slices.Equal(got, []int{8, 9, 10, 11}) || r.Tail() != 2 {
+		t.Fatalf("ring holds %v from %d, want [8 9 10 11] from 2", got, r.Tail())
+	}
+	if _, old, ok := r.Append(12); !ok || old != 8 {
+		t.Fatalf("Append over a full ring overwrote %v %v, want the prepended 8", old, ok)
+	}
+	if v, ok := r.DropOldest(); !ok || v != 9 {
+		t.Fatalf("DropOldest = %v %v, want 9", v, ok)
+	}
 }

@@ -200,6 +200,7 @@ type apiTopic struct {
 	PublishRate float64 `json:"publish_rate"`
 	LastID      string  `json:"last_id,omitempty"`
 	LastCursor  string  `json:"last_cursor,omitempty"`
+	Pattern     bool    `json:"pattern,omitempty"`
 }
 
 type apiTopics struct {
@@ -232,6 +233,10 @@ func (a *api) topics(ctx *fasthttp.RequestCtx) {
 		out.Topics[i] = apiTopic{
 			Name: t.Name, Subscribers: t.Subscribers, Messages: t.Messages, Bytes: t.Bytes,
 			Published: t.Published, PublishRate: base.rate(t.Name, t.Published, now), LastID: t.LastID,
+			Pattern: t.Pattern,
+		}
+		if t.Pattern {
+			out.Topics[i].PublishRate = 0 // its count starts with the backfill; the rate sampler knows topics only
 		}
 		if t.LastSeq != 0 {
 			out.Topics[i].LastCursor = cursorOf(t.LastSeq)

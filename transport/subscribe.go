@@ -55,7 +55,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		grant = g
 	}
 	topics := uniqueTopics(queryTopics(ctx))
-	if err := checkTopics(topics); err != nil {
+	if err := checkSubscribeTopics(topics); err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
@@ -84,7 +84,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		sub.Topics = uniqueTopics(sub.Topics)
-		if err := checkTopics(sub.Topics); err != nil {
+		if err := checkSubscribeTopics(sub.Topics); err != nil {
 			writeError(ctx, fasthttp.StatusInternalServerError, "subscribe hook set bad topics: "+err.Error())
 			s.unsubscribeRefused(sub)
 			return

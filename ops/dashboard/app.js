@@ -199,12 +199,17 @@ function onStats(ev) {
 function renderTopics(s) {
   const rows = s.topics.map((t) => ({ name: t.name === "" ? "(default stream)" : t.name, subs: t.subscribers, buf: t.buffered, mine: t.name === cfg.topic }));
   if (s.other_topics > 0) rows.push({ name: "other " + s.other_topics + " topics", subs: s.other.subscribers, buf: s.other.buffered, other: true });
+  // Patterns subscribers hold (?topic=sports/*): their own subscribers, and
+  // what their ring holds of the matching topics.
+  for (const p of s.patterns || []) rows.push({ name: p.name, subs: p.subscribers, buf: p.buffered, pattern: true });
+  if ((s.pattern_count || 0) > (s.patterns || []).length) rows.push({ name: "other " + (s.pattern_count - s.patterns.length) + " patterns", subs: 0, buf: 0, other: true });
   const top = Math.max(1, ...rows.map((r) => r.subs));
   const body = $("topics-body");
   body.replaceChildren(...rows.map((r) => {
     const tr = document.createElement("tr");
     const name = cell(r.name, "name" + (r.other ? " muted" : ""));
     if (r.mine) name.title = "the dashboard's own feed";
+    if (r.pattern) { const tag = document.createElement("span"); tag.className = "tag"; tag.textContent = "pattern"; name.append(" ", tag); name.title = "a pattern: its subscribers get every matching topic"; }
     const bar = document.createElement("div");
     bar.className = "bar"; bar.style.width = (100 * r.subs / top) + "%";
     const barCell = document.createElement("td"); barCell.style.width = "30%"; barCell.append(bar);
