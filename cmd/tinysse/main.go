@@ -115,8 +115,9 @@ func exitCode(err error) int {
 }
 
 // instance is what run builds, one step after another, and the closers that
-// undo it. Only run's goroutine touches it, except that the routes and the
-// health handler read srv once it is set (before anyone is accepted).
+// undo it. Only run's goroutine writes it; the parts serve starts, the
+// metrics route and the health handler read fields set before they run
+// (srv is set before anyone is accepted).
 type instance struct {
 	o      *options
 	log    *slog.Logger
@@ -148,6 +149,7 @@ type instance struct {
 	closers []func()
 }
 
+// newInstance settles the shard and VM counts (0 and auto).
 func newInstance(o *options, log *slog.Logger, stdout io.Writer) *instance {
 	shards := o.shards
 	if shards == 0 {
