@@ -196,78 +196,7 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	fs := pflag.NewFlagSet("tinysse", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
-
-	level := levelValue(slog.LevelInfo)
-	keepAlive := durationValue(60 * time.Second)
-	timeout := durationValue(5 * time.Minute)
-	timeoutRetry := durationValue(0)
-	tick := durationValue(500 * time.Millisecond)
-	body := sizeValue(64 << 10)
-	maxAge := durationValue(0)
-	writeTimeout := durationValue(30 * time.Second)
-	writeCoalesce := coalesceValue(0)
-	readTimeout := durationValue(10 * time.Second)
-	shutdownTimeout := durationValue(10 * time.Second)
-
-	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1:1983", "where to listen (ADDR:PORT)")
-	fs.VarP(&level, "log-level", "L", "log level: ERROR, WARN, INFO, DEBUG, TRACE")
-	fs.VarP(&keepAlive, "keep-alive", "k", "interval of keep-alive comments to each subscriber")
-	fs.StringVarP(&o.keepAliveText, "keep-alive-text", "K", "keep-alive", "text of the keep-alive comment")
-	fs.VarP(&timeout, "timeout", "t", "a subscriber connected this long is closed (0 = never)")
-	fs.VarP(&timeoutRetry, "timeout-retry", "r", "retry hint sent at timeout and on lag")
-	fs.IntVarP(&o.capacity, "capacity", "c", 256, "messages kept per topic (ring size, rounded up to a power of two)")
-	fs.StringVarP(&o.script, "script", "s", "", "Lua script with hooks")
-	fs.StringVar(&o.scriptData, "script-data", "", "handed to the script as cli.script_data in startup")
-	fs.Var(&tick, "script-tick", "interval of the tick hook")
-	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading, any file through sqlite and template)")
-	fs.StringVar(&o.dataDir, "data-dir", ".", "without --unsafe-script, the only directory whose files sqlite and template may reach")
-	fs.VarP(&body, "max-body-size", "m", "largest publish body accepted (65536, 64KB, 1MB)")
-	fs.StringVarP(&o.pubPath, "pub-path", "P", "/sse", "URL path for POST (publish)")
-	fs.StringVarP(&o.subPath, "sub-path", "S", "/sse", "URL path for GET (subscribe)")
-	fs.StringVarP(&o.staticDir, "serve-static-dir", "D", "", "serve files from DIR")
-	fs.StringVarP(&o.staticPath, "serve-static-path", "U", "/", "URL path of the static files")
-	fs.StringVar(&o.corsOrigin, "cors-allow-origin", "*", "Access-Control-Allow-Origin (comma-separated origins, or *)")
-	fs.StringVar(&o.corsMethods, "cors-allow-methods", "GET, HEAD, POST", "Access-Control-Allow-Methods")
-	fs.StringVar(&o.corsHeaders, "cors-allow-headers", "*", "Access-Control-Allow-Headers")
-	fs.BoolVar(&o.corsCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials: true")
-	fs.Var(&maxAge, "cors-max-age", "Access-Control-Max-Age")
-	fs.BoolVar(&o.autoID, "auto-id", false, "give messages published without an id an increasing server id")
-	fs.Var(&writeTimeout, "write-timeout", "close a subscriber whose socket accepts nothing for this long")
-	fs.Var(&writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = adaptive: only while a shard is busy, at most 2ms; off = never; at most 1s)")
-	fs.Var(&readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
-	fs.Var(&shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
-	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU less one, at least one)")
-	vms := vmsValue(1)
-	fs.Var(&vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
-	scriptTimeout := durationValue(5 * time.Second)
-	fs.Var(&scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
-	scriptMemory := sizeValue(256 << 20)
-	fs.Var(&scriptMemory, "script-memory", "stop a hook while the heap has grown by more than this since it began (0 = never)")
-	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
-	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
-	fs.BoolVar(&o.noH2C, "no-h2c", false, "do not serve cleartext HTTP/2 (prior knowledge) on a plain listener")
-	fs.IntVar(&o.h2MaxStreams, "h2-max-streams", 250, "streams one HTTP/2 connection may have open at once")
-	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
-	maxHistory := sizeValue(256 << 20)
-	fs.Var(&maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
-	addOpsFlags(fs, o)
-	addAuthFlags(fs, &o.auth)
-	natsMaxAge := durationValue(0)
-	fs.StringVar(&o.nats.url, "nats", "", "cluster mode: NATS server URL(s), comma-separated (absent: single node)")
-	fs.StringVar(&o.nats.stream, "nats-stream", "tinysse", "JetStream stream name (and subject prefix)")
-	fs.Var(&natsMaxAge, "nats-max-age", "how long the stream keeps messages (0 = no limit)")
-	fs.Int64Var(&o.nats.maxMsgs, "nats-max-msgs", 0, "how many messages the stream keeps (0 = no limit)")
-	fs.IntVar(&o.nats.replicas, "nats-replicas", 1, "stream replicas on a NATS cluster")
-	fs.StringVar(&o.nats.creds, "nats-creds", "", "NATS credentials file (JWT and seed)")
-	fs.StringVar(&o.nats.token, "nats-token", "", "NATS authentication token")
-	fs.StringVar(&o.nats.tlsCA, "nats-tls-ca", "", "CA certificate file to verify the NATS server")
-	fs.StringVar(&o.nats.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
-	fs.StringVar(&o.nats.tlsKey, "nats-tls-key", "", "client key file for NATS")
-	storeFlags := addStoreFlags(fs, o)
-	addScaleFlags(fs, &o.scale)
-	fs.StringVar(&o.config, "config", "", "read options from this TOML `FILE`: one key per long option (listen = \"127.0.0.1:1983\"); flags and TINYSSE_* variables win over it")
-	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
-	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
+	v := addFlags(fs, o)
 
 	fs.VisitAll(func(f *pflag.Flag) {
 		if !noEnv[f.Name] {
@@ -294,6 +223,126 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 			return nil, err
 		}
 	}
+	if err := readEnv(fs, getenv); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := checkOptions(o, v); err != nil {
+		return nil, err
+	}
+	if err := v.finish(o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// flagValues holds the flags that parse into a type of their own
+// (durations, sizes, the log level) until finish moves them into options.
+type flagValues struct {
+	level           levelValue
+	keepAlive       durationValue
+	timeout         durationValue
+	timeoutRetry    durationValue
+	tick            durationValue
+	body            sizeValue
+	maxAge          durationValue // --cors-max-age
+	writeTimeout    durationValue
+	writeCoalesce   coalesceValue
+	readTimeout     durationValue
+	shutdownTimeout durationValue
+	vms             vmsValue
+	scriptTimeout   durationValue
+	scriptMemory    sizeValue
+	maxHistory      sizeValue
+	natsMaxAge      durationValue
+	store           *storeFlags
+}
+
+// addFlags declares every option on fs, in --help's order, with its
+// default.
+func addFlags(fs *pflag.FlagSet, o *options) *flagValues {
+	v := &flagValues{
+		level:           levelValue(slog.LevelInfo),
+		keepAlive:       durationValue(60 * time.Second),
+		timeout:         durationValue(5 * time.Minute),
+		tick:            durationValue(500 * time.Millisecond),
+		body:            sizeValue(64 << 10),
+		writeTimeout:    durationValue(30 * time.Second),
+		readTimeout:     durationValue(10 * time.Second),
+		shutdownTimeout: durationValue(10 * time.Second),
+		vms:             vmsValue(1),
+		scriptTimeout:   durationValue(5 * time.Second),
+		scriptMemory:    sizeValue(256 << 20),
+		maxHistory:      sizeValue(256 << 20),
+	}
+	fs.StringVarP(&o.listen, "listen", "l", "127.0.0.1:1983", "where to listen (ADDR:PORT)")
+	fs.VarP(&v.level, "log-level", "L", "log level: ERROR, WARN, INFO, DEBUG, TRACE")
+	fs.VarP(&v.keepAlive, "keep-alive", "k", "interval of keep-alive comments to each subscriber")
+	fs.StringVarP(&o.keepAliveText, "keep-alive-text", "K", "keep-alive", "text of the keep-alive comment")
+	fs.VarP(&v.timeout, "timeout", "t", "a subscriber connected this long is closed (0 = never)")
+	fs.VarP(&v.timeoutRetry, "timeout-retry", "r", "retry hint sent at timeout and on lag")
+	fs.IntVarP(&o.capacity, "capacity", "c", 256, "messages kept per topic (ring size, rounded up to a power of two)")
+	fs.StringVarP(&o.script, "script", "s", "", "Lua script with hooks")
+	fs.StringVar(&o.scriptData, "script-data", "", "handed to the script as cli.script_data in startup")
+	fs.Var(&v.tick, "script-tick", "interval of the tick hook")
+	fs.BoolVar(&o.unsafeScript, "unsafe-script", false, "let the script reach the host (os, io, module loading, any file through sqlite and template)")
+	fs.StringVar(&o.dataDir, "data-dir", ".", "without --unsafe-script, the only directory whose files sqlite and template may reach")
+	fs.VarP(&v.body, "max-body-size", "m", "largest publish body accepted (65536, 64KB, 1MB)")
+	fs.StringVarP(&o.pubPath, "pub-path", "P", "/sse", "URL path for POST (publish)")
+	fs.StringVarP(&o.subPath, "sub-path", "S", "/sse", "URL path for GET (subscribe)")
+	fs.StringVarP(&o.staticDir, "serve-static-dir", "D", "", "serve files from DIR")
+	fs.StringVarP(&o.staticPath, "serve-static-path", "U", "/", "URL path of the static files")
+	fs.StringVar(&o.corsOrigin, "cors-allow-origin", "*", "Access-Control-Allow-Origin (comma-separated origins, or *)")
+	fs.StringVar(&o.corsMethods, "cors-allow-methods", "GET, HEAD, POST", "Access-Control-Allow-Methods")
+	fs.StringVar(&o.corsHeaders, "cors-allow-headers", "*", "Access-Control-Allow-Headers")
+	fs.BoolVar(&o.corsCredentials, "cors-allow-credentials", false, "send Access-Control-Allow-Credentials: true")
+	fs.Var(&v.maxAge, "cors-max-age", "Access-Control-Max-Age")
+	fs.BoolVar(&o.autoID, "auto-id", false, "give messages published without an id an increasing server id")
+	fs.Var(&v.writeTimeout, "write-timeout", "close a subscriber whose socket accepts nothing for this long")
+	fs.Var(&v.writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = adaptive: only while a shard is busy, at most 2ms; off = never; at most 1s)")
+	fs.Var(&v.readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
+	fs.Var(&v.shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
+	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU less one, at least one)")
+	fs.Var(&v.vms, "lua-vms", "Lua states: N, or auto for one per shard (globals are per VM)")
+	fs.Var(&v.scriptTimeout, "script-timeout", "stop a hook that runs longer than this (0 = never)")
+	fs.Var(&v.scriptMemory, "script-memory", "stop a hook while the heap has grown by more than this since it began (0 = never)")
+	fs.IntVar(&o.maxSubscribers, "max-subscribers", 0, "streams open at once; beyond it a subscribe gets 503 (0 = no bound but the connection limit)")
+	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
+	fs.BoolVar(&o.noH2C, "no-h2c", false, "do not serve cleartext HTTP/2 (prior knowledge) on a plain listener")
+	fs.IntVar(&o.h2MaxStreams, "h2-max-streams", 250, "streams one HTTP/2 connection may have open at once")
+	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
+	fs.Var(&v.maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
+	addOpsFlags(fs, o)
+	addAuthFlags(fs, &o.auth)
+	addNATSFlags(fs, &o.nats, &v.natsMaxAge)
+	v.store = addStoreFlags(fs, o)
+	addScaleFlags(fs, &o.scale)
+	fs.StringVar(&o.config, "config", "", "read options from this TOML `FILE`: one key per long option (listen = \"127.0.0.1:1983\"); flags and TINYSSE_* variables win over it")
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help")
+	fs.BoolVarP(&o.version, "version", "V", false, "print the version")
+	return v
+}
+
+// addNATSFlags declares the cluster mode's --nats* options (but
+// --nats-publish-timeout: addStoreFlags).
+func addNATSFlags(fs *pflag.FlagSet, n *natsOptions, maxAge *durationValue) {
+	fs.StringVar(&n.url, "nats", "", "cluster mode: NATS server URL(s), comma-separated (absent: single node)")
+	fs.StringVar(&n.stream, "nats-stream", "tinysse", "JetStream stream name (and subject prefix)")
+	fs.Var(maxAge, "nats-max-age", "how long the stream keeps messages (0 = no limit)")
+	fs.Int64Var(&n.maxMsgs, "nats-max-msgs", 0, "how many messages the stream keeps (0 = no limit)")
+	fs.IntVar(&n.replicas, "nats-replicas", 1, "stream replicas on a NATS cluster")
+	fs.StringVar(&n.creds, "nats-creds", "", "NATS credentials file (JWT and seed)")
+	fs.StringVar(&n.token, "nats-token", "", "NATS authentication token")
+	fs.StringVar(&n.tlsCA, "nats-tls-ca", "", "CA certificate file to verify the NATS server")
+	fs.StringVar(&n.tlsCert, "nats-tls-cert", "", "client certificate file for NATS (with --nats-tls-key)")
+	fs.StringVar(&n.tlsKey, "nats-tls-key", "", "client key file for NATS")
+}
+
+// readEnv sets every flag not given on the command line (nor in the
+// config file) from its TINYSSE_* variable, if set.
+func readEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if envErr != nil || f.Changed || noEnv[f.Name] {
@@ -305,75 +354,77 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 			}
 		}
 	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+	return envErr
+}
+
+// checkOptions checks the values against each other and their bounds;
+// the first one wrong is the error.
+func checkOptions(o *options, v *flagValues) error {
 	if o.capacity < 1 || o.capacity > 1<<30 {
-		return nil, fmt.Errorf("invalid value for --capacity: %d is not between 1 and %d", o.capacity, 1<<30)
+		return fmt.Errorf("invalid value for --capacity: %d is not between 1 and %d", o.capacity, 1<<30)
 	}
 	for _, n := range []struct {
 		name string
 		val  int
 	}{{"max-subscribers", o.maxSubscribers}, {"max-conns-per-ip", o.maxConnsPerIP}, {"max-topics", o.maxTopics}} {
 		if n.val < 0 {
-			return nil, fmt.Errorf("invalid value for --%s: %d is negative", n.name, n.val)
+			return fmt.Errorf("invalid value for --%s: %d is negative", n.name, n.val)
 		}
 	}
 	if o.h2MaxStreams < 1 || o.h2MaxStreams > 1<<20 {
-		return nil, fmt.Errorf("invalid value for --h2-max-streams: %d is not between 1 and %d", o.h2MaxStreams, 1<<20)
+		return fmt.Errorf("invalid value for --h2-max-streams: %d is not between 1 and %d", o.h2MaxStreams, 1<<20)
 	}
-	if body < 1 {
-		return nil, errors.New("invalid value for --max-body-size: must be at least 1 byte")
+	if v.body < 1 {
+		return errors.New("invalid value for --max-body-size: must be at least 1 byte")
 	}
-	if body > 1<<30 {
-		return nil, errors.New("invalid value for --max-body-size: larger than 1GB")
+	if v.body > 1<<30 {
+		return errors.New("invalid value for --max-body-size: larger than 1GB")
 	}
 	for _, p := range []struct{ name, val string }{{"pub-path", o.pubPath}, {"sub-path", o.subPath}, {"serve-static-path", o.staticPath}} {
 		if !strings.HasPrefix(p.val, "/") {
-			return nil, fmt.Errorf("invalid value for --%s: %q must start with /", p.name, p.val)
+			return fmt.Errorf("invalid value for --%s: %q must start with /", p.name, p.val)
 		}
 	}
 	if o.corsCredentials && (o.corsOrigin == "*" || o.corsHeaders == "*") {
-		return nil, errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
+		return errors.New("invalid value for --cors-allow-credentials: not allowed with a * origin or * headers")
 	}
 	if err := checkOpsOptions(o); err != nil {
-		return nil, err
+		return err
 	}
 	if err := checkAuthOptions(o); err != nil {
-		return nil, err
+		return err
 	}
 	if err := o.nats.check(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := o.scale.check(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := storeFlags.finish(o); err != nil {
-		return nil, err
-	}
-	o.nats.maxAge = time.Duration(natsMaxAge)
-	o.logLevel = slog.Level(level)
-	o.keepAlive = time.Duration(keepAlive)
-	o.timeout = time.Duration(timeout)
-	o.timeoutRetry = time.Duration(timeoutRetry)
-	o.scriptTick = time.Duration(tick)
-	o.maxBodySize = int64(body)
-	o.corsMaxAge = time.Duration(maxAge)
-	o.writeTimeout = time.Duration(writeTimeout)
-	o.writeCoalesce = time.Duration(writeCoalesce)
+	return v.store.finish(o)
+}
+
+// finish moves the values into o.
+func (v *flagValues) finish(o *options) error {
+	o.nats.maxAge = time.Duration(v.natsMaxAge)
+	o.logLevel = slog.Level(v.level)
+	o.keepAlive = time.Duration(v.keepAlive)
+	o.timeout = time.Duration(v.timeout)
+	o.timeoutRetry = time.Duration(v.timeoutRetry)
+	o.scriptTick = time.Duration(v.tick)
+	o.maxBodySize = int64(v.body)
+	o.corsMaxAge = time.Duration(v.maxAge)
+	o.writeTimeout = time.Duration(v.writeTimeout)
+	o.writeCoalesce = time.Duration(v.writeCoalesce)
 	if o.writeCoalesce > time.Second {
-		return nil, fmt.Errorf("invalid value for --write-coalesce: %v is over 1s", o.writeCoalesce)
+		return fmt.Errorf("invalid value for --write-coalesce: %v is over 1s", o.writeCoalesce)
 	}
-	o.readTimeout = time.Duration(readTimeout)
-	o.shutdownTimeout = time.Duration(shutdownTimeout)
-	o.luaVMs = int(vms)
-	o.scriptTimeout = time.Duration(scriptTimeout)
-	o.scriptMemory = int64(scriptMemory)
-	o.maxHistoryBytes = int64(maxHistory)
-	return o, nil
+	o.readTimeout = time.Duration(v.readTimeout)
+	o.shutdownTimeout = time.Duration(v.shutdownTimeout)
+	o.luaVMs = int(v.vms)
+	o.scriptTimeout = time.Duration(v.scriptTimeout)
+	o.scriptMemory = int64(v.scriptMemory)
+	o.maxHistoryBytes = int64(v.maxHistory)
+	return nil
 }
 
 // envName is the variable of a flag: TINYSSE_ and the name, upper case,

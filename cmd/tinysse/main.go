@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tinysse/tinysse/auth"
 	"github.com/tinysse/tinysse/cluster"
 	"github.com/tinysse/tinysse/engine"
 	"github.com/tinysse/tinysse/lua"
@@ -62,16 +64,93 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	if o.check != "" {
 		return checkScript(o, stdout, stderr, log)
 	}
-	tlsConfig, err := loadTLS(o)
-	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: --tls-cert/--tls-key: %v\n", err)
-		return 1
+
+	// Start-up is in order; a step that fails returns its exit code and
+	// message, and what the steps before it opened is closed as run
+	// returns (s.close: last opened, first closed).
+	s := newInstance(o, log, stdout)
+	defer s.close()
+	steps := []func() error{
+		s.secure,         // TLS and access control
+		s.connectCluster, // --nats or --store
+		s.loadScript,
+		s.listenAndStart, // bind, then the script's startup
+		s.buildEngine,
+		s.buildServer,
+		s.startNode,
+		func() error { return s.serve(ready) },
 	}
-	authz, err := newAuth(o, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: %v\n", err)
-		return 1
+	for _, step := range steps {
+		if err := step(); err != nil {
+			fmt.Fprintf(stderr, "tinysse: %v\n", err)
+			return exitCode(err)
+		}
 	}
+	return 0
+}
+
+// exitError is a failed step of run: its message (without "tinysse: ")
+// and the exit code run returns for it, 1 or 2.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exit is a failed step's error: the message from format and args, and
+// code.
+func exit(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// exitCode is the code carried by err (1 if it carries none).
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+// instance is what run builds, one step after another, and the closers that
+// undo it. Only run's goroutine writes it; the parts serve starts, the
+// metrics route and the health handler read fields set before they run
+// (srv is set before anyone is accepted).
+type instance struct {
+	o      *options
+	log    *slog.Logger
+	stdout io.Writer
+	shards int
+	vms    int
+
+	tls   *tls.Config // nil: plain HTTP
+	authz *auth.Auth
+
+	// Cluster mode (connectCluster); all nil on a single node.
+	node    *cluster.Node
+	replay  engine.ReplayFunc
+	publish func(*engine.Message, string) (engine.PublishResult, error)
+	leader  func() bool // nil: a single node leads itself
+
+	script    *lua.Runtime // nil: no --script
+	ln        net.Listener
+	hooks     engine.Hooks
+	hookStats *ops.HookStats // nil: hooks not timed
+	eng       *engine.Engine
+	srv       *transport.Server
+	feed      func(stop <-chan struct{}) // nil: no dashboard
+
+	// engineOwned says the engine is closed by close, not yet by the
+	// server's Shutdown (serve hands it over).
+	engineOwned bool
+	// closers undo what the steps opened; close runs them last first.
+	closers []func()
+}
+
+// newInstance settles the shard and VM counts (0 and auto).
+func newInstance(o *options, log *slog.Logger, stdout io.Writer) *instance {
 	shards := o.shards
 	if shards == 0 {
 		shards = engine.DefaultShards()
@@ -83,104 +162,140 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	if vms == 0 {
 		vms = shards
 	}
+	return &instance{o: o, log: log, stdout: stdout, shards: shards, vms: vms}
+}
 
-	// Cluster mode: the node connects before the script and the engine
-	// exist (the script asks it who leads, the engine replays from it); it
-	// feeds the engine once built. --store is the same on one node, with
-	// JetStream embedded in this process.
-	var node *cluster.Node
-	var replay engine.ReplayFunc
-	var publish func(*engine.Message, string) (engine.PublishResult, error)
-	var leader func() bool // nil: a single node leads itself
-	if o.nats.url != "" || o.store.dir != "" {
-		flag, ccfg := "--nats", o.nats.config(log)
-		if o.store.dir != "" {
-			flag = "--store"
-			store, err := cluster.OpenStore(cluster.StoreConfig{
-				Dir: o.store.dir, Sync: o.store.sync, SyncAlways: o.store.syncAlways,
-				MaxPayload: storePayload(o.maxBodySize), Logger: log,
-			})
-			if err != nil {
-				fmt.Fprintf(stderr, "tinysse: --store: %v\n", err)
-				return 1
-			}
-			defer store.Close() // after node.Close below
-			ccfg = o.store.config(store, log)
-		}
-		ccfg.ReplayFetches = o.scale.replayFetches
-		if o.script != "" {
-			// message hooks on every node see pub as the publishing node made it
-			ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		node, err = cluster.Connect(ctx, ccfg)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stderr, "tinysse: %s: %v\n", flag, err)
-			return 1
-		}
-		defer node.Close() // after the server's shutdown below: deferred calls run last first
-		replay, publish = node.Replay, node.Publish
-		if o.nats.url != "" {
-			leader = node.Leader
-		}
-		if !o.autoID {
-			log.Warn(flag + " without --auto-id: a Last-Event-ID is looked up in the rings of the node the client reconnects to, never in the stream")
-		}
+// onClose adds f to what close runs.
+func (s *instance) onClose(f func()) { s.closers = append(s.closers, f) }
+
+// close runs the closers, the last added first.
+func (s *instance) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
 	}
+}
 
-	var script *lua.Runtime
-	if o.script != "" {
-		scriptTimeout := o.scriptTimeout
-		if scriptTimeout == 0 {
-			scriptTimeout = -1 // --script-timeout 0: never
-		}
-		script, err = lua.Load(lua.Config{
-			Script:    o.script,
-			Data:      o.scriptData,
-			Tick:      o.scriptTick,
-			Unsafe:    o.unsafeScript,
-			DataDir:   o.dataDir,
-			VMs:       vms,
-			Timeout:   scriptTimeout,
-			MaxMemory: scriptMemory(o),
-			CLI:       cliTable(o, shards, vms),
-			Leader:    leader,
-			Stdout:    stdout,
-			Logger:    log,
+// secure reads the TLS certificate and the access-control options.
+func (s *instance) secure() error {
+	var err error
+	s.tls, err = loadTLS(s.o)
+	if err != nil {
+		return exit(1, "--tls-cert/--tls-key: %v", err)
+	}
+	s.authz, err = newAuth(s.o, s.log)
+	if err != nil {
+		return exit(1, "%v", err)
+	}
+	return nil
+}
+
+// connectCluster is cluster mode: the node connects before the script and
+// the engine exist (the script asks it who leads, the engine replays from
+// it); it feeds the engine once built (startNode). --store is the same on
+// one node, with JetStream embedded in this process.
+func (s *instance) connectCluster() error {
+	o := s.o
+	if o.nats.url == "" && o.store.dir == "" {
+		return nil
+	}
+	flag, ccfg := "--nats", o.nats.config(s.log)
+	if o.store.dir != "" {
+		flag = "--store"
+		store, err := cluster.OpenStore(cluster.StoreConfig{
+			Dir: o.store.dir, Sync: o.store.sync, SyncAlways: o.store.syncAlways,
+			MaxPayload: storePayload(o.maxBodySize), Logger: s.log,
 		})
 		if err != nil {
-			fmt.Fprintf(stderr, "tinysse: --script: %v\n", err)
-			return 1
+			return exit(1, "--store: %v", err)
 		}
+		s.onClose(store.Close) // after node.Close below
+		ccfg = o.store.config(store, s.log)
 	}
-
-	ln, err := listen("tcp", o.listen)
+	ccfg.ReplayFetches = o.scale.replayFetches
+	if o.script != "" {
+		// message hooks on every node see pub as the publishing node made it
+		ccfg.EncodeState, ccfg.DecodeState = lua.MarshalState, lua.UnmarshalState
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	node, err := cluster.Connect(ctx, ccfg)
+	cancel()
 	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: --listen: %v\n", err)
-		return 1
+		return exit(1, "%s: %v", flag, err)
 	}
-	defer ln.Close()
-	var hooks engine.Hooks
-	var hookStats *ops.HookStats // nil: hooks not timed
-	if script != nil {
-		// startup runs on every VM after the socket is bound and before
-		// anyone is accepted.
-		if err := script.Start(); err != nil {
-			fmt.Fprintf(stderr, "tinysse: --script: %v\n", err)
-			return 1
-		}
-		defer script.Close()
-		hooks = script.Hooks()
-		if o.metricsPath != "" || !o.noDashboard {
-			hookStats = ops.NewHookStats()
-			hooks = hookStats.Wrap(hooks)
-		}
-		log.Info("script loaded", "script", o.script, "hooks", script.Defined(), "vms", vms)
+	s.onClose(node.Close) // after the server's shutdown: closers run last first
+	s.node, s.replay, s.publish = node, node.Replay, node.Publish
+	if o.nats.url != "" {
+		s.leader = node.Leader
 	}
+	if !o.autoID {
+		s.log.Warn(flag + " without --auto-id: a Last-Event-ID is looked up in the rings of the node the client reconnects to, never in the stream")
+	}
+	return nil
+}
 
-	eng, err := engine.New(engine.Config{
-		Shards:          shards,
+// loadScript loads --script on its VMs; startup runs later
+// (listenAndStart).
+func (s *instance) loadScript() error {
+	o := s.o
+	if o.script == "" {
+		return nil
+	}
+	scriptTimeout := o.scriptTimeout
+	if scriptTimeout == 0 {
+		scriptTimeout = -1 // --script-timeout 0: never
+	}
+	var err error
+	s.script, err = lua.Load(lua.Config{
+		Script:    o.script,
+		Data:      o.scriptData,
+		Tick:      o.scriptTick,
+		Unsafe:    o.unsafeScript,
+		DataDir:   o.dataDir,
+		VMs:       s.vms,
+		Timeout:   scriptTimeout,
+		MaxMemory: scriptMemory(o),
+		CLI:       cliTable(o, s.shards, s.vms),
+		Leader:    s.leader,
+		Stdout:    s.stdout,
+		Logger:    s.log,
+	})
+	if err != nil {
+		return exit(1, "--script: %v", err)
+	}
+	return nil
+}
+
+// listenAndStart binds --listen, then runs the script's startup on every
+// VM: after the socket is bound and before anyone is accepted.
+func (s *instance) listenAndStart() error {
+	ln, err := listen("tcp", s.o.listen)
+	if err != nil {
+		return exit(1, "--listen: %v", err)
+	}
+	s.ln = ln
+	s.onClose(func() { _ = ln.Close() })
+	if s.script == nil {
+		return nil
+	}
+	if err := s.script.Start(); err != nil {
+		return exit(1, "--script: %v", err)
+	}
+	s.onClose(s.script.Close)
+	s.hooks = s.script.Hooks()
+	if s.o.metricsPath != "" || !s.o.noDashboard {
+		s.hookStats = ops.NewHookStats()
+		s.hooks = s.hookStats.Wrap(s.hooks)
+	}
+	s.log.Info("script loaded", "script", s.o.script, "hooks", s.script.Defined(), "vms", s.vms)
+	return nil
+}
+
+// buildEngine makes the sharded engine.
+func (s *instance) buildEngine() error {
+	o := s.o
+	var err error
+	s.eng, err = engine.New(engine.Config{
+		Shards:          s.shards,
 		Capacity:        o.capacity,
 		KeepAlive:       keepAliveOrOff(o),
 		KeepAliveText:   o.keepAliveText,
@@ -191,38 +306,43 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		AutoID:          o.autoID,
 		MaxTopics:       o.maxTopics,
 		MaxHistoryBytes: historyBudget(o),
-		Hooks:           hooks,
-		Replay:          replay,
+		Hooks:           s.hooks,
+		Replay:          s.replay,
 		NoPoll:          o.scale.noPoll,
-		Logger:          log,
+		Logger:          s.log,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: %v\n", err)
-		return 2
+		return exit(2, "%v", err)
 	}
-	var srv *transport.Server
-	dashboard := dashboardAllowed(o, ln.Addr(), log)
+	return nil
+}
+
+// buildServer makes the operations routes and the transport server over
+// the engine.
+func (s *instance) buildServer() error {
+	o := s.o
+	dashboard := dashboardAllowed(o, s.ln.Addr(), s.log)
 	var extraMetrics func(io.Writer)
-	if node != nil {
-		extraMetrics = node.WritePrometheus
+	if s.node != nil {
+		extraMetrics = s.node.WritePrometheus
 	}
 	apiPath := ""
-	if apiAllowed(o, ln.Addr(), log) {
+	if apiAllowed(o, s.ln.Addr(), s.log) {
 		apiPath = o.apiPath
 	}
-	routes, feed, err := opsRoutes(o, dashboard, eng, func() transport.Stats { return srv.Stats() }, hookStats, script, extraMetrics, log)
+	routes, feed, err := opsRoutes(o, dashboard, s.eng, func() transport.Stats { return s.srv.Stats() }, s.hookStats, s.script, extraMetrics, s.log)
 	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: %v\n", err)
-		return 2
+		return exit(2, "%v", err)
 	}
+	s.feed = feed
 	healthPath := o.healthPath
-	if node != nil && healthPath != "" {
+	if s.node != nil && healthPath != "" {
 		// The health answer says whether the node is linked to NATS.
 		routes = append(routes, transport.Route{Path: healthPath,
-			Handler: healthHandler(func() bool { return srv.Closing() }, node.Connected, o.nats.healthRequired)})
+			Handler: healthHandler(func() bool { return s.srv.Closing() }, s.node.Connected, o.nats.healthRequired)})
 		healthPath = ""
 	}
-	srv, err = transport.New(transport.Config{
+	s.srv, err = transport.New(transport.Config{
 		PubPath:          o.pubPath,
 		SubPath:          o.subPath,
 		MaxBodySize:      int(o.maxBodySize),
@@ -238,43 +358,54 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 		MaxConnsPerIP:    o.maxConnsPerIP,
 		NoH2C:            o.noH2C,
 		H2MaxStreams:     o.h2MaxStreams,
-		Logger:           log,
+		Logger:           s.log,
 		HealthPath:       healthPath,
 		Routes:           routes,
-		TLS:              tlsConfig,
-		Publish:          publish,
+		TLS:              s.tls,
+		Publish:          s.publish,
 		MaxBatch:         o.scale.maxBatch,
-		Auth:             authz,
+		Auth:             s.authz,
 		TokenCookie:      o.auth.cookie,
 		APIPath:          apiPath,
-		APIHistory:       apiHistory(node),
-		APIKeys:          apiKeys(script),
-	}, eng)
+		APIHistory:       apiHistory(s.node),
+		APIKeys:          apiKeys(s.script),
+	}, s.eng)
 	if err != nil {
-		fmt.Fprintf(stderr, "tinysse: %v\n", err)
-		return 2
+		return exit(2, "%v", err)
 	}
 	// The engine is closed by the server's Shutdown; until the server
-	// runs, a failure here closes it.
-	engineOwned := true
-	defer func() {
-		if engineOwned {
+	// runs (serve), a failure closes it here.
+	s.engineOwned = true
+	eng := s.eng
+	s.onClose(func() {
+		if s.engineOwned {
 			_ = eng.Close(context.Background())
 		}
-	}()
-	if node != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		err := node.Start(ctx, eng)
-		cancel()
-		if err != nil {
-			fmt.Fprintf(stderr, "tinysse: --nats: %v\n", err)
-			return 1
-		}
-	}
+	})
+	return nil
+}
 
-	log.Info(fmt.Sprintf("tinysse %s", version), "shards", eng.Config().Shards, "capacity", eng.Config().Capacity)
+// startNode starts the cluster link feeding the engine.
+func (s *instance) startNode() error {
+	if s.node == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	err := s.node.Start(ctx, s.eng)
+	cancel()
+	if err != nil {
+		return exit(1, "--nats: %v", err)
+	}
+	return nil
+}
+
+// serve runs the server until a signal or a failing part, then shuts it
+// down. It returns once every part has ended; close does the rest.
+func (s *instance) serve(ready chan<- string) error {
+	o, log, srv, ln := s.o, s.log, s.srv, s.ln
+	log.Info(fmt.Sprintf("tinysse %s", version), "shards", s.eng.Config().Shards, "capacity", s.eng.Config().Capacity)
 	scheme := "http"
-	if tlsConfig != nil {
+	if s.tls != nil {
 		scheme = "https"
 	}
 	log.Info(fmt.Sprintf("Listening on %s", ln.Addr()), "scheme", scheme)
@@ -284,22 +415,22 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	// the context, and the shutdown part then stops the rest in order:
 	// the server (listener, streams with their goodbye, the engine's
 	// shards), then, as run returns, the cluster link, the script's VMs
-	// and tick, the store (the deferred calls above, last first).
+	// and tick, the store (the closers of the steps above, last first).
 	sigCtx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stopSignals()
+	s.onClose(stopSignals)
 	g, ctx := errgroup.WithContext(sigCtx)
-	engineOwned = false
+	s.engineOwned = false
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil {
 			return fmt.Errorf("--listen: %w", err)
 		}
 		return nil
 	})
-	if feed != nil {
-		g.Go(func() error { feed(ctx.Done()); return nil })
+	if s.feed != nil {
+		g.Go(func() error { s.feed(ctx.Done()); return nil })
 	}
 	if budget := historyBudget(o); budget > 0 {
-		g.Go(func() error { paceGC(eng, budget, ctx.Done()); return nil }) // see memlimit.go
+		g.Go(func() error { paceGC(s.eng, budget, ctx.Done()); return nil }) // see memlimit.go
 	}
 	g.Go(func() error {
 		<-ctx.Done()
@@ -320,11 +451,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, re
 	}
 	if err := g.Wait(); err != nil {
 		log.Error("server stopped", "err", err)
-		fmt.Fprintf(stderr, "tinysse: %v\n", err)
-		return 1
+		return &exitError{code: 1, err: err}
 	}
 	log.Info("stopped")
-	return 0
+	return nil
 }
 
 // listen is net.Listen; a test makes the listener fail while serving.
