@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 )
@@ -142,15 +141,7 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 				continue
 			}
 			seen[t] = true
-			res.Subscribers += int(t.subscribers.Load())
-			if q := t.queued(); q > res.Queued {
-				res.Queued = q
-			}
-			for i, s := range e.shards {
-				if t.shardMin[i].Load() != math.MaxUint64 {
-					s.markDirty(t)
-				}
-			}
+			e.wake(t, &res)
 		}
 	}
 	return res, nil

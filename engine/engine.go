@@ -491,17 +491,24 @@ func (e *Engine) publish(m *Message, seq uint64) (PublishResult, error) {
 
 	var res PublishResult
 	for _, t := range rings {
-		res.Subscribers += int(t.subscribers.Load())
-		if q := t.queued(); q > res.Queued {
-			res.Queued = q
-		}
-		for i, s := range e.shards {
-			if t.shardMin[i].Load() != math.MaxUint64 {
-				s.markDirty(t)
-			}
-		}
+		e.wake(t, &res)
 	}
 	return res, nil
+}
+
+// wake marks t dirty on every shard that has a subscriber of it and adds
+// t to res (its subscribers; the most queued). Called after a publish has
+// let pubMu go, once per topic or pattern topic it appended to.
+func (e *Engine) wake(t *topic, res *PublishResult) {
+	res.Subscribers += int(t.subscribers.Load())
+	if q := t.queued(); q > res.Queued {
+		res.Queued = q
+	}
+	for i, s := range e.shards {
+		if t.shardMin[i].Load() != math.MaxUint64 {
+			s.markDirty(t)
+		}
+	}
 }
 
 var defaultTopic = []string{""}

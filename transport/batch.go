@@ -128,12 +128,9 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 		writeError(ctx, status, err.Error())
 		return
 	}
-	var key string
-	if s.cfg.Publish != nil {
-		if key, err = idempotencyKey(ctx.Request.Header.Peek(idempotencyHeader)); err != nil {
-			writeError(ctx, fasthttp.StatusBadRequest, err.Error())
-			return
-		}
+	key, ok := s.idempotencyKey(ctx)
+	if !ok {
+		return
 	}
 	query := queryTopics(ctx)
 	for i, m := range ms {

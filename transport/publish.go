@@ -53,12 +53,9 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, status, err.Error())
 		return
 	}
-	var key string
-	if s.cfg.Publish != nil {
-		if key, err = idempotencyKey(ctx.Request.Header.Peek(idempotencyHeader)); err != nil {
-			writeError(ctx, fasthttp.StatusBadRequest, err.Error())
-			return
-		}
+	key, ok := s.idempotencyKey(ctx)
+	if !ok {
+		return
 	}
 	m.Topics = uniqueTopics(append(m.Topics, queryTopics(ctx)...))
 	if err := checkTopics(m.Topics); err != nil {
@@ -391,4 +388,19 @@ func hookFailure(hook string, err error) string {
 		return limit.Public()
 	}
 	return hook + " hook failed"
+}
+
+// idempotencyKey reads the Idempotency-Key header when publishes go to a
+// cluster (Config.Publish), answering 400 and returning false when it is
+// malformed; without a cluster the header is ignored.
+func (s *Server) idempotencyKey(ctx *fasthttp.RequestCtx) (key string, ok bool) {
+	if s.cfg.Publish == nil {
+		return "", true
+	}
+	key, err := idempotencyKey(ctx.Request.Header.Peek(idempotencyHeader))
+	if err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return key, true
 }
