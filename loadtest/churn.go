@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Churn mode (--churn): --subscribers loops, each opening a stream,
@@ -33,9 +35,8 @@ type ChurnStats struct {
 }
 
 func runChurn(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
-	res := &Result{Target: o.target.Name, URL: o.subURL.String(), PubURL: o.pubURL.String(), Errors: map[string]int{}}
-	res.Subscribers.Wanted = o.subscribers
-	var before, after procSample
+	res := newResult(o)
+	var before procSample
 	if o.pid != 0 {
 		var err error
 		if before, err = readProc(o.pid); err != nil {
@@ -43,87 +44,32 @@ func runChurn(ctx context.Context, o *options, stderr io.Writer) (*Result, error
 		}
 	}
 	hostBefore, _ := readHostCPU()
-	request := o.target.AppendSubscribe(nil, o.subURL)
-	hist := newHistogram()
-	var (
-		mu      sync.Mutex // guards hist and res.Errors
-		cycles  atomic.Int64
-		failed  atomic.Int64
-		wg      sync.WaitGroup
-		ctxDone = ctx.Done()
-	)
+	ch := &churnRun{o: o, res: res, request: o.target.AppendSubscribe(nil, o.subURL), hist: newHistogram()}
+	ctxDone := ctx.Done()
 	ctx, cancel := context.WithTimeout(ctx, o.pub.Duration)
 	defer cancel()
 	start := time.Now()
 	end, _ := ctx.Deadline()
+	var wg sync.WaitGroup
 	for range o.subscribers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			br := bufio.NewReaderSize(nil, max(o.readBuffer, 4096))
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				err := churnOnce(ctx, o, request, br)
-				if ctx.Err() != nil || !time.Now().Before(end) {
-					// Cut off by the end of the window (a dial bounded by
-					// ctx's deadline may fail just before ctx says so).
-					return
-				}
-				mu.Lock()
-				if err != nil {
-					res.Errors[describe(err)]++
-				} else {
-					_ = hist.RecordValue(max(1, time.Since(t0).Microseconds()))
-				}
-				mu.Unlock()
-				if err != nil {
-					failed.Add(1)
-					sleep(ctx, 10*time.Millisecond) // don't spin on a failing server
-					continue
-				}
-				cycles.Add(1)
-			}
-		}()
+		wg.Go(func() { ch.loop(ctx, end) })
 	}
 	if !o.quiet {
-		go func() {
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			var last int64
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case now := <-tick.C:
-					n := cycles.Load()
-					fmt.Fprintf(stderr, "%6.1fs churn  cycles %d (%d/s)  failed %d\n", now.Sub(start).Seconds(), n, n-last, failed.Load())
-					last = n
-				}
-			}
-		}()
+		go ch.progress(ctx, stderr, start)
 	}
 	wg.Wait()
+
 	secs := time.Since(start).Seconds()
 	hostAfter, _ := readHostCPU()
-	c := &ChurnStats{Loops: o.subscribers, Cycles: cycles.Load(), Failed: failed.Load(), Seconds: secs}
+	c := &ChurnStats{Loops: o.subscribers, Cycles: ch.cycles.Load(), Failed: ch.failed.Load(), Seconds: secs}
 	c.PerSecond = float64(c.Cycles) / secs
 	res.Churn = c
-	res.Latency = latencyOf(hist)
+	res.Latency = latencyOf(ch.hist)
 	if hostAfter.total > 0 {
 		res.Host = &HostStats{Cores: runtime.NumCPU(), BusyPercent: busyPercent(hostBefore, hostAfter)}
 	}
 	if o.pid != 0 {
-		var err error
-		if after, err = readProc(o.pid); err != nil {
-			res.Errors["--pid: "+err.Error()]++
-		} else {
-			v := &ServerStats{PID: o.pid, RSSBefore: before.RSS, RSSConnected: after.RSS, RSSEnd: after.RSS}
-			v.CPUSeconds = math.Round((after.CPU-before.CPU)*1e3) / 1e3
-			if c.Cycles > 0 {
-				c.ServerCPUPerThousand = v.CPUSeconds / (float64(c.Cycles) / 1e3)
-			}
-			res.Server = v
-		}
+		addChurnServer(res, o.pid, before)
 	}
 	select {
 	case <-ctxDone:
@@ -132,6 +78,79 @@ func runChurn(ctx context.Context, o *options, stderr io.Writer) (*Result, error
 	}
 	res.OK = c.Failed == 0 && c.Cycles > 0 && len(res.Errors) == 0
 	return res, nil
+}
+
+// churnRun is a churn run's shared state; the loops and the progress
+// line run on goroutines of their own.
+type churnRun struct {
+	o       *options
+	request []byte // the subscribe request
+	mu      sync.Mutex
+	res     *Result        // its Errors guarded by mu
+	hist    *hdr.Histogram // dial to ready, µs; guarded by mu
+	cycles  atomic.Int64
+	failed  atomic.Int64
+}
+
+// loop opens, readies and closes a stream, again, until ctx ends; what
+// the end of the window cuts off is not counted.
+func (ch *churnRun) loop(ctx context.Context, end time.Time) {
+	br := bufio.NewReaderSize(nil, max(ch.o.readBuffer, 4096))
+	for ctx.Err() == nil {
+		t0 := time.Now()
+		err := churnOnce(ctx, ch.o, ch.request, br)
+		if ctx.Err() != nil || !time.Now().Before(end) {
+			// Cut off by the end of the window (a dial bounded by
+			// ctx's deadline may fail just before ctx says so).
+			return
+		}
+		ch.mu.Lock()
+		if err != nil {
+			ch.res.Errors[describe(err)]++
+		} else {
+			_ = ch.hist.RecordValue(max(1, time.Since(t0).Microseconds()))
+		}
+		ch.mu.Unlock()
+		if err != nil {
+			ch.failed.Add(1)
+			sleep(ctx, 10*time.Millisecond) // don't spin on a failing server
+			continue
+		}
+		ch.cycles.Add(1)
+	}
+}
+
+// progress prints a line a second to w until ctx ends.
+func (ch *churnRun) progress(ctx context.Context, w io.Writer, start time.Time) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			n := ch.cycles.Load()
+			fmt.Fprintf(w, "%6.1fs churn  cycles %d (%d/s)  failed %d\n", now.Sub(start).Seconds(), n, n-last, ch.failed.Load())
+			last = n
+		}
+	}
+}
+
+// addChurnServer reports the server's CPU and RSS since before, and its
+// CPU per thousand cycles; res.Churn must be final.
+func addChurnServer(res *Result, pid int, before procSample) {
+	after, err := readProc(pid)
+	if err != nil {
+		res.Errors["--pid: "+err.Error()]++
+		return
+	}
+	v := &ServerStats{PID: pid, RSSBefore: before.RSS, RSSConnected: after.RSS, RSSEnd: after.RSS}
+	v.CPUSeconds = math.Round((after.CPU-before.CPU)*1e3) / 1e3
+	if c := res.Churn; c.Cycles > 0 {
+		c.ServerCPUPerThousand = v.CPUSeconds / (float64(c.Cycles) / 1e3)
+	}
+	res.Server = v
 }
 
 // churnOnce opens one stream, waits until it is ready and closes it.

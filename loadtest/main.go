@@ -111,26 +111,55 @@ func cli(args []string, stdout, stderr io.Writer) int {
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o, raw := &options{}, &rawFlags{rate: "100"}
+	fs := newFlagSet(o, raw, stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if err := o.setTarget(raw); err != nil {
+		return nil, err
+	}
+	if err := o.setPublish(raw); err != nil {
+		return nil, err
+	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if err := o.setConnections(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// rawFlags are the flags parseFlags turns into options rather than
+// storing them there as they are.
+type rawFlags struct {
+	target, subURL, pubURL, mercureKey string
+	allowRemote, noID                  bool
+	rate                               string // --publish-rate: a number or "max"
+}
+
+// newFlagSet defines every flag, into o or raw.
+func newFlagSet(o *options, raw *rawFlags, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usageHead)
 		fs.PrintDefaults()
 	}
-	o := &options{}
-	var (
-		target      = fs.String("target", "tinysse", "server kind: "+targetNames())
-		subURL      = fs.String("url", "", "subscribe URL (GET); its path defaults to the target's (default: the target's: tinysse http://127.0.0.1:1983/sse, raw :1984, centrifugo :18000, mercure :13000)")
-		mercureKey  = fs.String("mercure-key", defaultMercureKey, "HS256 key that signs the publisher JWT for --target mercure (loadtest/peers/Caddyfile's)")
-		pubURL      = fs.String("pub-url", "", "publish URL (POST); default: --url's host with the target's publish path")
-		allowRemote = fs.Bool("allow-remote", false, "allow a host that is not a loopback address")
-		rate        = "100"
-	)
+	fs.StringVar(&raw.target, "target", "tinysse", "server kind: "+targetNames())
+	fs.StringVar(&raw.subURL, "url", "", "subscribe URL (GET); its path defaults to the target's (default: the target's: tinysse http://127.0.0.1:1983/sse, raw :1984, centrifugo :18000, mercure :13000)")
+	fs.StringVar(&raw.mercureKey, "mercure-key", defaultMercureKey, "HS256 key that signs the publisher JWT for --target mercure (loadtest/peers/Caddyfile's)")
+	fs.StringVar(&raw.pubURL, "pub-url", "", "publish URL (POST); default: --url's host with the target's publish path")
+	fs.BoolVar(&raw.allowRemote, "allow-remote", false, "allow a host that is not a loopback address")
 	fs.IntVar(&o.subscribers, "subscribers", 100, "subscriber streams to hold")
 	fs.Float64Var(&o.connectRate, "connect-rate", 2000, "new streams per second (0 = all at once)")
 	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time for one stream to connect and become ready")
 	fs.Func("publish-rate", "messages per second, \"max\" for as fast as possible, 0 to only hold the streams (default 100)", func(s string) error {
-		rate = s
+		raw.rate = s
 		return nil
 	})
 	fs.IntVar(&o.pub.Size, "size", 100, "bytes of data per message (at least the ~35-byte header)")
@@ -138,7 +167,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.pub.Count, "count", 0, "stop publishing after this many messages (0 = no limit)")
 	fs.IntVar(&o.pub.Publishers, "publishers", 0, "keep-alive publisher connections at the start (0 = 1 per 1000 msg/s, at most 4; 4 for max)")
 	fs.IntVar(&o.pub.MaxPublishers, "max-publishers", 16, "at a fixed rate, open more connections while all are busy, up to this many")
-	noID := fs.Bool("no-id", false, "publish without an id field")
+	fs.BoolVar(&raw.noID, "no-id", false, "publish without an id field")
 	fs.IntVar(&o.pub.Batch, "batch", 1, "messages per publish request (tinysse's batch publish, a JSON array); --publish-rate and --count still count messages")
 	fs.IntVar(&o.pid, "pid", 0, "server process to measure from /proc (0 = none)")
 	fs.DurationVar(&o.settle, "settle", time.Second, "wait between the last connect and the window")
@@ -157,97 +186,114 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.stormWindow, "storm-window", time.Second, "--reconnect-storm: the reconnects are spread over this long")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
-	}
+	return fs
+}
 
-	if o.target = targets[*target]; o.target == nil {
-		return nil, fmt.Errorf("--target %q: want one of %s", *target, targetNames())
+// setTarget sets the target and its subscribe and publish URLs, which
+// must be loopback addresses unless --allow-remote.
+func (o *options) setTarget(raw *rawFlags) error {
+	if o.target = targets[raw.target]; o.target == nil {
+		return fmt.Errorf("--target %q: want one of %s", raw.target, targetNames())
 	}
-	if o.target.Name == "mercure" && *mercureKey != defaultMercureKey {
-		o.target = mercureTarget(*mercureKey)
+	if o.target.Name == "mercure" && raw.mercureKey != defaultMercureKey {
+		o.target = mercureTarget(raw.mercureKey)
 	}
-	if *subURL == "" {
-		*subURL = o.target.DefaultURL
+	subURL, pubURL := raw.subURL, raw.pubURL
+	if subURL == "" {
+		subURL = o.target.DefaultURL
 	}
 	var err error
-	if o.subURL, err = targetURL(*subURL, o.target.SubPath); err != nil {
-		return nil, fmt.Errorf("--url: %w", err)
+	if o.subURL, err = targetURL(subURL, o.target.SubPath); err != nil {
+		return fmt.Errorf("--url: %w", err)
 	}
-	if *pubURL == "" {
-		*pubURL = "http://" + o.subURL.Host + o.target.PubPath
+	if pubURL == "" {
+		pubURL = "http://" + o.subURL.Host + o.target.PubPath
 	}
-	if o.pubURL, err = targetURL(*pubURL, o.target.PubPath); err != nil {
-		return nil, fmt.Errorf("--pub-url: %w", err)
+	if o.pubURL, err = targetURL(pubURL, o.target.PubPath); err != nil {
+		return fmt.Errorf("--pub-url: %w", err)
 	}
-	if !*allowRemote {
-		if err := checkLoopback(o.subURL); err != nil {
-			return nil, fmt.Errorf("--url: %w", err)
-		}
-		if err := checkLoopback(o.pubURL); err != nil {
-			return nil, fmt.Errorf("--pub-url: %w", err)
-		}
+	if raw.allowRemote {
+		return nil
 	}
-	switch {
-	case rate == "max":
+	if err := checkLoopback(o.subURL); err != nil {
+		return fmt.Errorf("--url: %w", err)
+	}
+	if err := checkLoopback(o.pubURL); err != nil {
+		return fmt.Errorf("--pub-url: %w", err)
+	}
+	return nil
+}
+
+// setPublish sets the rate (-1 for "max"), the id and the default number
+// of publishers.
+func (o *options) setPublish(raw *rawFlags) error {
+	if raw.rate == "max" {
 		o.pub.Rate = -1
-	default:
-		r, err := strconv.ParseFloat(rate, 64)
+	} else {
+		r, err := strconv.ParseFloat(raw.rate, 64)
 		if err != nil || r < 0 {
-			return nil, fmt.Errorf("--publish-rate %q: want a number >= 0 or \"max\"", rate)
+			return fmt.Errorf("--publish-rate %q: want a number >= 0 or \"max\"", raw.rate)
 		}
 		o.pub.Rate = r
 	}
-	o.pub.WithID = !*noID
+	o.pub.WithID = !raw.noID
 	if o.pub.Publishers == 0 {
 		o.pub.Publishers = 4
 		if o.pub.Rate > 0 {
 			o.pub.Publishers = min(4, max(1, int((o.pub.Rate+999)/1000)))
 		}
 	}
+	return nil
+}
+
+// check refuses values out of range.
+func (o *options) check() error {
 	switch {
 	case o.subscribers < 0:
-		return nil, errors.New("--subscribers must not be negative")
+		return errors.New("--subscribers must not be negative")
 	case o.connectRate < 0:
-		return nil, errors.New("--connect-rate must not be negative")
+		return errors.New("--connect-rate must not be negative")
 	case o.pub.Duration <= 0:
-		return nil, errors.New("--duration must be positive")
+		return errors.New("--duration must be positive")
 	case o.pub.Size < 0 || o.pub.Size > 1<<20:
-		return nil, errors.New("--size must be 0..1MiB")
+		return errors.New("--size must be 0..1MiB")
 	case o.pub.Count < 0:
-		return nil, errors.New("--count must not be negative")
+		return errors.New("--count must not be negative")
 	case o.pub.Batch < 1 || o.pub.Batch > 1000:
-		return nil, errors.New("--batch must be 1..1000")
+		return errors.New("--batch must be 1..1000")
 	case o.pub.Batch > 1 && o.target.AppendBatch == nil:
-		return nil, fmt.Errorf("--batch: target %s has no batch publish", o.target.Name)
+		return fmt.Errorf("--batch: target %s has no batch publish", o.target.Name)
 	case o.pub.Publishers < 1 || o.pub.Publishers > 64 || o.pub.MaxPublishers > 64:
-		return nil, errors.New("--publishers and --max-publishers must be 1..64")
+		return errors.New("--publishers and --max-publishers must be 1..64")
 	case o.perWorker < 1:
-		return nil, errors.New("--per-worker must be positive")
+		return errors.New("--per-worker must be positive")
 	case o.workers < -1:
-		return nil, errors.New("--workers must be -1 (auto), 0 (none) or more")
+		return errors.New("--workers must be -1 (auto), 0 (none) or more")
 	case o.readBuffer < 64:
-		return nil, errors.New("--read-buffer must be at least 64")
+		return errors.New("--read-buffer must be at least 64")
 	case o.handshakeTimeout <= 0 || o.settle < 0 || o.drain < 0:
-		return nil, errors.New("--handshake-timeout must be positive, --settle and --drain not negative")
+		return errors.New("--handshake-timeout must be positive, --settle and --drain not negative")
 	case o.pid < 0:
-		return nil, errors.New("--pid must not be negative")
+		return errors.New("--pid must not be negative")
 	case o.stuck < 0:
-		return nil, errors.New("--stuck must not be negative")
+		return errors.New("--stuck must not be negative")
 	case o.storm && (o.stormTopics < 1 || o.stormBehind < 1 || o.stormWindow < 0):
-		return nil, errors.New("--storm-topics and --storm-behind must be positive, --storm-window not negative")
+		return errors.New("--storm-topics and --storm-behind must be positive, --storm-window not negative")
 	}
+	return nil
+}
+
+// setConnections settles the worker processes and, with --http2, the
+// connections the streams share.
+func (o *options) setConnections() error {
 	if o.http2 {
 		switch {
 		case o.churn:
-			return nil, errors.New("--http2 does not go with --churn")
+			return errors.New("--http2 does not go with --churn")
 		case o.target.Name != "tinysse":
-			return nil, errors.New("--http2: only for --target tinysse")
+			return errors.New("--http2: only for --target tinysse")
 		case o.h2Conns < 0:
-			return nil, errors.New("--h2-conns must not be negative")
+			return errors.New("--h2-conns must not be negative")
 		case o.h2Conns == 0:
 			o.h2Conns = max(1, (o.subscribers+49)/50)
 		}
@@ -256,14 +302,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.workers = max(1, (o.subscribers+o.perWorker-1)/o.perWorker)
 	}
 	if o.workers > 0 && o.subscribers/o.workers > o.perWorker {
-		return nil, fmt.Errorf("--workers %d: more than --per-worker %d streams each", o.workers, o.perWorker)
+		return fmt.Errorf("--workers %d: more than --per-worker %d streams each", o.workers, o.perWorker)
 	}
 	o.workers = min(o.workers, o.subscribers) // 0 subscribers: nothing to start
 	if o.http2 && o.h2Conns < max(o.workers, 1) {
-		return nil, fmt.Errorf("--h2-conns %d: fewer than the %d worker processes (each needs a connection)", o.h2Conns, o.workers)
+		return fmt.Errorf("--h2-conns %d: fewer than the %d worker processes (each needs a connection)", o.h2Conns, o.workers)
 	}
 	if o.http2 && o.h2Conns > o.subscribers {
 		o.h2Conns = max(o.subscribers, 1)
 	}
-	return o, nil
+	return nil
 }

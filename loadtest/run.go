@@ -103,193 +103,297 @@ func shareOf(n, groups, i int) int {
 // run is one load run: connect, settle, publish (or idle), drain, report.
 // Each phase is bounded; ctx ends the run early, still with a report.
 func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
-	res := &Result{Target: o.target.Name, URL: o.subURL.String(), PubURL: o.pubURL.String()}
-	res.Subscribers.Wanted = o.subscribers
+	res := newResult(o)
 	if o.http2 {
 		res.Subscribers.H2Conns = o.h2Conns
 	}
 	res.Publish.Rate, res.Publish.Size = o.pub.Rate, o.pub.Size
-	res.Errors = make(map[string]int)
-
-	var (
-		samples    [3]procSample // before, connected, end
-		hosts      [3]hostCPU
-		clients    [3]float64 // this tool's CPU seconds, workers included
-		goroutines [2]int64   // the server's go_goroutines before and connected (--metrics-url)
-		handles    []*groupHandle
-	)
-	sample := func(i int) error {
-		hosts[i], _ = readHostCPU()
-		for _, pid := range append([]int{os.Getpid()}, workerPIDs(handles)...) {
-			if s, err := readProc(pid); err == nil {
-				clients[i] += s.CPU
-			}
-		}
-		if o.metricsURL != "" && i < 2 {
-			goroutines[i], _ = readGoroutines(o.metricsURL)
-		}
-		if o.pid == 0 {
-			return nil
-		}
-		s, err := readProc(o.pid)
-		samples[i] = s
-		return err
-	}
-	if err := sample(0); err != nil {
+	var m measures
+	if err := m.take(0, o, nil); err != nil {
 		return nil, fmt.Errorf("--pid: %w", err)
 	}
 
-	connectBudget := o.handshakeTimeout + 5*time.Second
-	if o.connectRate > 0 {
-		connectBudget += time.Duration(float64(o.subscribers) / o.connectRate * float64(time.Second))
-	}
+	connectBudget := o.connectBudget()
 	deadline := time.Now().Add(connectBudget + o.settle + o.pub.Duration + o.drain + 30*time.Second)
+	g, err := startGroups(o, deadline)
+	if err != nil {
+		return nil, err
+	}
+	if !g.inProcess {
+		res.Subscribers.Workers = len(g.handles)
+	}
+	pr := newPublishRun(o.target, o.pubURL, &o.pub)
+	p := startProgress(stderr, g.t, pr, o)
 
-	// Groups: in this process, or spread over worker processes.
-	nGroups, inProcess := o.workers, o.workers == 0
+	res.Subscribers.ConnectSeconds = g.awaitConnected(ctx, o.subscribers, connectBudget)
+	stuck := openStuckConns(ctx, o, p, res.Errors)
+	if stuck != nil {
+		defer stuck.close()
+	}
+	p.set("settling")
+	sleep(ctx, o.settle)
+	errs := []error{m.take(1, o, g.handles)}
+	connected := g.t.sums().connected
+	pubStart, pubEnd := publishOrHold(ctx, o, p, pr, g.t, stuck, connected)
+	errs = append(errs, m.take(2, o, g.handles))
+	if stuck != nil && !pubStart.IsZero() {
+		res.Stuck = stuck.finish()
+	}
+
+	p.set("stopping")
+	g.stop(res.Errors)
+	p.stop()
+	g.addReadErrors(res.Errors)
+
+	addDeliveries(res, g.t, pr.timeline())
+	addPublish(res, pr, pubStart, pubEnd)
+	res.Latency = latencyOf(g.t.hist)
+	m.addHost(res)
+	if o.pid != 0 {
+		m.addServer(res, o.pid, errors.Join(errs...), connected)
+	}
+	d, pub := &res.Deliveries, &res.Publish
+	res.OK = d.Lost == 0 && d.Duplicates == 0 && d.OutOfOrder == 0 && pub.Failed == 0 &&
+		res.Subscribers.Failed == 0 && res.Subscribers.Dropped == 0 &&
+		res.Subscribers.Ready == int64(o.subscribers) && len(res.Errors) == 0
+	return res, nil
+}
+
+// newResult is a report with what every mode fills in the same way.
+func newResult(o *options) *Result {
+	res := &Result{Target: o.target.Name, URL: o.subURL.String(), PubURL: o.pubURL.String(), Errors: map[string]int{}}
+	res.Subscribers.Wanted = o.subscribers
+	return res
+}
+
+// connectBudget is how long the subscribers get to become ready: one
+// handshake, the pacing of --connect-rate, and 5 s to spare.
+func (o *options) connectBudget() time.Duration {
+	b := o.handshakeTimeout + 5*time.Second
+	if o.connectRate > 0 {
+		b += time.Duration(float64(o.subscribers) / o.connectRate * float64(time.Second))
+	}
+	return b
+}
+
+// measures are a run's samples, taken before connecting (0), after the
+// settle (1) and at the end (2): the server's /proc (--pid), the host's
+// CPU, this tool's CPU with its workers', and the server's go_goroutines
+// (--metrics-url, 0 and 1 only). Only run's goroutine touches them.
+type measures struct {
+	server     [3]procSample
+	hosts      [3]hostCPU
+	clients    [3]float64 // this tool's CPU seconds, workers included
+	goroutines [2]int64
+}
+
+// take takes sample i; the error is the server's /proc read, if any.
+func (m *measures) take(i int, o *options, handles []*groupHandle) error {
+	m.hosts[i], _ = readHostCPU()
+	for _, pid := range append([]int{os.Getpid()}, workerPIDs(handles)...) {
+		if s, err := readProc(pid); err == nil {
+			m.clients[i] += s.CPU
+		}
+	}
+	if o.metricsURL != "" && i < 2 {
+		m.goroutines[i], _ = readGoroutines(o.metricsURL)
+	}
+	if o.pid == 0 {
+		return nil
+	}
+	s, err := readProc(o.pid)
+	m.server[i] = s
+	return err
+}
+
+// addHost reports how busy the host was from the settle to the end, and
+// this tool's CPU in that time.
+func (m *measures) addHost(res *Result) {
+	if m.hosts[2].total == 0 {
+		return
+	}
+	res.Host = &HostStats{
+		Cores:            runtime.NumCPU(),
+		BusyPercent:      busyPercent(m.hosts[1], m.hosts[2]),
+		ClientCPUSeconds: math.Round((m.clients[2]-m.clients[1])*1e3) / 1e3,
+	}
+}
+
+// addServer reports the server's CPU and RSS, or err (a failed sample)
+// among the errors; res.Deliveries must be final.
+func (m *measures) addServer(res *Result, pid int, err error, connected int64) {
+	if err != nil {
+		res.Errors["--pid: "+err.Error()]++
+		return
+	}
+	s, total := &m.server, res.Deliveries.Total
+	v := &ServerStats{PID: pid, RSSBefore: s[0].RSS, RSSConnected: s[1].RSS, RSSEnd: s[2].RSS}
+	v.CPUSeconds = math.Round((s[2].CPU-s[1].CPU)*1e3) / 1e3
+	if total > 0 {
+		v.CPUPerMillion = v.CPUSeconds / (float64(total) / 1e6)
+	}
+	if s[1].WriteCalls >= 0 && s[2].WriteCalls > s[1].WriteCalls {
+		v.WriteCalls = s[2].WriteCalls - s[1].WriteCalls
+		v.DeliveriesPerWrite = float64(total) / float64(v.WriteCalls)
+	}
+	if connected > 0 {
+		v.RSSPerSubscriber = float64(v.RSSConnected-v.RSSBefore) / float64(connected)
+	}
+	v.GoroutinesBefore, v.GoroutinesConnected = m.goroutines[0], m.goroutines[1]
+	res.Server = v
+}
+
+// groups are a run's subscriber groups, one in this process (--workers 0)
+// or one per worker process, with a goroutine each reading the group's
+// reports into t.
+type groups struct {
+	inProcess bool
+	handles   []*groupHandle
+	t         *tally
+	readers   sync.WaitGroup
+	readErrs  sync.Map // group index → the error that ended its reports
+}
+
+// startGroups starts the groups, each with its share of the subscribers
+// and of the connect rate; if one fails to start, the others are closed.
+func startGroups(o *options, deadline time.Time) (*groups, error) {
+	n, inProcess := o.workers, o.workers == 0
 	if inProcess {
-		nGroups = 1
+		n = 1
 	}
-	if !inProcess {
-		res.Subscribers.Workers = nGroups
-	}
-	t := &tally{last: make([]workerReport, nGroups), final: make([]bool, nGroups), hist: newHistogram()}
-	var readers sync.WaitGroup
-	var readErrs sync.Map
-	for i := range nGroups {
-		n := shareOf(o.subscribers, nGroups, i)
+	g := &groups{inProcess: inProcess, t: &tally{last: make([]workerReport, n), final: make([]bool, n), hist: newHistogram()}}
+	for i := range n {
 		cfg := workerConfig{
 			HTTP2:            o.http2,
-			H2Conns:          shareOf(o.h2Conns, nGroups, i),
+			H2Conns:          shareOf(o.h2Conns, n, i),
 			Target:           o.target.Name,
 			URL:              o.subURL.String(),
-			Subscribers:      n,
-			ConnectRate:      o.connectRate / float64(nGroups),
+			Subscribers:      shareOf(o.subscribers, n, i),
+			ConnectRate:      o.connectRate / float64(n),
 			HandshakeTimeout: o.handshakeTimeout,
 			ReadBuffer:       o.readBuffer,
 			Progress:         250 * time.Millisecond,
 			Deadline:         deadline,
 		}
-		name := fmt.Sprintf("worker %d", i+1)
-		h, err := startGroup(name, cfg, inProcess)
+		h, err := startGroup(fmt.Sprintf("worker %d", i+1), cfg, inProcess)
 		if err != nil {
-			for _, h := range handles {
+			for _, h := range g.handles {
 				h.cmds.Close()
 				_ = h.wait()
 			}
 			return nil, err
 		}
-		handles = append(handles, h)
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				r, err := h.next()
-				if err != nil {
-					readErrs.Store(i, err)
-					return
-				}
-				t.apply(i, r)
-				if r.Final {
-					return
-				}
-			}
-		}()
+		g.handles = append(g.handles, h)
+		g.readers.Add(1)
+		go g.read(i, h)
 	}
+	return g, nil
+}
 
-	var phase atomic.Pointer[string]
-	setPhase := func(p string) { phase.Store(&p) }
-	setPhase("connecting")
-	pr := newPublishRun(o.target, o.pubURL, &o.pub)
-	start := time.Now()
-	progressDone := make(chan struct{})
-	stopProgress := make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		if o.quiet {
-			<-stopProgress
+// read applies group i's reports to the tally until its final one or an
+// error; one goroutine per group runs it.
+func (g *groups) read(i int, h *groupHandle) {
+	defer g.readers.Done()
+	for {
+		r, err := h.next()
+		if err != nil {
+			g.readErrs.Store(i, err)
 			return
 		}
-		progress(stderr, start, &phase, t, pr, o, stopProgress)
-	}()
+		g.t.apply(i, r)
+		if r.Final {
+			return
+		}
+	}
+}
 
-	// Connect: until every subscriber is ready or failed.
-	connectStart := time.Now()
-	connectEnd := connectStart.Add(connectBudget)
+// awaitConnected waits until every one of want subscribers is ready or
+// failed, every group has ended, ctx ends or budget has passed, and
+// returns how many seconds that took.
+func (g *groups) awaitConnected(ctx context.Context, want int, budget time.Duration) float64 {
+	start := time.Now()
+	end := start.Add(budget)
 	for {
-		s := t.sums()
-		if s.connected+s.failed+s.dropped >= int64(o.subscribers) || time.Now().After(connectEnd) || ctx.Err() != nil || s.finals == nGroups {
+		s := g.t.sums()
+		if s.connected+s.failed+s.dropped >= int64(want) || time.Now().After(end) || ctx.Err() != nil || s.finals == len(g.handles) {
 			break
 		}
 		sleep(ctx, 50*time.Millisecond)
 	}
-	res.Subscribers.ConnectSeconds = time.Since(connectStart).Seconds()
+	return time.Since(start).Seconds()
+}
 
-	var stuck *stuckSet
-	if o.stuck > 0 {
-		setPhase("stuck")
-		var err error
-		if stuck, err = openStuck(ctx, o.subURL, o.target.AppendSubscribe(nil, o.subURL), o.stuck, o.handshakeTimeout); err != nil {
-			res.Errors[err.Error()]++
-		} else {
-			defer stuck.close()
-		}
-	}
-
-	setPhase("settling")
-	sleep(ctx, o.settle)
-	errs := []error{sample(1)}
-	connected := t.sums().connected
-
-	// Publish, or hold the connections idle.
-	var pubStart, pubEnd time.Time
-	if o.pub.Rate != 0 {
-		setPhase("publishing")
-		pubStart = time.Now()
-		if stuck != nil {
-			stuck.watch(pubStart)
-		}
-		pr.run(ctx)
-		pubEnd = time.Now()
-		setPhase("draining")
-		drain(ctx, t, pr, connected, o.drain)
-	} else {
-		setPhase("holding")
-		sleep(ctx, o.pub.Duration)
-	}
-	errs = append(errs, sample(2))
-	if stuck != nil && !pubStart.IsZero() {
-		res.Stuck = stuck.finish()
-	}
-
-	setPhase("stopping")
-	for _, h := range handles {
+// stop asks every group for its final report, waits up to 20 s for them
+// (noting in errs when one did not come), then closes the groups and waits
+// for their processes.
+func (g *groups) stop(errs map[string]int) {
+	for _, h := range g.handles {
 		h.stop()
 	}
 	waitReaders := make(chan struct{})
-	go func() { readers.Wait(); close(waitReaders) }()
+	go func() { g.readers.Wait(); close(waitReaders) }()
 	select {
 	case <-waitReaders:
 	case <-time.After(20 * time.Second):
-		res.Errors["some workers sent no final report within 20s"]++
+		errs["some workers sent no final report within 20s"]++
 	}
-	for _, h := range handles {
+	for _, h := range g.handles {
 		h.cmds.Close()
 	}
-	for _, h := range handles {
+	for _, h := range g.handles {
 		_ = h.wait()
 	}
-	close(stopProgress)
-	<-progressDone
-	readErrs.Range(func(k, v any) bool {
-		res.Errors[fmt.Sprintf("worker %d: %v", k.(int)+1, v)]++
+}
+
+// addReadErrors notes in errs each group whose reports ended in an error.
+func (g *groups) addReadErrors(errs map[string]int) {
+	g.readErrs.Range(func(k, v any) bool {
+		errs[fmt.Sprintf("worker %d: %v", k.(int)+1, v)]++
 		return true
 	})
+}
 
-	// Totals.
+// openStuckConns opens the --stuck connections that never read; if that
+// fails, the error goes into errs and the run goes on without them.
+func openStuckConns(ctx context.Context, o *options, p *progressLine, errs map[string]int) *stuckSet {
+	if o.stuck == 0 {
+		return nil
+	}
+	p.set("stuck")
+	stuck, err := openStuck(ctx, o.subURL, o.target.AppendSubscribe(nil, o.subURL), o.stuck, o.handshakeTimeout)
+	if err != nil {
+		errs[err.Error()]++
+		return nil
+	}
+	return stuck
+}
+
+// publishOrHold is the window: publish, then drain; or, at rate 0, hold
+// the streams idle. start and end bound the publishing (zero when held).
+func publishOrHold(ctx context.Context, o *options, p *progressLine, pr *publishRun, t *tally, stuck *stuckSet, connected int64) (start, end time.Time) {
+	if o.pub.Rate == 0 {
+		p.set("holding")
+		sleep(ctx, o.pub.Duration)
+		return start, end
+	}
+	p.set("publishing")
+	start = time.Now()
+	if stuck != nil {
+		stuck.watch(start)
+	}
+	pr.run(ctx)
+	end = time.Now()
+	p.set("draining")
+	drain(ctx, t, pr, connected, o.drain)
+	return start, end
+}
+
+// addDeliveries totals the groups' final reports: each ready stream is
+// owed every message acknowledged after it became ready (tl).
+func addDeliveries(res *Result, t *tally, tl timeline) {
 	s := t.sums()
-	tl := pr.timeline()
 	res.Subscribers.Failed, res.Subscribers.Dropped = s.failed, s.dropped
+	d := &res.Deliveries
 	for i, r := range t.last {
 		if !t.final[i] {
 			continue
@@ -299,17 +403,21 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 		for j, ready := range r.Ready {
 			exp := tl.expectedAfter(ready)
 			got := min(r.Fresh[j], exp)
-			res.Deliveries.Expected += exp
-			res.Deliveries.Received += got
+			d.Expected += exp
+			d.Received += got
 			if got < exp {
-				res.Deliveries.Lost += exp - got
-				res.Deliveries.SubscribersWithLoss++
+				d.Lost += exp - got
+				d.SubscribersWithLoss++
 			}
 		}
 	}
-	d := &res.Deliveries
 	d.Duplicates, d.OutOfOrder, d.Early, d.Foreign, d.Lagged, d.Total =
 		s.counts.Duplicates, s.counts.OutOfOrder, s.counts.Early, s.counts.Foreign, s.counts.Lagged, s.counts.Deliveries
+}
+
+// addPublish totals the publishers and the rates over the publishing
+// window [start, end]; res.Deliveries must be final.
+func addPublish(res *Result, pr *publishRun, start, end time.Time) {
 	p := &res.Publish
 	p.Acked, p.Skipped = pr.acked.Load(), pr.skipped.Load()
 	p.Publishers = len(pr.publishers())
@@ -317,43 +425,11 @@ func run(ctx context.Context, o *options, stderr io.Writer) (*Result, error) {
 		p.Failed += pub.failed
 		addErrors(res.Errors, fmt.Sprintf("publisher %d:", pub.idx), pub.errors)
 	}
-	if !pubStart.IsZero() {
-		p.Seconds = pubEnd.Sub(pubStart).Seconds()
+	if !start.IsZero() {
+		p.Seconds = end.Sub(start).Seconds()
 		p.PerSecond = float64(p.Acked) / p.Seconds
-		d.PerSecond = float64(d.Total) / p.Seconds
+		res.Deliveries.PerSecond = float64(res.Deliveries.Total) / p.Seconds
 	}
-	res.Latency = latencyOf(t.hist)
-	if hosts[2].total > 0 {
-		res.Host = &HostStats{
-			Cores:            runtime.NumCPU(),
-			BusyPercent:      busyPercent(hosts[1], hosts[2]),
-			ClientCPUSeconds: math.Round((clients[2]-clients[1])*1e3) / 1e3,
-		}
-	}
-	if o.pid != 0 {
-		if err := errors.Join(errs...); err != nil {
-			res.Errors["--pid: "+err.Error()]++
-		} else {
-			v := &ServerStats{PID: o.pid, RSSBefore: samples[0].RSS, RSSConnected: samples[1].RSS, RSSEnd: samples[2].RSS}
-			v.CPUSeconds = math.Round((samples[2].CPU-samples[1].CPU)*1e3) / 1e3
-			if d.Total > 0 {
-				v.CPUPerMillion = v.CPUSeconds / (float64(d.Total) / 1e6)
-			}
-			if samples[1].WriteCalls >= 0 && samples[2].WriteCalls > samples[1].WriteCalls {
-				v.WriteCalls = samples[2].WriteCalls - samples[1].WriteCalls
-				v.DeliveriesPerWrite = float64(d.Total) / float64(v.WriteCalls)
-			}
-			if connected > 0 {
-				v.RSSPerSubscriber = float64(v.RSSConnected-v.RSSBefore) / float64(connected)
-			}
-			v.GoroutinesBefore, v.GoroutinesConnected = goroutines[0], goroutines[1]
-			res.Server = v
-		}
-	}
-	res.OK = d.Lost == 0 && d.Duplicates == 0 && d.OutOfOrder == 0 && p.Failed == 0 &&
-		res.Subscribers.Failed == 0 && res.Subscribers.Dropped == 0 &&
-		res.Subscribers.Ready == int64(o.subscribers) && len(res.Errors) == 0
-	return res, nil
 }
 
 // drain waits after the last publish until every ready stream has had
@@ -374,6 +450,39 @@ func drain(ctx context.Context, t *tally, pr *publishRun, connected int64, maxWa
 		}
 		sleep(ctx, 50*time.Millisecond)
 	}
+}
+
+// progressLine is the run's phase and the goroutine that prints a
+// progress line a second (none with --quiet). set may be called from any
+// goroutine; stop once, from run's.
+type progressLine struct {
+	phase atomic.Pointer[string]
+	stopC chan struct{}
+	done  chan struct{}
+}
+
+// startProgress starts the progress line in phase "connecting".
+func startProgress(stderr io.Writer, t *tally, pr *publishRun, o *options) *progressLine {
+	p := &progressLine{stopC: make(chan struct{}), done: make(chan struct{})}
+	p.set("connecting")
+	start := time.Now()
+	go func() {
+		defer close(p.done)
+		if o.quiet {
+			<-p.stopC
+			return
+		}
+		progress(stderr, start, &p.phase, t, pr, o, p.stopC)
+	}()
+	return p
+}
+
+func (p *progressLine) set(phase string) { p.phase.Store(&phase) }
+
+// stop ends the progress line and waits until it has.
+func (p *progressLine) stop() {
+	close(p.stopC)
+	<-p.done
 }
 
 // progress prints a line a second to w until stop closes.

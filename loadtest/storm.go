@@ -73,223 +73,333 @@ func runStorm(ctx context.Context, o *options, stderr io.Writer) (*Result, error
 	if o.target.Name != "tinysse" {
 		return nil, errors.New("--reconnect-storm: only --target tinysse (it needs ids and Last-Event-ID replay from the rings)")
 	}
-	res := &Result{Target: o.target.Name, URL: o.subURL.String(), PubURL: o.pubURL.String(), Errors: map[string]int{}}
-	res.Subscribers.Wanted = o.subscribers
-	st := &StormStats{Streams: o.subscribers, Topics: o.stormTopics, Behind: o.stormBehind, WindowSeconds: o.stormWindow.Seconds()}
-	res.Storm = st
-	var errMu sync.Mutex
-	fail := func(err error) {
-		errMu.Lock()
-		res.Errors[describe(err)]++
-		errMu.Unlock()
-	}
-	say := func(format string, args ...any) {
-		if !o.quiet {
-			fmt.Fprintf(stderr, "storm: "+format+"\n", args...)
-		}
-	}
-	topic := func(i int) int { return i % o.stormTopics }
-	pub := &oneShotPublisher{o: o}
-	defer pub.close()
+	s := &stormRun{o: o, stderr: stderr, res: newResult(o), pub: &oneShotPublisher{o: o}}
+	s.st = &StormStats{Streams: o.subscribers, Topics: o.stormTopics, Behind: o.stormBehind, WindowSeconds: o.stormWindow.Seconds()}
+	s.res.Storm = s.st
+	defer s.pub.close()
 
 	// 1. Connect, then publish and read the base message.
-	say("connecting %d streams", o.subscribers)
-	conns := make([]net.Conn, o.subscribers)
+	s.say("connecting %d streams", o.subscribers)
+	readers := s.connect()
+	if err := s.publishBase(); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("base message: %w", err)
+	}
+	s.res.Subscribers.Ready = s.readBase(readers)
+	if s.res.Subscribers.Ready < int64(o.subscribers) {
+		s.closeAll()
+		return s.res, fmt.Errorf("only %d of %d streams connected and read the base message: %v", s.res.Subscribers.Ready, o.subscribers, s.res.Errors)
+	}
+	if err := s.settle(); err != nil {
+		return nil, err
+	}
+
+	// 2. The blip: every stream closes; the topics move on.
+	if err := s.blip(); err != nil {
+		return nil, err
+	}
+
+	// 3. The storm, with a publisher and an RSS sampler alongside.
+	s.say("%d streams reconnect within %v", o.subscribers, o.stormWindow)
+	side, err := s.startSide()
+	if err != nil {
+		return nil, err
+	}
+	rc := s.reconnect()
+	side.stop()
+
+	s.figures(rc, side)
+	s.res.OK = s.st.Complete == int64(o.subscribers) && s.st.PublishFailed == 0 && len(s.res.Errors) == 0
+	return s.res, nil
+}
+
+// stormRun is a reconnect storm's state. Its steps run one after another
+// on runStorm's goroutine; fail may be called from any goroutine.
+type stormRun struct {
+	o      *options
+	stderr io.Writer
+	res    *Result
+	st     *StormStats
+	pub    *oneShotPublisher // the base and the missed messages
+	errMu  sync.Mutex        // guards res.Errors while streams run
+	conns  []net.Conn        // the first streams; nil where one failed
+}
+
+// fail counts err among the report's errors.
+func (s *stormRun) fail(err error) {
+	s.errMu.Lock()
+	s.res.Errors[describe(err)]++
+	s.errMu.Unlock()
+}
+
+// say prints a progress line (none with --quiet).
+func (s *stormRun) say(format string, args ...any) {
+	if !s.o.quiet {
+		fmt.Fprintf(s.stderr, "storm: "+format+"\n", args...)
+	}
+}
+
+// topic is stream i's (or live message i's) topic number.
+func (s *stormRun) topic(i int) int { return i % s.o.stormTopics }
+
+// connect opens every stream on its topic, paced at --connect-rate, and
+// waits for all; a stream that failed is counted and left nil.
+func (s *stormRun) connect() []*bufio.Reader {
+	o := s.o
+	s.conns = make([]net.Conn, o.subscribers)
 	readers := make([]*bufio.Reader, o.subscribers)
-	var wg sync.WaitGroup
-	var ready atomic.Int64
 	pace := time.Duration(0)
 	if o.connectRate > 0 {
 		pace = time.Duration(float64(time.Second) / o.connectRate)
 	}
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, br, err := stormSubscribe(o, topic(i), "")
+	var wg sync.WaitGroup
+	for i := range s.conns {
+		wg.Go(func() {
+			c, br, err := stormSubscribe(o, s.topic(i), "")
 			if err != nil {
-				fail(err)
+				s.fail(err)
 				return
 			}
-			conns[i], readers[i] = c, br
-		}()
+			s.conns[i], readers[i] = c, br
+		})
 		if pace > 0 {
 			time.Sleep(pace)
 		}
 	}
 	wg.Wait()
-	closeAll := func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
+	return readers
+}
+
+func (s *stormRun) closeAll() {
+	for _, c := range s.conns {
+		if c != nil {
+			c.Close()
 		}
 	}
-	for k := range o.stormTopics {
-		if err := pub.batch(k, 0, 1); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("base message: %w", err)
+}
+
+// publishBase publishes each topic's base message, s<k>-0.
+func (s *stormRun) publishBase() error {
+	for k := range s.o.stormTopics {
+		if err := s.pub.batch(k, 0, 1); err != nil {
+			return err
 		}
 	}
-	for i, c := range conns {
+	return nil
+}
+
+// readBase has every open stream read its topic's base message and
+// returns how many did.
+func (s *stormRun) readBase(readers []*bufio.Reader) int64 {
+	var wg sync.WaitGroup
+	var ready atomic.Int64
+	for i, c := range s.conns {
 		if c == nil {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			got, err := readEvents(readers[i], 1)
-			if err == nil && got[0] != fmt.Sprintf("s%d-0", topic(i)) {
+			if err == nil && got[0] != fmt.Sprintf("s%d-0", s.topic(i)) {
 				err = fmt.Errorf("first event %q, want the base message", got[0])
 			}
 			if err != nil {
-				fail(err)
+				s.fail(err)
 				return
 			}
 			ready.Add(1)
-		}()
+		})
 	}
 	wg.Wait()
-	res.Subscribers.Ready = ready.Load()
-	if res.Subscribers.Ready < int64(o.subscribers) {
-		closeAll()
-		return res, fmt.Errorf("only %d of %d streams connected and read the base message: %v", ready.Load(), o.subscribers, res.Errors)
-	}
-	time.Sleep(o.settle)
-	if o.pid != 0 {
-		s, err := readProc(o.pid)
-		if err != nil {
-			return nil, fmt.Errorf("--pid: %w", err)
-		}
-		st.RSSSteady = s.RSS
-	}
+	return ready.Load()
+}
 
-	// 2. The blip: every stream closes; the topics move on.
-	say("closing every stream; publishing %d messages per topic", o.stormBehind)
-	closeAll()
+// settle waits --settle, then reads the server's steady RSS (--pid).
+func (s *stormRun) settle() error {
+	time.Sleep(s.o.settle)
+	if s.o.pid == 0 {
+		return nil
+	}
+	p, err := readProc(s.o.pid)
+	if err != nil {
+		return fmt.Errorf("--pid: %w", err)
+	}
+	s.st.RSSSteady = p.RSS
+	return nil
+}
+
+// blip closes every stream and publishes --storm-behind messages to each
+// topic, then gives the server --settle to notice the closes.
+func (s *stormRun) blip() error {
+	s.say("closing every stream; publishing %d messages per topic", s.o.stormBehind)
+	s.closeAll()
 	// One by one, round the topics (as they would have come), so that a
 	// server without batch publish is measured the same way.
-	for i := 1; i <= o.stormBehind; i++ {
-		for k := range o.stormTopics {
-			if err := pub.batch(k, i, 1); err != nil {
-				return nil, fmt.Errorf("publishing the missed messages: %w", err)
+	for i := 1; i <= s.o.stormBehind; i++ {
+		for k := range s.o.stormTopics {
+			if err := s.pub.batch(k, i, 1); err != nil {
+				return fmt.Errorf("publishing the missed messages: %w", err)
 			}
 		}
 	}
-	time.Sleep(o.settle) // the server notices the closes
+	time.Sleep(s.o.settle)
+	return nil
+}
 
-	// 3. The storm, with a publisher and an RSS sampler alongside.
-	say("%d streams reconnect within %v", o.subscribers, o.stormWindow)
-	stop := make(chan struct{})
-	var side sync.WaitGroup
-	var peak atomic.Int64
-	if o.pid != 0 {
-		side.Go(func() {
-			for {
-				if s, err := readProc(o.pid); err == nil && s.RSS > peak.Load() {
-					peak.Store(s.RSS)
-				}
-				select {
-				case <-stop:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
-		})
+// stormSide is what runs beside the reconnects: the server's RSS sampled
+// every 20 ms (--pid) and a publisher at --publish-rate timing each 202.
+// Its goroutines write the fields; read them after stop.
+type stormSide struct {
+	stopC     chan struct{}
+	wg        sync.WaitGroup
+	peak      atomic.Int64   // the highest RSS sampled
+	hist      *hdr.Histogram // publish latency, µs
+	published atomic.Int64
+	failed    atomic.Int64
+}
+
+// startSide starts the sampler and the publisher; the publisher connects
+// first, as one with a kept-alive connection would have: its latency is
+// then the publishes', not a connect queued behind every reconnect.
+func (s *stormRun) startSide() (*stormSide, error) {
+	side := &stormSide{stopC: make(chan struct{}), hist: newHistogram()}
+	if s.o.pid != 0 {
+		side.wg.Go(func() { side.sampleRSS(s.o.pid) })
 	}
-	pubHist := newHistogram()
-	var published, pubFailed atomic.Int64
-	if o.pub.Rate > 0 {
-		// Connected before the storm, as a publisher with a kept-alive
-		// connection is: its latency is then the publishes', not a
-		// connect queued behind every reconnect.
-		live := &oneShotPublisher{o: o}
+	if s.o.pub.Rate > 0 {
+		live := &oneShotPublisher{o: s.o}
 		if err := live.connect(); err != nil {
+			side.stop()
 			return nil, fmt.Errorf("concurrent publisher: %w", err)
 		}
-		side.Go(func() {
-			defer live.close()
-			every := time.Duration(float64(time.Second) / o.pub.Rate)
-			next := time.Now()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(time.Until(next)):
-				}
-				next = next.Add(every)
-				t0 := time.Now()
-				if err := live.single(topic(n), "live-"+strconv.Itoa(n)); err != nil {
-					pubFailed.Add(1)
-					fail(fmt.Errorf("concurrent publisher: %w", err))
-					continue
-				}
-				published.Add(1)
-				_ = pubHist.RecordValue(max(1, time.Since(t0).Microseconds()))
-			}
-		})
+		side.wg.Go(func() { s.publishLive(side, live) })
 	}
+	return side, nil
+}
+
+// stop ends the side goroutines and waits for them.
+func (side *stormSide) stop() {
+	close(side.stopC)
+	side.wg.Wait()
+}
+
+func (side *stormSide) sampleRSS(pid int) {
+	for {
+		if p, err := readProc(pid); err == nil && p.RSS > side.peak.Load() {
+			side.peak.Store(p.RSS)
+		}
+		select {
+		case <-side.stopC:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// publishLive publishes single messages round the topics at --publish-rate
+// over live until side stops.
+func (s *stormRun) publishLive(side *stormSide, live *oneShotPublisher) {
+	defer live.close()
+	every := time.Duration(float64(time.Second) / s.o.pub.Rate)
+	next := time.Now()
+	for n := 0; ; n++ {
+		select {
+		case <-side.stopC:
+			return
+		case <-time.After(time.Until(next)):
+		}
+		next = next.Add(every)
+		t0 := time.Now()
+		if err := live.single(s.topic(n), "live-"+strconv.Itoa(n)); err != nil {
+			side.failed.Add(1)
+			s.fail(fmt.Errorf("concurrent publisher: %w", err))
+			continue
+		}
+		side.published.Add(1)
+		_ = side.hist.RecordValue(max(1, time.Since(t0).Microseconds()))
+	}
+}
+
+// reconnects are the storm's outcome: streams complete and failed, and
+// for each complete one the time from its dial to its first and to its
+// last replayed message, µs.
+type reconnects struct {
+	complete, failed atomic.Int64
+	mu               sync.Mutex // guards first and all
+	first, all       *hdr.Histogram
+}
+
+// reconnect brings every stream back with Last-Event-ID, the dials spread
+// evenly over --storm-window, and waits for all; it times the storm and
+// the CPU the server and this tool spent on it.
+func (s *stormRun) reconnect() *reconnects {
+	o := s.o
 	cpuBefore, _ := readProc(o.pid)
 	selfBefore, _ := readProc(os.Getpid())
-	firstHist, allHist := newHistogram(), newHistogram()
-	var histMu sync.Mutex
-	var complete, failed atomic.Int64
+	rc := &reconnects{first: newHistogram(), all: newHistogram()}
+	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range o.subscribers {
 		due := start.Add(time.Duration(float64(o.stormWindow) * float64(i) / float64(o.subscribers)))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			time.Sleep(time.Until(due))
-			k := topic(i)
-			t0 := time.Now()
-			c, br, err := stormSubscribe(o, k, fmt.Sprintf("s%d-0", k))
-			var first, all time.Duration
-			if err == nil {
-				defer c.Close()
-				err = readMissed(br, k, o.stormBehind, func() { first = time.Since(t0) })
-				all = time.Since(t0)
-			}
-			if err != nil {
-				failed.Add(1)
-				fail(err)
-				return
-			}
-			complete.Add(1)
-			histMu.Lock()
-			_ = firstHist.RecordValue(max(1, first.Microseconds()))
-			_ = allHist.RecordValue(max(1, all.Microseconds()))
-			histMu.Unlock()
-		}()
+			s.reconnectOne(s.topic(i), rc)
+		})
 	}
 	wg.Wait()
-	st.StormSeconds = math.Round(time.Since(start).Seconds()*100) / 100
+	s.st.StormSeconds = math.Round(time.Since(start).Seconds()*100) / 100
 	if o.pid != 0 {
 		if after, err := readProc(o.pid); err == nil {
-			st.ServerCPUSeconds = math.Round((after.CPU-cpuBefore.CPU)*100) / 100
+			s.st.ServerCPUSeconds = math.Round((after.CPU-cpuBefore.CPU)*100) / 100
 		}
 	}
 	if self, err := readProc(os.Getpid()); err == nil {
-		st.ClientCPUSeconds = math.Round((self.CPU-selfBefore.CPU)*100) / 100
+		s.st.ClientCPUSeconds = math.Round((self.CPU-selfBefore.CPU)*100) / 100
 	}
-	close(stop)
-	side.Wait()
+	return rc
+}
 
-	ms := func(h *hdr.Histogram, q float64) float64 {
-		return math.Round(float64(h.ValueAtQuantile(q))/10) / 100
+// reconnectOne reconnects one stream to topic k and reads its missed
+// messages.
+func (s *stormRun) reconnectOne(k int, rc *reconnects) {
+	t0 := time.Now()
+	c, br, err := stormSubscribe(s.o, k, fmt.Sprintf("s%d-0", k))
+	var first, all time.Duration
+	if err == nil {
+		defer c.Close()
+		err = readMissed(br, k, s.o.stormBehind, func() { first = time.Since(t0) })
+		all = time.Since(t0)
 	}
-	st.Complete, st.Failed = complete.Load(), failed.Load()
-	st.FirstP50MS, st.FirstP99MS = ms(firstHist, 50), ms(firstHist, 99)
-	st.AllP50MS, st.AllP99MS = ms(allHist, 50), ms(allHist, 99)
-	st.Published, st.PublishFailed = published.Load(), pubFailed.Load()
-	st.PublishP50MS, st.PublishP99MS = ms(pubHist, 50), ms(pubHist, 99)
-	st.PublishMaxMS = math.Round(float64(pubHist.Max())/10) / 100
-	if st.RSSSteady > 0 && peak.Load() > 0 {
-		st.RSSPeak = peak.Load()
+	if err != nil {
+		rc.failed.Add(1)
+		s.fail(err)
+		return
+	}
+	rc.complete.Add(1)
+	rc.mu.Lock()
+	_ = rc.first.RecordValue(max(1, first.Microseconds()))
+	_ = rc.all.RecordValue(max(1, all.Microseconds()))
+	rc.mu.Unlock()
+}
+
+// figures fills the report from the reconnects and the side goroutines
+// (stopped).
+func (s *stormRun) figures(rc *reconnects, side *stormSide) {
+	st := s.st
+	st.Complete, st.Failed = rc.complete.Load(), rc.failed.Load()
+	st.FirstP50MS, st.FirstP99MS = quantileMS(rc.first, 50), quantileMS(rc.first, 99)
+	st.AllP50MS, st.AllP99MS = quantileMS(rc.all, 50), quantileMS(rc.all, 99)
+	st.Published, st.PublishFailed = side.published.Load(), side.failed.Load()
+	st.PublishP50MS, st.PublishP99MS = quantileMS(side.hist, 50), quantileMS(side.hist, 99)
+	st.PublishMaxMS = math.Round(float64(side.hist.Max())/10) / 100
+	if st.RSSSteady > 0 && side.peak.Load() > 0 {
+		st.RSSPeak = side.peak.Load()
 		st.RSSPeakOverSte = math.Round(float64(st.RSSPeak)/float64(st.RSSSteady)*100) / 100
 	}
-	res.OK = st.Complete == int64(o.subscribers) && st.PublishFailed == 0 && len(res.Errors) == 0
-	return res, nil
+}
+
+// quantileMS is h's quantile q (µs) in milliseconds, to two decimals.
+func quantileMS(h *hdr.Histogram, q float64) float64 {
+	return math.Round(float64(h.ValueAtQuantile(q))/10) / 100
 }
 
 // stormSubscribe opens a stream on topic storm-k, with Last-Event-ID

@@ -19,20 +19,40 @@ import (
 // per-round ratios of server CPU per delivery (or per churn cycle) to the
 // raw floor and to Centrifugo, themselves as medians.
 func summarize(dir string, w io.Writer) error {
-	files, err := filepath.Glob(filepath.Join(dir, "S*_*_r*.json"))
+	runs, order, err := readResults(dir, w)
 	if err != nil {
 		return err
 	}
+	sortTargets(order)
+	for _, s := range runs.scenarios() {
+		writeScenario(w, s, order, runs)
+	}
+	return nil
+}
+
+// resultKey names one target's runs of one scenario.
+type resultKey struct {
+	scenario int
+	target   string
+}
+
+// results are the runs of each scenario and target, by round.
+type results map[resultKey]map[int]*Result
+
+// readResults reads dir's results and lists their targets in first-seen
+// order of a sorted listing. A file that is not a result gets an HTML
+// comment on w and is skipped.
+func readResults(dir string, w io.Writer) (results, []string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "S*_*_r*.json"))
+	if err != nil {
+		return nil, nil, err
+	}
 	if len(files) == 0 {
-		return fmt.Errorf("no S*_*_r*.json results in %s", dir)
+		return nil, nil, fmt.Errorf("no S*_*_r*.json results in %s", dir)
 	}
 	name := regexp.MustCompile(`^S(\d+)_(.+)_r(\d+)\.json$`)
-	type key struct {
-		scenario int
-		target   string
-	}
-	runs := map[key]map[int]*Result{} // by round
-	var order []string                // targets in first-seen order of a sorted listing
+	runs := results{}
+	var order []string
 	for _, f := range files {
 		m := name.FindStringSubmatch(filepath.Base(f))
 		if m == nil {
@@ -40,7 +60,7 @@ func summarize(dir string, w io.Writer) error {
 		}
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		var r Result
 		if err := json.Unmarshal(b, &r); err != nil {
@@ -49,7 +69,7 @@ func summarize(dir string, w io.Writer) error {
 		}
 		s, _ := strconv.Atoi(m[1])
 		round, _ := strconv.Atoi(m[3])
-		k := key{s, m[2]}
+		k := resultKey{s, m[2]}
 		if runs[k] == nil {
 			runs[k] = map[int]*Result{}
 		}
@@ -58,6 +78,12 @@ func summarize(dir string, w io.Writer) error {
 			order = append(order, m[2])
 		}
 	}
+	return runs, order, nil
+}
+
+// sortTargets orders targets as the tables show them: raw, tinysse, its
+// variants, the peers, then the rest in the order given.
+func sortTargets(order []string) {
 	rank := map[string]int{"raw": 0, "tinysse": 1, "tinysse-c5": 2, "tinysse-lua1": 3, "tinysse-luaauto": 4, "centrifugo": 5, "mercure": 6}
 	// tinysse-cN (--write-coalesce Nms) right after tinysse, by N.
 	coalesce := func(t string) int {
@@ -81,6 +107,10 @@ func summarize(dir string, w io.Writer) error {
 		}
 		return ci < cj
 	})
+}
+
+// scenarios are the scenario numbers with results, in order.
+func (runs results) scenarios() []int {
 	var scenarios []int
 	for k := range runs {
 		if !slices.Contains(scenarios, k.scenario) {
@@ -88,52 +118,58 @@ func summarize(dir string, w io.Writer) error {
 		}
 	}
 	sort.Ints(scenarios)
+	return scenarios
+}
 
-	for _, s := range scenarios {
-		cols := columnsFor(s)
-		fmt.Fprintf(w, "\n### Scenario %d\n\n| target | runs ok |", s)
-		for _, c := range cols {
-			fmt.Fprintf(w, " %s |", c.title)
-		}
-		fmt.Fprintf(w, " CPU × raw | CPU × centrifugo |\n|---|---|%s---|---|\n", strings.Repeat("---|", len(cols)))
-		for _, t := range order {
-			rs := runs[key{s, t}]
-			if rs == nil {
-				continue
-			}
-			rounds := make([]int, 0, len(rs))
-			for round := range rs {
-				rounds = append(rounds, round)
-			}
-			sort.Ints(rounds)
-			ok := 0
-			vals := make([][]float64, len(cols))
-			var vsRaw, vsCentrifugo []float64
-			for _, round := range rounds {
-				r := rs[round]
-				if r.OK {
-					ok++
-				}
-				for i, c := range cols {
-					if v, has := c.value(r); has {
-						vals[i] = append(vals[i], v)
-					}
-				}
-				if c, base := cpuCost(r), cpuCost(runs[key{s, "raw"}][round]); c > 0 && base > 0 {
-					vsRaw = append(vsRaw, c/base)
-				}
-				if c, base := cpuCost(r), cpuCost(runs[key{s, "centrifugo"}][round]); c > 0 && base > 0 {
-					vsCentrifugo = append(vsCentrifugo, c/base)
-				}
-			}
-			fmt.Fprintf(w, "| %s | %d/%d |", t, ok, len(rs))
-			for i, c := range cols {
-				fmt.Fprintf(w, " %s |", med(vals[i], c.format))
-			}
-			fmt.Fprintf(w, " %s | %s |\n", ratios(vsRaw), ratios(vsCentrifugo))
+// writeScenario prints scenario s's table: a row per target in order.
+func writeScenario(w io.Writer, s int, order []string, runs results) {
+	cols := columnsFor(s)
+	fmt.Fprintf(w, "\n### Scenario %d\n\n| target | runs ok |", s)
+	for _, c := range cols {
+		fmt.Fprintf(w, " %s |", c.title)
+	}
+	fmt.Fprintf(w, " CPU × raw | CPU × centrifugo |\n|---|---|%s---|---|\n", strings.Repeat("---|", len(cols)))
+	for _, t := range order {
+		if rs := runs[resultKey{s, t}]; rs != nil {
+			writeTargetRow(w, t, cols, rs, runs[resultKey{s, "raw"}], runs[resultKey{s, "centrifugo"}])
 		}
 	}
-	return nil
+}
+
+// writeTargetRow prints target t's row: the rounds that passed, each
+// column's median over the rounds rs, and the medians of the per-round
+// CPU ratios to raw's and centrifugo's rounds of the same number.
+func writeTargetRow(w io.Writer, t string, cols []column, rs, raw, centrifugo map[int]*Result) {
+	rounds := make([]int, 0, len(rs))
+	for round := range rs {
+		rounds = append(rounds, round)
+	}
+	sort.Ints(rounds)
+	ok := 0
+	vals := make([][]float64, len(cols))
+	var vsRaw, vsCentrifugo []float64
+	for _, round := range rounds {
+		r := rs[round]
+		if r.OK {
+			ok++
+		}
+		for i, c := range cols {
+			if v, has := c.value(r); has {
+				vals[i] = append(vals[i], v)
+			}
+		}
+		if c, base := cpuCost(r), cpuCost(raw[round]); c > 0 && base > 0 {
+			vsRaw = append(vsRaw, c/base)
+		}
+		if c, base := cpuCost(r), cpuCost(centrifugo[round]); c > 0 && base > 0 {
+			vsCentrifugo = append(vsCentrifugo, c/base)
+		}
+	}
+	fmt.Fprintf(w, "| %s | %d/%d |", t, ok, len(rs))
+	for i, c := range cols {
+		fmt.Fprintf(w, " %s |", med(vals[i], c.format))
+	}
+	fmt.Fprintf(w, " %s | %s |\n", ratios(vsRaw), ratios(vsCentrifugo))
 }
 
 // column is one measured value of a run, as a summary table shows it.
