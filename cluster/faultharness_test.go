@@ -279,6 +279,62 @@ type natsCluster struct {
 
 func startNATSCluster(t *testing.T, cmd natsCommand) *natsCluster {
 	t.Helper()
+	// The ports are picked free and bound a moment later by the servers;
+	// meanwhile another process (this test's own clients, whose ports come
+	// from the same range) may take one, and that server exits at start.
+	// A cluster of two would then refuse every three-replica stream ("no
+	// suitable peers for placement"), so a cluster that did not start
+	// whole is stopped and made again on new ports.
+	for try := 1; ; try++ {
+		c := tryNATSCluster(t, cmd)
+		if c.waitAllHealthy(60 * time.Second) {
+			// Whatever fails later, from a tinysse node that cannot
+			// start to a lost message, the servers' own words are shown.
+			t.Cleanup(func() {
+				if t.Failed() {
+					c.logs()
+				}
+			})
+			return c
+		}
+		if try == 3 {
+			c.logs()
+			t.Fatalf("the NATS cluster did not start whole in %d tries", try)
+		}
+		for _, n := range c.servers {
+			if !n.running() {
+				t.Logf("%s exited at start; making the cluster again on new ports:\n%s", n.name, tail(n.log.String(), 5))
+			}
+			n.stop()
+		}
+	}
+}
+
+// waitAllHealthy is waitHealthy at start-up, when every server must run:
+// false as soon as one has exited.
+func (c *natsCluster) waitAllHealthy(d time.Duration) bool {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		for _, n := range c.servers {
+			if !n.running() {
+				return false
+			}
+		}
+		if c.healthyNow() {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.logs()
+	c.t.Fatalf("the NATS cluster did not become healthy within %v", d)
+	return false
+}
+
+// tryNATSCluster writes the three servers' configurations on fresh ports
+// and starts them.
+func tryNATSCluster(t *testing.T, cmd natsCommand) *natsCluster {
+	t.Helper()
 	const k = 3
 	c := &natsCluster{t: t}
 	routePorts := make([]int, k)
@@ -316,7 +372,6 @@ cluster {
 	for _, n := range c.servers {
 		n.start()
 	}
-	c.waitHealthy(60 * time.Second)
 	return c
 }
 
@@ -325,36 +380,36 @@ cluster {
 func (c *natsCluster) waitHealthy(d time.Duration) {
 	c.t.Helper()
 	deadline := time.Now().Add(d)
-	for {
-		// Healthy, one meta leader for all, and the leader finds every
-		// other running server current: before that, a stream of three
-		// replicas cannot be placed ("no suitable peers for placement",
-		// seen for a minute on a loaded machine).
-		ok, leader, running, peers := true, "", 0, -1
-		for _, n := range c.servers {
-			if !n.running() {
-				continue
-			}
-			running++
-			l, current := n.meta()
-			if !n.healthy() || l == "" || leader != "" && l != leader {
-				ok = false
-				break
-			}
-			leader = l
-			if n.name == "nats "+l {
-				peers = current
-			}
-		}
-		if ok && peers >= running-1 {
-			return
-		}
+	for !c.healthyNow() {
 		if time.Now().After(deadline) {
 			c.logs()
 			c.t.Fatalf("the NATS cluster did not become healthy within %v", d)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// healthyNow: every running server healthy, one meta leader for all, and
+// the leader finds every other running server current: before that, a
+// stream of three replicas cannot be placed ("no suitable peers for
+// placement", seen for a minute on a loaded machine).
+func (c *natsCluster) healthyNow() bool {
+	leader, running, peers := "", 0, -1
+	for _, n := range c.servers {
+		if !n.running() {
+			continue
+		}
+		running++
+		l, current := n.meta()
+		if !n.healthy() || l == "" || leader != "" && l != leader {
+			return false
+		}
+		leader = l
+		if n.name == "nats "+l {
+			peers = current
+		}
+	}
+	return peers >= running-1
 }
 
 func (c *natsCluster) urls() []string {
@@ -950,8 +1005,7 @@ func startRun(t *testing.T, proxied bool) (*faultRun, []*proxy) {
 	}
 	t.Cleanup(func() {
 		close(r.stopSubs)
-		if t.Failed() {
-			r.nats.logs()
+		if t.Failed() { // (the NATS servers' logs: startNATSCluster)
 			for _, n := range r.nodes {
 				t.Logf("--- %s log:\n%s", n.name, tail(n.log.String(), 60))
 			}
