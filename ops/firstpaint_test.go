@@ -71,7 +71,12 @@ func TestDashboardFirstPaint(t *testing.T) {
 	err = chromedp.Run(ctx,
 		chromedp.Click("#sign-in-open", chromedp.ByQuery),
 		chromedp.SendKeys("#login-token", token, chromedp.ByQuery),
-		chromedp.Click("#login-show", chromedp.ByQuery),
+		// The button's own click(), which runs its handler before it
+		// returns: a synthetic mouse click at the button's coordinates
+		// sometimes landed while the sign-in box was still being laid out
+		// (the type read right after was still "password").
+		chromedp.WaitVisible("#login-show", chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("login-show").click()`, nil),
 		chromedp.AttributeValue("#login-token", "type", &typ, nil, chromedp.ByQuery),
 		chromedp.Value("#login-token", &value, chromedp.ByQuery),
 	)
