@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/tinysse/tinysse/internal/tcpstate"
 	"net"
 	"net/url"
 	"slices"
@@ -89,7 +90,7 @@ func (s *stuckSet) watch(start time.Time) {
 				if s.cutAt[i] != 0 {
 					continue
 				}
-				open, known := tcpOpen(c)
+				open, known := tcpstate.Open(c)
 				if !known {
 					s.known = false
 					return

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/tinysse/tinysse/internal/tcpstate"
 	"io"
 	"net"
 	"net/http"
@@ -106,7 +107,7 @@ func TestStuckSubscribersDoNotLagOthers(t *testing.T) {
 				if cutAt[i] != 0 {
 					continue
 				}
-				open, ok := tcpOpen(c)
+				open, ok := tcpstate.Open(c)
 				if known = ok; !ok {
 					break
 				}

@@ -1,4 +1,4 @@
-package main
+package tcpstate
 
 import (
 	"encoding/binary"
@@ -6,10 +6,10 @@ import (
 	"syscall"
 )
 
-// tcpOpen reports whether c is still established, from the first byte of
+// Open reports whether c is still established, from the first byte of
 // TCP_INFO (tcpi_state), without reading anything from it; known is false
 // when it cannot tell.
-func tcpOpen(c *net.TCPConn) (open, known bool) {
+func Open(c *net.TCPConn) (open, known bool) {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return false, false
