@@ -83,13 +83,7 @@ func tinysseTarget(name, defaultURL string) *Target {
 			if len(id) > 0 {
 				n += len(`"id":"",`) + len(id)
 			}
-			b = append(b, "POST "...)
-			b = append(b, u.RequestURI()...)
-			b = append(b, " HTTP/1.1\r\nHost: "...)
-			b = append(b, u.Host...)
-			b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-			b = strconv.AppendInt(b, int64(n), 10)
-			b = append(b, "\r\n\r\n{"...)
+			b = append(appendJSONPost(b, u, n), '{')
 			if len(id) > 0 {
 				b = append(b, `"id":"`...)
 				b = append(b, id...)
@@ -107,13 +101,7 @@ func tinysseTarget(name, defaultURL string) *Target {
 					n += len(`"id":"",`) + len(ids[i])
 				}
 			}
-			b = append(b, "POST "...)
-			b = append(b, u.RequestURI()...)
-			b = append(b, " HTTP/1.1\r\nHost: "...)
-			b = append(b, u.Host...)
-			b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-			b = strconv.AppendInt(b, int64(n), 10)
-			b = append(b, "\r\n\r\n["...)
+			b = append(appendJSONPost(b, u, n), '[')
 			for i, d := range datas {
 				if i > 0 {
 					b = append(b, ',')
@@ -179,4 +167,16 @@ func checkLoopback(u *url.URL) error {
 		return fmt.Errorf("%s resolves to no address", host)
 	}
 	return nil
+}
+
+// appendJSONPost appends the head of a POST of n bytes of JSON to u, on a
+// kept-alive HTTP/1.1 connection.
+func appendJSONPost(b []byte, u *url.URL, n int) []byte {
+	b = append(b, "POST "...)
+	b = append(b, u.RequestURI()...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, u.Host...)
+	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	return append(b, "\r\n\r\n"...)
 }
