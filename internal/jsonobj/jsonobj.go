@@ -58,16 +58,9 @@ func (e *FieldError) Unwrap() error { return e.Err }
 // decode into its target is a *FieldError. Nothing is decoded unless all
 // of b is valid JSON.
 func Decode(b []byte, field func(name []byte) any) error {
-	i := skipSpace(b, 0)
-	if i == len(b) {
-		return ErrEmpty
-	}
-	if !json.Valid(b) {
-		var v any
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err // the *json.SyntaxError saying where
-		}
-		return errors.New("jsonobj: invalid JSON") // json.Valid and Unmarshal disagree: not expected
+	i, err := start(b)
+	if err != nil {
+		return err
 	}
 	if b[i] != '{' {
 		return ErrNotObject
@@ -257,16 +250,9 @@ var ErrNotArray = errors.New("jsonobj: not a JSON array")
 // is an object may be handed to DecodeElement, which does not check it
 // again. Nothing is called unless all of b is valid JSON.
 func Array(b []byte, elem func(i int, v []byte) error) error {
-	i := skipSpace(b, 0)
-	if i == len(b) {
-		return ErrEmpty
-	}
-	if !json.Valid(b) {
-		var v any
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err
-		}
-		return errors.New("jsonobj: invalid JSON")
+	i, err := start(b)
+	if err != nil {
+		return err
 	}
 	if b[i] != '[' {
 		return ErrNotArray
@@ -295,4 +281,22 @@ func DecodeElement(v []byte, field func(name []byte) any) error {
 		return ErrNotObject
 	}
 	return decodeObject(v, 0, field)
+}
+
+// start checks that b is one valid JSON value and returns where it begins
+// (ErrEmpty for nothing but space; json.Unmarshal's *json.SyntaxError,
+// which says where, for anything invalid).
+func start(b []byte) (int, error) {
+	i := skipSpace(b, 0)
+	if i == len(b) {
+		return 0, ErrEmpty
+	}
+	if !json.Valid(b) {
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return 0, err
+		}
+		return 0, errors.New("jsonobj: invalid JSON") // json.Valid and Unmarshal disagree: not expected
+	}
+	return i, nil
 }
