@@ -770,6 +770,11 @@ func (sub *Subscriber) cursorOf(t *topic) uint64 {
 // the goodbye (timeout, lagged or shutdown with a retry hint), closes the
 // socket and runs Unsubscribe.
 func (sub *Subscriber) finish(k uint32) error {
+	e := sub.e
+	// Counted before the stream leaves its topics' counts, so whoever sees
+	// a subscriber gone (Engine.Subscribers, /metrics) also sees why.
+	reason := closeReason(k)
+	e.counters.closed[reason].Add(1)
 	sub.shard.remove(sub)
 	if sub.expiry != nil {
 		sub.expiry.Stop()
@@ -777,7 +782,6 @@ func (sub *Subscriber) finish(k uint32) error {
 	if sub.polled {
 		sub.shard.poller.forget(sub) // before the socket closes and its number is reused
 	}
-	e := sub.e
 	var err error
 	switch {
 	case k&kickShutdown != 0:
@@ -813,8 +817,6 @@ func (sub *Subscriber) finish(k uint32) error {
 	for i := range sub.cursors {
 		e.release(sub.cursors[i].t)
 	}
-	reason := closeReason(k)
-	e.counters.closed[reason].Add(1)
 	if log := e.cfg.Logger; log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("unsubscribed", "subscriber", sub.ID, "reason", closeReasonNames[reason], "connected", time.Since(sub.Start).Round(time.Millisecond))
 	}
