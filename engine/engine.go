@@ -205,6 +205,10 @@ type topic struct {
 	// or a pattern topic's oldest backfilled one; its ring has lost
 	// messages once its tail is past it. Set with lossy.
 	first uint64
+	// base is the ring sequence of the first message appended after the
+	// topic was made: 0, or a pattern topic's Capacity (ring.Skip leaves
+	// that room for the backfill below). Set before the topic is shared.
+	base uint64
 	// pats are the pattern topics that match this topic, as of the
 	// pattern index's generation patsGen (withPatterns); under pubMu.
 	pats    []*topic

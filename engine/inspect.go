@@ -43,11 +43,15 @@ type TopicInfo struct {
 	Pattern bool
 }
 
+// published is how many messages were appended to t's ring since it was
+// made: a pattern topic's backfill (prepended below base) is not counted.
+func (t *topic) published() uint64 { return t.ring.Head() - t.base }
+
 // info reads t's figures. The ring is walked lock-free: O(messages held).
 func (t *topic) info() TopicInfo {
 	ti := TopicInfo{Name: t.name, Subscribers: t.subscribers.Load(), Pattern: t.pattern}
 	head := t.ring.Head()
-	ti.Published = head
+	ti.Published = head - t.base // published(), with the head read once
 	for s := t.ring.Tail(); s < head; s++ {
 		m, ok, _ := t.ring.Get(s)
 		if !ok {

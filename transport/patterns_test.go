@@ -173,11 +173,18 @@ func TestPatternAPI(t *testing.T) {
 	s.expectOK()
 	waitSubscribers(t, eng, "s/*", 1)
 
+	// One message after the pattern was made: its published counts that
+	// one (the two backfilled were published before it existed), not the
+	// room its ring keeps below them for the backfill.
+	publishTo(t, addr, "/sse?topic=s/c", `{"id":"4","data":"c"}`)
+	s.expectLines("id: 4", "data: c")
+
 	var all struct {
 		Topics []struct {
 			Name        string
 			Subscribers int64
 			Messages    int
+			Published   uint64
 			Pattern     bool
 		}
 		Total int
@@ -187,13 +194,18 @@ func TestPatternAPI(t *testing.T) {
 	for _, tp := range all.Topics {
 		if tp.Pattern {
 			pats = append(pats, tp.Name)
-			if tp.Subscribers != 1 || tp.Messages != 2 {
-				t.Errorf("pattern %+v, want 1 subscriber and the 2 messages of s/a and s/b", tp)
+			if tp.Subscribers != 1 || tp.Messages != 3 || tp.Published != 1 {
+				t.Errorf("pattern %+v, want 1 subscriber, the 3 messages of s/a, s/b and s/c, and 1 published since it was made", tp)
 			}
 		}
 	}
-	if strings.Join(pats, ",") != "s/*" || all.Total != 4 {
-		t.Errorf("patterns listed %q, total %d (s/a, news, s/b and s/*)", pats, all.Total)
+	if strings.Join(pats, ",") != "s/*" || all.Total != 5 {
+		t.Errorf("patterns listed %q, total %d (s/a, news, s/b, s/c and s/*)", pats, all.Total)
+	}
+	for _, p := range eng.Stats().Patterns {
+		if p.Published != 1 {
+			t.Errorf("engine stats: pattern %q published %d, want 1", p.Name, p.Published)
+		}
 	}
 
 	var p presenceAnswer
@@ -203,7 +215,7 @@ func TestPatternAPI(t *testing.T) {
 	}
 	var h historyAnswer
 	apiGet(t, addr, "history?topic="+url.QueryEscape("s/*"), &h)
-	if len(h.Messages) != 2 || h.Messages[0].ID != "1" || h.Messages[1].ID != "3" {
+	if len(h.Messages) != 3 || h.Messages[0].ID != "1" || h.Messages[1].ID != "3" || h.Messages[2].ID != "4" {
 		t.Errorf("history of the pattern: %+v", h)
 	}
 
