@@ -218,22 +218,23 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if strings.HasSuffix(o.check, ".toml") {
 		config, o.checkConfig = o.check, true // --check FILE.toml checks it as the config
 	}
+	origin := make(map[string]string) // flag name -> the file:line or variable its value came from
 	if config != "" {
-		if err := loadConfig(fs, config, getenv); err != nil {
+		if err := loadConfig(fs, config, getenv, origin); err != nil {
 			return nil, err
 		}
 	}
-	if err := readEnv(fs, getenv); err != nil {
+	if err := readEnv(fs, getenv, origin); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err := checkOptions(o, v); err != nil {
-		return nil, err
+		return nil, fromOrigin(err, origin)
 	}
 	if err := v.finish(o); err != nil {
-		return nil, err
+		return nil, fromOrigin(err, origin)
 	}
 	return o, nil
 }
@@ -342,16 +343,18 @@ func addNATSFlags(fs *pflag.FlagSet, n *natsOptions, maxAge *durationValue) {
 
 // readEnv sets every flag not given on the command line (nor in the
 // config file) from its TINYSSE_* variable, if set.
-func readEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+func readEnv(fs *pflag.FlagSet, getenv func(string) string, origin map[string]string) error {
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if envErr != nil || f.Changed || noEnv[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
-			if err := f.Value.Set(v); err != nil {
+			if err := setValue(f, v); err != nil {
 				envErr = fmt.Errorf("invalid value for --%s (from %s): %v", f.Name, envName(f.Name), err)
+				return
 			}
+			origin[f.Name] = envName(f.Name)
 		}
 	})
 	return envErr
