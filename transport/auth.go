@@ -122,6 +122,12 @@ func (s *Server) guard(r Route) fasthttp.RequestHandler {
 			return
 		}
 		if _, aerr := s.cfg.Auth.Verify(t, auth.Admin); aerr != nil {
+			if len(token) > 0 && t != "" && !s.cfg.Auth.JWT() {
+				// Neither the route's token nor the admin token, and no
+				// JWT it could be: a wrong token, 401 as without an admin
+				// token (README: "401 otherwise").
+				aerr = &auth.Error{Status: fasthttp.StatusUnauthorized, Code: "invalid_token", Msg: "wrong token"}
+			}
 			refuseAuth(ctx, aerr)
 			return
 		}

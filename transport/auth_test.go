@@ -532,6 +532,9 @@ func TestAuthAdmin(t *testing.T) {
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", bearerHeader("wrong")...), http.StatusForbidden, "no admin rights")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", admin...), http.StatusOK, "")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", ""), http.StatusUnauthorized, "")
+			// A token that is neither the route's nor the admin's is wrong,
+			// as when no admin token is set ("nothing set" below): 401.
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("nope")...), http.StatusUnauthorized, "wrong token")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("scrape")...), http.StatusOK, "")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", admin...), http.StatusOK, "")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/open", ""), http.StatusOK, "")
@@ -544,6 +547,12 @@ func TestAuthAdmin(t *testing.T) {
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", user...), http.StatusForbidden, "no admin rights")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", admin...), http.StatusOK, "")
 			wantAnswer(t, p.publishWith(t, addr, "any/topic", "x", admin...), http.StatusAccepted, "")
+			// The metrics route: its token, or an admin JWT; a token that
+			// does not verify is 401, a user's JWT 403.
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("scrape")...), http.StatusOK, "")
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", admin...), http.StatusOK, "")
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("nope")...), http.StatusUnauthorized, "invalid token")
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", user...), http.StatusForbidden, "no admin rights")
 		})
 
 		t.Run("nothing set", func(t *testing.T) {
