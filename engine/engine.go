@@ -50,7 +50,8 @@ type Config struct {
 	// someone (a subscriber, a publish in flight) holds it, so without a
 	// bound publishers choosing random names grow memory until the history
 	// budget drops their messages. Subscribers' own empty topics (removed
-	// when they leave) count towards it but are never refused. 0: no bound.
+	// when they leave) count towards it; the engine does not refuse them,
+	// the transport does before a stream starts (CheckTopics). 0: no bound.
 	MaxTopics int
 	// MaxHistoryBytes bounds the memory of every topic's ring together:
 	// the bytes the held messages take (frame, fields and state, see

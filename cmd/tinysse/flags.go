@@ -313,7 +313,7 @@ func addFlags(fs *pflag.FlagSet, o *options) *flagValues {
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.BoolVar(&o.noH2C, "no-h2c", false, "do not serve cleartext HTTP/2 (prior knowledge) on a plain listener")
 	fs.IntVar(&o.h2MaxStreams, "h2-max-streams", 250, "streams one HTTP/2 connection may have open at once")
-	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
+	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing or subscribing to a new one beyond it gets 503 (0 = no bound)")
 	fs.Var(&v.maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
 	addOpsFlags(fs, o)
 	addAuthFlags(fs, &o.auth)
