@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -235,4 +236,57 @@ func TestPatternAPI(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestPatternAPISharedName: a topic may have a "*" in its name (publishing
+// takes it as a plain character) and so share its name with a pattern
+// that subscribers hold; GET topics in pages of one still lists both, the
+// topic first (a cursor after the topic skipped the pattern).
+func TestPatternAPISharedName(t *testing.T) {
+	addr, _, _ := startAPI(t, engine.Config{}, Config{})
+	publishTo(t, addr, "/sse?topic="+url.QueryEscape("s/*"), `{"id":"1","data":"literal"}`)
+	publishTo(t, addr, "/sse?topic=s/a", `{"id":"2","data":"a"}`)
+	s := subscribe(t, addr, "/sse?topic=s/*")
+	s.expectOK() // registered, pattern made, before ": ok" goes out
+	var seen []string
+	endpoint := "topics?limit=1"
+	for range 10 {
+		var page struct {
+			Topics []struct {
+				Name    string
+				Pattern bool
+			}
+			NextCursor string `json:"next_cursor"`
+		}
+		apiGet(t, addr, endpoint, &page)
+		for _, tp := range page.Topics {
+			seen = append(seen, fmt.Sprintf("%s:%v", tp.Name, tp.Pattern))
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		endpoint = "topics?limit=1&cursor=" + url.QueryEscape(page.NextCursor)
+	}
+	if got, want := strings.Join(seen, ","), "s/*:false,s/*:true,s/a:false"; got != want {
+		t.Errorf("pages of one listed %q, want %q", got, want)
+	}
+	// The topic s/* can have no subscriber of its own (a subscriber's s/*
+	// is the pattern): presence and disconnect by that name reach the
+	// pattern's subscribers, and history reads the pattern's ring, which
+	// holds the topic's messages too.
+	var p presenceAnswer
+	apiGet(t, addr, "presence?topic="+url.QueryEscape("s/*"), &p)
+	if p.Count != 1 || len(p.Subscribers) != 1 {
+		t.Errorf("presence of s/*: %+v, want the pattern's subscriber", p)
+	}
+	var h historyAnswer
+	apiGet(t, addr, "history?topic="+url.QueryEscape("s/*"), &h)
+	if len(h.Messages) != 2 {
+		t.Errorf("history of s/*: %+v, want the pattern's 2 messages", h)
+	}
+	a := apiDo(t, addr, http.MethodPost, "disconnect", `{"topic":"s/*"}`, "Content-Type", "application/json")
+	if a.Status != http.StatusOK || !strings.Contains(a.Body, `"disconnected":1`) {
+		t.Fatalf("disconnect: %d %s", a.Status, a.Body)
+	}
+	s.drain(wait)
 }
