@@ -88,8 +88,11 @@ func loadConfig(fs *pflag.FlagSet, path string, getenv func(string) string, orig
 func setValue(f *pflag.Flag, text string) error {
 	err := f.Value.Set(text)
 	if err != nil {
-		if t := f.Value.Type(); t == "int" || t == "int64" {
-			err = fmt.Errorf("%q is not a whole number", text) // pflag's own says strconv.ParseInt
+		switch f.Value.Type() { // pflag's own errors say strconv.ParseInt, ParseBool
+		case "int", "int64":
+			err = fmt.Errorf("%q is not a whole number", text)
+		case "bool":
+			err = fmt.Errorf("%q is not true or false", text)
 		}
 	}
 	return err

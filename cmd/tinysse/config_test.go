@@ -146,6 +146,10 @@ func TestConfigValueOrigin(t *testing.T) {
 	if want := `invalid value for --capacity (from TINYSSE_CAPACITY): "abc" is not a whole number`; err == nil || err.Error() != want {
 		t.Errorf("capacity from the variable: %v, want %q", err, want)
 	}
+	_, err = parseOptions(nil, env("TINYSSE_AUTO_ID=yes"), io.Discard)
+	if want := `invalid value for --auto-id (from TINYSSE_AUTO_ID): "yes" is not true or false`; err == nil || err.Error() != want {
+		t.Errorf("auto-id from the variable: %v, want %q", err, want)
+	}
 }
 
 // TestCheckConfigFile: --check FILE.toml reads the file as the config,
