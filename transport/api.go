@@ -127,11 +127,14 @@ func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 
 // limit reads ?limit= (default apiDefaultLimit, 1..apiMaxLimit).
 func limit(ctx *fasthttp.RequestCtx) (int, error) {
-	v := ctx.QueryArgs().Peek("limit")
-	if v == nil {
+	v, has, err := oneParam(ctx, "limit")
+	if err != nil {
+		return 0, err
+	}
+	if !has {
 		return apiDefaultLimit, nil
 	}
-	n, err := strconv.Atoi(string(v))
+	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > apiMaxLimit {
 		return 0, fmt.Errorf("limit must be a whole number from 1 to %d", apiMaxLimit)
 	}
