@@ -50,7 +50,8 @@ type Config struct {
 	// someone (a subscriber, a publish in flight) holds it, so without a
 	// bound publishers choosing random names grow memory until the history
 	// budget drops their messages. Subscribers' own empty topics (removed
-	// when they leave) count towards it but are never refused. 0: no bound.
+	// when they leave) count towards it; the engine does not refuse them,
+	// the transport does before a stream starts (CheckTopics). 0: no bound.
 	MaxTopics int
 	// MaxHistoryBytes bounds the memory of every topic's ring together:
 	// the bytes the held messages take (frame, fields and state, see
@@ -205,6 +206,10 @@ type topic struct {
 	// or a pattern topic's oldest backfilled one; its ring has lost
 	// messages once its tail is past it. Set with lossy.
 	first uint64
+	// base is the ring sequence of the first message appended after the
+	// topic was made: 0, or a pattern topic's Capacity (ring.Skip leaves
+	// that room for the backfill below). Set before the topic is shared.
+	base uint64
 	// pats are the pattern topics that match this topic, as of the
 	// pattern index's generation patsGen (withPatterns); under pubMu.
 	pats    []*topic

@@ -43,11 +43,15 @@ type TopicInfo struct {
 	Pattern bool
 }
 
+// published is how many messages were appended to t's ring since it was
+// made: a pattern topic's backfill (prepended below base) is not counted.
+func (t *topic) published() uint64 { return t.ring.Head() - t.base }
+
 // info reads t's figures. The ring is walked lock-free: O(messages held).
 func (t *topic) info() TopicInfo {
 	ti := TopicInfo{Name: t.name, Subscribers: t.subscribers.Load(), Pattern: t.pattern}
 	head := t.ring.Head()
-	ti.Published = head
+	ti.Published = head - t.base // published(), with the head read once
 	for s := t.ring.Tail(); s < head; s++ {
 		m, ok, _ := t.ring.Get(s)
 		if !ok {
@@ -79,6 +83,15 @@ func (e *Engine) Topic(name string) (ti TopicInfo, ok bool) {
 // (the topic map's read lock is held only to copy its pointers out) and
 // O(messages held) per topic of the page, lock-free.
 func (e *Engine) TopicPage(after string, first bool, limit int) (page []TopicInfo, more bool, total int) {
+	return e.TopicPageFrom(after, true, first, limit)
+}
+
+// TopicPageFrom is TopicPage after one item of a page: the topic named
+// after, or the pattern of that name when afterPattern is true. A topic
+// and a pattern may share a name (a "*" in a published topic's name is
+// a plain character), the topic first: a page that ends with the topic
+// goes on with the pattern.
+func (e *Engine) TopicPageFrom(after string, afterPattern, first bool, limit int) (page []TopicInfo, more bool, total int) {
 	e.topicsMu.RLock()
 	all := make([]*topic, 0, len(e.topics)+len(e.pats.byName))
 	for _, t := range e.topics {
@@ -91,7 +104,7 @@ func (e *Engine) TopicPage(after string, first bool, limit int) (page []TopicInf
 	total = len(all)
 	picked := all[:0]
 	for _, t := range all {
-		if first || t.name > after {
+		if first || t.name > after || t.name == after && t.pattern && !afterPattern {
 			picked = append(picked, t)
 		}
 	}
@@ -178,10 +191,20 @@ func (e *Engine) SeqOfID(name, id string) (seq uint64, ok bool) {
 }
 
 // lookup returns topic name, or the pattern topic of the pattern name
-// that subscribers hold (patindex.go); nil when there is none.
+// that subscribers hold (patindex.go), the pattern first when both exist;
+// nil when there is none.
 func (e *Engine) lookup(name string) *topic {
 	e.topicsMu.RLock()
 	defer e.topicsMu.RUnlock()
+	if IsPattern(name) {
+		// A topic of that name (a "*" in a published topic's name is a
+		// plain character) has no subscriber of its own: a subscriber's
+		// name with a "*" is the pattern, whose ring holds the topic's
+		// messages too.
+		if t := e.pats.byName[name]; t != nil {
+			return t
+		}
+	}
 	if t := e.topics[name]; t != nil {
 		return t
 	}

@@ -352,7 +352,8 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 	t.pattern = true
 	t.refs.Store(1)
 	// Room below the ring's first live message for the backfill.
-	t.ring.Skip(uint64(e.cfg.Capacity))
+	t.base = uint64(e.cfg.Capacity)
+	t.ring.Skip(t.base)
 	mk := &making{t: t, done: make(chan struct{})}
 	if e.pats.making == nil {
 		e.pats.making = make(map[string]*making)

@@ -37,9 +37,9 @@ type Stats struct {
 	// Topics lists every topic the engine holds, in no particular order.
 	Topics []TopicStats
 	// Patterns lists the patterns subscribers hold (patindex.go), in no
-	// particular order: Subscribers are the pattern's own, Published and
-	// Buffered count its ring (the matching topics' messages since it was
-	// made, backfill included).
+	// particular order: Subscribers are the pattern's own, Published
+	// counts the matching topics' messages since it was made (not its
+	// backfill), Buffered what its ring holds (backfill included).
 	Patterns []TopicStats
 }
 
@@ -149,14 +149,14 @@ func (e *Engine) Stats() Stats {
 		st.Topics = append(st.Topics, TopicStats{
 			Name:        name,
 			Subscribers: t.subscribers.Load(),
-			Published:   t.ring.Head(),
+			Published:   t.published(),
 			Buffered:    t.ring.Len(),
 		})
 	}
 	if len(e.pats.byName) > 0 {
 		st.Patterns = make([]TopicStats, 0, len(e.pats.byName))
 		for name, t := range e.pats.byName {
-			st.Patterns = append(st.Patterns, TopicStats{Name: name, Subscribers: t.subscribers.Load(), Published: t.ring.Head(), Buffered: t.ring.Len()})
+			st.Patterns = append(st.Patterns, TopicStats{Name: name, Subscribers: t.subscribers.Load(), Published: t.published(), Buffered: t.ring.Len()})
 		}
 	}
 	e.topicsMu.RUnlock()

@@ -127,11 +127,14 @@ func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 
 // limit reads ?limit= (default apiDefaultLimit, 1..apiMaxLimit).
 func limit(ctx *fasthttp.RequestCtx) (int, error) {
-	v := ctx.QueryArgs().Peek("limit")
-	if v == nil {
+	v, has, err := oneParam(ctx, "limit")
+	if err != nil {
+		return 0, err
+	}
+	if !has {
 		return apiDefaultLimit, nil
 	}
-	n, err := strconv.Atoi(string(v))
+	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > apiMaxLimit {
 		return 0, fmt.Errorf("limit must be a whole number from 1 to %d", apiMaxLimit)
 	}
@@ -175,19 +178,32 @@ func seqCursor(ctx *fasthttp.RequestCtx) (uint64, bool, error) {
 func cursorOf(n uint64) string { return strconv.FormatUint(n, 10) }
 
 // Topic cursors carry a name, which may be anything: base64url of a tag
-// and the name, so that the default topic "" has a cursor too.
-const topicCursorTag = "t:"
+// and the name, so that the default topic "" has a cursor too. The tag
+// says whether the page ended with a topic or with a pattern, which may
+// share a topic's name.
+const (
+	topicCursorTag   = "t:"
+	patternCursorTag = "p:"
+)
 
-func topicCursor(name string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(topicCursorTag + name))
+func topicCursor(name string, pattern bool) string {
+	tag := topicCursorTag
+	if pattern {
+		tag = patternCursorTag
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(tag + name))
 }
 
-func parseTopicCursor(c string) (string, error) {
+func parseTopicCursor(c string) (name string, pattern bool, err error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || !strings.HasPrefix(string(b), topicCursorTag) {
-		return "", errors.New("bad cursor: pass back a next_cursor this endpoint gave")
+	switch {
+	case err != nil:
+	case strings.HasPrefix(string(b), topicCursorTag):
+		return string(b[len(topicCursorTag):]), false, nil
+	case strings.HasPrefix(string(b), patternCursorTag):
+		return string(b[len(patternCursorTag):]), true, nil
 	}
-	return string(b[len(topicCursorTag):]), nil
+	return "", false, errors.New("bad cursor: pass back a next_cursor this endpoint gave")
 }
 
 // apiTopic is one topic in GET topics.
@@ -218,15 +234,15 @@ func (a *api) topics(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	c, has, err := oneParam(ctx, "cursor")
-	after := ""
+	after, afterPattern := "", false
 	if err == nil && has {
-		after, err = parseTopicCursor(c)
+		after, afterPattern, err = parseTopicCursor(c)
 	}
 	if err != nil {
 		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	page, more, total := a.s.eng.TopicPage(after, !has, n)
+	page, more, total := a.s.eng.TopicPageFrom(after, afterPattern, !has, n)
 	base, now := a.rates.Load(), time.Now()
 	out := apiTopics{Topics: make([]apiTopic, len(page)), Total: total}
 	for i, t := range page {
@@ -243,7 +259,8 @@ func (a *api) topics(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if more {
-		out.NextCursor = topicCursor(page[len(page)-1].Name)
+		last := page[len(page)-1]
+		out.NextCursor = topicCursor(last.Name, last.Pattern)
 	}
 	writeJSON(ctx, out)
 }

@@ -187,6 +187,10 @@ func TestAPITopicsRefused(t *testing.T) {
 	wantAPIError(t, apiDo(t, addr, http.MethodGet, "topics?cursor=%21%21", ""), http.StatusBadRequest, "bad cursor")
 	wantAPIError(t, apiDo(t, addr, http.MethodGet, "topics?cursor=YQ", ""), http.StatusBadRequest, "bad cursor") // base64 of "a": no tag
 	wantAPIError(t, apiDo(t, addr, http.MethodGet, "topics?cursor=a&cursor=b", ""), http.StatusBadRequest, "more than once")
+	// limit too: read once one way here, another by a proxy in front.
+	for _, e := range []string{"topics?x=1", "history?topic=a", "presence?x=1"} {
+		wantAPIError(t, apiDo(t, addr, http.MethodGet, e+"&limit=1&limit=1000", ""), http.StatusBadRequest, "limit is given more than once")
+	}
 	var ok topicsAnswer
 	apiGet(t, addr, "topics?limit=1000", &ok)
 }

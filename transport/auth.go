@@ -3,7 +3,9 @@ package transport
 import (
 	"bytes"
 	"crypto/subtle"
+	"net/url"
 	"regexp"
+	"strings"
 
 	"github.com/tinysse/tinysse/auth"
 	"github.com/valyala/fasthttp"
@@ -120,6 +122,12 @@ func (s *Server) guard(r Route) fasthttp.RequestHandler {
 			return
 		}
 		if _, aerr := s.cfg.Auth.Verify(t, auth.Admin); aerr != nil {
+			if len(token) > 0 && t != "" && !s.cfg.Auth.JWT() {
+				// Neither the route's token nor the admin token, and no
+				// JWT it could be: a wrong token, 401 as without an admin
+				// token (README: "401 otherwise").
+				aerr = &auth.Error{Status: fasthttp.StatusUnauthorized, Code: "invalid_token", Msg: "wrong token"}
+			}
 			refuseAuth(ctx, aerr)
 			return
 		}
@@ -127,10 +135,31 @@ func (s *Server) guard(r Route) fasthttp.RequestHandler {
 	}
 }
 
-// secretParam matches what a log line must not carry: the token query
-// parameter and an Authorization header's value, as fasthttp may quote a
-// request it could not parse.
+// secretParam matches what a log line must not carry, as fasthttp may
+// quote a request it could not parse: the token query parameter and an
+// Authorization header's value. cookieHeader and encodedParam match the
+// rest.
 var secretParam = regexp.MustCompile(`(?i)(authorization=|authorization:\s*(bearer\s+)?)[^&\s"'\\]+`)
 
+// cookieHeader matches a Cookie header's value up to the end of its line
+// (a quoted "\r\n" starts with a backslash): the token cookie may have
+// any name (--jwt-cookie).
+var cookieHeader = regexp.MustCompile(`(?i)(cookie:[ \t]*)[^"\\\r\n]+`)
+
+// encodedParam matches a query parameter whose name is percent-encoded:
+// the server decodes names, so ?author%69zation=TOKEN carries the token
+// too, and secretParam does not see it.
+var encodedParam = regexp.MustCompile(`(?i)([?&](?:[a-z0-9._~-]|%[0-9a-f]{2})*%[0-9a-f]{2}(?:[a-z0-9._~-]|%[0-9a-f]{2})*=)[^&\s"'\\]+`)
+
 // redact hides tokens in a log line.
-func redact(s string) string { return secretParam.ReplaceAllString(s, "${1}REDACTED") }
+func redact(s string) string {
+	s = secretParam.ReplaceAllString(s, "${1}REDACTED")
+	s = cookieHeader.ReplaceAllString(s, "${1}REDACTED")
+	return encodedParam.ReplaceAllStringFunc(s, func(m string) string {
+		name, _, _ := strings.Cut(m[1:], "=")
+		if dec, err := url.QueryUnescape(name); err == nil && !strings.EqualFold(dec, tokenParam) {
+			return m
+		}
+		return m[:1] + name + "=REDACTED"
+	})
+}

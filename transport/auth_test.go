@@ -378,6 +378,40 @@ func TestAuthTokenNotLogged(t *testing.T) {
 	}
 }
 
+// TestAuthTokenNotLoggedEncoded: the query parameter's name may be
+// percent-encoded (?author%69zation=TOKEN is read as the token, as any
+// decoded key is), and the token cookie may have any name
+// (--jwt-cookie): neither reaches fasthttp's log lines of a request it
+// could not parse.
+func TestAuthTokenNotLoggedEncoded(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := newAuth(t, auth.Config{Keys: []auth.Key{secretKey(t, testSecret)}})
+	addr, _, _ := startServer(t, engine.Config{}, Config{Logger: log, Auth: a, TokenCookie: "session"})
+	token := testjwt.HS256(t, testSecret, testjwt.Claims(time.Hour, testjwt.Topics(nil, []string{"*"})))
+	// The encoded name is taken as the token: the server reads it so.
+	wantStream(t, subscribe(t, addr, "/sse?author%69zation="+token), http.StatusOK, "")
+	_, payload, _ := strings.Cut(token, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	for _, req := range []string{
+		"GET /sse?topic=a&author%69zation=" + token + " HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+		"GET /sse?%61UTHORIZATION=" + token + " HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+		"GET /sse HTTP/1.1\r\nHost: x\r\nCookie: a=1; session=" + token + "\r\nContent-Length: nope\r\n\r\n",
+	} {
+		if a := rawExchange(t, addr, req); a.Status != http.StatusBadRequest {
+			t.Errorf("status %d for a malformed request", a.Status)
+		}
+	}
+	waitFor(t, wait, "fasthttp's log lines", func() bool { return strings.Count(buf.String(), "component=fasthttp") >= 3 })
+	if s := buf.String(); strings.Contains(s, payload) {
+		t.Errorf("the log holds the token:\n%s", s)
+	}
+	if got := redact(`GET /sse?author%69zation=xyz&topic=a&b%20=1 Cookie: s=abc\r\n`); got != `GET /sse?author%69zation=REDACTED&topic=a&b%20=1 Cookie: REDACTED\r\n` {
+		t.Errorf("redact: %q", got)
+	}
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -498,6 +532,9 @@ func TestAuthAdmin(t *testing.T) {
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", bearerHeader("wrong")...), http.StatusForbidden, "no admin rights")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", admin...), http.StatusOK, "")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", ""), http.StatusUnauthorized, "")
+			// A token that is neither the route's nor the admin's is wrong,
+			// as when no admin token is set ("nothing set" below): 401.
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("nope")...), http.StatusUnauthorized, "wrong token")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("scrape")...), http.StatusOK, "")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", admin...), http.StatusOK, "")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/open", ""), http.StatusOK, "")
@@ -510,6 +547,12 @@ func TestAuthAdmin(t *testing.T) {
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", user...), http.StatusForbidden, "no admin rights")
 			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/admin/x", "", admin...), http.StatusOK, "")
 			wantAnswer(t, p.publishWith(t, addr, "any/topic", "x", admin...), http.StatusAccepted, "")
+			// The metrics route: its token, or an admin JWT; a token that
+			// does not verify is 401, a user's JWT 403.
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("scrape")...), http.StatusOK, "")
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", admin...), http.StatusOK, "")
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", bearerHeader("nope")...), http.StatusUnauthorized, "invalid token")
+			wantAnswer(t, p.do(t, http.MethodGet, "http://"+addr+"/metrics", "", user...), http.StatusForbidden, "no admin rights")
 		})
 
 		t.Run("nothing set", func(t *testing.T) {

@@ -279,19 +279,39 @@ func TestH2BodyLimit(t *testing.T) {
 		}
 	}
 	got := map[uint32]int{}
-	for len(got) < 2 {
+	body := map[uint32]string{}
+	ended := map[uint32]bool{}
+	for len(ended) < 2 {
 		f, err := raw.next(wait)
 		if err != nil {
-			t.Fatalf("after %v: %v", got, err)
+			t.Fatalf("after %v %v: %v", got, body, err)
 		}
-		if h, ok := f.(*http2.MetaHeadersFrame); ok {
-			if _, seen := got[h.StreamID]; !seen {
-				got[h.StreamID] = status(h)
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if _, seen := got[f.StreamID]; !seen {
+				got[f.StreamID] = status(f)
 			}
+			if f.StreamEnded() {
+				ended[f.StreamID] = true
+			}
+		case *http2.DataFrame:
+			body[f.StreamID] += string(f.Data())
+			if f.StreamEnded() {
+				ended[f.StreamID] = true
+			}
+		case *http2.RSTStreamFrame:
+			ended[f.StreamID] = true
 		}
 	}
 	if got[1] != http.StatusRequestEntityTooLarge || got[3] != http.StatusRequestEntityTooLarge {
 		t.Errorf("first answers %v, want 413 for both (no 100 first)", got)
+	}
+	// The refusal reaches the client whole: its JSON error, although the
+	// client was still sending (or announced more) body.
+	for _, id := range []uint32{1, 3} {
+		if !strings.Contains(body[id], `{"error":"body is larger than 1000 bytes"}`) {
+			t.Errorf("stream %d: body %q, want the JSON error", id, body[id])
+		}
 	}
 	if n := srv.Stats().PublishRejected[RejectTooLarge]; n != 2 {
 		t.Errorf("%d publishes counted too_large, want 2", n)

@@ -165,6 +165,26 @@ func TestMaxTopics(t *testing.T) {
 		p.publishTo(t, addr, "/sse?topic=a", `{"data":"a again"}`)
 		s.expectLines("data: a again") // nothing of the refused ones came first
 		p.publishTo(t, addr, "/sse?topic=c", `{"data":"c again"}`)
+
+		// A subscriber cannot make topics beyond the bound either: each
+		// costs a ring of Capacity entries, and 64 of them per request
+		// over many connections would hold memory no limit counts. The
+		// topics held, a pattern, and the default stream once it exists,
+		// stay open to subscribers.
+		for _, target := range []string{"/sse?topic=d", "/sse?topic=a&topic=d", "/sse"} {
+			r := p.subscribe(t, addr, target)
+			wantError(t, answer{Status: r.Status, Header: r.Header, Body: r.Body}, http.StatusServiceUnavailable)
+			if !strings.Contains(r.Body, "topic limit") {
+				t.Errorf("subscribe %s: %s", target, r.Body)
+			}
+		}
+		if n := eng.Topics(); n != 3 {
+			t.Errorf("%d topics after refused subscribes, want 3", n)
+		}
+		both := p.subscribe(t, addr, "/sse?topic=b&topic=c&topic=x/*")
+		both.expectOK()
+		p.publishTo(t, addr, "/sse?topic=b", `{"data":"b again"}`)
+		both.expectLines("data: b again")
 	})
 }
 

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -173,11 +174,18 @@ func TestPatternAPI(t *testing.T) {
 	s.expectOK()
 	waitSubscribers(t, eng, "s/*", 1)
 
+	// One message after the pattern was made: its published counts that
+	// one (the two backfilled were published before it existed), not the
+	// room its ring keeps below them for the backfill.
+	publishTo(t, addr, "/sse?topic=s/c", `{"id":"4","data":"c"}`)
+	s.expectLines("id: 4", "data: c")
+
 	var all struct {
 		Topics []struct {
 			Name        string
 			Subscribers int64
 			Messages    int
+			Published   uint64
 			Pattern     bool
 		}
 		Total int
@@ -187,13 +195,18 @@ func TestPatternAPI(t *testing.T) {
 	for _, tp := range all.Topics {
 		if tp.Pattern {
 			pats = append(pats, tp.Name)
-			if tp.Subscribers != 1 || tp.Messages != 2 {
-				t.Errorf("pattern %+v, want 1 subscriber and the 2 messages of s/a and s/b", tp)
+			if tp.Subscribers != 1 || tp.Messages != 3 || tp.Published != 1 {
+				t.Errorf("pattern %+v, want 1 subscriber, the 3 messages of s/a, s/b and s/c, and 1 published since it was made", tp)
 			}
 		}
 	}
-	if strings.Join(pats, ",") != "s/*" || all.Total != 4 {
-		t.Errorf("patterns listed %q, total %d (s/a, news, s/b and s/*)", pats, all.Total)
+	if strings.Join(pats, ",") != "s/*" || all.Total != 5 {
+		t.Errorf("patterns listed %q, total %d (s/a, news, s/b, s/c and s/*)", pats, all.Total)
+	}
+	for _, p := range eng.Stats().Patterns {
+		if p.Published != 1 {
+			t.Errorf("engine stats: pattern %q published %d, want 1", p.Name, p.Published)
+		}
 	}
 
 	var p presenceAnswer
@@ -203,7 +216,7 @@ func TestPatternAPI(t *testing.T) {
 	}
 	var h historyAnswer
 	apiGet(t, addr, "history?topic="+url.QueryEscape("s/*"), &h)
-	if len(h.Messages) != 2 || h.Messages[0].ID != "1" || h.Messages[1].ID != "3" {
+	if len(h.Messages) != 3 || h.Messages[0].ID != "1" || h.Messages[1].ID != "3" || h.Messages[2].ID != "4" {
 		t.Errorf("history of the pattern: %+v", h)
 	}
 
@@ -223,4 +236,57 @@ func TestPatternAPI(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestPatternAPISharedName: a topic may have a "*" in its name (publishing
+// takes it as a plain character) and so share its name with a pattern
+// that subscribers hold; GET topics in pages of one still lists both, the
+// topic first (a cursor after the topic skipped the pattern).
+func TestPatternAPISharedName(t *testing.T) {
+	addr, _, _ := startAPI(t, engine.Config{}, Config{})
+	publishTo(t, addr, "/sse?topic="+url.QueryEscape("s/*"), `{"id":"1","data":"literal"}`)
+	publishTo(t, addr, "/sse?topic=s/a", `{"id":"2","data":"a"}`)
+	s := subscribe(t, addr, "/sse?topic=s/*")
+	s.expectOK() // registered, pattern made, before ": ok" goes out
+	var seen []string
+	endpoint := "topics?limit=1"
+	for range 10 {
+		var page struct {
+			Topics []struct {
+				Name    string
+				Pattern bool
+			}
+			NextCursor string `json:"next_cursor"`
+		}
+		apiGet(t, addr, endpoint, &page)
+		for _, tp := range page.Topics {
+			seen = append(seen, fmt.Sprintf("%s:%v", tp.Name, tp.Pattern))
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		endpoint = "topics?limit=1&cursor=" + url.QueryEscape(page.NextCursor)
+	}
+	if got, want := strings.Join(seen, ","), "s/*:false,s/*:true,s/a:false"; got != want {
+		t.Errorf("pages of one listed %q, want %q", got, want)
+	}
+	// The topic s/* can have no subscriber of its own (a subscriber's s/*
+	// is the pattern): presence and disconnect by that name reach the
+	// pattern's subscribers, and history reads the pattern's ring, which
+	// holds the topic's messages too.
+	var p presenceAnswer
+	apiGet(t, addr, "presence?topic="+url.QueryEscape("s/*"), &p)
+	if p.Count != 1 || len(p.Subscribers) != 1 {
+		t.Errorf("presence of s/*: %+v, want the pattern's subscriber", p)
+	}
+	var h historyAnswer
+	apiGet(t, addr, "history?topic="+url.QueryEscape("s/*"), &h)
+	if len(h.Messages) != 2 {
+		t.Errorf("history of s/*: %+v, want the pattern's 2 messages", h)
+	}
+	a := apiDo(t, addr, http.MethodPost, "disconnect", `{"topic":"s/*"}`, "Content-Type", "application/json")
+	if a.Status != http.StatusOK || !strings.Contains(a.Body, `"disconnected":1`) {
+		t.Fatalf("disconnect: %d %s", a.Status, a.Body)
+	}
+	s.drain(wait)
 }

@@ -227,12 +227,33 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 		*l = []string{s}
 		return nil
 	}
-	var ss []string
-	if err := json.Unmarshal(b, &ss); err != nil {
+	ss, ok := jsonStrings(b)
+	if !ok {
 		return errors.New("must be a string or a list of strings")
 	}
 	*l = ss
 	return nil
+}
+
+// jsonStrings reads b, a JSON list of strings. A null element is not a
+// string (encoding/json would read it as ""): ok is false, as for any
+// other element that is not one.
+func jsonStrings(b []byte) (ss []string, ok bool) {
+	var ps []*string
+	if err := json.Unmarshal(b, &ps); err != nil {
+		return nil, false
+	}
+	if ps == nil {
+		return nil, true // null
+	}
+	ss = make([]string, len(ps))
+	for i, p := range ps {
+		if p == nil {
+			return nil, false
+		}
+		ss[i] = *p
+	}
+	return ss, true
 }
 
 // commentList accepts a JSON list of strings (null: none). A single
@@ -244,8 +265,8 @@ func (l *commentList) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	var ss []string
-	if err := json.Unmarshal(b, &ss); err != nil {
+	ss, ok := jsonStrings(b)
+	if !ok {
 		return errors.New("must be a list of strings")
 	}
 	*l = ss

@@ -23,6 +23,13 @@ func TestPublishWrongTypeNamesField(t *testing.T) {
 		`{"data":"x","comment":{"a":1}}`: `field "comment" must be a list of strings`,
 		// As in Tiny SSE, whose comment is a list: a single string is refused.
 		`{"data":"x","comment":"one"}`: `field "comment" must be a list of strings`,
+		// A null in a list is not a string (a null field is an absent
+		// one): it was taken as "", an empty comment line, or the
+		// default stream among the topics.
+		`{"data":"x","comment":[null]}`:     `field "comment" must be a list of strings`,
+		`{"data":"x","comment":["a",null]}`: `field "comment" must be a list of strings`,
+		`{"data":"x","topic":[null]}`:       `field "topic" must be a string or a list of strings`,
+		`{"data":"x","topic":["a",null]}`:   `field "topic" must be a string or a list of strings`,
 	}
 	for body, want := range cases {
 		a := post(t, addr, "/sse", "application/json", body)

@@ -3,6 +3,7 @@ package transport
 import (
 	"crypto/tls"
 	"net"
+	"slices"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -94,6 +95,13 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 			s.unsubscribeRefused(sub)
 			return
 		}
+	}
+
+	if !s.topicsRoom(ctx, sub) {
+		if s.hooks.Subscribe != nil {
+			s.unsubscribeRefused(sub)
+		}
+		return
 	}
 
 	var st engine.Stream
@@ -195,6 +203,30 @@ func uniqueTopics(ts []string) []string {
 		}
 	}
 	return ts
+}
+
+// topicsRoom says whether sub's topics fit under the engine's MaxTopics,
+// and answers 503 when one it would make does not: a subscriber's topic
+// costs a ring of Capacity entries like any other, and 64 topics a
+// request over many connections would otherwise hold memory that no
+// limit counts. Patterns are not topics. A check, not a reservation, as
+// for a publish (engine.CheckTopics): subscribes racing it may each make
+// one topic more.
+func (s *Server) topicsRoom(ctx *fasthttp.RequestCtx, sub *engine.Subscriber) bool {
+	names := sub.Topics
+	if len(names) > 0 {
+		names = slices.DeleteFunc(slices.Clone(names), engine.IsPattern)
+		if len(names) == 0 {
+			return true // patterns only
+		}
+	}
+	if err := s.eng.CheckTopics(names); err != nil {
+		ctx.SetUserValue(rejectKey, RejectLimit)
+		ctx.Response.Header.Set("Retry-After", "1")
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "server is at its topic limit: subscribe to an existing topic")
+		return false
+	}
+	return true
 }
 
 // needRequest says whether some hook will look at a subscriber's request;

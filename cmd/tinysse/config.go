@@ -28,9 +28,10 @@ type configKey struct {
 }
 
 // loadConfig applies the file at path to the flags of fs that neither the
-// command line (Changed) nor the environment sets. Called after
-// fs.Parse, before the environment is read.
-func loadConfig(fs *pflag.FlagSet, path string, getenv func(string) string) error {
+// command line (Changed) nor the environment sets, and records in origin
+// where each value it set came from ("FILE:LINE"). Called after fs.Parse,
+// before the environment is read.
+func loadConfig(fs *pflag.FlagSet, path string, getenv func(string) string, origin map[string]string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("--config: %v", err)
@@ -75,15 +76,54 @@ func loadConfig(fs *pflag.FlagSet, path string, getenv func(string) string) erro
 		if f.Changed || getenv(envName(f.Name)) != "" {
 			continue // the command line or the environment wins
 		}
-		if err := f.Value.Set(text); err != nil {
-			if t := f.Value.Type(); t == "int" || t == "int64" {
-				err = fmt.Errorf("%q is not a whole number", text) // pflag's own says strconv.ParseInt
-			}
+		if err := setValue(f, text); err != nil {
 			return fmt.Errorf("invalid value for --%s (from %s): %v", f.Name, where, err)
 		}
+		origin[f.Name] = where
 	}
 	return nil
 }
+
+// setValue sets f from text, a value read from the file or a variable.
+func setValue(f *pflag.Flag, text string) error {
+	err := f.Value.Set(text)
+	if err != nil {
+		switch f.Value.Type() { // pflag's own errors say strconv.ParseInt, ParseBool
+		case "int", "int64":
+			err = fmt.Errorf("%q is not a whole number", text)
+		case "bool":
+			err = fmt.Errorf("%q is not true or false", text)
+		}
+	}
+	return err
+}
+
+// fromOrigin names where the value was read in err, an error of the
+// checks made once every source is read ("invalid value for --NAME: ..."),
+// when it came from the file or a variable: as the errors of values that
+// do not read name it.
+func fromOrigin(err error, origin map[string]string) error {
+	const prefix = "invalid value for --"
+	msg := err.Error()
+	rest, ok := strings.CutPrefix(msg, prefix)
+	if !ok {
+		return err
+	}
+	name, tail, ok := strings.Cut(rest, ":")
+	if where := origin[name]; ok && where != "" && !strings.ContainsAny(name, " ,(") {
+		return originError{msg: fmt.Sprintf("%s%s (from %s):%s", prefix, name, where, tail), err: err}
+	}
+	return err
+}
+
+// originError is an error with its origin added to the message.
+type originError struct {
+	msg string
+	err error
+}
+
+func (e originError) Error() string { return e.msg }
+func (e originError) Unwrap() error { return e.err }
 
 // configText is a TOML value as the text the flag reads.
 func configText(f *pflag.Flag, v any) (string, error) {

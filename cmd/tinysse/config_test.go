@@ -98,7 +98,7 @@ func TestConfigFileErrors(t *testing.T) {
 			t.Errorf("%q: error %v, want one line with %q", c.content, err, c.want)
 			continue
 		}
-		if !strings.Contains(err.Error(), f) && !strings.Contains(err.Error(), "--capacity:") {
+		if !strings.Contains(err.Error(), f) {
 			t.Errorf("%q: error %v does not name the file", c.content, err)
 		}
 	}
@@ -115,6 +115,40 @@ func TestConfigFileErrors(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run([]string{"--config", f}, env(), io.Discard, &stderr, nil); code != 2 || !strings.Contains(stderr.String(), "typo.toml:2: unknown key") {
 		t.Errorf("run: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestConfigValueOrigin: a value that reads well but is out of its
+// bounds (checked after every source is read) is named with where it came
+// from, as one that does not read: the file and line, or the variable.
+func TestConfigValueOrigin(t *testing.T) {
+	f := writeFile(t, "range.toml", "listen = \"127.0.0.1:1\"\ncapacity = -1\nmax-subscribers = -3\n")
+	_, err := parseOptions([]string{"--config", f}, env(), io.Discard)
+	if want := "invalid value for --capacity (from " + f + ":2): -1 is not between"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("capacity from the file: %v, want %q", err, want)
+	}
+	_, err = parseOptions([]string{"--config", f, "--capacity", "8"}, env(), io.Discard)
+	if want := "invalid value for --max-subscribers (from " + f + ":3): -3 is negative"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("max-subscribers from the file: %v, want %q", err, want)
+	}
+	_, err = parseOptions([]string{"--config", f, "--max-subscribers", "1"}, env("TINYSSE_CAPACITY=0"), io.Discard)
+	if want := "invalid value for --capacity (from TINYSSE_CAPACITY): 0 is not between"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("capacity from the variable: %v, want %q", err, want)
+	}
+	// A flag's own value is named as before, without an origin.
+	_, err = parseOptions([]string{"--capacity", "0"}, env(), io.Discard)
+	if want := "invalid value for --capacity: 0 is not between"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("capacity from the flag: %v, want %q", err, want)
+	}
+	// A whole number that does not read says so, from a variable as from
+	// the file (not strconv's words).
+	_, err = parseOptions(nil, env("TINYSSE_CAPACITY=abc"), io.Discard)
+	if want := `invalid value for --capacity (from TINYSSE_CAPACITY): "abc" is not a whole number`; err == nil || err.Error() != want {
+		t.Errorf("capacity from the variable: %v, want %q", err, want)
+	}
+	_, err = parseOptions(nil, env("TINYSSE_AUTO_ID=yes"), io.Discard)
+	if want := `invalid value for --auto-id (from TINYSSE_AUTO_ID): "yes" is not true or false`; err == nil || err.Error() != want {
+		t.Errorf("auto-id from the variable: %v, want %q", err, want)
 	}
 }
 

@@ -218,22 +218,23 @@ func parseOptions(args []string, getenv func(string) string, usage io.Writer) (*
 	if strings.HasSuffix(o.check, ".toml") {
 		config, o.checkConfig = o.check, true // --check FILE.toml checks it as the config
 	}
+	origin := make(map[string]string) // flag name -> the file:line or variable its value came from
 	if config != "" {
-		if err := loadConfig(fs, config, getenv); err != nil {
+		if err := loadConfig(fs, config, getenv, origin); err != nil {
 			return nil, err
 		}
 	}
-	if err := readEnv(fs, getenv); err != nil {
+	if err := readEnv(fs, getenv, origin); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err := checkOptions(o, v); err != nil {
-		return nil, err
+		return nil, fromOrigin(err, origin)
 	}
 	if err := v.finish(o); err != nil {
-		return nil, err
+		return nil, fromOrigin(err, origin)
 	}
 	return o, nil
 }
@@ -312,7 +313,7 @@ func addFlags(fs *pflag.FlagSet, o *options) *flagValues {
 	fs.IntVar(&o.maxConnsPerIP, "max-conns-per-ip", 0, "open connections per client address; beyond it 429 (0 = no bound)")
 	fs.BoolVar(&o.noH2C, "no-h2c", false, "do not serve cleartext HTTP/2 (prior knowledge) on a plain listener")
 	fs.IntVar(&o.h2MaxStreams, "h2-max-streams", 250, "streams one HTTP/2 connection may have open at once")
-	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing to a new one beyond it gets 503 (0 = no bound)")
+	fs.IntVar(&o.maxTopics, "max-topics", 10000, "topics the server holds; publishing or subscribing to a new one beyond it gets 503 (0 = no bound)")
 	fs.Var(&v.maxHistory, "max-history-bytes", "memory of every topic's history together; past it the oldest messages are dropped, whatever their topic (0 = no bound)")
 	addOpsFlags(fs, o)
 	addAuthFlags(fs, &o.auth)
@@ -342,16 +343,18 @@ func addNATSFlags(fs *pflag.FlagSet, n *natsOptions, maxAge *durationValue) {
 
 // readEnv sets every flag not given on the command line (nor in the
 // config file) from its TINYSSE_* variable, if set.
-func readEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+func readEnv(fs *pflag.FlagSet, getenv func(string) string, origin map[string]string) error {
 	var envErr error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if envErr != nil || f.Changed || noEnv[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
-			if err := f.Value.Set(v); err != nil {
+			if err := setValue(f, v); err != nil {
 				envErr = fmt.Errorf("invalid value for --%s (from %s): %v", f.Name, envName(f.Name), err)
+				return
 			}
+			origin[f.Name] = envName(f.Name)
 		}
 	})
 	return envErr
