@@ -37,7 +37,8 @@ import (
 // the concurrent publisher's latency, and the server's RSS: steady state,
 // peak during the storm (sampled every 20 ms) and their ratio. All
 // streams run in this process (one descriptor each): keep --subscribers
-// under the open-file limit less a few hundred.
+// under the open-file limit less a few hundred. The concurrent publisher
+// runs in a process of its own (stormpub.go; here with --workers 0).
 
 // StormStats is the result of a reconnect-storm run.
 type StormStats struct {
