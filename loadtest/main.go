@@ -17,6 +17,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(runWorker())
 	}
+	if len(os.Args) > 1 && os.Args[1] == "storm-publisher" {
+		os.Exit(runStormPublisher())
+	}
 	if len(os.Args) == 3 && os.Args[1] == "summarize" {
 		if err := summarize(os.Args[2], os.Stdout); err != nil {
 			fmt.Fprintf(os.Stderr, "loadtest: %v\n", err)
@@ -35,6 +38,8 @@ Usage:
   loadtest summarize DIR         medians and ratios of loadtest/scenarios.sh's results
   loadtest worker                internal: a share of the subscribers, started by
                                  the tool itself over stdin/stdout JSON lines
+  loadtest storm-publisher       internal: --reconnect-storm's concurrent publisher,
+                                 in a process of its own (stdin/stdout JSON)
 
 A run: connect --subscribers streams at --connect-rate from worker processes
 (at most --per-worker streams each; the publishers stay in this process so

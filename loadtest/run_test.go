@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(runWorker())
 	}
+	if len(os.Args) > 1 && os.Args[1] == "storm-publisher" {
+		os.Exit(runStormPublisher())
+	}
 	os.Exit(m.Run())
 }
 

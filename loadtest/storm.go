@@ -37,7 +37,8 @@ import (
 // the concurrent publisher's latency, and the server's RSS: steady state,
 // peak during the storm (sampled every 20 ms) and their ratio. All
 // streams run in this process (one descriptor each): keep --subscribers
-// under the open-file limit less a few hundred.
+// under the open-file limit less a few hundred. The concurrent publisher
+// runs in a process of its own (stormpub.go; here with --workers 0).
 
 // StormStats is the result of a reconnect-storm run.
 type StormStats struct {
@@ -106,7 +107,7 @@ func runStorm(ctx context.Context, o *options, stderr io.Writer) (*Result, error
 		return nil, err
 	}
 	rc := s.reconnect()
-	side.stop()
+	side.stop(s)
 
 	s.figures(rc, side)
 	s.res.OK = s.st.Complete == int64(o.subscribers) && s.st.PublishFailed == 0 && len(s.res.Errors) == 0
@@ -246,15 +247,18 @@ func (s *stormRun) blip() error {
 }
 
 // stormSide is what runs beside the reconnects: the server's RSS sampled
-// every 20 ms (--pid) and a publisher at --publish-rate timing each 202.
-// Its goroutines write the fields; read them after stop.
+// every 20 ms (--pid) and a publisher at --publish-rate timing each 202,
+// in a process of its own (stormpub.go) unless --workers 0. Its
+// goroutines write the fields; read them after stop.
 type stormSide struct {
 	stopC     chan struct{}
 	wg        sync.WaitGroup
 	peak      atomic.Int64   // the highest RSS sampled
 	hist      *hdr.Histogram // publish latency, µs
+	record    func(us int64) // one 202's latency; called by the publisher's goroutine
 	published atomic.Int64
 	failed    atomic.Int64
+	proc      *sideProcess // the publisher's process; nil when it runs here
 }
 
 // startSide starts the sampler and the publisher; the publisher connects
@@ -262,22 +266,55 @@ type stormSide struct {
 // then the publishes', not a connect queued behind every reconnect.
 func (s *stormRun) startSide() (*stormSide, error) {
 	side := &stormSide{stopC: make(chan struct{}), hist: newHistogram()}
+	side.record = func(us int64) { _ = side.hist.RecordValue(us) }
+	if s.o.pub.Rate > 0 && s.o.workers != 0 {
+		p, err := startSideProcess(s.o)
+		if err != nil {
+			return nil, err
+		}
+		side.proc = p
+	}
 	if s.o.pid != 0 {
 		side.wg.Go(func() { side.sampleRSS(s.o.pid) })
 	}
-	if s.o.pub.Rate > 0 {
+	if s.o.pub.Rate > 0 && side.proc == nil {
 		live := &oneShotPublisher{o: s.o}
 		if err := live.connect(); err != nil {
-			side.stop()
+			side.stop(s)
 			return nil, fmt.Errorf("concurrent publisher: %w", err)
 		}
-		side.wg.Go(func() { s.publishLive(side, live) })
+		side.wg.Go(func() { publishLive(s.o, side, live, s.fail) })
 	}
 	return side, nil
 }
 
-// stop ends the side goroutines and waits for them.
-func (side *stormSide) stop() {
+// stop ends the side goroutines and the publisher's process, waits for
+// them, and takes the process's figures and errors into side and s.
+func (side *stormSide) stop(s *stormRun) {
+	side.halt()
+	if side.proc == nil {
+		return
+	}
+	rep, err := side.proc.finish()
+	if err != nil {
+		side.failed.Add(1) // the run is not OK without its publisher's figures
+		s.fail(err)
+		return
+	}
+	side.published.Store(rep.Published)
+	side.failed.Store(rep.Failed)
+	for _, us := range rep.LatencyUS {
+		_ = side.hist.RecordValue(max(1, us))
+	}
+	for e, n := range rep.Errors {
+		s.errMu.Lock()
+		s.res.Errors[e] += n
+		s.errMu.Unlock()
+	}
+}
+
+// halt ends the side goroutines and waits for them.
+func (side *stormSide) halt() {
 	close(side.stopC)
 	side.wg.Wait()
 }
@@ -292,30 +329,6 @@ func (side *stormSide) sampleRSS(pid int) {
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
-	}
-}
-
-// publishLive publishes single messages round the topics at --publish-rate
-// over live until side stops.
-func (s *stormRun) publishLive(side *stormSide, live *oneShotPublisher) {
-	defer live.close()
-	every := time.Duration(float64(time.Second) / s.o.pub.Rate)
-	next := time.Now()
-	for n := 0; ; n++ {
-		select {
-		case <-side.stopC:
-			return
-		case <-time.After(time.Until(next)):
-		}
-		next = next.Add(every)
-		t0 := time.Now()
-		if err := live.single(s.topic(n), "live-"+strconv.Itoa(n)); err != nil {
-			side.failed.Add(1)
-			s.fail(fmt.Errorf("concurrent publisher: %w", err))
-			continue
-		}
-		side.published.Add(1)
-		_ = side.hist.RecordValue(max(1, time.Since(t0).Microseconds()))
 	}
 }
 

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +88,70 @@ func TestRunReconnectStormFindsGaps(t *testing.T) {
 	}
 	if res.OK || res.Storm.Complete != 0 || res.Storm.Failed != 200 {
 		t.Fatalf("a storm beyond the rings reported as %v: %+v, errors %v", res.OK, res.Storm, res.Errors)
+	}
+}
+
+// TestRunReconnectStormPublisherProcess: with worker processes allowed
+// (the default), the storm's concurrent publisher runs in a process of
+// its own (this test binary, see TestMain), so that its figures are the
+// server's answers rather than this process's run queue; its 202s and
+// their latencies come back in the report.
+func TestRunReconnectStormPublisherProcess(t *testing.T) {
+	o := stormOptions(t, startStormServer(t, 256), 30)
+	o.workers = 1
+	res, err := runStorm(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.Storm
+	if !res.OK || st.Complete != 200 || st.Failed != 0 || len(res.Errors) != 0 {
+		t.Fatalf("storm not clean: ok %v, %+v, errors %v", res.OK, st, res.Errors)
+	}
+	if st.Published == 0 || st.PublishFailed != 0 || st.PublishP99MS <= 0 || st.PublishMaxMS < st.PublishP99MS {
+		t.Errorf("the publisher's figures did not come back: %+v", st)
+	}
+}
+
+// TestStormPublisherReports: the publisher process publishes from its
+// configuration until its stdin closes and reports one latency per 202;
+// a publish URL nobody listens on is reported as an error, not as zero
+// publishes.
+func TestStormPublisherReports(t *testing.T) {
+	url := startStormServer(t, 256)
+	run := func(cfg stormPublisherConfig, d time.Duration) stormPublisherReport {
+		t.Helper()
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		done := make(chan error, 1)
+		go func() { done <- serveStormPublisher(inR, outW); outW.Close() }()
+		if err := json.NewEncoder(inW).Encode(cfg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d)
+		inW.Close()
+		var rep stormPublisherReport
+		if err := json.NewDecoder(outR).Decode(&rep); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := run(stormPublisherConfig{Target: "tinysse", PubURL: url, Rate: 100, Topics: 3, Size: 64}, 300*time.Millisecond)
+	if rep.Err != "" || rep.Published == 0 || rep.Failed != 0 || len(rep.LatencyUS) != int(rep.Published) || len(rep.Errors) != 0 {
+		t.Fatalf("report: %+v", rep)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/sse"
+	ln.Close()
+	if rep := run(stormPublisherConfig{Target: "tinysse", PubURL: closed, Rate: 100, Topics: 3}, 0); !strings.Contains(rep.Err, "concurrent publisher") {
+		t.Errorf("nobody listening: %+v", rep)
+	}
+	if rep := run(stormPublisherConfig{Target: "nope", PubURL: url, Rate: 100, Topics: 3}, 0); !strings.Contains(rep.Err, `unknown target "nope"`) {
+		t.Errorf("unknown target: %+v", rep)
 	}
 }

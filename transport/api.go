@@ -248,11 +248,8 @@ func (a *api) topics(ctx *fasthttp.RequestCtx) {
 	for i, t := range page {
 		out.Topics[i] = apiTopic{
 			Name: t.Name, Subscribers: t.Subscribers, Messages: t.Messages, Bytes: t.Bytes,
-			Published: t.Published, PublishRate: base.rate(t.Name, t.Published, now), LastID: t.LastID,
+			Published: t.Published, PublishRate: base.rate(t.Name, t.Published, now, t.Pattern), LastID: t.LastID,
 			Pattern: t.Pattern,
-		}
-		if t.Pattern {
-			out.Topics[i].PublishRate = 0 // its count starts with the backfill; the rate sampler knows topics only
 		}
 		if t.LastSeq != 0 {
 			out.Topics[i].LastCursor = cursorOf(t.LastSeq)
@@ -529,7 +526,18 @@ func (a *api) disconnect(ctx *fasthttp.RequestCtx) {
 // moment. Immutable once made.
 type rateSample struct {
 	at        time.Time
-	published map[string]uint64
+	published map[string]uint64 // by topic
+	patterns  map[string]uint64 // by pattern (a topic may be named like one)
+}
+
+// count is name's count in s, and whether s has it.
+func (s *rateSample) count(name string, pattern bool) (uint64, bool) {
+	if pattern {
+		n, ok := s.patterns[name]
+		return n, ok
+	}
+	n, ok := s.published[name]
+	return n, ok
 }
 
 // rateBase is what publish rates are measured against: the older of the
@@ -538,17 +546,20 @@ type rateBase struct {
 	base, newest *rateSample
 }
 
-// rate is topic name's messages per second since the base sample.
-func (b *rateBase) rate(name string, published uint64, now time.Time) float64 {
+// rate is topic name's (or pattern name's) messages per second since
+// the base sample. One not in that sample was made since, and every
+// message it counts came after it (a pattern does not count its
+// backfill: Engine.TopicPage).
+func (b *rateBase) rate(name string, published uint64, now time.Time, pattern bool) float64 {
 	s := b.base
 	if s == nil {
 		s = b.newest // no two samples yet: since the server started
 	}
+	before, _ := s.count(name, pattern)
 	secs := now.Sub(s.at).Seconds()
 	if secs <= 0 {
 		return 0
 	}
-	before := s.published[name]
 	if before > published {
 		before = 0 // the topic was removed and made again since
 	}
@@ -567,9 +578,12 @@ func (a *api) sampleRates(window time.Duration) {
 			return
 		case now := <-t.C:
 			st := a.s.eng.Stats()
-			s := &rateSample{at: now, published: make(map[string]uint64, len(st.Topics))}
+			s := &rateSample{at: now, published: make(map[string]uint64, len(st.Topics)), patterns: make(map[string]uint64, len(st.Patterns))}
 			for _, ti := range st.Topics {
 				s.published[ti.Name] = ti.Published
+			}
+			for _, ti := range st.Patterns {
+				s.patterns[ti.Name] = ti.Published
 			}
 			a.rates.Store(&rateBase{base: a.rates.Load().newest, newest: s})
 		}

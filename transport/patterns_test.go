@@ -290,3 +290,59 @@ func TestPatternAPISharedName(t *testing.T) {
 	}
 	s.drain(wait)
 }
+
+// TestPatternAPIRate: a pattern's publish_rate in GET topics counts the
+// messages of its topics published since it was made, not its backfill
+// (what the rings held when the first subscriber came): 0 after the
+// subscribe, the rate of the new messages over one to two windows, 0
+// again when they stop.
+func TestPatternAPIRate(t *testing.T) {
+	const window = 200 * time.Millisecond
+	addr, eng, _ := startAPI(t, engine.Config{Capacity: 64}, Config{APIRateWindow: window})
+	for i := range 20 {
+		publishTo(t, addr, "/sse?topic=r/"+strconv.Itoa(i%2), fmt.Sprintf(`{"data":"old %d"}`, i))
+	}
+	time.Sleep(2*window + 50*time.Millisecond) // the topics' own rates settle; the backfill is old news
+	s := subscribe(t, addr, "/sse?topic=r/*")
+	s.expectOK()
+	waitSubscribers(t, eng, "r/*", 1)
+	rate := func() (float64, bool) {
+		var a struct {
+			Topics []struct {
+				Name        string
+				Pattern     bool
+				Published   uint64
+				PublishRate float64 `json:"publish_rate"`
+			}
+		}
+		apiGet(t, addr, "topics", &a)
+		for _, tp := range a.Topics {
+			if tp.Pattern && tp.Name == "r/*" {
+				return tp.PublishRate, true
+			}
+		}
+		return 0, false
+	}
+	if r, ok := rate(); !ok || r != 0 {
+		t.Fatalf("just made, with 20 messages backfilled: rate %v (listed %v), want 0", r, ok)
+	}
+	time.Sleep(window) // a sample has the pattern now
+	start := time.Now()
+	for i := range 10 {
+		publishTo(t, addr, "/sse?topic=r/"+strconv.Itoa(i%2), fmt.Sprintf(`{"data":"new %d"}`, i))
+	}
+	waitFor(t, wait, "the pattern's rate over whole windows", func() bool {
+		r, _ := rate()
+		// 10 messages over at most the time since they were published
+		// plus a window (and no less than one window), as a topic's.
+		low := 10 / (time.Since(start) + 2*window).Seconds()
+		return r >= low && r <= 10/window.Seconds()+0.001
+	})
+	waitFor(t, wait, "the pattern's rate back to 0 once two windows passed without a publish", func() bool {
+		r, _ := rate()
+		return r == 0
+	})
+	for i := range 10 { // and the stream had them
+		s.expectLines(fmt.Sprintf("data: new %d", i))
+	}
+}
