@@ -119,6 +119,7 @@ func newAuth(o *options, log *slog.Logger) (*auth.Auth, error) {
 	if cfg.PublishKeys, err = keysOf("jwt-publish-secret", a.publishSecret, "jwt-publish-public-key", a.publishKey); err != nil {
 		return nil, err
 	}
+	warnShortSecrets(o, log)
 	au, err := auth.New(cfg)
 	if err != nil {
 		if a.jwks != "" && strings.Contains(err.Error(), "JWKS") {
@@ -127,6 +128,23 @@ func newAuth(o *options, log *slog.Logger) (*auth.Auth, error) {
 		return nil, err
 	}
 	return au, nil
+}
+
+// minSecret is the shortest HMAC secret taken without a warning: RFC 7518
+// (3.2) asks for a key at least as long as the hash, 256 bits for HS256.
+// Anyone who has one token can try secrets offline against its signature.
+const minSecret = 32
+
+// warnShortSecrets logs each JWT secret shorter than minSecret bytes. A
+// warning, not a refusal: Tiny SSE's users may share a secret already in
+// use by the service that signs their tokens.
+func warnShortSecrets(o *options, log *slog.Logger) {
+	for _, s := range []struct{ flag, val string }{{"jwt-secret", o.auth.secret}, {"jwt-publish-secret", o.auth.publishSecret}} {
+		if s.val != "" && len(s.val) < minSecret {
+			log.Warn(fmt.Sprintf("--%s is %d bytes: a secret shorter than %d bytes (256 bits) can be guessed offline from one token's signature; "+
+				"use at least %d random bytes (e.g. openssl rand -base64 32)", s.flag, len(s.val), minSecret, minSecret))
+		}
+	}
 }
 
 // keysOf parses a secret and a PEM key file.

@@ -183,6 +183,39 @@ function startup(cli) assert(cli.jwt == true and cli.jwt_leeway == 30000 and cli
 // nothing protecting it, the dashboard is not served and the log says how
 // to turn it on; an admin token or --dashboard-public turns it on. (Tests
 // listen on 127.0.0.1 only: the exposed address is given, not bound.)
+// TestShortSecretWarned: a JWT secret shorter than 32 bytes is taken, with
+// a warning naming the flag and its length; 32 bytes or a key file are
+// not warned about.
+func TestShortSecretWarned(t *testing.T) {
+	long := strings.Repeat("k", minSecret)
+	for _, c := range []struct {
+		args []string
+		want []string // flags warned about
+	}{
+		{[]string{"--jwt-secret", "hunter2"}, []string{"--jwt-secret is 7 bytes"}},
+		{[]string{"--jwt-secret", long}, nil},
+		{[]string{"--jwt-secret", long, "--jwt-publish-secret", "short"}, []string{"--jwt-publish-secret is 5 bytes"}},
+		{[]string{"--jwt-secret", "x", "--jwt-publish-secret", "y"}, []string{"--jwt-secret is 1 bytes", "--jwt-publish-secret is 1 bytes"}},
+	} {
+		o, err := parseOptions(c.args, env(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		if _, err := newAuth(o, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if n := strings.Count(logs.String(), "level=WARN"); n != len(c.want) {
+			t.Errorf("%q: %d warnings, want %d: %s", c.args, n, len(c.want), logs.String())
+		}
+		for _, w := range c.want {
+			if !strings.Contains(logs.String(), w) || !strings.Contains(logs.String(), "256 bits") {
+				t.Errorf("%q: no %q in %s", c.args, w, logs.String())
+			}
+		}
+	}
+}
+
 func TestDashboardOffWhenExposed(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"0.0.0.0:1983": true, "[::]:1983": true, "192.0.2.7:80": true, "[2001:db8::1]:80": true,
