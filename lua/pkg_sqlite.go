@@ -65,7 +65,7 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 		defer cancel()
 		var err error
 		v.wait(func() { err = do(ctx, h, query, args, b.max) })
-		sqliteFail(&b, err)
+		b.fail("sqlite", err, errSQLiteMemory)
 	}
 	methods.RawSetString("exec", L.NewFunction(func(L *glua.LState) int {
 		var res sql.Result
@@ -252,20 +252,6 @@ func (h *sqliteHandle) query(ctx context.Context, query string, args []any, max 
 
 // errSQLiteMemory: a query's rows add up to more than --script-memory.
 var errSQLiteMemory = errors.New("rows larger than --script-memory")
-
-// sqliteFail raises err in the calling hook: its limit error when the
-// hook was stopped meanwhile (or reached its deadline, which interrupted
-// the statement), else "sqlite: err".
-func sqliteFail(b *budget, err error) {
-	if err == nil {
-		return
-	}
-	b.poll()
-	if errors.Is(err, errSQLiteMemory) {
-		b.overMemory()
-	}
-	b.L.RaiseError("sqlite: %v", err)
-}
 
 // sqliteQuery runs query and reads every row, at most max bytes of
 // values. Lua must not run meanwhile (it runs inside vm.wait), so values

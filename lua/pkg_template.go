@@ -217,7 +217,7 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 	render := func(L *glua.LState, lib *tplLibrary, name string, src *string, n int) int {
 		b := v.budget(L, "template")
 		out, err := lib.render(&b, name, src, tplContext(L, n))
-		tplFail(&b, err)
+		b.fail("template", err, errTplMemory)
 		L.Push(glua.LString(out))
 		return 1
 	}
@@ -263,20 +263,6 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		return pushUserData(L, lib, meta)
 	})
 	return mod
-}
-
-// tplFail raises err in the calling hook: the hook's limit error when it
-// was stopped or the render would build more than --script-memory, else
-// "template: err".
-func tplFail(b *budget, err error) {
-	if err == nil {
-		return
-	}
-	b.poll()
-	if errors.Is(err, errTplMemory) {
-		b.overMemory()
-	}
-	b.L.RaiseError("template: %v", err)
 }
 
 // tplLibraryFrom reads the options of template.library. Without
