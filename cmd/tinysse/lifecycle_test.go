@@ -59,16 +59,9 @@ func wantStoreFree(t *testing.T, dir string) {
 	case <-time.After(2 * wait):
 		t.Fatal("a new server on the store did not get ready")
 	}
-	if err := interruptSelf(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("exit %d after SIGINT: %s", code, stderr.String())
-		}
-	case <-time.After(2 * wait):
-		t.Fatal("run did not return after SIGINT")
+	interruptRuns(t, exited, 1, 2*wait)
+	if t.Failed() {
+		t.Logf("stderr: %s", stderr.String())
 	}
 }
 
@@ -161,14 +154,7 @@ func TestLifecycleServeFails(t *testing.T) {
 	ln.Close() // the listener fails under the server
 	mu.Unlock()
 	sub.readUntil(t, ": shutdown\n")
-	select {
-	case code := <-exited:
-		if code != 1 {
-			t.Errorf("exit %d after the listener failed, want 1", code)
-		}
-	case <-time.After(2 * wait):
-		t.Fatal("run did not return after its listener failed")
-	}
+	waitExit(t, exited, 1, 2*wait, "its listener failed")
 	if !strings.Contains(stderr.String(), "--listen") {
 		t.Errorf("stderr %q does not say the listener failed", stderr.String())
 	}

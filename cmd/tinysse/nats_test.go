@@ -94,17 +94,5 @@ func TestRunCluster(t *testing.T) {
 	if b := sub.readUntil(t, "\n\n"); b != "id: 1\ndata: across\n\n" {
 		t.Fatalf("other node got %q", b)
 	}
-	if err := interruptSelf(); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("exit %d", code)
-			}
-		case <-time.After(2*time.Second + wait):
-			t.Fatal("run did not return after SIGINT")
-		}
-	}
+	interruptRuns(t, exited, 2, 2*time.Second+wait)
 }
