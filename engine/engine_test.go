@@ -89,14 +89,7 @@ func withHead(h string) serveOpt {
 // socket in a goroutine.
 func serve(t testing.TB, eng *engine.Engine, ln net.Listener, sub *engine.Subscriber, opts ...serveOpt) *stream {
 	t.Helper()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
+	client, server := testserver.Pair(t, ln)
 	st := engine.Stream{Conn: server, Raw: rawConnOf(server), Close: server.Close}
 	for _, o := range opts {
 		o(&st, server)

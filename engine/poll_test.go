@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // started is a subscriber begun with Engine.Start, whose goroutine is the
@@ -34,14 +35,7 @@ func startMany(t *testing.T, eng *engine.Engine, n int, topic string, opt func(*
 	out := make([]*started, n)
 	returned := make(chan struct{}, n)
 	for i := range out {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, server := testserver.Pair(t, ln)
 		s := &started{sub: &engine.Subscriber{Topics: []string{topic}}, client: client, br: bufio.NewReader(client), ended: make(chan error, 1)}
 		st := engine.Stream{Conn: server, Raw: rawConnOf(server), Close: server.Close}
 		if opt != nil {
