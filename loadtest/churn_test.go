@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -27,13 +27,7 @@ func TestChurnTinysse(t *testing.T) {
 }
 
 func TestChurnRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	o := testOptions(t, "tinysse", "http://"+addr+"/sse")
+	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/sse")
 	o.churn, o.subscribers, o.pub.Duration = true, 2, 200*time.Millisecond
 	res, err := runChurn(context.Background(), o, io.Discard)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,13 +166,7 @@ func TestRunIdle(t *testing.T) {
 }
 
 func TestRunRefusedConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	o := testOptions(t, "tinysse", "http://"+addr+"/sse")
+	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/sse")
 	o.subscribers, o.pub.Duration = 3, 100*time.Millisecond
 	res := runOK(t, o)
 	if res.OK || res.Subscribers.Failed != 3 || res.Publish.Failed == 0 || len(res.Errors) == 0 {
