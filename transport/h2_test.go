@@ -38,9 +38,7 @@ func TestH2StalledConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reader := h2c.subscribe(t, addr, "/sse?topic=stall")
-	reader.expectOK()
-	waitSubscribers(t, eng, "stall", 3)
+	reader := subscribed(t, eng, h2c.subscribe(t, addr, "/sse?topic=stall"), "stall", 3)
 	if n := srv.Stats().H2Conns; n != 2 {
 		t.Fatalf("%d HTTP/2 connections, want 2", n)
 	}
@@ -217,9 +215,7 @@ func TestH2SameRequest(t *testing.T) {
 			Publish:     func(r *engine.Request, _ *engine.Message) (bool, error) { note("publish", r); return true, nil },
 		}
 		addr, eng, _ := p.startServer(t, engine.Config{Hooks: hooks}, Config{})
-		sub := p.subscribe(t, addr, "/sse?topic=req&x=%20y", headers...)
-		sub.expectOK()
-		waitSubscribers(t, eng, "req", 1)
+		sub := subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=req&x=%20y", headers...), "req", 1)
 		a := p.do(t, http.MethodPost, "http://"+addr+"/sse?topic=req&x=%20y", `{"data":"d"}`, append(headers, "Content-Type", "application/json")...)
 		if a.Status != http.StatusAccepted {
 			t.Fatalf("publish: %d %s", a.Status, a.Body)
