@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 func TestChurnTinysse(t *testing.T) {
@@ -27,7 +29,7 @@ func TestChurnTinysse(t *testing.T) {
 }
 
 func TestChurnRefused(t *testing.T) {
-	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/sse")
+	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(testserver.FreePort(t))+"/sse")
 	o.churn, o.subscribers, o.pub.Duration = true, 2, 200*time.Millisecond
 	res, err := runChurn(context.Background(), o, io.Discard)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/transport"
 )
@@ -166,7 +167,7 @@ func TestRunIdle(t *testing.T) {
 }
 
 func TestRunRefusedConnections(t *testing.T) {
-	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/sse")
+	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(testserver.FreePort(t))+"/sse")
 	o.subscribers, o.pub.Duration = 3, 100*time.Millisecond
 	res := runOK(t, o)
 	if res.OK || res.Subscribers.Failed != 3 || res.Publish.Failed == 0 || len(res.Errors) == 0 {
