@@ -463,15 +463,8 @@ func TestTLSWithLimits(t *testing.T) {
 		DialContext:     (&net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
 	}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("https://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/healthz from 127.0.0.2: %d", resp.StatusCode)
-	}
-	resp, err = hc.Get("https://" + addr + "/metrics")
+	wantHealthy(t, hc, "https://"+addr+"/healthz")
+	resp, err := hc.Get("https://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -386,12 +386,18 @@ func TestRunTLS(t *testing.T) {
 		}
 		s.readUntil(t, fmt.Sprintf("id: %d\ndata: secure\n\n", i))
 	}
-	resp, err := hc.Get("https://" + addr + "/healthz")
+	wantHealthy(t, hc, "https://"+addr+"/healthz")
+}
+
+// wantHealthy fails unless hc's GET url answers 200.
+func wantHealthy(t *testing.T, hc *http.Client, url string) {
+	t.Helper()
+	resp, err := hc.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/healthz over HTTPS: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: %d, want 200", url, resp.StatusCode)
 	}
 }
