@@ -327,7 +327,7 @@ func TestFaultREADMEExample(t *testing.T) {
 
 	var nodes []*sseNode
 	for _, args := range nodeArgs {
-		addr := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+		addr := testserver.FreeAddr(t)
 		var a []string
 		for j := 0; j < len(args); j++ {
 			switch args[j] {

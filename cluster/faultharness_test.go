@@ -617,7 +617,7 @@ type sseNode struct {
 
 func startSSENode(t *testing.T, bin string, natsURLs []string, extra ...string) *sseNode {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	addr := testserver.FreeAddr(t)
 	args := append([]string{"--listen", addr, "--nats", strings.Join(natsURLs, ","), "--nats-replicas", "3", "--auto-id",
 		"--log-level", "INFO", "--shutdown-timeout", "2s", "--timeout-retry", "200ms", "--no-dashboard"}, extra...)
 	args = append(args, strings.Fields(os.Getenv("TINYSSE_TEST_FAULT_NODE_ARGS"))...)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -29,7 +28,7 @@ func TestChurnTinysse(t *testing.T) {
 }
 
 func TestChurnRefused(t *testing.T) {
-	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(testserver.FreePort(t))+"/sse")
+	o := testOptions(t, "tinysse", "http://"+testserver.FreeAddr(t)+"/sse")
 	o.churn, o.subscribers, o.pub.Duration = true, 2, 200*time.Millisecond
 	res, err := runChurn(context.Background(), o, io.Discard)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -167,7 +166,7 @@ func TestRunIdle(t *testing.T) {
 }
 
 func TestRunRefusedConnections(t *testing.T) {
-	o := testOptions(t, "tinysse", "http://127.0.0.1:"+strconv.Itoa(testserver.FreePort(t))+"/sse")
+	o := testOptions(t, "tinysse", "http://"+testserver.FreeAddr(t)+"/sse")
 	o.subscribers, o.pub.Duration = 3, 100*time.Millisecond
 	res := runOK(t, o)
 	if res.OK || res.Subscribers.Failed != 3 || res.Publish.Failed == 0 || len(res.Errors) == 0 {

@@ -6,13 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // The server's lifecycle runs under one errgroup and one context (run):
@@ -22,11 +19,6 @@ import (
 // an exclusive lock on its directory) can be opened by another server.
 // None of them is parallel: TestLifecycleServeFails swaps the package's
 // listen function, and a second run is stopped with SIGINT.
-
-// freePort returns a loopback address nothing listens on.
-func freePort(t *testing.T) string {
-	return "127.0.0.1:" + strconv.Itoa(testserver.FreePort(t))
-}
 
 // wantFree fails unless addr can be listened on (nobody holds it).
 func wantFree(t *testing.T, addr string) {
@@ -87,7 +79,7 @@ func TestLifecyclePortTaken(t *testing.T) {
 // does not start, and nothing it would have started is left (no port, no
 // goroutine retrying the connection).
 func TestLifecycleNATSUnreachable(t *testing.T) {
-	addr := freePort(t)
+	addr := freeAddr(t)
 	before := goroutines()
 	var stderr bytes.Buffer
 	code := run([]string{"--listen", addr, "--nats", "nats://127.0.0.1:1"}, env(), &bytes.Buffer{}, &stderr, nil)
@@ -101,7 +93,7 @@ func TestLifecycleNATSUnreachable(t *testing.T) {
 // TestLifecycleScriptError: the script's startup fails once the port is
 // bound: the listener, the engine's shards and the store are let go.
 func TestLifecycleScriptError(t *testing.T) {
-	addr := freePort(t)
+	addr := freeAddr(t)
 	dir := t.TempDir()
 	script := writeScript(t, `function startup(cli) error("boom") end`)
 	before := goroutines()

@@ -120,17 +120,6 @@ func Dial(t testing.TB, addr string) net.Conn {
 	return c
 }
 
-// FreePort returns a loopback port that nothing listens on now.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // Pair connects a client to ln and returns both ends: the client and the
 // connection ln accepted for it. Closing them is the caller's.
 func Pair(t testing.TB, ln net.Listener) (client, server net.Conn) {
