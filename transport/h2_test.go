@@ -43,19 +43,7 @@ func TestH2StalledConnection(t *testing.T) {
 		t.Fatalf("%d HTTP/2 connections, want 2", n)
 	}
 
-	begin := time.Now()
-	published := 0
-	for eng.Subscribers("stall") == 3 && published < 5000 {
-		published++
-		start := time.Now()
-		h2c.publishTo(t, addr, "/sse?topic=stall", bigMessage(published))
-		readID(t, reader, published)
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("message %d took %v to reach the reader on the other connection", published, d)
-		}
-	}
-	waitSubscribers(t, eng, "stall", 1)
-	took := time.Since(begin)
+	published, took := publishUntilCut(t, h2c, addr, eng, "stall", 3, 5000, reader)
 	t.Logf("the stalled connection's 2 streams ended after %d messages, %v", published, took)
 	if took > 10*writeTimeout {
 		t.Errorf("cutting off the stalled connection took %v, want a few times the write timeout %v", took, writeTimeout)
@@ -149,16 +137,7 @@ func TestH2HeaderListSize(t *testing.T) {
 	if err := raw.get(3, "/healthz"); err != nil {
 		t.Fatal(err)
 	}
-	got := map[uint32]int{}
-	for len(got) < 2 {
-		f, err := raw.next(wait)
-		if err != nil {
-			t.Fatalf("after %v: %v", got, err)
-		}
-		if h, ok := f.(*http2.MetaHeadersFrame); ok {
-			got[h.StreamID] = status(h)
-		}
-	}
+	got := raw.firstStatuses(t, 2)
 	if got[1] != http.StatusRequestHeaderFieldsTooLarge || got[3] != http.StatusNotFound {
 		t.Errorf("statuses %v, want 431 for stream 1 and 404 (no health path) for stream 3", got)
 	}
@@ -274,18 +253,7 @@ func TestH2BodyLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got := map[uint32]int{}
-	for len(got) < 2 {
-		f, err := raw.next(wait)
-		if err != nil {
-			t.Fatalf("after %v: %v", got, err)
-		}
-		if h, ok := f.(*http2.MetaHeadersFrame); ok {
-			if _, seen := got[h.StreamID]; !seen {
-				got[h.StreamID] = status(h)
-			}
-		}
-	}
+	got := raw.firstStatuses(t, 2)
 	if got[1] != http.StatusRequestEntityTooLarge || got[3] != http.StatusRequestEntityTooLarge {
 		t.Errorf("first answers %v, want 413 for both (no 100 first)", got)
 	}
