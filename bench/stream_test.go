@@ -60,19 +60,7 @@ func BenchmarkStream(b *testing.B) {
 				clients := dialStreams(b, ln, srv, n)
 				waitFor(b, "streams to be served", func() bool { return streams() == n })
 				drains(b, clients, srv.wire, t)
-				stuck, stopWatch := t.watch(stuckAfter)
-				defer stopWatch()
-				b.ReportAllocs()
-				b.SetBytes(int64(n * len(frame)))
-				cpu := processCPU()
-				for b.Loop() {
-					t.expect(1)
-					send()
-					if !t.wait(stuck) {
-						b.Fatalf("no delivery for %v", stuckAfter)
-					}
-				}
-				reportDeliveries(b, n, processCPU()-cpu)
+				deliverEach(b, n, t, send)
 				b.ReportMetric(perStream, "B/stream")
 			})
 		})
