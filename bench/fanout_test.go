@@ -99,7 +99,14 @@ func nullSubscribers(b *testing.B, e *engine.Engine, fds []uintptr, n int, t *ta
 		st := engine.Stream{Conn: c, Raw: &nullRaw{fd: fds[i%len(fds)], t: t, member: i}, Close: c.Close}
 		go func() { _ = e.Serve(&engine.Subscriber{}, st) }()
 	}
-	waitFor(b, "subscribers to register", func() bool { return e.Subscribers("") == n })
+	waitIdle(b, e, conns)
+}
+
+// waitIdle returns once e has registered a subscriber for each of conns
+// and every one of them waits in Read.
+func waitIdle(b *testing.B, e *engine.Engine, conns []*idleConn) {
+	b.Helper()
+	waitFor(b, "subscribers to register", func() bool { return e.Subscribers("") == len(conns) })
 	waitFor(b, "subscribers to wait in Read", func() bool {
 		for _, c := range conns {
 			if !c.reading() {

@@ -78,15 +78,7 @@ func luaDevNull(unbatched bool, vms int, timed bool) design {
 			st := engine.Stream{Conn: c, Raw: &nullRaw{fd: fds[i%len(fds)], t: t, member: i}, Close: c.Close}
 			go func() { _ = e.Serve(sub, st) }()
 		}
-		waitFor(b, "subscribers to register", func() bool { return e.Subscribers("") == n })
-		waitFor(b, "subscribers to wait in Read", func() bool {
-			for _, c := range conns {
-				if !c.reading() {
-					return false
-				}
-			}
-			return true
-		})
+		waitIdle(b, e, conns)
 		return publish(b, e), false
 	}
 }

@@ -60,19 +60,7 @@ func BenchmarkStream(b *testing.B) {
 				clients := dialStreams(b, ln, srv, n)
 				waitFor(b, "streams to be served", func() bool { return streams() == n })
 				drains(b, clients, srv.wire, t)
-				stuck, stopWatch := t.watch(stuckAfter)
-				defer stopWatch()
-				b.ReportAllocs()
-				b.SetBytes(int64(n * len(frame)))
-				cpu := processCPU()
-				for b.Loop() {
-					t.expect(1)
-					send()
-					if !t.wait(stuck) {
-						b.Fatalf("no delivery for %v", stuckAfter)
-					}
-				}
-				reportDeliveries(b, n, processCPU()-cpu)
+				deliverEach(b, n, t, send)
 				b.ReportMetric(perStream, "B/stream")
 			})
 		})
@@ -183,10 +171,19 @@ func (h *hub) close(b *testing.B) {
 	waitGroup(b, &h.running, "stream loops to end")
 }
 
-// serveFast serves handler on ln with fasthttp and returns its stop.
-func serveFast(b *testing.B, ln net.Listener, h *hub, handler fasthttp.RequestHandler) (send func(), streams func() int, stop func()) {
+// serveFast serves streams on ln with fasthttp and returns its stop:
+// each request joins h (a 503 once h is closed) and stream serves it with
+// the channel of frames it got.
+func serveFast(b *testing.B, ln net.Listener, h *hub, stream func(ctx *fasthttp.RequestCtx, ch chan []byte)) (send func(), streams func() int, stop func()) {
 	srv := &fasthttp.Server{
-		Handler:           handler,
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			ch, ok := h.join()
+			if !ok {
+				ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+				return
+			}
+			stream(ctx, ch)
+		},
 		Logger:            quiet{},
 		KeepHijackedConns: true, // the stream loops close them
 		CloseOnShutdown:   true,
@@ -212,12 +209,7 @@ func (quiet) Printf(string, ...any) {}
 // pipe's bufio.Writer, fasthttp's worker copies it out as chunks.
 func startWriter(b *testing.B, ln net.Listener) (func(), func() int, func()) {
 	h := newHub()
-	return serveFast(b, ln, h, func(ctx *fasthttp.RequestCtx) {
-		ch, ok := h.join()
-		if !ok {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			return
-		}
+	return serveFast(b, ln, h, func(ctx *fasthttp.RequestCtx, ch chan []byte) {
 		ctx.SetContentType("text/event-stream")
 		ctx.Response.Header.Set("Cache-Control", "no-cache")
 		ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
@@ -245,12 +237,7 @@ var hijackHead = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 // and its buffers.
 func startHijack(b *testing.B, ln net.Listener) (func(), func() int, func()) {
 	h := newHub()
-	return serveFast(b, ln, h, func(ctx *fasthttp.RequestCtx) {
-		ch, ok := h.join()
-		if !ok {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			return
-		}
+	return serveFast(b, ln, h, func(ctx *fasthttp.RequestCtx, ch chan []byte) {
 		conn := ctx.Conn()
 		ctx.HijackSetNoResponse(true)
 		ctx.Hijack(func(net.Conn) {

@@ -304,7 +304,7 @@ func TestFaultREADMEExample(t *testing.T) {
 	ports := map[string]int{}
 	for _, prefix := range []string{"422", "622", "822"} {
 		for i := 1; i <= 3; i++ {
-			ports[fmt.Sprint(prefix, i)] = freePort(t)
+			ports[fmt.Sprint(prefix, i)] = testserver.FreePort(t)
 		}
 	}
 	for i := 1; i <= 3; i++ {
@@ -327,7 +327,7 @@ func TestFaultREADMEExample(t *testing.T) {
 
 	var nodes []*sseNode
 	for _, args := range nodeArgs {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := testserver.FreeAddr(t)
 		var a []string
 		for j := 0; j < len(args); j++ {
 			switch args[j] {

@@ -114,17 +114,6 @@ func (c natsCommand) proc(t *testing.T, name string, args ...string) proc {
 	return p
 }
 
-// freePort returns a loopback port nobody listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // proc is a child process the test started; it is killed at cleanup if
 // still running.
 type proc struct {
@@ -339,11 +328,11 @@ func tryNATSCluster(t *testing.T, cmd natsCommand) *natsCluster {
 	c := &natsCluster{t: t}
 	routePorts := make([]int, k)
 	for i := range routePorts {
-		routePorts[i] = freePort(t)
+		routePorts[i] = testserver.FreePort(t)
 	}
 	dir := t.TempDir()
 	for i := range k {
-		n := &natsNode{port: freePort(t), httpPort: freePort(t)}
+		n := &natsNode{port: testserver.FreePort(t), httpPort: testserver.FreePort(t)}
 		var routes []string
 		for j, p := range routePorts {
 			if j != i {
@@ -628,7 +617,7 @@ type sseNode struct {
 
 func startSSENode(t *testing.T, bin string, natsURLs []string, extra ...string) *sseNode {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := testserver.FreeAddr(t)
 	args := append([]string{"--listen", addr, "--nats", strings.Join(natsURLs, ","), "--nats-replicas", "3", "--auto-id",
 		"--log-level", "INFO", "--shutdown-timeout", "2s", "--timeout-retry", "200ms", "--no-dashboard"}, extra...)
 	args = append(args, strings.Fields(os.Getenv("TINYSSE_TEST_FAULT_NODE_ARGS"))...)

@@ -59,12 +59,7 @@ func startNATS(t testing.TB) *natsServer {
 	t.Helper()
 	ns := &natsServer{t: t, port: -1, dir: t.TempDir()}
 	if os.Getenv("TINYSSE_TEST_NATS_SERVER") != "" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns.port = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		ns.port = testserver.FreePort(t)
 	}
 	ns.start()
 	if ns.srv != nil {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // These tests prove the issue's "zero allocations per delivery in steady
@@ -59,14 +61,7 @@ func subscribeDrained(t testing.TB, e *Engine, n int, topics ...string) *drained
 	d := &drained{subs: make([]*Subscriber, n), bytes: make([]atomic.Int64, n)}
 	var clients []net.Conn
 	for i := range n {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, server := testserver.Pair(t, ln)
 		raw, err := server.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)

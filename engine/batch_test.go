@@ -15,9 +15,7 @@ import (
 func TestPublishBatchOneUnit(t *testing.T) {
 	eng := newEngine(t, engine.Config{AutoID: true, Capacity: 4096})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"t"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "t", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"t"}}), "t", 1)
 
 	var wg sync.WaitGroup
 	stop := make(chan struct{})

@@ -119,9 +119,7 @@ func TestEngineWriteCoalesceConfig(t *testing.T) {
 func TestEngineWriteCoalesceOff(t *testing.T) {
 	eng := newEngine(t, engine.Config{Shards: 1, WriteCoalesce: -1})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{}), "", 1)
 	for i := range 50 {
 		publish(t, eng, msg(strconv.Itoa(i), "x"))
 	}

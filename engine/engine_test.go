@@ -89,14 +89,7 @@ func withHead(h string) serveOpt {
 // socket in a goroutine.
 func serve(t testing.TB, eng *engine.Engine, ln net.Listener, sub *engine.Subscriber, opts ...serveOpt) *stream {
 	t.Helper()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatalf("accept: %v", err)
-	}
+	client, server := testserver.Pair(t, ln)
 	st := engine.Stream{Conn: server, Raw: rawConnOf(server), Close: server.Close}
 	for _, o := range opts {
 		o(&st, server)
@@ -169,6 +162,15 @@ func (s *stream) served() error {
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	testserver.Eventually(t, wait, what, cond)
+}
+
+// ready returns s once it is served: ": ok" read and eng counting n
+// subscribers on topic.
+func ready(t testing.TB, eng *engine.Engine, s *stream, topic string, n int) *stream {
+	t.Helper()
+	s.expect(okFrame)
+	waitSubscribers(t, eng, topic, n)
+	return s
 }
 
 func waitSubscribers(t testing.TB, eng *engine.Engine, topic string, n int) {
@@ -333,9 +335,7 @@ func TestEngineMultiTopic(t *testing.T) {
 			g := newGate()
 			eng := newEngine(t, engine.Config{Shards: 1, Hooks: engine.Hooks{Message: g.hook}})
 			ln := listen(t)
-			s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}})
-			s.expect(okFrame)
-			waitSubscribers(t, eng, "a", 1)
+			s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}}), "a", 1)
 			waitSubscribers(t, eng, "b", 1)
 			if batched {
 				publish(t, eng, msg("gate", "", "a"))
@@ -372,9 +372,7 @@ func TestEnginePendingBatch(t *testing.T) {
 	g := newGate()
 	eng := newEngine(t, engine.Config{Shards: 1, Capacity: 64, Hooks: engine.Hooks{Message: g.hook}})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{}), "", 1)
 	publish(t, eng, msg("gate", "held"))
 	g.wait(t)
 	for i := range k {
@@ -410,9 +408,7 @@ func TestEnginePublishResult(t *testing.T) {
 		s.expect(okFrame)
 		streams = append(streams, s)
 	}
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"y"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "x", 3)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"y"}}), "x", 3)
 	waitSubscribers(t, eng, "y", 1)
 	if res := publish(t, eng, msg("2", "x", "x")); res.Subscribers != 3 {
 		t.Errorf("publish to x: %+v, want 3 subscribers", res)
@@ -672,9 +668,7 @@ func TestEnginePublishDuplicateTopics(t *testing.T) {
 	ln := listen(t)
 	one := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a"}})
 	one.expect(okFrame)
-	two := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}})
-	two.expect(okFrame)
-	waitSubscribers(t, eng, "a", 2)
+	two := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}}), "a", 2)
 	publish(t, eng, msg("1", "twice named", "a", "a"))
 	publish(t, eng, msg("2", "next", "a"))
 	two.expect(frame("1", "twice named"), frame("2", "next"))

@@ -14,9 +14,7 @@ import (
 func TestTopicInfo(t *testing.T) {
 	eng := newEngine(t, engine.Config{Capacity: 4})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "a", 1)
+	ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a"}}), "a", 1)
 	if _, ok := eng.Topic("nope"); ok {
 		t.Error("Topic found a topic nobody used")
 	}
@@ -255,9 +253,7 @@ func TestDisconnectTopic(t *testing.T) {
 		s.expect(okFrame)
 		gone = append(gone, s)
 	}
-	stay := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"x"}})
-	stay.expect(okFrame)
-	waitSubscribers(t, eng, "t", 4)
+	stay := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"x"}}), "t", 4)
 	if n := eng.DisconnectTopic("t", 0); n != 4 {
 		t.Errorf("DisconnectTopic = %d, want 4", n)
 	}
@@ -282,9 +278,7 @@ func TestDisconnectWhileCatchingUp(t *testing.T) {
 	eng := newEngine(t, engine.Config{Capacity: 1024})
 	ln := listen(t)
 	sub := &engine.Subscriber{Topics: []string{"t"}}
-	s := serve(t, eng, ln, sub, noRaw)
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "t", 1)
+	s := ready(t, eng, serve(t, eng, ln, sub, noRaw), "t", 1)
 	for i := range 200 {
 		publish(t, eng, msg(fmt.Sprint(i), "some data to write", "t"))
 	}

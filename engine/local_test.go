@@ -53,9 +53,7 @@ func TestEnginePublishLocalSharedSeq(t *testing.T) {
 			g := newGate()
 			eng := newEngine(t, engine.Config{Shards: 1, Hooks: engine.Hooks{Message: g.hook}})
 			ln := listen(t)
-			s := serve(t, eng, ln, &engine.Subscriber{Topics: tc.topics})
-			s.expect(okFrame)
-			waitSubscribers(t, eng, "s", 1)
+			s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: tc.topics}), "s", 1)
 			if batched {
 				publish(t, eng, msg("gate", "", "a"))
 				g.wait(t)

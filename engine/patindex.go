@@ -100,50 +100,25 @@ type patterns struct {
 	onHold     func(time.Duration)
 }
 
-// lockPub takes pubMu for making or removing a pattern; unlockPub
-// releases it and tells patterns.onHold how long it was held.
-func (e *Engine) lockPub() time.Time {
-	e.pubMu.Lock()
-	return e.holdStart()
-}
-
-func (e *Engine) unlockPub(since time.Time) {
-	d := e.holdTime(since)
-	e.pubMu.Unlock()
-	e.held(d)
-}
-
-// lockTopics and unlockTopics are lockPub and unlockPub for topicsMu's
-// write lock.
-func (e *Engine) lockTopics() time.Time {
-	e.topicsMu.Lock()
-	return e.holdStart()
-}
-
-func (e *Engine) unlockTopics(since time.Time) {
-	d := e.holdTime(since)
-	e.topicsMu.Unlock()
-	e.held(d)
-}
-
-func (e *Engine) holdStart() time.Time {
+// lockHeld takes mu (pubMu, or topicsMu's write lock) for making or
+// removing a pattern; unlockHeld releases it and tells patterns.onHold
+// how long it was held.
+func (e *Engine) lockHeld(mu sync.Locker) time.Time {
+	mu.Lock()
 	if e.pats.onHold == nil {
 		return time.Time{}
 	}
 	return time.Now()
 }
 
-func (e *Engine) holdTime(since time.Time) time.Duration {
+func (e *Engine) unlockHeld(mu sync.Locker, since time.Time) {
 	if e.pats.onHold == nil {
-		return 0
+		mu.Unlock()
+		return
 	}
-	return time.Since(since)
-}
-
-func (e *Engine) held(d time.Duration) {
-	if e.pats.onHold != nil {
-		e.pats.onHold(d)
-	}
+	d := time.Since(since)
+	mu.Unlock()
+	e.pats.onHold(d)
 }
 
 // patIndex finds the pattern topics that match a topic name: a trie by
@@ -336,15 +311,15 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 	if t != nil {
 		return t
 	}
-	held := e.lockTopics()
+	held := e.lockHeld(&e.topicsMu)
 	if t = e.pats.byName[p.src]; t != nil {
 		t.refs.Add(1)
-		e.unlockTopics(held)
+		e.unlockHeld(&e.topicsMu, held)
 		return t
 	}
 	if mk := e.pats.making[p.src]; mk != nil {
 		mk.t.refs.Add(1)
-		e.unlockTopics(held)
+		e.unlockHeld(&e.topicsMu, held)
 		<-mk.done
 		return mk.t
 	}
@@ -359,22 +334,22 @@ func (e *Engine) acquirePattern(p Pattern) *topic {
 		e.pats.making = make(map[string]*making)
 	}
 	e.pats.making[p.src] = mk
-	pub := e.lockPub()
+	pub := e.lockHeld(&e.pubMu)
 	e.pats.index.add(p, t)
 	e.pats.gen++
 	upTo := e.seq // every later publish finds t in the index
-	e.unlockPub(pub)
-	e.unlockTopics(held)
+	e.unlockHeld(&e.pubMu, pub)
+	e.unlockHeld(&e.topicsMu, held)
 
 	e.backfill(t, p, upTo)
 
-	held = e.lockTopics()
+	held = e.lockHeld(&e.topicsMu)
 	delete(e.pats.making, p.src)
 	if e.pats.byName == nil {
 		e.pats.byName = make(map[string]*topic)
 	}
 	e.pats.byName[p.src] = t
-	e.unlockTopics(held)
+	e.unlockHeld(&e.topicsMu, held)
 	close(mk.done)
 	return t
 }
@@ -395,21 +370,21 @@ func (e *Engine) releasePattern(t *topic) {
 	if t.refs.Add(-1) != 0 {
 		return
 	}
-	held := e.lockTopics()
+	held := e.lockHeld(&e.topicsMu)
 	if t.refs.Load() != 0 || e.pats.byName[t.name] != t {
-		e.unlockTopics(held)
+		e.unlockHeld(&e.topicsMu, held)
 		return // taken again meanwhile (acquire re-checks under the lock)
 	}
 	delete(e.pats.byName, t.name)
-	pub := e.lockPub()
+	pub := e.lockHeld(&e.pubMu)
 	e.pats.index.remove(MustPattern(t.name))
 	e.pats.gen++
-	e.unlockPub(pub)
-	e.unlockTopics(held)
+	e.unlockHeld(&e.pubMu, pub)
+	e.unlockHeld(&e.topicsMu, held)
 	// No publish appends to the ring any more; the history budget may
 	// still drop from it (held.more), under pubMu as this is.
 	for emptied := false; !emptied; {
-		pub := e.lockPub()
+		pub := e.lockHeld(&e.pubMu)
 		for range fillChunk {
 			m, ok := t.ring.DropOldest()
 			if !ok {
@@ -418,7 +393,7 @@ func (e *Engine) releasePattern(t *topic) {
 			}
 			e.history.leaveRing(m, t)
 		}
-		e.unlockPub(pub)
+		e.unlockHeld(&e.pubMu, pub)
 	}
 }
 
@@ -461,7 +436,7 @@ func (e *Engine) backfill(t *topic, p Pattern, upTo uint64) {
 func (e *Engine) fill(t *topic, picked []*Message) (put int) {
 	var emptied []*topic
 	for put < len(picked) {
-		pub := e.lockPub()
+		pub := e.lockHeld(&e.pubMu)
 		n := put
 		for ; n < len(picked) && n-put < fillChunk; n++ {
 			m := picked[n]
@@ -473,7 +448,7 @@ func (e *Engine) fill(t *topic, picked []*Message) (put int) {
 			}
 			e.history.joinRing(m, t)
 		}
-		e.unlockPub(pub)
+		e.unlockHeld(&e.pubMu, pub)
 		for _, src := range emptied {
 			e.dropIfUnused(src)
 		}

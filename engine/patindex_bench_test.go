@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // unrelatedPatterns are n patterns that no topic "news/<k>" matches, of
@@ -40,14 +42,7 @@ func servePatternSubscribers(b *testing.B, e *Engine, pats []string) {
 	}
 	defer ln.Close()
 	for _, p := range pats {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			b.Fatal(err)
-		}
+		client, server := testserver.Pair(b, ln)
 		raw, _ := server.(syscall.Conn).SyscallConn()
 		sub := &Subscriber{Topics: []string{p}}
 		go func() { _ = e.Serve(sub, Stream{Conn: server, Raw: raw, Close: server.Close}) }()

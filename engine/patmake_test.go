@@ -138,11 +138,7 @@ func TestPatternMakeLetsPublishesThrough(t *testing.T) {
 	p := e.acquirePattern(MustPattern("s/*"))
 	defer e.release(p)
 	e.pats.duringPick = nil
-	var got []*Message
-	for s := p.ring.Tail(); s < p.ring.Head(); s++ {
-		m, _, _ := p.ring.Get(s)
-		got = append(got, m)
-	}
+	got := ringMessages(p)
 	if !slices.Equal(got, want) {
 		t.Fatalf("pattern ring holds %s, want %s", seqs(got), seqs(want))
 	}
@@ -179,11 +175,7 @@ func TestPatternMakeWithPublishesPastCapacity(t *testing.T) {
 	before := e.HistoryBytes()
 	p := e.acquirePattern(MustPattern("s/**"))
 	e.pats.duringPick = nil
-	var got []*Message
-	for s := p.ring.Tail(); s < p.ring.Head(); s++ {
-		m, _, _ := p.ring.Get(s)
-		got = append(got, m)
-	}
+	got := ringMessages(p)
 	if want := live[len(live)-8:]; !slices.Equal(got, want) {
 		t.Fatalf("pattern ring holds %s, want the newest 8 published while it was filled, %s", seqs(got), seqs(want))
 	}
@@ -235,13 +227,11 @@ func TestPatternMakeStopsAtWhatTheBudgetDropped(t *testing.T) {
 	p := e.acquirePattern(MustPattern("s/*"))
 	defer e.release(p)
 	e.pats.duringPick = nil
-	var got []*Message
-	for s := p.ring.Tail(); s < p.ring.Head(); s++ {
-		m, _, _ := p.ring.Get(s)
+	got := ringMessages(p)
+	for _, m := range got {
 		if m.held.rings <= 0 {
 			t.Errorf("the ring holds message %d, which the history dropped", m.Seq)
 		}
-		got = append(got, m)
 	}
 	if len(got) == 0 || len(got) == 8 {
 		t.Fatalf("pattern ring holds %s, want some of the 8 (the budget dropped the oldest)", seqs(got))
@@ -255,6 +245,16 @@ func TestPatternMakeStopsAtWhatTheBudgetDropped(t *testing.T) {
 	if b := e.HistoryBytes(); b > budget {
 		t.Errorf("HistoryBytes %d over the budget", b)
 	}
+}
+
+// ringMessages is what tp's ring holds, oldest first.
+func ringMessages(tp *topic) []*Message {
+	var ms []*Message
+	for s := tp.ring.Tail(); s < tp.ring.Head(); s++ {
+		m, _, _ := tp.ring.Get(s)
+		ms = append(ms, m)
+	}
+	return ms
 }
 
 func seqs(ms []*Message) string {

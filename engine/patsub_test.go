@@ -55,9 +55,7 @@ func TestPatternOverlapOnce(t *testing.T) {
 			g := newGate()
 			eng := newEngine(t, engine.Config{Shards: 1, Hooks: engine.Hooks{Message: g.hook}})
 			ln := listen(t)
-			s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"sports/*", "sports/**", "sports/a", "*/a"}})
-			s.expect(okFrame)
-			waitSubscribers(t, eng, "*/a", 1)
+			s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"sports/*", "sports/**", "sports/a", "*/a"}}), "*/a", 1)
 			if batched {
 				publish(t, eng, msg("gate", "", "sports/a"))
 				g.wait(t)
@@ -128,9 +126,7 @@ func TestPatternReplayMerged(t *testing.T) {
 func TestPatternReplayAfterLastSubscriberLeft(t *testing.T) {
 	eng := newEngine(t, engine.Config{Capacity: 16})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "s/*", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}}), "s/*", 1)
 	publish(t, eng, msg("1", "1", "s/a"))
 	s.expect(frame("1", "1"))
 	s.conn.Close()
@@ -165,9 +161,7 @@ func TestPatternHistoryBudgetCountsAndForgets(t *testing.T) {
 		publish(t, eng, msg(strconv.Itoa(i), "xxxxxxxx", "s/a"))
 	}
 	before := eng.HistoryBytes()
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "s/*", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}}), "s/*", 1)
 	if got := eng.HistoryBytes(); got <= before {
 		t.Errorf("HistoryBytes %d with the pattern's ring, want more than %d", got, before)
 	}
@@ -189,9 +183,7 @@ func TestPatternHistoryBudgetDropsFromPatternRings(t *testing.T) {
 	eng := newEngine(t, engine.Config{Shards: 1, Capacity: 64, MaxHistoryBytes: budget, Hooks: engine.Hooks{Message: g.hook}})
 	defer close(g.release)
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "s/*", 1)
+	ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}}), "s/*", 1)
 	publish(t, eng, msg("gate", "", "s/x"))
 	g.wait(t)
 	for i := range 40 {
@@ -209,9 +201,7 @@ func TestPatternHistoryBudgetDropsFromPatternRings(t *testing.T) {
 func TestPatternAutoIDOrderAcrossTopics(t *testing.T) {
 	eng := newEngine(t, engine.Config{AutoID: true, Shards: 2})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"t/**"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "t/**", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"t/**"}}), "t/**", 1)
 	const n = 240 // under the pattern ring's 256: the reader may start late
 	done := make(chan struct{})
 	for w := range 3 { // three publishers at once
@@ -239,13 +229,9 @@ func TestPatternMatchesFollowTheIndex(t *testing.T) {
 	eng := newEngine(t, engine.Config{})
 	ln := listen(t)
 	publish(t, eng, msg("0", "", "a/x"))
-	other := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"b/*"}})
-	other.expect(okFrame)
-	waitSubscribers(t, eng, "b/*", 1)
+	ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"b/*"}}), "b/*", 1)
 	publish(t, eng, msg("1", "", "a/x")) // matches nothing: cached as such
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a/*"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "a/*", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a/*"}}), "a/*", 1)
 	publish(t, eng, msg("2", "", "a/x"))
 	s.expect(frame("2", ""))
 	s.conn.Close()
@@ -300,9 +286,7 @@ func TestPatternMadeWhileTopicsAreMade(t *testing.T) {
 func TestPatternBatchPublish(t *testing.T) {
 	eng := newEngine(t, engine.Config{})
 	ln := listen(t)
-	pat := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}})
-	pat.expect(okFrame)
-	waitSubscribers(t, eng, "s/*", 1)
+	pat := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}}), "s/*", 1)
 	res, err := eng.PublishBatch([]*engine.Message{msg("b1", "1", "s/a"), msg("b2", "2", "news"), msg("b3", "3", "s/a", "s/b")})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // started is a subscriber begun with Engine.Start, whose goroutine is the
@@ -25,6 +26,16 @@ type started struct {
 	ended  chan error
 }
 
+// forEachWatch runs f as a subtest twice: with opt nil (the stream's raw
+// socket is written and watched) and as over TLS (no raw writes, the
+// socket under Conn watched, what arrives read through Conn).
+func forEachWatch(t *testing.T, f func(t *testing.T, opt func(*engine.Stream))) {
+	t.Run("watch-only=false", func(t *testing.T) { f(t, nil) })
+	t.Run("watch-only=true", func(t *testing.T) {
+		f(t, func(st *engine.Stream) { st.Watch, st.Raw = st.Raw, nil })
+	})
+}
+
 // startMany connects n subscribers of topic to eng through Start, each
 // stream watched as st says (opt may change the Stream), and waits until
 // every client has read ": ok" and Start has returned.
@@ -34,14 +45,7 @@ func startMany(t *testing.T, eng *engine.Engine, n int, topic string, opt func(*
 	out := make([]*started, n)
 	returned := make(chan struct{}, n)
 	for i := range out {
-		client, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		server, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
+		client, server := testserver.Pair(t, ln)
 		s := &started{sub: &engine.Subscriber{Topics: []string{topic}}, client: client, br: bufio.NewReader(client), ended: make(chan error, 1)}
 		st := engine.Stream{Conn: server, Raw: rawConnOf(server), Close: server.Close}
 		if opt != nil {
@@ -144,39 +148,31 @@ func TestIdleSubscribersHoldNoGoroutine(t *testing.T) {
 // read and dropped (the poller reports them); the stream goes on, and
 // the close that follows is still noticed.
 func TestPolledClientSendsBytes(t *testing.T) {
-	for _, tlsLike := range []bool{false, true} {
-		t.Run("watch-only="+strconv.FormatBool(tlsLike), func(t *testing.T) {
-			eng := newEngine(t, engine.Config{KeepAlive: -1})
-			var opt func(*engine.Stream)
-			if tlsLike {
-				// As over TLS: no raw writes, the socket under Conn watched,
-				// what arrives read through Conn.
-				opt = func(st *engine.Stream) { st.Watch, st.Raw = st.Raw, nil }
+	forEachWatch(t, func(t *testing.T, opt func(*engine.Stream)) {
+		eng := newEngine(t, engine.Config{KeepAlive: -1})
+		s := startMany(t, eng, 1, "b", opt)[0]
+		junk := strings.Repeat("x", 3000)
+		for i := range 20 {
+			if _, err := s.client.Write([]byte(junk)); err != nil {
+				t.Fatal(err)
 			}
-			s := startMany(t, eng, 1, "b", opt)[0]
-			junk := strings.Repeat("x", 3000)
-			for i := range 20 {
-				if _, err := s.client.Write([]byte(junk)); err != nil {
-					t.Fatal(err)
-				}
-				publish(t, eng, msg(strconv.Itoa(i), "d", "b"))
-				_ = s.client.SetReadDeadline(time.Now().Add(wait))
-				if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
-					t.Fatalf("message %d: %q, %v", i, f, err)
-				}
+			publish(t, eng, msg(strconv.Itoa(i), "d", "b"))
+			_ = s.client.SetReadDeadline(time.Now().Add(wait))
+			if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
+				t.Fatalf("message %d: %q, %v", i, f, err)
 			}
-			if n := eng.Subscribers("b"); n != 1 {
-				t.Fatalf("%d subscribers after the client wrote, want 1", n)
-			}
-			s.client.Close()
-			waitSubscribers(t, eng, "b", 0)
-			select {
-			case <-s.ended:
-			case <-time.After(wait):
-				t.Fatal("the stream did not end")
-			}
-		})
-	}
+		}
+		if n := eng.Subscribers("b"); n != 1 {
+			t.Fatalf("%d subscribers after the client wrote, want 1", n)
+		}
+		s.client.Close()
+		waitSubscribers(t, eng, "b", 0)
+		select {
+		case <-s.ended:
+		case <-time.After(wait):
+			t.Fatal("the stream did not end")
+		}
+	})
 }
 
 // TestPolledClientFloods: a client that never stops sending on its idle
@@ -185,47 +181,41 @@ func TestPolledClientSendsBytes(t *testing.T) {
 // subscriber goes back to its shard (which writes what was published),
 // and the poller reports the socket again.
 func TestPolledClientFloods(t *testing.T) {
-	for _, tlsLike := range []bool{false, true} {
-		t.Run("watch-only="+strconv.FormatBool(tlsLike), func(t *testing.T) {
-			eng := newEngine(t, engine.Config{KeepAlive: -1})
-			var opt func(*engine.Stream)
-			if tlsLike {
-				opt = func(st *engine.Stream) { st.Watch, st.Raw = st.Raw, nil }
-			}
-			s := startMany(t, eng, 1, "f", opt)[0]
-			stop := make(chan struct{})
-			flooding := make(chan struct{})
-			go func() {
-				defer close(flooding)
-				junk := make([]byte, 64<<10)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
-					if _, err := s.client.Write(junk); err != nil && !isTimeout(err) {
-						return
-					}
+	forEachWatch(t, func(t *testing.T, opt func(*engine.Stream)) {
+		eng := newEngine(t, engine.Config{KeepAlive: -1})
+		s := startMany(t, eng, 1, "f", opt)[0]
+		stop := make(chan struct{})
+		flooding := make(chan struct{})
+		go func() {
+			defer close(flooding)
+			junk := make([]byte, 64<<10)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-			}()
-			defer func() { close(stop); <-flooding }()
-			time.Sleep(100 * time.Millisecond) // the flood is under way
-			for i := range 5 {
-				publish(t, eng, msg(strconv.Itoa(i), "d", "f"))
-				// Generous for a loaded machine; without the bound the
-				// message waits for the flood to end, which it never does.
-				_ = s.client.SetReadDeadline(time.Now().Add(wait))
-				if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
-					t.Fatalf("message %d during the flood: %q, %v", i, f, err)
+				_ = s.client.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := s.client.Write(junk); err != nil && !isTimeout(err) {
+					return
 				}
 			}
-			if n := eng.Subscribers("f"); n != 1 {
-				t.Fatalf("%d subscribers during the flood, want 1", n)
+		}()
+		defer func() { close(stop); <-flooding }()
+		time.Sleep(100 * time.Millisecond) // the flood is under way
+		for i := range 5 {
+			publish(t, eng, msg(strconv.Itoa(i), "d", "f"))
+			// Generous for a loaded machine; without the bound the
+			// message waits for the flood to end, which it never does.
+			_ = s.client.SetReadDeadline(time.Now().Add(wait))
+			if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
+				t.Fatalf("message %d during the flood: %q, %v", i, f, err)
 			}
-		})
-	}
+		}
+		if n := eng.Subscribers("f"); n != 1 {
+			t.Fatalf("%d subscribers during the flood, want 1", n)
+		}
+	})
 }
 
 func isTimeout(err error) bool {

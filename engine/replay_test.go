@@ -15,9 +15,7 @@ import (
 func TestPublishSeq(t *testing.T) {
 	eng := newEngine(t, engine.Config{AutoID: true})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{}), "", 1)
 	if _, err := eng.PublishSeq(&engine.Message{Data: "a", HasData: true}, 10); err != nil {
 		t.Fatal(err)
 	}

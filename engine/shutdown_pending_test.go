@@ -20,9 +20,7 @@ func TestCloseWritesPending(t *testing.T) {
 	}
 	eng := newEngine(t, engine.Config{WriteCoalesce: time.Second, Hooks: engine.Hooks{Message: hook}})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "a", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}}), "a", 1)
 	publish(t, eng, msg("1", "one", "a"))
 	publish(t, eng, msg("2", "skip", "b"))
 	publish(t, eng, msg("3", "three", "a", "b"))

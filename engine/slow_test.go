@@ -24,9 +24,7 @@ func TestEngineLagged(t *testing.T) {
 	s := serve(t, eng, ln, laggard)
 	s.expect(okFrame)
 	other := &engine.Subscriber{}
-	o := serve(t, eng, ln, other)
-	o.expect(okFrame)
-	waitSubscribers(t, eng, "slow", 1)
+	o := ready(t, eng, serve(t, eng, ln, other), "slow", 1)
 	waitSubscribers(t, eng, "", 1)
 
 	publish(t, eng, msg("gate", "", "slow"))
@@ -61,9 +59,7 @@ func TestEngineSlowSubscriber(t *testing.T) {
 		_ = server.(*net.TCPConn).SetWriteBuffer(16 << 10)
 	})
 	_ = st.conn.(*net.TCPConn).SetReadBuffer(16 << 10)
-	fast := serve(t, eng, ln, &engine.Subscriber{})
-	fast.expect(okFrame)
-	waitSubscribers(t, eng, "", 2)
+	fast := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{}), "", 2)
 
 	const n = 60
 	big := strings.Repeat("y", 32<<10)

@@ -89,23 +89,28 @@ const (
 
 var closeReasonNames = [closeReasons]string{"left", "lagged", "slow", "timeout", "shutdown", "expired", "disconnected"}
 
-// closeReason maps the kick bits finish ends a stream for to one reason.
+// closeReasonOrder maps the kick bits finish ends a stream for to one
+// reason: the first entry whose bit is set wins.
+var closeReasonOrder = [...]struct {
+	kick   uint32
+	reason int
+}{
+	{kickShutdown, closeShutdown},
+	{kickWriteTimeout, closeSlow},
+	{kickGone, closeLeft},
+	{kickDisconnect, closeDisconnected},
+	{kickTimeout, closeTimeout},
+	{kickLagged, closeLagged},
+	{kickExpired, closeExpired},
+}
+
+// closeReason is the reason closeReasonOrder gives kick bits k (left
+// when none is set).
 func closeReason(k uint32) int {
-	switch {
-	case k&kickShutdown != 0:
-		return closeShutdown
-	case k&kickWriteTimeout != 0:
-		return closeSlow
-	case k&kickGone != 0:
-		return closeLeft
-	case k&kickDisconnect != 0:
-		return closeDisconnected
-	case k&kickTimeout != 0:
-		return closeTimeout
-	case k&kickLagged != 0:
-		return closeLagged
-	case k&kickExpired != 0:
-		return closeExpired
+	for _, r := range closeReasonOrder {
+		if k&r.kick != 0 {
+			return r.reason
+		}
 	}
 	return closeLeft
 }

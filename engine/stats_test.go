@@ -82,9 +82,7 @@ func TestEngineStatsLagged(t *testing.T) {
 	g := newGate()
 	eng := newEngine(t, engine.Config{Shards: 1, Capacity: 8, Hooks: engine.Hooks{Message: g.hook}})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"slow"}})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "slow", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"slow"}}), "slow", 1)
 	publish(t, eng, msg("gate", "", "slow"))
 	g.wait(t)
 	for i := range 20 {
@@ -132,9 +130,7 @@ func TestEngineNoHook(t *testing.T) {
 	eng := newEngine(t, engine.Config{Hooks: engine.Hooks{Message: skipAll,
 		EnterShard: func(int) any { return nil }, LeaveShard: func(any) {}}})
 	ln := listen(t)
-	s := serve(t, eng, ln, &engine.Subscriber{})
-	s.expect(okFrame)
-	waitSubscribers(t, eng, "", 1)
+	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{}), "", 1)
 	publish(t, eng, msg("1", "skipped by the hook"))
 	m := msg("2", "the server's own")
 	m.NoHook = true

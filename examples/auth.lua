@@ -34,24 +34,30 @@ function startup(cli)
   end
 end
 
-local function is_revoked(claims)
-  return claims ~= nil and claims.jti ~= nil and revoked[claims.jti] == true
+-- user is who made req: false when its token is revoked, else the
+-- token's sub (nil for an anonymous subscriber or the --admin-token).
+local function user(req)
+  local claims = req.claims
+  if claims ~= nil and claims.jti ~= nil and revoked[claims.jti] == true then
+    return false
+  end
+  return claims and claims.sub
 end
 
 -- req.claims is nil for an anonymous subscriber (--anonymous) and for the
 -- --admin-token.
 function subscribe(sub)
-  local claims = sub.req.claims
-  if is_revoked(claims) then
+  local who = user(sub.req)
+  if who == false then
     return -- 403
   end
-  if claims and claims.sub then
-    local key = "streams:" .. claims.sub
+  if who then
+    local key = "streams:" .. who
     if shared.incr(key, 1) > MAX_STREAMS then
       shared.incr(key, -1)
       return -- 403: too many streams for this user
     end
-    sub.user = claims.sub
+    sub.user = who
   end
   return sub
 end
@@ -63,13 +69,13 @@ function unsubscribe(sub)
 end
 
 function publish(pub)
-  local claims = pub.req.claims
-  if is_revoked(claims) then
+  local who = user(pub.req)
+  if who == false then
     return -- 403
   end
-  if claims and claims.sub then
+  if who then
     local comments = pub.msg.comment or {}
-    comments[#comments + 1] = "from " .. claims.sub
+    comments[#comments + 1] = "from " .. who
     pub.msg.comment = comments
   end
   return pub

@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 func TestChurnTinysse(t *testing.T) {
@@ -27,13 +28,7 @@ func TestChurnTinysse(t *testing.T) {
 }
 
 func TestChurnRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	o := testOptions(t, "tinysse", "http://"+addr+"/sse")
+	o := testOptions(t, "tinysse", "http://"+testserver.FreeAddr(t)+"/sse")
 	o.churn, o.subscribers, o.pub.Duration = true, 2, 200*time.Millisecond
 	res, err := runChurn(context.Background(), o, io.Discard)
 	if err != nil {

@@ -144,11 +144,21 @@ func (g *group) close(wait time.Duration) {
 	for _, c := range g.h2 {
 		c.close()
 	}
+	waitFor(&g.wg, wait)
+}
+
+// waitFor waits for wg up to d and reports whether it was done in time.
+// After a timeout, a goroutine stays waiting on wg.
+func waitFor(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
-	go func() { g.wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(wait):
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // Events as Centrifugo v6.9.1 writes them on uni_sse (captured from the
@@ -138,17 +139,6 @@ func peerBinary(t *testing.T, name string) string {
 	return p
 }
 
-// freePort returns a loopback port nobody listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startPeer runs a peer server and waits until its port accepts.
 func startPeer(t *testing.T, port int, env []string, bin string, args ...string) *exec.Cmd {
 	t.Helper()
@@ -199,7 +189,7 @@ func runPeer(t *testing.T, target, subURL string, pid int) {
 
 func TestRunCentrifugo(t *testing.T) {
 	bin := peerBinary(t, "centrifugo")
-	port := freePort(t)
+	port := testserver.FreePort(t)
 	cfg, _ := filepath.Abs(filepath.Join("peers", "centrifugo.json"))
 	cmd := startPeer(t, port, []string{"CENTRIFUGO_HTTP_SERVER_PORT=" + strconv.Itoa(port)}, bin, "-c", cfg)
 	runPeer(t, "centrifugo", fmt.Sprintf("http://127.0.0.1:%d/connection/uni_sse", port), cmd.Process.Pid)
@@ -207,7 +197,7 @@ func TestRunCentrifugo(t *testing.T) {
 
 func TestRunMercure(t *testing.T) {
 	bin := peerBinary(t, "mercure")
-	port := freePort(t)
+	port := testserver.FreePort(t)
 	cfg, _ := filepath.Abs(filepath.Join("peers", "Caddyfile"))
 	dir := t.TempDir()
 	cmd := startPeer(t, port, []string{"MERCURE_PORT=" + strconv.Itoa(port), "XDG_DATA_HOME=" + dir, "XDG_CONFIG_HOME=" + dir},

@@ -330,11 +330,7 @@ func (g *groups) stop(errs map[string]int) {
 	for _, h := range g.handles {
 		h.stop()
 	}
-	waitReaders := make(chan struct{})
-	go func() { g.readers.Wait(); close(waitReaders) }()
-	select {
-	case <-waitReaders:
-	case <-time.After(20 * time.Second):
+	if !waitFor(&g.readers, 20*time.Second) {
 		errs["some workers sent no final report within 20s"]++
 	}
 	for _, h := range g.handles {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/tinysse/tinysse/internal/testserver/inproc"
 	"github.com/tinysse/tinysse/transport"
 )
@@ -168,13 +169,7 @@ func TestRunIdle(t *testing.T) {
 }
 
 func TestRunRefusedConnections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	o := testOptions(t, "tinysse", "http://"+addr+"/sse")
+	o := testOptions(t, "tinysse", "http://"+testserver.FreeAddr(t)+"/sse")
 	o.subscribers, o.pub.Duration = 3, 100*time.Millisecond
 	res := runOK(t, o)
 	if res.OK || res.Subscribers.Failed != 3 || res.Publish.Failed == 0 || len(res.Errors) == 0 {

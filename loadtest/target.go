@@ -3,9 +3,10 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,12 +55,7 @@ var targets = map[string]*Target{
 }
 
 func targetNames() string {
-	names := make([]string, 0, len(targets))
-	for n := range targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
+	return strings.Join(slices.Sorted(maps.Keys(targets)), ", ")
 }
 
 // tinysseTarget speaks tinysse's HTTP API (SPEC.md sections 2 and 3): GET

@@ -1,8 +1,9 @@
 package lua
 
 import (
+	"maps"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,12 +20,7 @@ var builtins = map[string]func(v *vm, L *glua.LState) glua.LValue{
 }
 
 func builtinNames() string {
-	names := make([]string, 0, len(builtins))
-	for n := range builtins {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
+	return strings.Join(slices.Sorted(maps.Keys(builtins)), ", ")
 }
 
 // callable makes t callable as fn: require "uuid" gives a table that is
@@ -37,6 +33,32 @@ func callable(L *glua.LState, t *glua.LTable, fn glua.LGFunction) *glua.LTable {
 	}))
 	L.SetMetatable(t, mt)
 	return t
+}
+
+// sealedMeta is the metatable of a userdata kind that scripts see as
+// name (tostring) and may neither read nor replace (__metatable false);
+// methods, when not nil, is its __index.
+func sealedMeta(L *glua.LState, name string, methods *glua.LTable) *glua.LTable {
+	mt := L.CreateTable(0, 3)
+	if methods != nil {
+		mt.RawSetString("__index", methods)
+	}
+	mt.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
+		L.Push(glua.LString(name))
+		return 1
+	}))
+	mt.RawSetString("__metatable", glua.LFalse)
+	return mt
+}
+
+// pushUserData pushes a new userdata holding value, with metatable mt, as
+// a Go function's one result.
+func pushUserData(L *glua.LState, value any, mt *glua.LTable) int {
+	ud := L.NewUserData()
+	ud.Value = value
+	ud.Metatable = mt
+	L.Push(ud)
+	return 1
 }
 
 // uuid: uuid() and uuid.v4() give a random UUID, uuid.v7() a time-ordered one.

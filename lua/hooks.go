@@ -198,17 +198,9 @@ func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
 	if len(m.Topics) > 0 {
 		pub.RawSetString("topics", fromGo(L, m.Topics, 0))
 	}
-	ret, err := v.call(th, "publish", v.hooks["publish"], pub)
-	if err != nil {
-		rt.cfg.Logger.Warn("lua hook failed", "hook", "publish", "err", err)
+	tbl, err := rt.callForTable(v, th, "publish", v.hooks["publish"], pub)
+	if tbl == nil {
 		return false, err
-	}
-	tbl, ok := ret.(*glua.LTable)
-	if !ok {
-		if ret == glua.LNil || ret == glua.LFalse {
-			return false, nil
-		}
-		return false, fmt.Errorf("publish: %w, not %s", errBadReturn, ret.Type())
 	}
 	if err := readMsg(L, L.GetField(tbl, "msg"), m); err != nil {
 		return false, err
@@ -238,6 +230,26 @@ func (rt *Runtime) publish(r *engine.Request, m *engine.Message) (bool, error) {
 	return true, nil
 }
 
+// callForTable calls the publish or subscribe hook (name, fn) with arg
+// on th and reads what it returned: the table to go on with, or nil with
+// a nil error when it refused (returned nothing or false), or nil and the
+// error (logged when the call itself failed) when it returned anything
+// else.
+func (rt *Runtime) callForTable(v *vm, th *thread, name string, fn *glua.LFunction, arg *glua.LTable) (*glua.LTable, error) {
+	ret, err := v.call(th, name, fn, arg)
+	if err != nil {
+		rt.cfg.Logger.Warn("lua hook failed", "hook", name, "err", err)
+		return nil, err
+	}
+	if tbl, ok := ret.(*glua.LTable); ok {
+		return tbl, nil
+	}
+	if ret == glua.LNil || ret == glua.LFalse {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%s: %w, not %s", name, errBadReturn, ret.Type())
+}
+
 func (rt *Runtime) subscribe(sub *engine.Subscriber) (bool, error) {
 	v := rt.vmFor(sub.Shard())
 	v.mu.Lock()
@@ -251,17 +263,9 @@ func (rt *Runtime) subscribe(sub *engine.Subscriber) (bool, error) {
 		tbl.RawSetString("topics", fromGo(L, sub.Topics, 0))
 	}
 	if fn := v.hooks["subscribe"]; fn != nil {
-		ret, err := v.call(th, "subscribe", fn, tbl)
-		if err != nil {
-			rt.cfg.Logger.Warn("lua hook failed", "hook", "subscribe", "err", err)
+		t, err := rt.callForTable(v, th, "subscribe", fn, tbl)
+		if t == nil {
 			return false, err
-		}
-		t, ok := ret.(*glua.LTable)
-		if !ok {
-			if ret == glua.LNil || ret == glua.LFalse {
-				return false, nil
-			}
-			return false, fmt.Errorf("subscribe: %w, not %s", errBadReturn, ret.Type())
 		}
 		tbl = t
 	}

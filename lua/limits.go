@@ -116,6 +116,21 @@ func (b *budget) stopped() bool {
 	return false
 }
 
+// fail raises err, from the built-in pkg, in the calling hook: the hook's
+// limit error when it was stopped meanwhile (or reached its deadline,
+// which interrupted the call) or when err is overMem (the call would build
+// more than --script-memory), else "pkg: err". A nil err raises nothing.
+func (b *budget) fail(pkg string, err, overMem error) {
+	if err == nil {
+		return
+	}
+	b.poll()
+	if errors.Is(err, overMem) {
+		b.overMemory()
+	}
+	b.L.RaiseError("%s: %v", pkg, err)
+}
+
 // fit refuses an output of n bytes over the call's allowance: the hook is
 // stopped as if the watchdog had seen its heap grow that much.
 func (b *budget) fit(n int) {

@@ -49,13 +49,7 @@ func openFernet(_ *vm, L *glua.LState) glua.LValue {
 		L.Push(glua.LString(msg))
 		return 1
 	}))
-	meta := L.CreateTable(0, 3)
-	meta.RawSetString("__index", methods)
-	meta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
-		L.Push(glua.LString("fernet"))
-		return 1
-	}))
-	meta.RawSetString("__metatable", glua.LFalse)
+	meta := sealedMeta(L, "fernet", methods)
 
 	mod := L.CreateTable(0, 1)
 	mod.RawSetString("genkey", L.NewFunction(func(L *glua.LState) int {
@@ -71,11 +65,7 @@ func openFernet(_ *vm, L *glua.LState) glua.LValue {
 		if err != nil {
 			L.RaiseError("fernet: invalid key (want 32 bytes, url-safe base64, as fernet.genkey gives): %v", err)
 		}
-		ud := L.NewUserData()
-		ud.Value = k
-		ud.Metatable = meta
-		L.Push(ud)
-		return 1
+		return pushUserData(L, k, meta)
 	})
 }
 

@@ -123,11 +123,7 @@ func openHTTP(v *vm, L *glua.LState) glua.LValue {
 		if headers != nil {
 			a.headers = headers
 		}
-		ud := L.NewUserData()
-		ud.Value = a
-		ud.Metatable = agentMT
-		L.Push(ud)
-		return 1
+		return pushUserData(L, a, agentMT)
 	}))
 	return t
 }

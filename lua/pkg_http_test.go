@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/tinysse/tinysse/lua"
 )
 
@@ -125,12 +126,7 @@ eq(r.status, 404, "an HTTP error status is no Lua error")
 
 func TestHTTPErrors(t *testing.T) {
 	es := newEchoServer(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := "http://" + testserver.FreeAddr(t)
 	cases := []struct{ name, expr, want string }{
 		{"connection refused", `http.get("` + closed + `/")`, "connection refused"},
 		{"scheme", `http.get("ftp://127.0.0.1/")`, "scheme must be http or https"},

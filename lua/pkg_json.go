@@ -300,13 +300,8 @@ func (e *jsonEncoder) table(t *glua.LTable, depth int) error {
 		if err != nil {
 			return
 		}
-		var key string
-		switch kx := k.(type) {
-		case glua.LString:
-			key = string(kx)
-		case glua.LNumber:
-			key = formatNumber(float64(kx))
-		default:
+		key, ok := stringOrNumber(k)
+		if !ok {
 			err = fmt.Errorf("cannot encode a %s key (object keys are strings or numbers)", k.Type())
 			return
 		}
@@ -373,6 +368,18 @@ func arrayIndex(k glua.LValue) (int, bool) {
 		return 0, false
 	}
 	return int(f), true
+}
+
+// stringOrNumber is v as a string when it is a string or a number (as
+// formatNumber writes it); ok is false for any other value.
+func stringOrNumber(v glua.LValue) (s string, ok bool) {
+	switch x := v.(type) {
+	case glua.LString:
+		return string(x), true
+	case glua.LNumber:
+		return formatNumber(float64(x)), true
+	}
+	return "", false
 }
 
 // formatNumber writes f as Lua would print it, with integral values

@@ -39,11 +39,7 @@ func openMutex(v *vm, L *glua.LState) glua.LValue {
 		return m.run(v, L, fn)
 	}))
 	newLock := func(L *glua.LState) int {
-		ud := L.NewUserData()
-		ud.Value = &luaMutex{sem: make(chan struct{}, 1)}
-		ud.Metatable = mt
-		L.Push(ud)
-		return 1
+		return pushUserData(L, &luaMutex{sem: make(chan struct{}, 1)}, mt)
 	}
 	return callable(L, L.CreateTable(0, 0), newLock)
 }

@@ -49,27 +49,30 @@ type sqliteHandle struct {
 // with it, any path is allowed, as in Tiny SSE.
 func openSQLite(v *vm, L *glua.LState) glua.LValue {
 	null := L.NewUserData()
-	nullMeta := L.CreateTable(0, 2)
-	nullMeta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
-		L.Push(glua.LString("sqlite.null"))
-		return 1
-	}))
-	nullMeta.RawSetString("__metatable", glua.LFalse)
-	null.Metatable = nullMeta
+	null.Metatable = sealedMeta(L, "sqlite.null", nil)
 
 	methods := L.CreateTable(0, 4)
 	methods.RawSetString("null", null)
-	methods.RawSetString("exec", L.NewFunction(func(L *glua.LState) int {
+	// statement reads db:exec's and db:query's arguments (db, sql,
+	// params) and runs do with them outside Lua (vm.wait) under the
+	// hook's limits, raising its error.
+	statement := func(L *glua.LState, do func(ctx context.Context, h *sqliteHandle, query string, args []any, max int) error) {
 		h := checkSQLite(L, v)
 		query := L.CheckString(2)
 		args := sqliteArgs(L, 3, null)
 		b := v.budget(L, "sqlite")
 		ctx, cancel := sqliteContext(L, &b)
 		defer cancel()
-		var res sql.Result
 		var err error
-		v.wait(func() { res, err = h.exec(ctx, query, args) })
-		sqliteFail(&b, err)
+		v.wait(func() { err = do(ctx, h, query, args, b.max) })
+		b.fail("sqlite", err, errSQLiteMemory)
+	}
+	methods.RawSetString("exec", L.NewFunction(func(L *glua.LState) int {
+		var res sql.Result
+		statement(L, func(ctx context.Context, h *sqliteHandle, query string, args []any, _ int) (err error) {
+			res, err = h.exec(ctx, query, args)
+			return err
+		})
 		changes, _ := res.RowsAffected()
 		lastID, _ := res.LastInsertId()
 		L.Push(glua.LNumber(changes))
@@ -77,17 +80,12 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 		return 2
 	}))
 	methods.RawSetString("query", L.NewFunction(func(L *glua.LState) int {
-		h := checkSQLite(L, v)
-		query := L.CheckString(2)
-		args := sqliteArgs(L, 3, null)
-		b := v.budget(L, "sqlite")
-		ctx, cancel := sqliteContext(L, &b)
-		defer cancel()
 		var cols []string
 		var rows [][]any
-		var err error
-		v.wait(func() { cols, rows, err = h.query(ctx, query, args, b.max) })
-		sqliteFail(&b, err)
+		statement(L, func(ctx context.Context, h *sqliteHandle, query string, args []any, max int) (err error) {
+			cols, rows, err = h.query(ctx, query, args, max)
+			return err
+		})
 		list := L.CreateTable(len(rows), 0)
 		for _, row := range rows {
 			t := L.CreateTable(0, len(cols))
@@ -117,13 +115,7 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 		}
 		return 0
 	}))
-	dbMeta := L.CreateTable(0, 3)
-	dbMeta.RawSetString("__index", methods)
-	dbMeta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
-		L.Push(glua.LString("sqlite.db"))
-		return 1
-	}))
-	dbMeta.RawSetString("__metatable", glua.LFalse)
+	dbMeta := sealedMeta(L, "sqlite.db", methods)
 
 	sqliteHeap.set(v, v.rt.cfg.MaxMemory)
 	v.closers = append(v.closers, func() { sqliteHeap.remove(v) })
@@ -150,11 +142,7 @@ func openSQLite(v *vm, L *glua.LState) glua.LValue {
 		// is closed and gone).
 		runtime.AddCleanup(h, func(db *sql.DB) { _ = db.Close() }, db)
 		v.closers = append(v.closers, func() { _ = db.Close() }) // and with the runtime
-		ud := L.NewUserData()
-		ud.Value = h
-		ud.Metatable = dbMeta
-		L.Push(ud)
-		return 1
+		return pushUserData(L, h, dbMeta)
 	}))
 	return mod
 }
@@ -264,20 +252,6 @@ func (h *sqliteHandle) query(ctx context.Context, query string, args []any, max 
 
 // errSQLiteMemory: a query's rows add up to more than --script-memory.
 var errSQLiteMemory = errors.New("rows larger than --script-memory")
-
-// sqliteFail raises err in the calling hook: its limit error when the
-// hook was stopped meanwhile (or reached its deadline, which interrupted
-// the statement), else "sqlite: err".
-func sqliteFail(b *budget, err error) {
-	if err == nil {
-		return
-	}
-	b.poll()
-	if errors.Is(err, errSQLiteMemory) {
-		b.overMemory()
-	}
-	b.L.RaiseError("sqlite: %v", err)
-}
 
 // sqliteQuery runs query and reads every row, at most max bytes of
 // values. Lua must not run meanwhile (it runs inside vm.wait), so values

@@ -212,23 +212,23 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 	plain := newTplLibrary(tplNone)
 	methods := L.CreateTable(0, 5)
 	fn := func(t *glua.LTable, name string, f glua.LGFunction) { t.RawSetString(name, L.NewFunction(f)) }
-	fn(methods, "render", func(L *glua.LState) int {
-		lib := checkTplLibrary(L)
-		name := L.CheckString(2)
+	// render pushes lib's rendering of the template name (src: of that
+	// source) with the context at stack index n.
+	render := func(L *glua.LState, lib *tplLibrary, name string, src *string, n int) int {
 		b := v.budget(L, "template")
-		out, err := lib.render(&b, name, nil, tplContext(L, 3))
-		tplFail(&b, err)
+		out, err := lib.render(&b, name, src, tplContext(L, n))
+		b.fail("template", err, errTplMemory)
 		L.Push(glua.LString(out))
 		return 1
+	}
+	fn(methods, "render", func(L *glua.LState) int {
+		lib := checkTplLibrary(L)
+		return render(L, lib, L.CheckString(2), nil, 3)
 	})
 	fn(methods, "renderstring", func(L *glua.LState) int {
 		lib := checkTplLibrary(L)
 		src := L.CheckString(2)
-		b := v.budget(L, "template")
-		out, err := lib.render(&b, tplInlineName, &src, tplContext(L, 3))
-		tplFail(&b, err)
-		L.Push(glua.LString(out))
-		return 1
+		return render(L, lib, tplInlineName, &src, 3)
 	})
 	fn(methods, "add", func(L *glua.LState) int {
 		lib := checkTplLibrary(L)
@@ -248,49 +248,21 @@ func openTemplate(v *vm, L *glua.LState) glua.LValue {
 		clear(lib.parsed)
 		return 0
 	})
-	meta := L.CreateTable(0, 3)
-	meta.RawSetString("__index", methods)
-	meta.RawSetString("__tostring", L.NewFunction(func(L *glua.LState) int {
-		L.Push(glua.LString("template.library"))
-		return 1
-	}))
-	meta.RawSetString("__metatable", glua.LFalse)
+	meta := sealedMeta(L, "template.library", methods)
 
 	mod := L.CreateTable(0, 2)
 	fn(mod, "renderstring", func(L *glua.LState) int {
 		src := L.CheckString(1)
-		b := v.budget(L, "template")
-		out, err := plain.render(&b, tplInlineName, &src, tplContext(L, 2))
-		tplFail(&b, err)
-		L.Push(glua.LString(out))
-		return 1
+		return render(L, plain, tplInlineName, &src, 2)
 	})
 	fn(mod, "library", func(L *glua.LState) int {
 		lib, err := tplLibraryFrom(v.rt, L.OptTable(1, L.NewTable()))
 		if err != nil {
 			L.RaiseError("template.library: %v", err)
 		}
-		ud := L.NewUserData()
-		ud.Value = lib
-		ud.Metatable = meta
-		L.Push(ud)
-		return 1
+		return pushUserData(L, lib, meta)
 	})
 	return mod
-}
-
-// tplFail raises err in the calling hook: the hook's limit error when it
-// was stopped or the render would build more than --script-memory, else
-// "template: err".
-func tplFail(b *budget, err error) {
-	if err == nil {
-		return
-	}
-	b.poll()
-	if errors.Is(err, errTplMemory) {
-		b.overMemory()
-	}
-	b.L.RaiseError("template: %v", err)
 }
 
 // tplLibraryFrom reads the options of template.library. Without

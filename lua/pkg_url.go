@@ -66,16 +66,14 @@ func openURL(_ *vm, L *glua.LState) glua.LValue {
 
 func urlEncode(L *glua.LState, parts *glua.LTable) (string, error) {
 	str := func(name string) (string, error) {
-		switch v := L.GetField(parts, name).(type) {
-		case *glua.LNilType:
+		v := L.GetField(parts, name)
+		if v == glua.LNil {
 			return "", nil
-		case glua.LString:
-			return string(v), nil
-		case glua.LNumber:
-			return formatNumber(float64(v)), nil
-		default:
-			return "", fmt.Errorf("%s must be a string, not %s", name, v.Type())
 		}
+		if s, ok := stringOrNumber(v); ok {
+			return s, nil
+		}
+		return "", fmt.Errorf("%s must be a string, not %s", name, v.Type())
 	}
 	var u url.URL
 	var err error
@@ -200,13 +198,8 @@ func quoteTable(t *glua.LTable) (string, error) {
 		if err != nil {
 			return
 		}
-		var name string
-		switch kx := k.(type) {
-		case glua.LString:
-			name = string(kx)
-		case glua.LNumber:
-			name = formatNumber(float64(kx))
-		default:
+		name, ok := stringOrNumber(k)
+		if !ok {
 			err = fmt.Errorf("a %s name (names are strings)", k.Type())
 			return
 		}
@@ -236,13 +229,11 @@ func quoteTable(t *glua.LTable) (string, error) {
 }
 
 func queryValue(v glua.LValue) (string, error) {
-	switch x := v.(type) {
-	case glua.LString:
-		return string(x), nil
-	case glua.LNumber:
-		return formatNumber(float64(x)), nil
-	case glua.LBool:
-		return strconv.FormatBool(bool(x)), nil
+	if s, ok := stringOrNumber(v); ok {
+		return s, nil
+	}
+	if b, ok := v.(glua.LBool); ok {
+		return strconv.FormatBool(bool(b)), nil
 	}
 	return "", fmt.Errorf("a %s value (values are strings, numbers, booleans or lists of them)", v.Type())
 }

@@ -37,7 +37,13 @@ type hookStat struct {
 	hist    *metrics.PrometheusHistogram
 }
 
-func (h *hookStat) observe(start time.Time) {
+// done counts n calls (one timed batch) that began at start and ended
+// with err.
+func (h *hookStat) done(start time.Time, n uint64, err error) {
+	h.calls.Add(n)
+	if err != nil {
+		h.errors.Add(1)
+	}
 	d := time.Since(start)
 	h.batches.Add(1)
 	h.nanos.Add(uint64(d))
@@ -76,11 +82,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 		w.Publish = func(r *engine.Request, m *engine.Message) (bool, error) {
 			start := time.Now()
 			ok, err := f(r, m)
-			st.calls.Add(1)
-			if err != nil {
-				st.errors.Add(1)
-			}
-			st.observe(start)
+			st.done(start, 1, err)
 			return ok, err
 		}
 	}
@@ -89,11 +91,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 		w.Subscribe = func(s *engine.Subscriber) (bool, error) {
 			start := time.Now()
 			ok, err := f(s)
-			st.calls.Add(1)
-			if err != nil {
-				st.errors.Add(1)
-			}
-			st.observe(start)
+			st.done(start, 1, err)
 			return ok, err
 		}
 	}
@@ -102,11 +100,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 		w.Catchup = func(s *engine.Subscriber, id string, has bool) ([]*engine.Message, error) {
 			start := time.Now()
 			msgs, err := f(s, id, has)
-			st.calls.Add(1)
-			if err != nil {
-				st.errors.Add(1)
-			}
-			st.observe(start)
+			st.done(start, 1, err)
 			return msgs, err
 		}
 	}
@@ -115,8 +109,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 		w.Timeout = func(s *engine.Subscriber, elapsed time.Duration) (time.Duration, bool) {
 			start := time.Now()
 			d, ok := f(s, elapsed)
-			st.calls.Add(1)
-			st.observe(start)
+			st.done(start, 1, nil)
 			return d, ok
 		}
 	}
@@ -125,8 +118,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 		w.Unsubscribe = func(s *engine.Subscriber) {
 			start := time.Now()
 			f(s)
-			st.calls.Add(1)
-			st.observe(start)
+			st.done(start, 1, nil)
 		}
 	}
 	if h.Message != nil && h.EnterShard != nil && h.LeaveShard != nil {
@@ -147,8 +139,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			tb := batch.(*timedBatch)
 			leave(tb.inner)
 			if tb.n > 0 { // a sweep with nothing to deliver is no batch
-				st.calls.Add(tb.n)
-				st.observe(tb.start)
+				st.done(tb.start, tb.n, nil)
 			}
 			tb.inner = nil
 			hs.pool.Put(tb)
@@ -160,8 +151,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 		w.Message = func(batch any, m *engine.Message, s *engine.Subscriber) []byte {
 			start := time.Now()
 			f := msg(batch, m, s)
-			st.calls.Add(1)
-			st.observe(start)
+			st.done(start, 1, nil)
 			return f
 		}
 	}

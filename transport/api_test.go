@@ -102,9 +102,7 @@ type topicsAnswer struct {
 // held, publishes, rate and last id; pages in name order with a cursor.
 func TestAPITopics(t *testing.T) {
 	addr, eng, _ := startAPI(t, engine.Config{Capacity: 4}, Config{APIRateWindow: 200 * time.Millisecond})
-	s := subscribe(t, addr, "/sse?topic=news")
-	s.expectOK()
-	waitSubscribers(t, eng, "news", 1)
+	subscribed(t, eng, subscribe(t, addr, "/sse?topic=news"), "news", 1)
 	for i := range 6 {
 		publishTo(t, addr, "/sse?topic=news", fmt.Sprintf(`{"id":"n%d","data":"%d"}`, i, i))
 	}
@@ -506,9 +504,7 @@ func TestAPIDisconnect(t *testing.T) {
 // and refusals, counted as publishes.
 func TestAPIPublish(t *testing.T) {
 	addr, eng, srv := startAPI(t, engine.Config{}, Config{MaxBodySize: 64})
-	s := subscribe(t, addr, "/sse?topic=t")
-	s.expectOK()
-	waitSubscribers(t, eng, "t", 1)
+	s := subscribed(t, eng, subscribe(t, addr, "/sse?topic=t"), "t", 1)
 	a := apiDo(t, addr, http.MethodPost, "publish?topic=t", `{"id":"1","data":"via the API"}`, "Content-Type", "application/json")
 	if a.Status != http.StatusAccepted || a.Body != `{"queued":0,"subscribers":1}` && a.Body != `{"queued":1,"subscribers":1}` {
 		t.Fatalf("publish: %d %s", a.Status, a.Body)

@@ -135,16 +135,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 	query := queryTopics(ctx)
 	for i, m := range ms {
 		prefix := fmt.Sprintf("message %d: ", i)
-		m.Topics = uniqueTopics(append(m.Topics, query...))
-		if err := checkTopics(m.Topics); err != nil {
-			writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
-			return
-		}
-		if err := m.Validate(); err != nil {
-			writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
-			return
-		}
-		if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, prefix) {
+		if !s.checkMessage(ctx, grant, m, query, prefix) {
 			return
 		}
 	}
@@ -167,12 +158,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 				writeError(ctx, fasthttp.StatusForbidden, prefix+"message rejected by script")
 				return
 			}
-			m.Topics = uniqueTopics(m.Topics)
-			if err := checkTopics(m.Topics); err != nil {
-				writeError(ctx, fasthttp.StatusBadRequest, prefix+"publish hook set bad topics: "+err.Error())
-				return
-			}
-			if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, prefix+"the publish hook set topics the token does not allow: ") {
+			if !s.checkHookTopics(ctx, grant, m, prefix) {
 				return
 			}
 		}

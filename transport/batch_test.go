@@ -37,9 +37,7 @@ func TestBatchPublish(t *testing.T) {
 	addr, eng, _ := startServer(t, engine.Config{AutoID: true}, Config{})
 	s := subscribe(t, addr, "/sse?topic=a")
 	s.expectOK()
-	other := subscribe(t, addr, "/sse?topic=b")
-	other.expectOK()
-	waitSubscribers(t, eng, "a", 1)
+	other := subscribed(t, eng, subscribe(t, addr, "/sse?topic=b"), "a", 1)
 	waitSubscribers(t, eng, "b", 1)
 
 	a, r := postBatch(t, addr, "/sse", "application/json",
@@ -76,9 +74,7 @@ func TestBatchPublish(t *testing.T) {
 func TestBatchRefused(t *testing.T) {
 	t.Parallel()
 	addr, eng, _ := startServer(t, engine.Config{MaxHistoryBytes: 4 << 10}, Config{MaxBatch: 3, MaxBodySize: 8 << 10})
-	s := subscribe(t, addr, "/sse")
-	s.expectOK()
-	waitSubscribers(t, eng, "", 1)
+	s := subscribed(t, eng, subscribe(t, addr, "/sse"), "", 1)
 	big := strings.Repeat("z", 5000)
 	cases := []struct {
 		name, ctype, body string
@@ -132,9 +128,7 @@ func TestBatchHooksAndAuth(t *testing.T) {
 	a := newAuth(t, auth.Config{Keys: []auth.Key{secretKey(t, testSecret)}})
 	addr, eng, _ := startServer(t, engine.Config{Hooks: hooks}, Config{Auth: a})
 	tok := bearerHeader(testjwt.HS256(t, testSecret, testjwt.Claims(time.Hour, testjwt.Topics([]string{"news/*"}, []string{"news/*"}))))
-	s := subscribe(t, addr, "/sse?topic=news/a", tok...)
-	s.expectOK()
-	waitSubscribers(t, eng, "news/a", 1)
+	s := subscribed(t, eng, subscribe(t, addr, "/sse?topic=news/a", tok...), "news/a", 1)
 
 	ans, _ := postBatch(t, addr, "/sse?topic=news/a", "application/json", `[{"data":"1"},{"data":"2"}]`, tok...)
 	if ans.Status != http.StatusAccepted {

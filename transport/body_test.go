@@ -45,9 +45,7 @@ func TestExpectContinue(t *testing.T) {
 	t.Parallel()
 	const limit = 1024
 	addr, eng, srv := startServer(t, engine.Config{}, Config{MaxBodySize: limit})
-	sub := subscribe(t, addr, "/sse")
-	sub.expectOK()
-	waitSubscribers(t, eng, "", 1)
+	sub := subscribed(t, eng, subscribe(t, addr, "/sse"), "", 1)
 	head := "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
 
 	t.Run("announced too large", func(t *testing.T) {
@@ -121,9 +119,7 @@ func TestChunkedTooLargeCounted(t *testing.T) {
 	t.Parallel()
 	const limit = 1024
 	addr, eng, srv := startServer(t, engine.Config{}, Config{MaxBodySize: limit})
-	sub := subscribe(t, addr, "/sse")
-	sub.expectOK()
-	waitSubscribers(t, eng, "", 1)
+	sub := subscribed(t, eng, subscribe(t, addr, "/sse"), "", 1)
 	chunked := func(target string, sizes ...int) answer {
 		var b strings.Builder
 		fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n", target)

@@ -163,6 +163,15 @@ func subscribe(t testing.TB, addr, target string, headers ...string) *sseClient 
 	return newSSEClient(testserver.Subscribe(t, addr, target, headers...))
 }
 
+// subscribed returns sub once it is served: its stream open (": ok") and
+// eng counting n subscribers on topic.
+func subscribed(t testing.TB, eng *engine.Engine, sub *sseClient, topic string, n int) *sseClient {
+	t.Helper()
+	sub.expectOK()
+	waitSubscribers(t, eng, topic, n)
+	return sub
+}
+
 // startStream sends the subscribe request on c and reads the response head.
 // A refusal's body is read whole into Body.
 func startStream(t testing.TB, c net.Conn, target string, headers ...string) *sseClient {

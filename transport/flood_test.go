@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -57,22 +58,20 @@ type floodServer struct {
 	pid  int
 }
 
+// startFloodServer skips the test in -short mode (a flood takes several
+// seconds) and under the race detector (it multiplies the server's memory
+// and CPU: the bounds are the server's as built).
 func startFloodServer(t *testing.T) floodServer {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("a flood of several seconds")
+	}
+	if raceEnabled {
+		t.Skip("the race detector multiplies the server's memory and CPU: the bounds are the server's as built")
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperH2Server$")
 	cmd.Env = append(os.Environ(), floodServerEnv+"=1")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testserver.StartPiped(t, cmd)
 	br := bufio.NewReader(stdout)
 	line, err := br.ReadString('\n')
 	exited := make(chan struct{})
@@ -227,12 +226,6 @@ func floodClient(c net.Conn) (*http2.Framer, *bufio.Writer, *hpack.Encoder, *byt
 // TestH2RapidReset floods the server with streams reset as soon as they
 // are opened, on several connections at once.
 func TestH2RapidReset(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a flood of several seconds")
-	}
-	if raceEnabled {
-		t.Skip("the race detector multiplies the server's memory and CPU: the bounds are the server's as built")
-	}
 	srv := startFloodServer(t)
 	flood(t, srv, floodWorkers, 3*time.Second, func(c net.Conn) (int, error) {
 		fr, bw, enc, hbuf, err := floodClient(c)
@@ -268,12 +261,6 @@ func TestH2RapidReset(t *testing.T) {
 // TestH2ContinuationFlood floods the server with header blocks that never
 // end: CONTINUATION frames full of header fields, and empty ones.
 func TestH2ContinuationFlood(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a flood of several seconds")
-	}
-	if raceEnabled {
-		t.Skip("the race detector multiplies the server's memory and CPU: the bounds are the server's as built")
-	}
 	srv := startFloodServer(t)
 	for _, empty := range []bool{false, true} {
 		name := "full"

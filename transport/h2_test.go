@@ -38,26 +38,12 @@ func TestH2StalledConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reader := h2c.subscribe(t, addr, "/sse?topic=stall")
-	reader.expectOK()
-	waitSubscribers(t, eng, "stall", 3)
+	reader := subscribed(t, eng, h2c.subscribe(t, addr, "/sse?topic=stall"), "stall", 3)
 	if n := srv.Stats().H2Conns; n != 2 {
 		t.Fatalf("%d HTTP/2 connections, want 2", n)
 	}
 
-	begin := time.Now()
-	published := 0
-	for eng.Subscribers("stall") == 3 && published < 5000 {
-		published++
-		start := time.Now()
-		h2c.publishTo(t, addr, "/sse?topic=stall", bigMessage(published))
-		readID(t, reader, published)
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("message %d took %v to reach the reader on the other connection", published, d)
-		}
-	}
-	waitSubscribers(t, eng, "stall", 1)
-	took := time.Since(begin)
+	published, took := publishUntilCut(t, h2c, addr, eng, "stall", 3, 5000, reader)
 	t.Logf("the stalled connection's 2 streams ended after %d messages, %v", published, took)
 	if took > 10*writeTimeout {
 		t.Errorf("cutting off the stalled connection took %v, want a few times the write timeout %v", took, writeTimeout)
@@ -151,16 +137,7 @@ func TestH2HeaderListSize(t *testing.T) {
 	if err := raw.get(3, "/healthz"); err != nil {
 		t.Fatal(err)
 	}
-	got := map[uint32]int{}
-	for len(got) < 2 {
-		f, err := raw.next(wait)
-		if err != nil {
-			t.Fatalf("after %v: %v", got, err)
-		}
-		if h, ok := f.(*http2.MetaHeadersFrame); ok {
-			got[h.StreamID] = status(h)
-		}
-	}
+	got := raw.firstStatuses(t, 2)
 	if got[1] != http.StatusRequestHeaderFieldsTooLarge || got[3] != http.StatusNotFound {
 		t.Errorf("statuses %v, want 431 for stream 1 and 404 (no health path) for stream 3", got)
 	}
@@ -217,9 +194,7 @@ func TestH2SameRequest(t *testing.T) {
 			Publish:     func(r *engine.Request, _ *engine.Message) (bool, error) { note("publish", r); return true, nil },
 		}
 		addr, eng, _ := p.startServer(t, engine.Config{Hooks: hooks}, Config{})
-		sub := p.subscribe(t, addr, "/sse?topic=req&x=%20y", headers...)
-		sub.expectOK()
-		waitSubscribers(t, eng, "req", 1)
+		sub := subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=req&x=%20y", headers...), "req", 1)
 		a := p.do(t, http.MethodPost, "http://"+addr+"/sse?topic=req&x=%20y", `{"data":"d"}`, append(headers, "Content-Type", "application/json")...)
 		if a.Status != http.StatusAccepted {
 			t.Fatalf("publish: %d %s", a.Status, a.Body)

@@ -117,6 +117,25 @@ func (r *rawH2) next(d time.Duration) (http2.Frame, error) {
 	}
 }
 
+// firstStatuses reads frames until n streams have answered and returns
+// the status of each one's first HEADERS, by stream id.
+func (r *rawH2) firstStatuses(t testing.TB, n int) map[uint32]int {
+	t.Helper()
+	got := map[uint32]int{}
+	for len(got) < n {
+		f, err := r.next(wait)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if h, ok := f.(*http2.MetaHeadersFrame); ok {
+			if _, seen := got[h.StreamID]; !seen {
+				got[h.StreamID] = status(h)
+			}
+		}
+	}
+	return got
+}
+
 // status returns the :status of a response HEADERS frame.
 func status(f *http2.MetaHeadersFrame) int {
 	n, _ := strconv.Atoi(f.PseudoValue("status"))

@@ -382,9 +382,7 @@ func TestSlowloris(t *testing.T) {
 	debug.FreeOSMemory()
 	base := readUsage(t)
 	addr, eng, _ := startServer(t, engine.Config{}, Config{ReadTimeout: readTimeout})
-	sub := subscribe(t, addr, "/sse")
-	sub.expectOK()
-	waitSubscribers(t, eng, "", 1)
+	sub := subscribed(t, eng, subscribe(t, addr, "/sse"), "", 1)
 
 	const slow = 200
 	type result struct {
@@ -462,9 +460,7 @@ func TestSlowloris(t *testing.T) {
 func TestHostileSizes(t *testing.T) {
 	t.Parallel()
 	addr, eng, _ := startServer(t, engine.Config{}, Config{})
-	watch := subscribe(t, addr, "/sse")
-	watch.expectOK()
-	waitSubscribers(t, eng, "", 1)
+	watch := subscribed(t, eng, subscribe(t, addr, "/sse"), "", 1)
 	big := strings.Repeat("a", 100<<10)
 	for _, c := range []struct{ name, req string }{
 		{"query of 100 KiB", "GET /sse?topic=" + big + " HTTP/1.1\r\nHost: x\r\n\r\n"},

@@ -3,7 +3,6 @@ package transport
 import (
 	"net"
 	"net/netip"
-	"strconv"
 
 	"golang.org/x/net/http2"
 )
@@ -16,12 +15,7 @@ import (
 
 const tooManyBody = `{"error":"too many connections from your address"}`
 
-var tooManyResponse = refusal{
-	http1: []byte("HTTP/1.1 429 Too Many Requests\r\n" +
-		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(tooManyBody)) +
-		"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + tooManyBody),
-	h2: h2Refusal(http2.ErrCodeEnhanceYourCalm, tooManyBody),
-}
+var tooManyResponse = newRefusal("429 Too Many Requests", http2.ErrCodeEnhanceYourCalm, tooManyBody)
 
 // admitIP counts one more connection from ip, unless ip is at the limit.
 // l.mu must be held.

@@ -34,9 +34,7 @@ func TestMaxSubscribers(t *testing.T) {
 		addr, eng, srv := p.startServer(t, ecfg, Config{MaxSubscribers: 2})
 		a := p.subscribe(t, addr, "/sse")
 		a.expectOK()
-		b := p.subscribe(t, addr, "/sse")
-		b.expectOK()
-		waitSubscribers(t, eng, "", 2)
+		b := subscribed(t, eng, p.subscribe(t, addr, "/sse"), "", 2)
 
 		start := time.Now()
 		c := p.subscribe(t, addr, "/sse")
@@ -65,9 +63,7 @@ func TestMaxSubscribers(t *testing.T) {
 		if n := srv.Streams(); n != 1 {
 			t.Errorf("%d stream slots taken after a rejected subscribe, want 1", n)
 		}
-		e := p.subscribe(t, addr, "/sse")
-		e.expectOK()
-		waitSubscribers(t, eng, "", 2)
+		e := subscribed(t, eng, p.subscribe(t, addr, "/sse"), "", 2)
 		p.publishJSON(t, addr, `{"id":"2","data":"again"}`)
 		e.expectLines("id: 2", "data: again")
 		b.expectLines("id: 2", "data: again")
@@ -149,9 +145,7 @@ func TestMaxTopics(t *testing.T) {
 	t.Parallel()
 	forEachProto(t, func(t *testing.T, p proto) {
 		addr, eng, _ := p.startServer(t, engine.Config{MaxTopics: 3}, Config{})
-		s := p.subscribe(t, addr, "/sse?topic=a")
-		s.expectOK()
-		waitSubscribers(t, eng, "a", 1)
+		s := subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=a"), "a", 1)
 		for _, tp := range []string{"a", "b", "c"} {
 			p.publishTo(t, addr, "/sse?topic="+tp, `{"data":"to `+tp+`"}`)
 		}

@@ -46,12 +46,7 @@ type limitListener struct {
 
 const overloadBody = `{"error":"server is at its connection limit"}`
 
-var overloadResponse = refusal{
-	http1: []byte("HTTP/1.1 503 Service Unavailable\r\n" +
-		"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(overloadBody)) +
-		"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + overloadBody),
-	h2: h2Refusal(http2.ErrCodeRefusedStream, overloadBody),
-}
+var overloadResponse = newRefusal("503 Service Unavailable", http2.ErrCodeRefusedStream, overloadBody)
 
 // refusal is an answer written at accept, before the request is read: in
 // HTTP/1.1, or to a client that opened with the HTTP/2 preface (h2c with
@@ -60,6 +55,18 @@ var overloadResponse = refusal{
 // connection, so browsers read the HTTP/1.1 answer.
 type refusal struct {
 	http1, h2 []byte
+}
+
+// newRefusal is a refusal answering status (HTTP/1.1: "429 Too Many
+// Requests") with the JSON body and Retry-After: 1, or for HTTP/2 a GOAWAY
+// with code carrying the body.
+func newRefusal(status string, code http2.ErrCode, body string) refusal {
+	return refusal{
+		http1: []byte("HTTP/1.1 " + status + "\r\n" +
+			"Content-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) +
+			"\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + body),
+		h2: h2Refusal(code, body),
+	}
 }
 
 // h2Refusal is the HTTP/2 form of a refusal: the server preface (an empty

@@ -24,9 +24,7 @@ func TestPatternSubscribe(t *testing.T) {
 		one := p.subscribe(t, addr, "/sse?topic=sports/*")
 		one.expectOK()
 		// Overlapping subscriptions: each message once.
-		many := p.subscribe(t, addr, "/sse?topic=sports/**&topic=sports/a&topic=*/a")
-		many.expectOK()
-		waitSubscribers(t, eng, "sports/*", 1)
+		many := subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=sports/**&topic=sports/a&topic=*/a"), "sports/*", 1)
 		waitSubscribers(t, eng, "*/a", 1)
 		for _, pub := range []struct{ topics, data string }{
 			{"topic=sports/a", "a"},
@@ -84,9 +82,7 @@ func TestPatternRefusals(t *testing.T) {
 			t.Errorf("too many patterns: %s", s.Body)
 		}
 		// The limit itself is fine, and nothing was left behind by the refusals.
-		ok := p.subscribe(t, addr, "/sse?"+strings.Join(q[:engine.MaxPatternsPerSubscriber], "&"))
-		ok.expectOK()
-		waitSubscribers(t, eng, "p0/*", 1)
+		subscribed(t, eng, p.subscribe(t, addr, "/sse?"+strings.Join(q[:engine.MaxPatternsPerSubscriber], "&")), "p0/*", 1)
 		if _, held := eng.Topic("ok"); held {
 			t.Errorf("a refused subscription left its topic behind")
 		}
@@ -170,9 +166,7 @@ func TestPatternAPI(t *testing.T) {
 	publishTo(t, addr, "/sse?topic=s/a", `{"id":"1","data":"a"}`)
 	publishTo(t, addr, "/sse?topic=news", `{"id":"2","data":"n"}`)
 	publishTo(t, addr, "/sse?topic=s/b", `{"id":"3","data":"b"}`)
-	s := subscribe(t, addr, "/sse?topic=s/*&topic=news")
-	s.expectOK()
-	waitSubscribers(t, eng, "s/*", 1)
+	s := subscribed(t, eng, subscribe(t, addr, "/sse?topic=s/*&topic=news"), "s/*", 1)
 
 	// One message after the pattern was made: its published counts that
 	// one (the two backfilled were published before it existed), not the

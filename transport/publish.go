@@ -57,16 +57,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	m.Topics = uniqueTopics(append(m.Topics, queryTopics(ctx)...))
-	if err := checkTopics(m.Topics); err != nil {
-		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
-		return
-	}
-	if err := m.Validate(); err != nil {
-		writeError(ctx, fasthttp.StatusBadRequest, err.Error())
-		return
-	}
-	if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, "") {
+	if !s.checkMessage(ctx, grant, m, queryTopics(ctx), "") {
 		return
 	}
 	if h := s.hooks.Publish; h != nil {
@@ -86,13 +77,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 			writeError(ctx, fasthttp.StatusForbidden, "message rejected by script")
 			return
 		}
-		m.Topics = uniqueTopics(m.Topics)
-		if err := checkTopics(m.Topics); err != nil {
-			writeError(ctx, fasthttp.StatusBadRequest, "publish hook set bad topics: "+err.Error())
-			return
-		}
-		// A hook may narrow what the token allows, never widen it.
-		if grant != nil && !s.allowed(ctx, grant, auth.Publish, m.Topics, "the publish hook set topics the token does not allow: ") {
+		if !s.checkHookTopics(ctx, grant, m, "") {
 			return
 		}
 	}
@@ -103,6 +88,34 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		res, err = s.eng.Publish(m)
 	}
 	s.answerPublish(ctx, res, err, "")
+}
+
+// checkMessage gives m its topics and those of the query (extra), each
+// once, and refuses m (400, or the token's 403) when they or the message
+// will not do; prefix names m in a batch. It reports whether m may go on.
+func (s *Server) checkMessage(ctx *fasthttp.RequestCtx, grant *auth.Grant, m *engine.Message, extra []string, prefix string) bool {
+	m.Topics = uniqueTopics(append(m.Topics, extra...))
+	if err := checkTopics(m.Topics); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
+		return false
+	}
+	if err := m.Validate(); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, prefix+err.Error())
+		return false
+	}
+	return grant == nil || s.allowed(ctx, grant, auth.Publish, m.Topics, prefix)
+}
+
+// checkHookTopics is checkMessage's topic check again after the publish
+// hook accepted m: the topics it set, each once, must be valid, and a hook
+// may narrow what the token allows, never widen it.
+func (s *Server) checkHookTopics(ctx *fasthttp.RequestCtx, grant *auth.Grant, m *engine.Message, prefix string) bool {
+	m.Topics = uniqueTopics(m.Topics)
+	if err := checkTopics(m.Topics); err != nil {
+		writeError(ctx, fasthttp.StatusBadRequest, prefix+"publish hook set bad topics: "+err.Error())
+		return false
+	}
+	return grant == nil || s.allowed(ctx, grant, auth.Publish, m.Topics, prefix+"the publish hook set topics the token does not allow: ")
 }
 
 // answerPublish answers a publish (or a batch: prefix names the message

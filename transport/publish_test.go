@@ -16,9 +16,7 @@ func TestPublish(t *testing.T) {
 	t.Parallel()
 	forEachProto(t, func(t *testing.T, p proto) {
 		addr, eng, _ := p.startServer(t, engine.Config{}, Config{})
-		sub := p.subscribe(t, addr, "/sse")
-		sub.expectOK()
-		waitSubscribers(t, eng, "", 1)
+		sub := subscribed(t, eng, p.subscribe(t, addr, "/sse"), "", 1)
 
 		t.Run("json", func(t *testing.T) {
 			sub := sub.on(t)
@@ -75,9 +73,7 @@ func TestPublish(t *testing.T) {
 			sub := sub.on(t)
 			other := p.subscribe(t, addr, "/sse")
 			other.expectOK()
-			elsewhere := p.subscribe(t, addr, "/sse?topic=elsewhere")
-			elsewhere.expectOK()
-			waitSubscribers(t, eng, "", 2)
+			subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=elsewhere"), "", 2)
 			waitSubscribers(t, eng, "elsewhere", 1)
 			if r := p.publishJSON(t, addr, `{"data":"two"}`); r.Subscribers != 2 {
 				t.Errorf("subscribers %d, want 2", r.Subscribers)
@@ -149,9 +145,7 @@ func TestPublishRefused(t *testing.T) {
 	t.Parallel()
 	forEachProto(t, func(t *testing.T, p proto) {
 		addr, eng, _ := p.startServer(t, engine.Config{KeepAlive: 100 * time.Millisecond}, Config{MaxBodySize: 1024})
-		sub := p.subscribe(t, addr, "/sse")
-		sub.expectOK()
-		waitSubscribers(t, eng, "", 1)
+		sub := subscribed(t, eng, p.subscribe(t, addr, "/sse"), "", 1)
 
 		const form = "application/x-www-form-urlencoded"
 		const js = "application/json"
@@ -307,9 +301,7 @@ func TestWireFormat(t *testing.T) {
 	t.Parallel()
 	forEachProto(t, func(t *testing.T, p proto) {
 		addr, eng, _ := p.startServer(t, engine.Config{}, Config{})
-		sub := p.subscribe(t, addr, "/sse")
-		sub.expectOK()
-		waitSubscribers(t, eng, "", 1)
+		sub := subscribed(t, eng, p.subscribe(t, addr, "/sse"), "", 1)
 
 		id256 := strings.Repeat("7", engine.MaxIDLen)
 		cases := []struct {
@@ -382,9 +374,7 @@ func TestPublishExactKeys(t *testing.T) {
 		addr, eng, _ := p.startServer(t, engine.Config{}, Config{})
 		sub := p.subscribe(t, addr, "/sse")
 		sub.expectOK()
-		secret := p.subscribe(t, addr, "/sse?topic=secret")
-		secret.expectOK()
-		waitSubscribers(t, eng, "", 1)
+		secret := subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=secret"), "", 1)
 		waitSubscribers(t, eng, "secret", 1)
 
 		const js, form = "application/json", "application/x-www-form-urlencoded"

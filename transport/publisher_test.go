@@ -35,9 +35,7 @@ func TestPublishSeam(t *testing.T) {
 			return true, nil
 		}}
 		addr, eng, _ := p.startServer(t, engine.Config{Hooks: hooks}, Config{Publish: publish})
-		s := p.subscribe(t, addr, "/sse?topic=t")
-		s.expectOK()
-		waitSubscribers(t, eng, "t", 1)
+		s := subscribed(t, eng, p.subscribe(t, addr, "/sse?topic=t"), "t", 1)
 
 		if r := p.publishTo(t, addr, "/sse?topic=t", `{"data":"x"}`); r.Subscribers != 7 || r.Queued != 2 {
 			t.Errorf("202 answered %+v, want the seam's result", r)

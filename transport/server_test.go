@@ -217,9 +217,7 @@ func TestMethodsAndPaths(t *testing.T) {
 				wantError(t, p.do(t, http.MethodGet, "http://"+addr+path, ""), http.StatusNotFound)
 				wantError(t, p.post(t, addr, path, "application/json", `{"data":"x"}`), http.StatusNotFound)
 			}
-			s := p.subscribe(t, addr, "/sub")
-			s.expectOK()
-			waitSubscribers(t, eng, "", 1)
+			s := subscribed(t, eng, p.subscribe(t, addr, "/sub"), "", 1)
 			p.publishTo(t, addr, "/pub", `{"data":"separate"}`)
 			s.expectLines("data: separate")
 		})

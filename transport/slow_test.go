@@ -17,6 +17,27 @@ func bigMessage(i int) string {
 }
 
 // readID reads the next message of s and requires id want.
+// publishUntilCut publishes big messages to topic (at most most of them)
+// while its subscribers number n, each read by reader within a generous
+// 2 s (the others must not wait for a stalled one), then waits until
+// reader is the topic's only subscriber. It returns how many were
+// published and how long it all took.
+func publishUntilCut(t *testing.T, p proto, addr string, eng *engine.Engine, topic string, n, most int, reader *sseClient) (published int, took time.Duration) {
+	t.Helper()
+	begin := time.Now()
+	for published < most && eng.Subscribers(topic) == n {
+		published++
+		start := time.Now()
+		p.publishTo(t, addr, "/sse?topic="+topic, bigMessage(published))
+		readID(t, reader, published)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("message %d took %v to reach the reader", published, d)
+		}
+	}
+	waitSubscribers(t, eng, topic, 1)
+	return published, time.Since(begin)
+}
+
 func readID(t *testing.T, s *sseClient, want int) {
 	t.Helper()
 	b := s.mustNext()
@@ -98,20 +119,7 @@ func TestSlowSubscriber(t *testing.T) {
 		}, Config{})
 		stalled, reader := stalledAndReader(t, p, addr, eng, "slow")
 
-		const most = 2000
-		published := 0
-		begin := time.Now()
-		for published < most && eng.Subscribers("slow") == 2 {
-			published++
-			start := time.Now()
-			p.publishTo(t, addr, "/sse?topic=slow", bigMessage(published))
-			readID(t, reader, published)
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("message %d took %v to reach the reading subscriber", published, d)
-			}
-		}
-		waitSubscribers(t, eng, "slow", 1)
-		took := time.Since(begin)
+		published, took := publishUntilCut(t, p, addr, eng, "slow", 2, 2000, reader)
 		t.Logf("the stalled subscriber was dropped after %d messages, %v", published, took)
 		if took > 5*time.Second {
 			t.Errorf("dropping the stalled subscriber took %v, want a few times WriteTimeout", took)

@@ -314,12 +314,7 @@ function message(pub, sub)
   return pub
 end`)
 	// startup needs the real address: listen on a port chosen here.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().String()
-	ln.Close()
+	port := freeAddr(t)
 	addr, _, stop := runServer(t, []string{"--listen", port, "--script", script, "--script-timeout", "500ms", "--shards", "1"})
 	defer stop()
 	s := openStream(t, addr, "/sse")

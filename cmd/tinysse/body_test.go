@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // TestBodyLimitMetrics: every body refused for its size counts in
@@ -17,25 +15,6 @@ import (
 // without an invitation) or it was chunked and grew past --max-body-size.
 func TestBodyLimitMetrics(t *testing.T) {
 	addr, _, _ := runServer(t, []string{"--max-body-size", "1KB"})
-	exchange := func(req string) string {
-		t.Helper()
-		c, err := net.DialTimeout("tcp", addr, wait)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(wait))
-		if _, err := io.WriteString(c, req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("%.60q: %v", req, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return fmt.Sprintf("%d %s", resp.StatusCode, b)
-	}
 	const head = "POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 	chunk := strings.Repeat("c", 700)
 	for name, req := range map[string]string{
@@ -43,8 +22,8 @@ func TestBodyLimitMetrics(t *testing.T) {
 		"announced, expected": head + "Expect: 100-continue\r\nContent-Length: 2000\r\n\r\n",
 		"chunked":             head + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(chunk), chunk, len(chunk), chunk),
 	} {
-		if got := exchange(req); !strings.HasPrefix(got, `413 {"error":`) {
-			t.Errorf("%s: %s, want a JSON 413", name, got)
+		if a := testserver.RawExchange(t, addr, req); a.Status != http.StatusRequestEntityTooLarge || !strings.HasPrefix(a.Body, `{"error":`) {
+			t.Errorf("%s: %d %s, want a JSON 413", name, a.Status, a.Body)
 		}
 	}
 	body := get(t, "http://"+addr+"/metrics").body

@@ -39,6 +39,34 @@ func startProcess(t *testing.T, addr string, stdout, stderr io.Writer, name stri
 	return testserver.StartProcess(t, addr, stdout, stderr, name, args...)
 }
 
+// keepPublishing runs n publishers, each calling publish(w, i) with its
+// number w and i = 0, 1, ... until publish returns false or stop is
+// called; stop waits for them all.
+func keepPublishing(n int, publish func(w, i int) bool) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if !publish(w, i) {
+					return
+				}
+			}
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // rawPublish sends one publish on a new connection and returns when the
 // request was written and the status answered (0 with err if none).
 func rawPublish(addr, body string) (written time.Time, status int, err error) {
@@ -96,28 +124,16 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var outcomes []outcome
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				written, status, err := rawPublish(addr, fmt.Sprintf(`{"id":"%d-%d","data":"load"}`, w, n))
-				mu.Lock()
-				outcomes = append(outcomes, outcome{written, status, err})
-				mu.Unlock()
-				if written.IsZero() && err != nil {
-					time.Sleep(5 * time.Millisecond) // refused: the listener is gone
-				}
-			}
-		}()
-	}
+	stopPublishing := keepPublishing(4, func(w, n int) bool {
+		written, status, err := rawPublish(addr, fmt.Sprintf(`{"id":"%d-%d","data":"load"}`, w, n))
+		mu.Lock()
+		outcomes = append(outcomes, outcome{written, status, err})
+		mu.Unlock()
+		if written.IsZero() && err != nil {
+			time.Sleep(5 * time.Millisecond) // refused: the listener is gone
+		}
+		return true
+	})
 	// Subscribers drain their streams meanwhile; each keeps its last block.
 	lastBlocks := make([]string, subscribers)
 	closedClean := make([]bool, subscribers)
@@ -151,8 +167,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	done, err := p.ExitedWithin(shutdownTimeout + wait)
 	exitTook := time.Since(signalled)
-	close(stop)
-	wg.Wait()
+	stopPublishing()
 	readers.Wait()
 	if !done {
 		t.Fatal("the process did not exit after SIGTERM")

@@ -58,19 +58,7 @@ func runNodes(t *testing.T, n int, args []string, vars ...string) (addrs []strin
 		addrs = append(addrs, startRun(t, append([]string{"--listen", "127.0.0.1:0", "--shutdown-timeout", "2s"}, args...), vars, logs[i], exited, 2*wait))
 	}
 	t.Cleanup(func() {
-		if err := interruptSelf(); err != nil {
-			t.Fatal(err)
-		}
-		for range n {
-			select {
-			case code := <-exited:
-				if code != 0 {
-					t.Errorf("exit %d after SIGINT", code)
-				}
-			case <-time.After(2 * wait):
-				t.Fatal("run did not return after SIGINT")
-			}
-		}
+		interruptRuns(t, exited, n, 2*wait)
 		if t.Failed() {
 			for i, l := range logs {
 				t.Logf("node %d log:\n%s", i, l)
@@ -475,15 +463,8 @@ func TestTLSWithLimits(t *testing.T) {
 		DialContext:     (&net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
 	}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get("https://" + addr + "/healthz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/healthz from 127.0.0.2: %d", resp.StatusCode)
-	}
-	resp, err = hc.Get("https://" + addr + "/metrics")
+	wantHealthy(t, hc, "https://"+addr+"/healthz")
+	resp, err := hc.Get("https://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,18 +20,6 @@ import (
 // None of them is parallel: TestLifecycleServeFails swaps the package's
 // listen function, and a second run is stopped with SIGINT.
 
-// freePort returns a loopback address nothing listens on.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // wantFree fails unless addr can be listened on (nobody holds it).
 func wantFree(t *testing.T, addr string) {
 	t.Helper()
@@ -59,16 +47,9 @@ func wantStoreFree(t *testing.T, dir string) {
 	case <-time.After(2 * wait):
 		t.Fatal("a new server on the store did not get ready")
 	}
-	if err := interruptSelf(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("exit %d after SIGINT: %s", code, stderr.String())
-		}
-	case <-time.After(2 * wait):
-		t.Fatal("run did not return after SIGINT")
+	interruptRuns(t, exited, 1, 2*wait)
+	if t.Failed() {
+		t.Logf("stderr: %s", stderr.String())
 	}
 }
 
@@ -98,7 +79,7 @@ func TestLifecyclePortTaken(t *testing.T) {
 // does not start, and nothing it would have started is left (no port, no
 // goroutine retrying the connection).
 func TestLifecycleNATSUnreachable(t *testing.T) {
-	addr := freePort(t)
+	addr := freeAddr(t)
 	before := goroutines()
 	var stderr bytes.Buffer
 	code := run([]string{"--listen", addr, "--nats", "nats://127.0.0.1:1"}, env(), &bytes.Buffer{}, &stderr, nil)
@@ -112,7 +93,7 @@ func TestLifecycleNATSUnreachable(t *testing.T) {
 // TestLifecycleScriptError: the script's startup fails once the port is
 // bound: the listener, the engine's shards and the store are let go.
 func TestLifecycleScriptError(t *testing.T) {
-	addr := freePort(t)
+	addr := freeAddr(t)
 	dir := t.TempDir()
 	script := writeScript(t, `function startup(cli) error("boom") end`)
 	before := goroutines()
@@ -161,14 +142,7 @@ func TestLifecycleServeFails(t *testing.T) {
 	ln.Close() // the listener fails under the server
 	mu.Unlock()
 	sub.readUntil(t, ": shutdown\n")
-	select {
-	case code := <-exited:
-		if code != 1 {
-			t.Errorf("exit %d after the listener failed, want 1", code)
-		}
-	case <-time.After(2 * wait):
-		t.Fatal("run did not return after its listener failed")
-	}
+	waitExit(t, exited, 1, 2*wait, "its listener failed")
 	if !strings.Contains(stderr.String(), "--listen") {
 		t.Errorf("stderr %q does not say the listener failed", stderr.String())
 	}

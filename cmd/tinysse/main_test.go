@@ -360,14 +360,7 @@ func TestRun(t *testing.T) {
 		break
 	}
 	sub.expectClosed(t)
-	select {
-	case code := <-exited:
-		if code != 0 {
-			t.Errorf("exit %d after SIGINT, want 0", code)
-		}
-	case <-time.After(3*time.Second + wait):
-		t.Fatal("run did not return after SIGINT")
-	}
+	waitExit(t, exited, 0, 3*time.Second+wait, "SIGINT")
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("shutdown took %v, more than --shutdown-timeout", d)
 	}

@@ -2,14 +2,10 @@ package main
 
 import (
 	"bytes"
-	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 func TestNATSOptions(t *testing.T) {
@@ -58,16 +54,7 @@ func TestNATSOptions(t *testing.T) {
 // server: a publish to one reaches a subscriber of the other with the
 // stream sequence as id.
 func TestRunCluster(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(wait) {
-		t.Fatal("nats server not ready")
-	}
-	defer ns.Shutdown()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+	url := startNATS(t)
 
 	var addrs []string
 	exited := make(chan int, 2)
@@ -94,17 +81,5 @@ func TestRunCluster(t *testing.T) {
 	if b := sub.readUntil(t, "\n\n"); b != "id: 1\ndata: across\n\n" {
 		t.Fatalf("other node got %q", b)
 	}
-	if err := interruptSelf(); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("exit %d", code)
-			}
-		case <-time.After(2*time.Second + wait):
-			t.Fatal("run did not return after SIGINT")
-		}
-	}
+	interruptRuns(t, exited, 2, 2*time.Second+wait)
 }

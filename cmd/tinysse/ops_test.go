@@ -18,6 +18,32 @@ import (
 	"github.com/tinysse/tinysse/internal/testcert"
 )
 
+// waitExit waits up to within for a run to send its exit code on exited
+// and fails the test unless it is want; after names what ended the run.
+func waitExit(t testing.TB, exited <-chan int, want int, within time.Duration, after string) {
+	t.Helper()
+	select {
+	case code := <-exited:
+		if code != want {
+			t.Errorf("exit %d after %s, want %d", code, after, want)
+		}
+	case <-time.After(within):
+		t.Fatalf("run did not return after %s", after)
+	}
+}
+
+// interruptRuns sends this process SIGINT and waits up to within for each
+// of the n runs it stops to exit 0.
+func interruptRuns(t testing.TB, exited <-chan int, n int, within time.Duration) {
+	t.Helper()
+	if err := interruptSelf(); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		waitExit(t, exited, 0, within, "SIGINT")
+	}
+}
+
 // startRun runs run with args in a goroutine, its log to logs, and waits
 // up to within for it to be ready; exited gets its exit code.
 func startRun(t testing.TB, args, vars []string, logs *syncBuffer, exited chan<- int, within time.Duration) (addr string) {
@@ -53,17 +79,7 @@ func runServer(t testing.TB, args []string, vars ...string) (addr string, logs *
 			return
 		}
 		stopped = true
-		if err := interruptSelf(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case code := <-exited:
-			if code != 0 {
-				t.Errorf("exit %d after SIGINT", code)
-			}
-		case <-time.After(2 * wait):
-			t.Fatal("run did not return after SIGINT")
-		}
+		interruptRuns(t, exited, 1, 2*wait)
 	}
 	t.Cleanup(stop)
 	return addr, logs, stop
@@ -370,12 +386,18 @@ func TestRunTLS(t *testing.T) {
 		}
 		s.readUntil(t, fmt.Sprintf("id: %d\ndata: secure\n\n", i))
 	}
-	resp, err := hc.Get("https://" + addr + "/healthz")
+	wantHealthy(t, hc, "https://"+addr+"/healthz")
+}
+
+// wantHealthy fails unless hc's GET url answers 200.
+func wantHealthy(t *testing.T, hc *http.Client, url string) {
+	t.Helper()
+	resp, err := hc.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("/healthz over HTTPS: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET %s: %d, want 200", url, resp.StatusCode)
 	}
 }

@@ -193,36 +193,22 @@ func TestStoreSurvivesKill9(t *testing.T) {
 
 	var mu sync.Mutex
 	accepted := map[string]bool{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				data := fmt.Sprintf("w%d-%d", w, i)
-				if _, status, _ := rawPublish(addr, `{"data":"`+data+`","topic":"k"}`); status == http.StatusAccepted {
-					mu.Lock()
-					accepted[data] = true
-					mu.Unlock()
-				} else if status == 0 {
-					return // killed
-				}
-			}
-		}()
-	}
+	stopPublishing := keepPublishing(4, func(w, i int) bool {
+		data := fmt.Sprintf("w%d-%d", w, i)
+		_, status, _ := rawPublish(addr, `{"data":"`+data+`","topic":"k"}`)
+		if status == http.StatusAccepted {
+			mu.Lock()
+			accepted[data] = true
+			mu.Unlock()
+		}
+		return status != 0 // 0: killed
+	})
 	time.Sleep(time.Second)
 	if err := p.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	p.ExitedWithin(wait)
-	close(stop)
-	wg.Wait()
+	stopPublishing()
 	if len(accepted) == 0 {
 		t.Fatal("nothing was accepted before the kill")
 	}

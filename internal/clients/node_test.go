@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tinysse/tinysse/internal/testserver"
 )
 
 // TestNodeEventSource runs the scenarios with the npm eventsource package.
@@ -50,18 +52,7 @@ func startNodeAt(t *testing.T, url string, types []string, env ...string) *nodeC
 	cmd := exec.Command("node", append([]string{"client.mjs", url}, types...)...)
 	cmd.Dir = "node"
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testserver.StartPiped(t, cmd)
 	c := &nodeClient{}
 	done := make(chan struct{})
 	go func() {

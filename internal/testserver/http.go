@@ -120,6 +120,22 @@ func Dial(t testing.TB, addr string) net.Conn {
 	return c
 }
 
+// Pair connects a client to ln and returns both ends: the client and the
+// connection ln accepted for it. Closing them is the caller's.
+func Pair(t testing.TB, ln net.Listener) (client, server net.Conn) {
+	t.Helper()
+	client, err := net.DialTimeout("tcp", ln.Addr().String(), Wait)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		client.Close()
+		t.Fatalf("accept: %v", err)
+	}
+	return client, server
+}
+
 // RawExchange writes req as is on a new connection and reads one response.
 func RawExchange(t testing.TB, addr, req string) Answer {
 	t.Helper()

@@ -176,3 +176,23 @@ func (p *Process) Stop(t testing.TB) {
 		p.Kill()
 	}
 }
+
+// StartPiped starts cmd with its stdin and stdout piped to the test and
+// its stderr the test's, and returns the pipes. Stopping cmd is the
+// caller's (typically: close stdin, wait, kill after a bound).
+func StartPiped(t testing.TB, cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.ReadCloser) {
+	t.Helper()
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err = cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return stdin, stdout
+}

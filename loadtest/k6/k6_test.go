@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tinysse/tinysse/engine"
+	"github.com/tinysse/tinysse/internal/testserver"
 	"github.com/tinysse/tinysse/internal/testserver/inproc"
 )
 
@@ -98,12 +98,7 @@ func TestK6Publish(t *testing.T) {
 	t.Logf("%v publishes, p95 %.2f ms", reqs, s.value("http_req_duration", "p(95)"))
 
 	// The thresholds fail the run: nobody listens on this port.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := "http://" + testserver.FreeAddr(t)
 	code, _, out = k6Run(t, k6, "publish.js", "TINYSSE_URL="+dead, "RATE=20", "DURATION=1s")
 	if code != 99 { // k6: thresholds have been crossed
 		t.Errorf("publishing to nobody: k6 exit %d, want 99\n%s", code, out)
