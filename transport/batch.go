@@ -145,20 +145,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 			req.Claims = grant.Claims
 		}
 		for i, m := range ms {
-			prefix := fmt.Sprintf("message %d: ", i)
-			accept, err := h(req, m)
-			switch {
-			case errors.Is(err, engine.ErrInvalid):
-				writeError(ctx, fasthttp.StatusBadRequest, prefix+"publish hook returned a bad message: "+err.Error())
-				return
-			case err != nil:
-				writeError(ctx, fasthttp.StatusInternalServerError, prefix+"publish hook failed")
-				return
-			case !accept:
-				writeError(ctx, fasthttp.StatusForbidden, prefix+"message rejected by script")
-				return
-			}
-			if !s.checkHookTopics(ctx, grant, m, prefix) {
+			if !s.publishHook(ctx, h, req, grant, m, fmt.Sprintf("message %d: ", i)) {
 				return
 			}
 		}

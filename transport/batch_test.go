@@ -105,6 +105,14 @@ func TestBatchRefused(t *testing.T) {
 	}
 }
 
+// hookLimit is a hook stopped by a script limit, as the Lua runtime
+// reports one (lua.LimitError): Public is what the client may read.
+type hookLimit struct{}
+
+func (hookLimit) Error() string  { return "publish hook timed out at hooks.lua:3: longer than --script-timeout 1s" }
+func (hookLimit) Public() string { return "publish hook timed out: longer than --script-timeout 1s" }
+func (hookLimit) Unwrap() error  { return engine.ErrHookLimit }
+
 // TestBatchHooksAndAuth: the publish hook sees every message of a batch
 // (and may refuse one: nothing is published); the token must allow every
 // message's topics.
@@ -121,6 +129,9 @@ func TestBatchHooksAndAuth(t *testing.T) {
 		}
 		if m.Data == "fail" {
 			return false, errors.New("hook error")
+		}
+		if m.Data == "slow" {
+			return false, hookLimit{}
 		}
 		m.Data += "!"
 		return true, nil
@@ -152,6 +163,8 @@ func TestBatchHooksAndAuth(t *testing.T) {
 	}{
 		{`[{"data":"a"},{"data":"refuse"},{"data":"c"}]`, 403, "message 1: message rejected by script"},
 		{`[{"data":"a"},{"data":"b"},{"data":"fail"}]`, 500, "message 2: publish hook failed"},
+		// A hook cut by a script limit names the limit, as for a single publish.
+		{`[{"data":"slow"}]`, 500, `"message 0: publish hook timed out: longer than --script-timeout 1s"`},
 		{`[{"data":"a"},{"data":"b","topic":"sport/x"}]`, 403, "message 1: "},
 	} {
 		ans, _ := postBatch(t, addr, "/sse?topic=news/a", "application/json", c.body, tok...)
@@ -171,7 +184,7 @@ func TestBatchHooksAndAuth(t *testing.T) {
 	// The hook saw each message of the accepted batches and of those its
 	// own refusal or error stopped (up to the refused one); the batch the
 	// token refused never reached it.
-	want := "1 2 a refuse m0 a b fail m1 m2 m9"
+	want := "1 2 a refuse m0 a b fail m1 slow m2 m3 m9"
 	if got := strings.Join(seen, " "); got != want {
 		t.Errorf("hook saw %q, want %q", got, want)
 	}

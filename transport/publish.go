@@ -65,19 +65,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx) {
 		if grant != nil {
 			req.Claims = grant.Claims
 		}
-		accept, err := h(req, m)
-		switch {
-		case errors.Is(err, engine.ErrInvalid):
-			writeError(ctx, fasthttp.StatusBadRequest, "publish hook returned a bad message: "+err.Error())
-			return
-		case err != nil:
-			writeError(ctx, fasthttp.StatusInternalServerError, hookFailure("publish", err)) // the runtime logged it with file and line
-			return
-		case !accept:
-			writeError(ctx, fasthttp.StatusForbidden, "message rejected by script")
-			return
-		}
-		if !s.checkHookTopics(ctx, grant, m, "") {
+		if !s.publishHook(ctx, h, req, grant, m, "") {
 			return
 		}
 	}
@@ -410,6 +398,26 @@ func checkTopics(ts []string) error {
 		}
 	}
 	return nil
+}
+
+// publishHook runs the publish hook on m (a batch's message, whose
+// answers start with prefix) and answers the refusal if it refuses it,
+// fails, or sends it where the publisher's grant does not reach. Single
+// and batch publishes answer the same, the batch naming the message.
+func (s *Server) publishHook(ctx *fasthttp.RequestCtx, h func(*engine.Request, *engine.Message) (bool, error), req *engine.Request, grant *auth.Grant, m *engine.Message, prefix string) bool {
+	accept, err := h(req, m)
+	switch {
+	case errors.Is(err, engine.ErrInvalid):
+		writeError(ctx, fasthttp.StatusBadRequest, prefix+"publish hook returned a bad message: "+err.Error())
+		return false
+	case err != nil:
+		writeError(ctx, fasthttp.StatusInternalServerError, prefix+hookFailure("publish", err)) // the runtime logged it with file and line
+		return false
+	case !accept:
+		writeError(ctx, fasthttp.StatusForbidden, prefix+"message rejected by script")
+		return false
+	}
+	return s.checkHookTopics(ctx, grant, m, prefix)
 }
 
 // hookFailure is the client's error for a failed hook: "publish hook
