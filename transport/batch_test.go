@@ -109,7 +109,9 @@ func TestBatchRefused(t *testing.T) {
 // reports one (lua.LimitError): Public is what the client may read.
 type hookLimit struct{}
 
-func (hookLimit) Error() string  { return "publish hook timed out at hooks.lua:3: longer than --script-timeout 1s" }
+func (hookLimit) Error() string {
+	return "publish hook timed out at hooks.lua:3: longer than --script-timeout 1s"
+}
 func (hookLimit) Public() string { return "publish hook timed out: longer than --script-timeout 1s" }
 func (hookLimit) Unwrap() error  { return engine.ErrHookLimit }
 
