@@ -126,16 +126,19 @@ func engineLoopback(b *testing.B, n int, t *tally) (func(), bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		watched[i] = &readWatch{Conn: s}
-		st := engine.Stream{Conn: watched[i], Raw: raw, Close: s.Close}
-		go func() { _ = e.Serve(&engine.Subscriber{}, st) }()
+		w := &readWatch{Conn: s}
+		watched[i] = w
+		st := engine.Stream{Conn: w, Raw: raw, Close: s.Close}
+		// Start returns once the shard's poller watches the socket
+		// (Linux, macOS, the BSDs); elsewhere its goroutine stays to Read.
+		go func() { e.Start(&engine.Subscriber{}, st, nil); w.started.Store(true) }()
 	}
 	for _, c := range clients {
 		readHead(b, c, []byte(": ok\n\n"))
 	}
-	waitFor(b, "subscribers to wait in Read", func() bool {
+	waitFor(b, "subscribers to finish starting (handed to the poller, or waiting in Read)", func() bool {
 		for _, w := range watched {
-			if !w.reading.Load() {
+			if !w.reading.Load() && !w.started.Load() {
 				return false
 			}
 		}
@@ -149,7 +152,8 @@ func engineLoopback(b *testing.B, n int, t *tally) (func(), bool) {
 // has come to Read, its start-up done.
 type readWatch struct {
 	net.Conn
-	reading atomic.Bool
+	reading atomic.Bool // its goroutine came to Read
+	started atomic.Bool // Start returned: the poller watches it
 }
 
 func (w *readWatch) Read(p []byte) (int, error) {
