@@ -86,9 +86,14 @@ func TestPublishersKeepTheRate(t *testing.T) {
 		pubs, acked, skipped := len(r.publishers()), r.acked.Load(), r.skipped.Load()
 		t.Logf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
 		// With room for more connections the run opens them and keeps the
-		// pace (a loaded or -race machine may still miss a tick or two);
-		// on one connection a 20 ms answer allows at most 50 of the 200/s.
-		kept := pubs > 1 && skipped <= 5
+		// pace; on one connection a 20 ms answer allows at most 50 of the
+		// 200/s (at least 73 of the 100 ticks skipped). A loaded or -race
+		// machine still drops ticks with 16 connections: the pacer wakes
+		// late and sends the missed ticks at once, faster than publishers
+		// get the processor (9 skipped at load 12 under -race). A quarter
+		// is far from the one-connection floor: a run that did not open
+		// or use the connections still fails.
+		kept := pubs > 1 && skipped <= 25
 		starved := pubs == 1 && skipped >= 50
 		if pubs > c.max || acked+skipped != 100 || (c.wantSkipped && !starved) || (!c.wantSkipped && !kept) {
 			t.Errorf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
