@@ -79,16 +79,22 @@ func TestPublishersKeepTheRate(t *testing.T) {
 	for _, c := range []struct {
 		max         int
 		wantSkipped bool
-	}{{16, false}, {1, true}} {
+	}{{64, false}, {1, true}} {
 		o := &publishOptions{Rate: 200, Duration: 500 * time.Millisecond, Size: 10, Publishers: 1, MaxPublishers: c.max}
 		r := newPublishRun(targets["tinysse"], u, o)
 		r.run(context.Background())
 		pubs, acked, skipped := len(r.publishers()), r.acked.Load(), r.skipped.Load()
 		t.Logf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)
 		// With room for more connections the run opens them and keeps the
-		// pace (a loaded or -race machine may still miss a tick or two);
-		// on one connection a 20 ms answer allows at most 50 of the 200/s.
-		kept := pubs > 1 && skipped <= 5
+		// pace; on one connection a 20 ms answer allows at most 50 of the
+		// 200/s (at least 73 of the 100 ticks skipped). Four connections
+		// would do on an idle machine; a loaded one answers in far more
+		// than 20 ms and wakes the pacer late (it then sends the missed
+		// ticks at once), so up to 64 may open: with 16, 9 of 100 ticks
+		// were skipped at load 12 under -race, and 39 at load 17. A
+		// quarter is far from the one-connection floor: a run that did
+		// not open or use the connections still fails (two skip 58).
+		kept := pubs > 1 && skipped <= 25
 		starved := pubs == 1 && skipped >= 50
 		if pubs > c.max || acked+skipped != 100 || (c.wantSkipped && !starved) || (!c.wantSkipped && !kept) {
 			t.Errorf("max %d: %d publishers, %d acked, %d skipped", c.max, pubs, acked, skipped)

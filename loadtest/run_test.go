@@ -266,15 +266,20 @@ func TestRunFindsFaults(t *testing.T) {
 	for _, f := range []*faultyServer{{}, {crlf: true}, {chunked: true}} {
 		t.Run(fmt.Sprintf("crlf=%v,chunked=%v", f.crlf, f.chunked), func(t *testing.T) {
 			o := testOptions(t, "tinysse", startFaulty(t, f))
-			o.subscribers, o.pub.Rate, o.pub.Duration, o.drain = 5, 100, 300*time.Millisecond, time.Second
-			o.connectRate = 0
 			// One publisher connection: the faults are keyed to sequence
 			// numbers, and concurrent publishers on a busy machine could
 			// reach the server out of order and add faults of their own.
+			// The faults need 12 messages: one connection sends a tick's
+			// message only when its last is answered, and under -race on
+			// a loaded machine an answer took 60 ms (5 of 30 ticks at
+			// 100/s over 300 ms). 75 ticks over 1.5 s leave room for
+			// answers of up to 120 ms.
+			o.subscribers, o.pub.Rate, o.pub.Duration, o.drain = 5, 50, 1500*time.Millisecond, time.Second
+			o.connectRate = 0
 			o.pub.Publishers, o.pub.MaxPublishers = 1, 1
 			res := runOK(t, o)
 			d := res.Deliveries
-			msgs := res.Publish.Acked // 30 unless the machine is too busy to keep the pace
+			msgs := res.Publish.Acked // 75 unless the machine is too busy to keep the pace
 			if res.OK || res.Subscribers.Ready != 5 || msgs < 12 {
 				t.Fatalf("result: %+v", res)
 			}

@@ -111,13 +111,19 @@ function subscribe(sub)
   end)
   return sub
 end`
-	ts := startServer(t, src, lua.Config{Timeout: 300 * time.Millisecond}, engine.Config{})
+	const timeout = 600 * time.Millisecond
+	ts := startServer(t, src, lua.Config{Timeout: timeout}, engine.Config{})
 	holder := ts.send(t, "/sse?holder")
 	eventually(t, "holder inside the lock", func() bool { return countLines(ts.out, "locked holder") == 1 })
+	// The waiter's own timeout runs while it waits: sent right after the
+	// holder took the lock, it timed out too whenever the holder's stop
+	// came a little late (-race on a loaded machine). Sent halfway through
+	// the holder's time, it has half a timeout to spare.
+	time.Sleep(timeout / 2)
 	start := time.Now()
 	waiter := ts.open(t, "/sse?waiter")
 	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("the waiting hook answered after %s, want once the holder is stopped at the 300ms timeout", took)
+		t.Errorf("the waiting hook answered after %s, want once the holder is stopped at the %v timeout", took, timeout)
 	}
 	if waiter.status != http.StatusOK {
 		t.Errorf("waiter: %d %s, want 200 once the holder was stopped", waiter.status, waiter.body)

@@ -18,8 +18,9 @@ import (
 // accept goroutine, under ReadTimeout, what the client speaks:
 //
 //   - TLS: the handshake, then ALPN. "h2" is served by x/net's HTTP/2
-//     server (serveH2); anything else goes to fasthttp as a *tls.Conn,
-//     exactly as tls.NewListener handed it over before.
+//     server (serveH2); anything else goes to fasthttp as a *tls.Conn
+//     (in a tlsConn, which gives the address's slot back before the
+//     close_notify), as tls.NewListener handed it over before.
 //   - Plain: the first bytes are read and compared with the HTTP/2 client
 //     preface. A full preface is served as h2c (prior knowledge); anything
 //     else goes to fasthttp with the bytes read put back in front
@@ -116,7 +117,7 @@ func (s *Server) classify(c *trackedConn, q *connQueue) {
 			s.serveH2(tc, c, true, false)
 			return
 		}
-		q.push(tc)
+		q.push(&tlsConn{Conn: tc, tracked: c})
 		return
 	}
 	// Plain: read until the bytes can no longer be the preface, or are all
@@ -143,6 +144,22 @@ func (s *Server) classify(c *trackedConn, q *connQueue) {
 		return
 	}
 	q.push(&peekedConn{trackedConn: c, peeked: append([]byte(nil), buf[:n]...)})
+}
+
+// tlsConn is an HTTP/1 connection over TLS, as fasthttp and the engine
+// get it. Its Close gives the address's slot back before tls.Conn.Close
+// sends close_notify: a client reads that alert as the end of the
+// connection and may connect again at once, as after a plain connection's
+// close (trackedConn.Close). fasthttp finds the TLS state through the
+// embedded *tls.Conn's methods.
+type tlsConn struct {
+	*tls.Conn
+	tracked *trackedConn
+}
+
+func (c *tlsConn) Close() error {
+	c.tracked.giveBack()
+	return c.Conn.Close()
 }
 
 // peekedConn is a plain connection whose first bytes classify has read: Read

@@ -182,10 +182,11 @@ const h2PrefaceStart = "PRI * HTTP/2.0\r\n"
 // (fasthttp and the engine may both close a hijacked stream).
 type trackedConn struct {
 	net.Conn
-	l     *limitListener
-	once  sync.Once
-	spoke atomic.Bool // the client has sent at least one byte
-	ip    netip.Addr  // the client's address, for the per-address count
+	l        *limitListener
+	once     sync.Once   // Close
+	slotOnce sync.Once   // giveBack
+	spoke    atomic.Bool // the client has sent at least one byte
+	ip       netip.Addr  // the client's address, for the per-address count
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -202,14 +203,23 @@ func (c *trackedConn) Close() error {
 		// The address's slot is given back before the socket closes, so a
 		// client that has seen the close may connect again at once; the
 		// descriptor count only after, so it never undercounts.
-		c.l.mu.Lock()
-		delete(c.l.conns, c)
-		c.l.leaveIP(c.ip)
-		c.l.mu.Unlock()
+		c.giveBack()
 		err = c.Conn.Close()
 		c.l.open.Add(-1)
 	})
 	return err
+}
+
+// giveBack gives the connection's slot back (its address's count, its
+// place among the open connections), once: by Close, or earlier by a
+// tlsConn's Close, before the TLS layer tells the client it is closing.
+func (c *trackedConn) giveBack() {
+	c.slotOnce.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.leaveIP(c.ip)
+		c.l.mu.Unlock()
+	})
 }
 
 // SyscallConn exposes the socket so the engine can write without blocking.

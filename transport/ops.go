@@ -214,6 +214,9 @@ func (s *Server) route(path string) fasthttp.RequestHandler {
 // isTLS says whether conn is a TLS connection (checked explicitly, so that
 // a future tls.Conn exposing its socket never gets plaintext written to it).
 func (s *Server) isTLS(conn net.Conn) bool {
-	_, ok := conn.(*tls.Conn)
-	return ok || s.cfg.TLS != nil
+	switch conn.(type) {
+	case *tls.Conn, *tlsConn:
+		return true
+	}
+	return s.cfg.TLS != nil
 }

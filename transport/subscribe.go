@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"crypto/tls"
 	"net"
 	"slices"
 	"strings"
@@ -119,7 +118,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 	// Over TLS the socket's bytes are not the stream's: no raw writes, the
 	// engine falls back to Write on the TLS connection; its poller still
 	// watches the socket under it for the client leaving.
-	if tc, ok := conn.(*tls.Conn); ok {
+	if tc, ok := conn.(*tlsConn); ok {
 		st.Watch = rawConn(tc.NetConn())
 	} else if !s.isTLS(conn) {
 		st.Raw = rawConn(conn)
