@@ -17,10 +17,10 @@ import (
 // --workers 0): in this one it would share the Go scheduler's run queues
 // with every reconnecting stream, and its timer and its reads would wait
 // behind them. Measured on the 2-core machine (BENCHMARKS.md, "The
-// publisher during a storm"): the same server answered a publisher in
-// another process with p99 65 ms while the one inside the tool reported
-// 2,480 ms. What the report must say is the server's answer, not the
-// tool's own queue.
+// publisher during a storm: the tool was timing its own queue"): the
+// same server answered a publisher in another process with p99 65 ms
+// while the one inside the tool reported 2,480 ms. What the report must
+// say is the server's answer, not the tool's own queue.
 //
 // The parent writes one stormPublisherConfig line on the child's stdin,
 // then closes stdin to stop it; the child answers with one
