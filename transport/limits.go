@@ -62,8 +62,9 @@ func remoteIP(c net.Conn) netip.Addr {
 }
 
 // takeStream takes a subscriber slot (Config.MaxSubscribers). The slot is
-// given back when the stream's Serve returns, or by subscribe itself when
-// it answers without a stream. Called by fasthttp workers at once: the
+// given back just before an HTTP/1.1 stream's socket closes (subscribe's
+// giveSlot), when an HTTP/2 stream's handler returns, or by subscribe
+// itself when it answers without a stream. Called by fasthttp workers at once: the
 // Add that overshoots is undone, so the count may exceed the bound for an
 // instant but no caller is admitted beyond it.
 func (s *Server) takeStream() bool {

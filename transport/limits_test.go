@@ -70,6 +70,40 @@ func TestMaxSubscribers(t *testing.T) {
 	})
 }
 
+// TestMaxSubscribersSlotBackBeforeClose: a stream the server ends gives
+// its slot back before its socket closes, not after the Unsubscribe hook
+// (here a slow one): at MaxSubscribers 1, a client that reconnects the
+// moment it reads the end gets its stream, not a 503.
+func TestMaxSubscribersSlotBackBeforeClose(t *testing.T) {
+	t.Parallel()
+	unsubscribed := make(chan struct{}, 4)
+	ecfg := engine.Config{Hooks: engine.Hooks{Unsubscribe: func(*engine.Subscriber) {
+		time.Sleep(500 * time.Millisecond) // a hook that writes somewhere slow
+		unsubscribed <- struct{}{}
+	}}}
+	addr, eng, srv := startServer(t, ecfg, Config{MaxSubscribers: 1})
+	a := subscribed(t, eng, subscribe(t, addr, "/sse?topic=t"), "t", 1)
+	if n := eng.DisconnectTopic("t", 0); n != 1 {
+		t.Fatalf("disconnected %d", n)
+	}
+	a.drain(wait) // to the end the server wrote
+	b := subscribe(t, addr, "/sse?topic=t")
+	if b.Status != http.StatusOK {
+		t.Fatalf("reconnect at once: %d %s (slots taken: %d)", b.Status, b.Body, srv.Streams())
+	}
+	b.expectOK()
+	select {
+	case <-unsubscribed:
+		t.Error("the reconnect waited for the Unsubscribe hook")
+	default:
+	}
+	<-unsubscribed
+	waitSubscribers(t, eng, "t", 1)
+	if n := srv.Streams(); n != 1 {
+		t.Errorf("%d slots taken, want 1 (the slot given back once)", n)
+	}
+}
+
 // dialFrom connects to addr from the loopback address local (127.0.0.x).
 func dialFrom(t *testing.T, local, addr string) net.Conn {
 	t.Helper()

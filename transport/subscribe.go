@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"unicode/utf8"
 
@@ -114,7 +115,17 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 	}
 	st.Head = s.streamHead(ctx)
 	conn := ctx.Conn()
-	st.Conn, st.Close = conn, conn.Close
+	// The subscriber slot goes back just before the socket closes, not
+	// after the Unsubscribe hook: a client told to come back (a timeout,
+	// a disconnect, retry: 0) that reconnects the moment it reads the end
+	// must find its slot free. Given back once, by whichever comes first.
+	var slotBack atomic.Bool
+	giveSlot := func() {
+		if slotBack.CompareAndSwap(false, true) {
+			s.streams.Add(-1)
+		}
+	}
+	st.Conn, st.Close = conn, func() error { giveSlot(); return conn.Close() }
 	// Over TLS the socket's bytes are not the stream's: no raw writes, the
 	// engine falls back to Write on the TLS connection; its poller still
 	// watches the socket under it for the client leaving.
@@ -131,7 +142,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx) {
 		// Once the head is out that goroutine ends too and the shard's
 		// poller watches the idle stream (engine/poll.go); without a
 		// descriptor or a poller it stays for the stream's life.
-		go s.eng.Start(sub, st, func(error) { s.streams.Add(-1) })
+		go s.eng.Start(sub, st, func(error) { giveSlot() })
 	})
 	handedOver = true
 }
