@@ -36,6 +36,17 @@ func forEachWatch(t *testing.T, f func(t *testing.T, opt func(*engine.Stream))) 
 	})
 }
 
+// publishAndRead publishes message i (id i, data "d") to topic and reads
+// it from s's client, within the test wait (generous for a loaded machine).
+func (s *started) publishAndRead(t *testing.T, eng *engine.Engine, i int, topic string) {
+	t.Helper()
+	publish(t, eng, msg(strconv.Itoa(i), "d", topic))
+	_ = s.client.SetReadDeadline(time.Now().Add(wait))
+	if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
+		t.Fatalf("message %d: %q, %v", i, f, err)
+	}
+}
+
 // startMany connects n subscribers of topic to eng through Start, each
 // stream watched as st says (opt may change the Stream), and waits until
 // every client has read ": ok" and Start has returned.
@@ -156,11 +167,7 @@ func TestPolledClientSendsBytes(t *testing.T) {
 			if _, err := s.client.Write([]byte(junk)); err != nil {
 				t.Fatal(err)
 			}
-			publish(t, eng, msg(strconv.Itoa(i), "d", "b"))
-			_ = s.client.SetReadDeadline(time.Now().Add(wait))
-			if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
-				t.Fatalf("message %d: %q, %v", i, f, err)
-			}
+			s.publishAndRead(t, eng, i, "b")
 		}
 		if n := eng.Subscribers("b"); n != 1 {
 			t.Fatalf("%d subscribers after the client wrote, want 1", n)
@@ -204,13 +211,9 @@ func TestPolledClientFloods(t *testing.T) {
 		defer func() { close(stop); <-flooding }()
 		time.Sleep(100 * time.Millisecond) // the flood is under way
 		for i := range 5 {
-			publish(t, eng, msg(strconv.Itoa(i), "d", "f"))
-			// Generous for a loaded machine; without the bound the
-			// message waits for the flood to end, which it never does.
-			_ = s.client.SetReadDeadline(time.Now().Add(wait))
-			if f, err := readFrame(s.br); f != frame(strconv.Itoa(i), "d") {
-				t.Fatalf("message %d during the flood: %q, %v", i, f, err)
-			}
+			// Without the bound the message waits for the flood to end,
+			// which it never does.
+			s.publishAndRead(t, eng, i, "f")
 		}
 		if n := eng.Subscribers("f"); n != 1 {
 			t.Fatalf("%d subscribers during the flood, want 1", n)
