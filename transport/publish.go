@@ -199,9 +199,9 @@ func decodePublish(contentType, body []byte) (*engine.Message, int, error) {
 		}
 		return m, 0, nil
 	case "":
-		return nil, fasthttp.StatusUnsupportedMediaType, errors.New("content type missing: send application/json or application/x-www-form-urlencoded")
+		return nil, fasthttp.StatusUnsupportedMediaType, errors.New("content type missing: send application/json (a message or an array of them), application/x-ndjson or application/x-www-form-urlencoded")
 	default:
-		return nil, fasthttp.StatusUnsupportedMediaType, errors.New("unsupported content type: send application/json or application/x-www-form-urlencoded")
+		return nil, fasthttp.StatusUnsupportedMediaType, errors.New("unsupported content type: send application/json (a message or an array of them), application/x-ndjson or application/x-www-form-urlencoded")
 	}
 }
 
