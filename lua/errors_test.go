@@ -26,6 +26,42 @@ func TestSyntaxErrorAtEOFNamesLine(t *testing.T) {
 	}
 }
 
+// TestUnterminatedStringNamesItsLine: gopher-lua notices an unterminated
+// string on the line break after it and named the next line (column 0);
+// the string's own line is named.
+func TestUnterminatedStringNamesItsLine(t *testing.T) {
+	for _, c := range []struct{ name, src, want string }{
+		{"first line", "x = \"abc\ny = 1\n", "str.lua line:1(column:8) near 'abc': unterminated string"},
+		{"later line", "x = 1\ny = 'abc\n\n", "str.lua line:2(column:8) near 'abc': unterminated string"},
+		{"CRLF", "x = 1\r\ny = \"abc\r\nz = 2\r\n", "str.lua line:2(column:"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(Config{Script: "str.lua", Source: []byte(c.src)})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one with %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestCompileErrorNamesLine: errors gopher-lua finds when compiling
+// rather than parsing read "FILE:LINE: message" like the others, not
+// "compile error near line(L) FILE: ..."; a goto's is the goto's line.
+func TestCompileErrorNamesLine(t *testing.T) {
+	for _, c := range []struct{ name, src, want string }{
+		{"goto without label", "local x = 1\ngoto nowhere\nx = 2\n", "lua: c.lua:2: no visible label 'nowhere' for <goto> at line 2"},
+		{"break outside a loop", "local x = 1\nif x then\n  break\nend\n", "lua: c.lua:3: no loop to break"},
+		{"vararg outside a vararg function", "function f()\n  return ...\nend\n", "lua: c.lua:2: cannot use '...' outside a vararg function"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(Config{Script: "c.lua", Source: []byte(c.src)})
+			if err == nil || err.Error() != c.want {
+				t.Fatalf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
 // TestHookErrorNamesHook: a hook's runtime error says which hook failed,
 // and not gopher-lua's "in main chunk" (which its traceback says of
 // every Lua function).

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,7 +146,7 @@ func Load(cfg Config) (*Runtime, error) {
 	}
 	proto, err := glua.Compile(chunk, cfg.Script)
 	if err != nil {
-		return nil, fmt.Errorf("lua: %s: %w", cfg.Script, err)
+		return nil, fmt.Errorf("lua: %s", compileError(err, cfg.Script))
 	}
 	rt := &Runtime{cfg: cfg, proto: proto, watching: make(map[*thread]struct{}), stop: make(chan struct{}), watchStop: make(chan struct{})}
 	if !cfg.Unsafe {
@@ -341,7 +343,19 @@ func (rt *Runtime) unwatch(t *thread) {
 // the script ends too early: gopher-lua says "FILE at EOF:" with no line,
 // so the end of the last line that is not blank is named, in the form
 // of its other errors ("FILE line:L(column:C) near EOF: ...").
+//
+// An unterminated string is reported by gopher-lua once it has read the
+// line break that ends it, so at column 0 of the next line: the line the
+// string is on is named instead, at its end.
 func syntaxError(err error, file string, src []byte) string {
+	var pe *parse.Error
+	if errors.As(err, &pe) && pe.Message == "unterminated string" && pe.Pos.Column == 0 && pe.Pos.Line > 1 {
+		lines := bytes.SplitAfter(src, []byte("\n"))
+		if l := pe.Pos.Line - 1; l <= len(lines) {
+			col := len(bytes.TrimRight(lines[l-1], "\r\n"))
+			return fmt.Sprintf("%s line:%d(column:%d) near '%s': %s", file, l, col, pe.Token, pe.Message)
+		}
+	}
 	msg := strings.TrimSpace(err.Error())
 	rest, ok := strings.CutPrefix(msg, file+" at EOF:")
 	if !ok {
@@ -355,6 +369,27 @@ func syntaxError(err error, file string, src []byte) string {
 		why = r + ": " + why
 	}
 	return fmt.Sprintf("%s line:%d(column:%d) near EOF: %s", file, line, col, why)
+}
+
+// gotoLine finds the goto a compile error is about ("<goto x> at line 3
+// jumps into the scope of local 'y'", "no visible label 'x' for <goto>
+// at line 3"): gopher-lua's own line for these is the end of the block.
+var gotoLine = regexp.MustCompile(`<goto[^>]*> at line (\d+)`)
+
+// compileError is gopher-lua's compile error (a goto without its label,
+// break outside a loop, ... outside a vararg function) in the
+// "FILE:LINE: message" form of the other errors of a script, instead of
+// its "compile error near line(L) FILE: message".
+func compileError(err error, file string) string {
+	var ce *glua.CompileError
+	if !errors.As(err, &ce) {
+		return file + ": " + err.Error()
+	}
+	line := strconv.Itoa(ce.Line)
+	if m := gotoLine.FindStringSubmatch(ce.Message); m != nil {
+		line = m[1]
+	}
+	return fmt.Sprintf("%s:%s: %s", file, line, ce.Message)
 }
 
 // hookError is the error of a call of hook ("" for the main chunk): the

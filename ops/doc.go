@@ -4,7 +4,8 @@
 // In: an engine.Engine's Stats, a transport.Server's Stats and the Lua
 // runtime's hook error counts, all read when someone asks (a scrape, the
 // dashboard's feed once a second and when a new page starts watching);
-// hook calls, through the engine.Hooks that HookStats.Wrap returns.
+// hook calls, through the engine.Hooks that HookStats.Wrap (WrapScript: only
+// the hooks a script defines) returns.
 // Out: the /metrics text (Prometheus exposition format: values through
 // github.com/VictoriaMetrics/metrics, each family's # HELP and # TYPE
 // from families.go through internal/promtext), the dashboard page, and a stats

@@ -158,6 +158,59 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 	return w
 }
 
+// WrapScript is Wrap for a script's hooks: only the hooks the script
+// defines (lua.Runtime.Defined) are counted and timed. The runtime sets
+// some engine seams for hooks it does not have (Subscribe when only
+// unsubscribe or message is defined, to build the sub table; Publish for
+// message's pub table); those stay as they are, uncounted, so that
+// tinysse_hook_calls_total{hook="subscribe"} is not the number of
+// subscribes to a script without a subscribe hook.
+func (hs *HookStats) WrapScript(h engine.Hooks, defined []string) engine.Hooks {
+	has := make(map[string]bool, len(defined))
+	for _, n := range defined {
+		has[n] = true
+	}
+	c := h
+	if !has["publish"] {
+		c.Publish = nil
+	}
+	if !has["subscribe"] {
+		c.Subscribe = nil
+	}
+	if !has["catchup"] {
+		c.Catchup = nil
+	}
+	if !has["timeout"] {
+		c.Timeout = nil
+	}
+	if !has["unsubscribe"] {
+		c.Unsubscribe = nil
+	}
+	if !has["message"] {
+		c.Message, c.EnterShard, c.LeaveShard = nil, nil, nil
+	}
+	w := hs.Wrap(c)
+	if c.Publish == nil {
+		w.Publish = h.Publish
+	}
+	if c.Subscribe == nil {
+		w.Subscribe = h.Subscribe
+	}
+	if c.Catchup == nil {
+		w.Catchup = h.Catchup
+	}
+	if c.Timeout == nil {
+		w.Timeout = h.Timeout
+	}
+	if c.Unsubscribe == nil {
+		w.Unsubscribe = h.Unsubscribe
+	}
+	if c.Message == nil {
+		w.Message, w.EnterShard, w.LeaveShard = h.Message, h.EnterShard, h.LeaveShard
+	}
+	return w
+}
+
 // HookSnapshot is one hook's counts at one moment.
 type HookSnapshot struct {
 	Name    string  `json:"name"`

@@ -70,7 +70,7 @@ func startAPI(t *testing.T, rt *lua.Runtime, ecfg engine.Config, topTopics int, 
 	cfg := inproc.Config{Engine: ecfg, Runtime: rt, Transport: transport.Config{HealthPath: "/healthz", APIPath: apiPath}}
 	if rt != nil {
 		hs = ops.NewHookStats()
-		cfg.WrapHooks = hs.Wrap
+		cfg.WrapHooks = func(h engine.Hooks) engine.Hooks { return hs.WrapScript(h, rt.Defined()) }
 	}
 	cfg.Setup = func(is *inproc.Server, tc *transport.Config) {
 		ocfg := ops.Config{Engine: is.Engine, Transport: func() transport.Stats { return is.Transport.Stats() }, Hooks: hs, TopTopics: topTopics, Version: "test"}
@@ -294,6 +294,31 @@ func keys(m map[string]float64, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// TestHookMetricsCountDefinedHooksOnly: the runtime gives the engine a
+// subscribe seam when the script has only unsubscribe (and a publish
+// seam for message); neither is a call of a hook the script lacks.
+func TestHookMetricsCountDefinedHooksOnly(t *testing.T) {
+	s := start(t, "function unsubscribe(sub) end\nfunction message(pub, sub) return pub end", engine.Config{Shards: 1}, 10)
+	a := s.subscribe(t, "/sse")
+	waitFor(t, "1 subscriber", func() bool { return s.eng.Stats().Subscribers == 1 })
+	s.publish(t, "/sse", `{"data":"one"}`)
+	a.until(t, "one")
+	a.Conn.Close()
+	waitFor(t, "unsubscribe", func() bool { return s.scrape(t)[`tinysse_hook_calls_total{hook="unsubscribe"}`] == 1 })
+	m := s.scrape(t)
+	for series, want := range map[string]float64{
+		`tinysse_hook_calls_total{hook="subscribe"}`:            0,
+		`tinysse_hook_calls_total{hook="publish"}`:              0,
+		`tinysse_hook_duration_seconds_count{hook="subscribe"}`: 0,
+		`tinysse_hook_calls_total{hook="message"}`:              1,
+		`tinysse_hook_calls_total{hook="unsubscribe"}`:          1,
+	} {
+		if got := m[series]; got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
 }
 
 func TestHookMetrics(t *testing.T) {

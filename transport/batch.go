@@ -42,15 +42,29 @@ func isBatch(contentType, body []byte) bool {
 	return false
 }
 
-// decodeBatch reads a batch body into messages, at most max of them.
-func decodeBatch(mt string, body []byte, max int) ([]*engine.Message, int, error) {
-	if !utf8.Valid(body) {
-		return nil, fasthttp.StatusBadRequest, errors.New("body is not valid UTF-8")
+// batchLines is where each message of an NDJSON batch began: lines[i]
+// is message i's 1-based line (nil for a JSON array).
+type batchLines []int
+
+// prefix is how an error about message i begins: its index, and for
+// NDJSON its line, so a refusal found after decoding (a bad id or topic,
+// the token, the publish hook, the engine's limits) points at the line
+// as a decoding error does.
+func (l batchLines) prefix(i int) string {
+	if i < len(l) {
+		return fmt.Sprintf("message %d (line %d): ", i, l[i])
 	}
+	return fmt.Sprintf("message %d: ", i)
+}
+
+// decodeBatch reads a batch body into messages, at most max of them.
+// Invalid UTF-8 is refused naming the message (and line) that holds it.
+func decodeBatch(mt string, body []byte, max int) ([]*engine.Message, batchLines, int, error) {
 	tooMany := func() error {
 		return fmt.Errorf("batch of more than %d messages (--max-batch)", max)
 	}
 	var ms []*engine.Message
+	var lines batchLines
 	if mt == ndjsonType {
 		for n, rest := 0, body; len(rest) > 0; n++ {
 			line := rest
@@ -63,19 +77,27 @@ func decodeBatch(mt string, body []byte, max int) ([]*engine.Message, int, error
 				continue
 			}
 			if len(ms) == max {
-				return nil, fasthttp.StatusRequestEntityTooLarge, tooMany()
+				return nil, nil, fasthttp.StatusRequestEntityTooLarge, tooMany()
 			}
-			m, err := decodeJSON(line)
+			lines = append(lines, n+1)
+			m, err := decodeJSON(line) // checks the line's UTF-8
 			if err != nil {
-				return nil, fasthttp.StatusBadRequest, fmt.Errorf("message %d (line %d): %w", len(ms), n+1, err)
+				return nil, nil, fasthttp.StatusBadRequest, fmt.Errorf("%s%w", lines.prefix(len(ms)), err)
 			}
 			ms = append(ms, m)
 		}
 	} else {
 		var elemErr error // an element that is not a good message (the body is valid JSON)
+		// json.Valid (jsonobj) lets invalid UTF-8 through inside strings,
+		// and any outside them is a syntax error: checking each element
+		// covers the body and names the element.
 		err := jsonobj.Array(body, func(i int, v []byte) error {
 			if i == max {
 				return errTooMany
+			}
+			if !utf8.Valid(v) {
+				elemErr = fmt.Errorf("message %d: not valid UTF-8", i)
+				return elemErr
 			}
 			m, err := decodeElement(v)
 			if err != nil {
@@ -87,17 +109,20 @@ func decodeBatch(mt string, body []byte, max int) ([]*engine.Message, int, error
 		})
 		switch {
 		case errors.Is(err, errTooMany):
-			return nil, fasthttp.StatusRequestEntityTooLarge, tooMany()
+			return nil, nil, fasthttp.StatusRequestEntityTooLarge, tooMany()
 		case elemErr != nil:
-			return nil, fasthttp.StatusBadRequest, elemErr
+			return nil, nil, fasthttp.StatusBadRequest, elemErr
 		case err != nil:
-			return nil, fasthttp.StatusBadRequest, jsonError(err)
+			if !utf8.Valid(body) { // outside every element: what a single message says
+				return nil, nil, fasthttp.StatusBadRequest, errors.New("body is not valid UTF-8")
+			}
+			return nil, nil, fasthttp.StatusBadRequest, jsonError(err)
 		}
 	}
 	if len(ms) == 0 {
-		return nil, fasthttp.StatusBadRequest, errors.New("empty batch: no message")
+		return nil, nil, fasthttp.StatusBadRequest, errors.New("empty batch: no message")
 	}
-	return ms, 0, nil
+	return ms, lines, 0, nil
 }
 
 var errTooMany = errors.New("transport: batch too large")
@@ -123,7 +148,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 		writeError(ctx, fasthttp.StatusNotImplemented, "batch publish is not available in this mode: publish one message per request")
 		return
 	}
-	ms, status, err := decodeBatch(mt, body, s.cfg.MaxBatch)
+	ms, lines, status, err := decodeBatch(mt, body, s.cfg.MaxBatch)
 	if err != nil {
 		writeError(ctx, status, err.Error())
 		return
@@ -134,8 +159,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 	}
 	query := queryTopics(ctx)
 	for i, m := range ms {
-		prefix := fmt.Sprintf("message %d: ", i)
-		if !s.checkMessage(ctx, grant, m, query, prefix) {
+		if !s.checkMessage(ctx, grant, m, query, lines.prefix(i)) {
 			return
 		}
 	}
@@ -145,7 +169,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 			req.Claims = grant.Claims
 		}
 		for i, m := range ms {
-			if !s.publishHook(ctx, h, req, grant, m, fmt.Sprintf("message %d: ", i)) {
+			if !s.publishHook(ctx, h, req, grant, m, lines.prefix(i)) {
 				return
 			}
 		}
@@ -159,7 +183,7 @@ func (s *Server) publishBatch(ctx *fasthttp.RequestCtx, grant *auth.Grant, mt st
 	prefix := ""
 	var be *engine.BatchError
 	if errors.As(err, &be) {
-		prefix = fmt.Sprintf("message %d: ", be.Index)
+		prefix = lines.prefix(be.Index)
 	}
 	s.answerPublish(ctx, res, err, prefix)
 }

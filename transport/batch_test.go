@@ -90,6 +90,13 @@ func TestBatchRefused(t *testing.T) {
 		{"empty array", "application/json", `[]`, 400, "empty batch"},
 		{"empty ndjson", "application/x-ndjson", "\n \n", 400, "empty batch"},
 		{"ndjson bad line", "application/x-ndjson", "{\"data\":\"1\"}\n\n[1]\n", 400, "message 1 (line 3)"},
+		// Found after decoding, an NDJSON message is still named by its line
+		// too; invalid UTF-8 is named by its message.
+		{"ndjson bad id names its line", "application/x-ndjson", "{\"data\":\"1\"}\n\n{\"id\":\"a\\u0000b\",\"data\":\"2\"}\n", 400, "message 1 (line 3): "},
+		{"ndjson over the history budget names its line", "application/x-ndjson", "{\"data\":\"1\"}\r\n{\"data\":\"" + strings.Repeat("h", 4500) + "\"}", 413, "message 1 (line 2): message is larger"},
+		{"invalid UTF-8 names its message", "application/json", "[{\"data\":\"1\"},{\"data\":\"\xff\"}]", 400, "message 1: not valid UTF-8"},
+		{"ndjson invalid UTF-8 names its line", "application/x-ndjson", "{\"data\":\"1\"}\n\n{\"data\":\"\xff\"}", 400, "message 1 (line 3): "},
+		{"invalid UTF-8 outside the messages", "application/json", "[{\"data\":\"1\"}\xff]", 400, "not valid UTF-8"},
 		{"too many", "application/json", `[{"data":"1"},{"data":"2"},{"data":"3"},{"data":"4"}]`, 413, "--max-batch"},
 		{"too many ndjson", "application/x-ndjson", "{\"data\":\"1\"}\n{\"data\":\"2\"}\n{\"data\":\"3\"}\n{\"data\":\"4\"}\n", 413, "--max-batch"},
 		{"body too large", "application/json", `[{"data":"` + big + `"},{"data":"` + big + `"}]`, 413, "larger than"},
@@ -158,18 +165,27 @@ func TestBatchHooksAndAuth(t *testing.T) {
 		}
 		s.expectLines(fmt.Sprintf("data: m%d!", i))
 	}
+	const ndjson = "application/x-ndjson"
 	for i, c := range []struct {
 		body   string
 		status int
 		want   string
+		ctype  string // "" is application/json
 	}{
-		{`[{"data":"a"},{"data":"refuse"},{"data":"c"}]`, 403, "message 1: message rejected by script"},
-		{`[{"data":"a"},{"data":"b"},{"data":"fail"}]`, 500, "message 2: publish hook failed"},
+		{`[{"data":"a"},{"data":"refuse"},{"data":"c"}]`, 403, "message 1: message rejected by script", ""},
+		{`[{"data":"a"},{"data":"b"},{"data":"fail"}]`, 500, "message 2: publish hook failed", ""},
 		// A hook cut by a script limit names the limit, as for a single publish.
-		{`[{"data":"slow"}]`, 500, `"message 0: publish hook timed out: longer than --script-timeout 1s"`},
-		{`[{"data":"a"},{"data":"b","topic":"sport/x"}]`, 403, "message 1: "},
+		{`[{"data":"slow"}]`, 500, `"message 0: publish hook timed out: longer than --script-timeout 1s"`, ""},
+		{`[{"data":"a"},{"data":"b","topic":"sport/x"}]`, 403, "message 1: ", ""},
+		// NDJSON refusals name the line as well.
+		{"{\"data\":\"a\"}\n\n{\"data\":\"refuse\"}\n", 403, "message 1 (line 3): message rejected by script", ndjson},
+		{"{\"data\":\"a\"}\n{\"data\":\"b\",\"topic\":\"sport/x\"}", 403, "message 1 (line 2): ", ndjson},
 	} {
-		ans, _ := postBatch(t, addr, "/sse?topic=news/a", "application/json", c.body, tok...)
+		ctype := c.ctype
+		if ctype == "" {
+			ctype = "application/json"
+		}
+		ans, _ := postBatch(t, addr, "/sse?topic=news/a", ctype, c.body, tok...)
 		wantError(t, ans, c.status)
 		if !strings.Contains(ans.Body, c.want) {
 			t.Errorf("body %s, want %q", ans.Body, c.want)
@@ -186,7 +202,7 @@ func TestBatchHooksAndAuth(t *testing.T) {
 	// The hook saw each message of the accepted batches and of those its
 	// own refusal or error stopped (up to the refused one); the batch the
 	// token refused never reached it.
-	want := "1 2 a refuse m0 a b fail m1 slow m2 m3 m9"
+	want := "1 2 a refuse m0 a b fail m1 slow m2 m3 a refuse m4 m5 m9"
 	if got := strings.Join(seen, " "); got != want {
 		t.Errorf("hook saw %q, want %q", got, want)
 	}

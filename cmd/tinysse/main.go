@@ -284,7 +284,7 @@ func (s *instance) listenAndStart() error {
 	s.hooks = s.script.Hooks()
 	if s.o.metricsPath != "" || !s.o.noDashboard {
 		s.hookStats = ops.NewHookStats()
-		s.hooks = s.hookStats.Wrap(s.hooks)
+		s.hooks = s.hookStats.WrapScript(s.hooks, s.script.Defined())
 	}
 	s.log.Info("script loaded", "script", s.o.script, "hooks", s.script.Defined(), "vms", s.vms)
 	return nil

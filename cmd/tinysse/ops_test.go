@@ -233,6 +233,8 @@ func TestCheckFlag(t *testing.T) {
 		{"print in main chunk", "print('loading')\nfunction publish(p) return p end", 0, "loading\n", ""},
 		{"syntax", "function publish(pub)\n  return pub\nedn\n", 1, "", "hooks.lua:3:3: syntax error near 'edn'\n"},
 		{"syntax at end of file", "function publish(pub)\n  return pub\n", 1, "", "hooks.lua:2:13: syntax error near EOF: the script ends inside a statement or block (is an end missing?)\n"},
+		{"unterminated string", "x = 1\ny = \"abc\nz = 2\n", 1, "", "hooks.lua:2:8: syntax error near 'abc': unterminated string\n"},
+		{"goto without label", "x = 1\ngoto nowhere\n", 1, "", "hooks.lua:2: no visible label 'nowhere'"},
 		{"runtime", "local t = nil\nlocal y = t.x\n", 1, "", "hooks.lua:2:"},
 		{"sandbox", "local f = io.open('/etc/passwd')", 1, "", "hooks.lua:1:"},
 		{"missing package", "local x = require 'nope'", 1, "", "nope"},
