@@ -146,6 +146,15 @@ func (s *stream) expectEOF() {
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
 // served waits for Serve to return.
+// leave closes the client's side and returns once Serve has returned and
+// topic counts no subscriber.
+func (s *stream) leave(eng *engine.Engine, topic string) {
+	s.t.Helper()
+	s.conn.Close()
+	s.served()
+	waitSubscribers(s.t, eng, topic, 0)
+}
+
 func (s *stream) served() error {
 	s.t.Helper()
 	select {
@@ -328,28 +337,37 @@ func TestEngineDeliverMany(t *testing.T) {
 }
 
 func TestEngineMultiTopic(t *testing.T) {
-	// Delivered live one by one, and all at once from a backlog (held up
-	// behind a gate): the same messages, once each, in publish order.
+	deliveredOnceInOrder(t, []string{"a", "b"}, []*engine.Message{
+		msg("1", "a only", "a"),
+		msg("2", "both", "a", "b"),
+		msg("3", "b only", "b"),
+		msg("4", "both reversed", "b", "a"),
+		msg("5", "not ours", "c"),
+		msg("6", "c and b", "c", "b"),
+		msg("7", "a again", "a"),
+		msg("8", "default topic"),
+	}, frame("1", "a only"), frame("2", "both"), frame("3", "b only"), frame("4", "both reversed"),
+		frame("6", "c and b"), frame("7", "a again"))
+}
+
+// deliveredOnceInOrder serves one subscriber on topics (a topic or a
+// pattern each), publishes pubs, and expects exactly want: delivered live
+// one by one, and all at once from a backlog (held up behind a gate
+// published to topics[0]), the same messages, once each, in publish order.
+func deliveredOnceInOrder(t *testing.T, topics []string, pubs []*engine.Message, want ...string) {
+	t.Helper()
 	for _, batched := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
 			g := newGate()
 			eng := newEngine(t, engine.Config{Shards: 1, Hooks: engine.Hooks{Message: g.hook}})
 			ln := listen(t)
-			s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a", "b"}}), "a", 1)
-			waitSubscribers(t, eng, "b", 1)
-			if batched {
-				publish(t, eng, msg("gate", "", "a"))
-				g.wait(t)
+			s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: topics}), topics[0], 1)
+			for _, name := range topics[1:] {
+				waitSubscribers(t, eng, name, 1)
 			}
-			pubs := []*engine.Message{
-				msg("1", "a only", "a"),
-				msg("2", "both", "a", "b"),
-				msg("3", "b only", "b"),
-				msg("4", "both reversed", "b", "a"),
-				msg("5", "not ours", "c"),
-				msg("6", "c and b", "c", "b"),
-				msg("7", "a again", "a"),
-				msg("8", "default topic"),
+			if batched {
+				publish(t, eng, msg("gate", "", topics[0]))
+				g.wait(t)
 			}
 			for _, m := range pubs {
 				publish(t, eng, m)
@@ -358,10 +376,9 @@ func TestEngineMultiTopic(t *testing.T) {
 			if batched {
 				s.expect(frame("gate", ""))
 			}
-			s.expect(frame("1", "a only"), frame("2", "both"), frame("3", "b only"), frame("4", "both reversed"),
-				frame("6", "c and b"), frame("7", "a again"))
+			s.expect(want...)
 			// Nothing else is on its way: a marker published now comes next.
-			publish(t, eng, msg("end", "", "b"))
+			publish(t, eng, msg("end", "", topics[0]))
 			s.expect(frame("end", ""))
 		})
 	}

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"fmt"
 	"strconv"
 	"testing"
 
@@ -50,31 +49,14 @@ func TestPatternSubscribeLive(t *testing.T) {
 func TestPatternOverlapOnce(t *testing.T) {
 	// One subscriber holding overlapping patterns and a topic they match
 	// gets each message once, in publish order, live and from a backlog.
-	for _, batched := range []bool{false, true} {
-		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-			g := newGate()
-			eng := newEngine(t, engine.Config{Shards: 1, Hooks: engine.Hooks{Message: g.hook}})
-			ln := listen(t)
-			s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"sports/*", "sports/**", "sports/a", "*/a"}}), "*/a", 1)
-			if batched {
-				publish(t, eng, msg("gate", "", "sports/a"))
-				g.wait(t)
-			}
-			publish(t, eng, msg("1", "a", "sports/a"))
-			publish(t, eng, msg("2", "b", "sports/b"))
-			publish(t, eng, msg("3", "both", "sports/a", "sports/b"))
-			publish(t, eng, msg("4", "deep", "sports/a/b"))
-			publish(t, eng, msg("5", "news", "news/a"))
-			publish(t, eng, msg("6", "other", "other"))
-			close(g.release)
-			if batched {
-				s.expect(frame("gate", ""))
-			}
-			s.expect(frame("1", "a"), frame("2", "b"), frame("3", "both"), frame("4", "deep"), frame("5", "news"))
-			publish(t, eng, msg("end", "", "sports/a"))
-			s.expect(frame("end", ""))
-		})
-	}
+	deliveredOnceInOrder(t, []string{"sports/a", "sports/*", "sports/**", "*/a"}, []*engine.Message{
+		msg("1", "a", "sports/a"),
+		msg("2", "b", "sports/b"),
+		msg("3", "both", "sports/a", "sports/b"),
+		msg("4", "deep", "sports/a/b"),
+		msg("5", "news", "news/a"),
+		msg("6", "other", "other"),
+	}, frame("1", "a"), frame("2", "b"), frame("3", "both"), frame("4", "deep"), frame("5", "news"))
 }
 
 func TestPatternPublishResultCountsPatternSubscribers(t *testing.T) {
@@ -129,9 +111,7 @@ func TestPatternReplayAfterLastSubscriberLeft(t *testing.T) {
 	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}}), "s/*", 1)
 	publish(t, eng, msg("1", "1", "s/a"))
 	s.expect(frame("1", "1"))
-	s.conn.Close()
-	s.served()
-	waitSubscribers(t, eng, "s/*", 0)
+	s.leave(eng, "s/*")
 	publish(t, eng, msg("2", "2", "s/b"))
 	publish(t, eng, msg("3", "3", "s/a"))
 	back := serve(t, eng, ln, &engine.Subscriber{Topics: []string{"s/*"}}, withLastEventID("1"))
@@ -234,9 +214,7 @@ func TestPatternMatchesFollowTheIndex(t *testing.T) {
 	s := ready(t, eng, serve(t, eng, ln, &engine.Subscriber{Topics: []string{"a/*"}}), "a/*", 1)
 	publish(t, eng, msg("2", "", "a/x"))
 	s.expect(frame("2", ""))
-	s.conn.Close()
-	s.served()
-	waitSubscribers(t, eng, "a/*", 0)
+	s.leave(eng, "a/*")
 	if res := publish(t, eng, msg("3", "", "a/x")); res.Subscribers != 0 {
 		t.Errorf("a publish after the pattern left counts %d subscribers", res.Subscribers)
 	}
