@@ -65,9 +65,9 @@ type Config struct {
 	// WriteCoalesce is how long a shard, woken by a publish, waits before
 	// its delivery pass, so that what is published meanwhile reaches each
 	// subscriber in the same write (see coalesce.go). 0, the default, is
-	// adaptive: no wait on an idle shard; a shard woken within one pass's
-	// duration of its last pass (busy) waits that long, at most
-	// AdaptiveCoalesceMax. Negative: never wait.
+	// adaptive: a shard's passes start at least the last pass's duration
+	// apart, but no less than AdaptiveCoalesceMin and no more than
+	// AdaptiveCoalesceMax; an idle shard never waits. Negative: never wait.
 	WriteCoalesce time.Duration
 	// Hooks are the script's hook points; the zero value defines none.
 	Hooks Hooks
