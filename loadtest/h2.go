@@ -230,7 +230,7 @@ func (c *h2conn) readFrames() error {
 func (c *h2conn) data(f *http2.DataFrame) error {
 	c.mu.Lock()
 	if s := c.streams[f.StreamID]; s != nil {
-		s.feed(f.Data())
+		s.feed(f.Data()) // as read does a socket read's bytes; only the connection's reader calls it
 		if f.StreamEnded() {
 			delete(c.streams, f.StreamID)
 			s.h2.end <- io.EOF
@@ -245,13 +245,6 @@ func (c *h2conn) data(f *http2.DataFrame) error {
 		return c.bw.Flush()
 	}
 	return nil
-}
-
-// feed parses a stream's bytes as read parses a socket's; only the
-// connection's reader calls it.
-func (s *sub) feed(b []byte) {
-	s.lines.Feed(b, s.line)
-	s.flush() // once per frame, as read does once per socket read
 }
 
 // runH2 is run over HTTP/2: open the stream, wait for its end.

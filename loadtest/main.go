@@ -179,7 +179,7 @@ func newFlagSet(o *options, raw *rawFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
 	fs.IntVar(&o.perWorker, "per-worker", 8000, "most streams per worker process (each process may open 20,000 files here)")
 	fs.IntVar(&o.workers, "workers", -1, "worker processes holding the streams (-1 = enough for --per-worker each, at least 1; 0 = all in this process, next to the publishers)")
-	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer per stream (longer lines still work)")
+	fs.IntVar(&o.readBuffer, "read-buffer", 1024, "bytes of read buffer each stream starts with; a read that fills it doubles it, up to 64 KiB (longer lines still work)")
 	fs.IntVar(&o.stuck, "stuck", 0, "also open this many subscriber connections that never read (4096-byte receive buffer), and report when the server cuts each off")
 	fs.BoolVar(&o.http2, "http2", false, "subscribers speak HTTP/2 with prior knowledge (h2c): many streams over few connections (--h2-conns)")
 	fs.IntVar(&o.h2Conns, "h2-conns", 0, "with --http2, the connections the streams share (0 = one per 50 streams)")

@@ -14,7 +14,7 @@ import (
 )
 
 // sub is one subscriber connection: a raw HTTP/1.1 GET on a net.Conn read
-// through a small bufio.Reader by a tiny SSE parser. It is cheaper than
+// through a small buffer (grown while the stream is busy) by a tiny SSE parser. It is cheaper than
 // net/http by a goroutine and several buffers per connection, which is what
 // lets one process hold thousands of streams.
 //
@@ -41,6 +41,7 @@ type sub struct {
 
 	long  []byte         // a line of the response head longer than the read buffer, assembled
 	lines sseparse.Lines // the event stream's lines (HTML Standard: CR, LF or CRLF)
+	now   int64          // unix ns at which the bytes being parsed were read
 
 	// Counts and latencies not yet handed to the group (see flush).
 	c    counts
@@ -124,19 +125,36 @@ func (s *sub) read() error {
 	if g.target.Ready == nil {
 		s.ready()
 	}
+	// The rest of the stream is read into a buffer of our own: it starts
+	// at --read-buffer, so that thousands of idle streams stay small, and
+	// doubles (to maxReadBuffer) whenever one read fills it, so that a
+	// busy stream takes one system call per many messages. Reads of at
+	// least br's size bypass br once its buffered bytes are gone.
+	buf := make([]byte, g.cfg.ReadBuffer)
 	for {
-		// Everything the socket gave goes to the splitter at once; lines
-		// are read in place, copied only when one spans two reads.
-		if _, err := br.Peek(1); err != nil {
+		n, err := br.Read(buf)
+		if n > 0 {
+			s.feed(buf[:n])
+		}
+		if err != nil {
 			return err
 		}
-		b, _ := br.Peek(br.Buffered())
-		s.lines.Feed(b, s.line)
-		_, _ = br.Discard(len(b))
-		// About to block in Read: hand over what we have so that progress
-		// reports are current, once per read rather than per message.
-		s.flush()
+		if n == len(buf) && len(buf) < maxReadBuffer {
+			buf = make([]byte, min(2*len(buf), maxReadBuffer))
+		}
 	}
+}
+
+// maxReadBuffer bounds the growth of a busy stream's read buffer.
+const maxReadBuffer = 64 << 10
+
+// feed parses what one read gave (a socket read, or an HTTP/2 DATA
+// frame): every message in it arrived at the same time, so the clock is
+// read once, and the counts go to the group once.
+func (s *sub) feed(b []byte) {
+	s.now = time.Now().UnixNano()
+	s.lines.Feed(b, s.line)
+	s.flush()
 }
 
 // line takes one line of the event stream from s.lines: before the stream
@@ -223,7 +241,7 @@ func (s *sub) parseLine(line []byte) {
 	if len(line) == 0 {
 		if s.pending {
 			s.pending = false
-			s.deliver(time.Now().UnixNano())
+			s.deliver(s.now)
 		}
 		return
 	}
