@@ -293,3 +293,25 @@ func TestRunFindsFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestRunReadBufferGrows: streams that start with a 64-byte read buffer
+// still count every message of 3,000 bytes (each spans many reads until
+// the buffer has grown), and the buffer doubles only after a read that
+// filled it, up to maxReadBuffer.
+func TestRunReadBufferGrows(t *testing.T) {
+	o := testOptions(t, "tinysse", startTinysse(t))
+	o.readBuffer, o.pub.Size, o.subscribers = 64, 3000, 5
+	res := runOK(t, o)
+	d := res.Deliveries
+	if !res.OK || res.Publish.Acked < 20 || d.Expected != 5*res.Publish.Acked || d.Received != d.Expected || d.Foreign != 0 {
+		t.Fatalf("result: %+v", res)
+	}
+	for _, c := range []struct{ size, n, want int }{
+		{64, 63, 64}, {64, 64, 128}, {1024, 1024, 2048}, {48 << 10, 48 << 10, maxReadBuffer},
+		{maxReadBuffer, maxReadBuffer, maxReadBuffer}, {1 << 20, 1 << 20, 1 << 20},
+	} {
+		if got := len(grown(make([]byte, c.size), c.n)); got != c.want {
+			t.Errorf("grown(%d bytes, read %d) = %d bytes, want %d", c.size, c.n, got, c.want)
+		}
+	}
+}

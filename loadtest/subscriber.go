@@ -139,14 +139,21 @@ func (s *sub) read() error {
 		if err != nil {
 			return err
 		}
-		if n == len(buf) && len(buf) < maxReadBuffer {
-			buf = make([]byte, min(2*len(buf), maxReadBuffer))
-		}
+		buf = grown(buf, n)
 	}
 }
 
 // maxReadBuffer bounds the growth of a busy stream's read buffer.
 const maxReadBuffer = 64 << 10
+
+// grown is the buffer for the next read after one that gave n bytes into
+// buf: twice as large (at most maxReadBuffer) if that read filled it.
+func grown(buf []byte, n int) []byte {
+	if n < len(buf) || len(buf) >= maxReadBuffer {
+		return buf
+	}
+	return make([]byte, min(2*len(buf), maxReadBuffer))
+}
 
 // feed parses what one read gave (a socket read, or an HTTP/2 DATA
 // frame): every message in it arrived at the same time, so the clock is
