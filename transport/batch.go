@@ -131,12 +131,8 @@ var errTooMany = errors.New("transport: batch too large")
 // (checked as JSON already).
 func decodeElement(v []byte) (*engine.Message, error) {
 	m := &engine.Message{}
-	var data *string
-	if err := jsonobj.DecodeElement(v, func(name []byte) any { return messageField(m, &data, name) }); err != nil {
+	if err := jsonobj.DecodeElement(v, func(name []byte) any { return messageField(m, name) }); err != nil {
 		return nil, jsonError(err)
-	}
-	if data != nil {
-		m.Data, m.HasData = *data, true
 	}
 	return m, nil
 }

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -217,44 +216,16 @@ func mediaType(ct []byte) string {
 type stringList []string
 
 func (l *stringList) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
+	if s, ok := jsonobj.String(b); ok {
 		*l = []string{s}
 		return nil
 	}
-	ss, ok := jsonStrings(b)
+	ss, ok := jsonobj.Strings(b)
 	if !ok {
 		return errors.New("must be a string or a list of strings")
 	}
 	*l = ss
 	return nil
-}
-
-// jsonStrings reads b, a JSON list of strings. A null element is not a
-// string (encoding/json would read it as ""): ok is false, as for any
-// other element that is not one.
-func jsonStrings(b []byte) (ss []string, ok bool) {
-	var ps []*string
-	if err := json.Unmarshal(b, &ps); err != nil {
-		return nil, false
-	}
-	if ps == nil {
-		return nil, true // null
-	}
-	ss = make([]string, len(ps))
-	for i, p := range ps {
-		if p == nil {
-			return nil, false
-		}
-		ss[i] = *p
-	}
-	return ss, true
 }
 
 // commentList accepts a JSON list of strings (null: none). A single
@@ -263,10 +234,7 @@ func jsonStrings(b []byte) (ss []string, ok bool) {
 type commentList []string
 
 func (l *commentList) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	ss, ok := jsonStrings(b)
+	ss, ok := jsonobj.Strings(b)
 	if !ok {
 		return errors.New("must be a list of strings")
 	}
@@ -283,32 +251,45 @@ func decodeJSON(body []byte) (*engine.Message, error) {
 		return nil, errors.New("body is not valid UTF-8")
 	}
 	m := &engine.Message{}
-	var data *string
-	err := jsonobj.Decode(body, func(name []byte) any { return messageField(m, &data, name) })
-	if err != nil {
+	if err := jsonobj.Decode(body, func(name []byte) any { return messageField(m, name) }); err != nil {
 		return nil, jsonError(err)
-	}
-	if data != nil {
-		m.Data, m.HasData = *data, true
 	}
 	return m, nil
 }
 
 // messageField is where a JSON message member named name goes (nil: an
-// unknown name, ignored); data is set when "data" is given.
-func messageField(m *engine.Message, data **string, name []byte) any {
+// unknown name, ignored). None of the targets allocates: a pointer into
+// m, or a value holding m alone.
+func messageField(m *engine.Message, name []byte) any {
 	switch string(name) {
 	case "id":
 		return &m.ID
 	case "event":
 		return &m.Event
 	case "data":
-		return data
+		return dataField{m}
 	case "comment":
 		return (*commentList)(&m.Comments)
 	case "topic":
 		return (*stringList)(&m.Topics)
 	}
+	return nil
+}
+
+// dataField takes a message's data member: a string sets Data and
+// HasData (an empty data line still dispatches an event); null leaves
+// the message without data, as if the member were not there.
+type dataField struct{ m *engine.Message }
+
+func (f dataField) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	s, ok := jsonobj.String(b)
+	if !ok {
+		return errors.New("must be a string")
+	}
+	f.m.Data, f.m.HasData = s, true
 	return nil
 }
 

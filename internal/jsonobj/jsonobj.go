@@ -6,8 +6,8 @@
 // win, so that two readers of one body (a proxy, a script, the server) can
 // disagree about what it says.
 //
-// Decode checks the whole input with json.Valid first, walks the object's
-// members on the checked bytes, and hands each member's value to
+// Decode checks the whole input first (valid: what json.Valid reports, in
+// one faster pass), walks the object's members on the checked bytes, and hands each member's value to
 // json.Unmarshal (a plain string straight to its string). Safe from any goroutine; it keeps no state.
 package jsonobj
 
@@ -73,7 +73,6 @@ func decodeObject(b []byte, i int, field func(name []byte) any) error {
 	// b is known to be one valid JSON value: the walk below only finds
 	// where each name and value ends.
 	var seen names
-	seen.list = seen.small[:0]
 	i = skipSpace(b, i+1)
 	if b[i] == '}' {
 		return nil
@@ -102,9 +101,11 @@ func decodeObject(b []byte, i int, field func(name []byte) any) error {
 	}
 }
 
-// unmarshal is json.Unmarshal(v, target), with a short cut for the
-// commonest member of a message: a string without escapes into a string
-// (json.Unmarshal would scan v once more to check it; Decode has).
+// unmarshal is json.Unmarshal(v, target), with short cuts for what a
+// message's members decode into: a string without escapes into a string
+// (json.Unmarshal would scan v once more to check it; Decode has), and a
+// json.Unmarshaler called directly (json.Unmarshal would check v again,
+// then call it with the same bytes).
 func unmarshal(v []byte, target any) error {
 	switch t := target.(type) {
 	case *string:
@@ -117,8 +118,57 @@ func unmarshal(v []byte, target any) error {
 			*t = &s
 			return nil
 		}
+	case json.Unmarshaler:
+		return t.UnmarshalJSON(v)
 	}
 	return json.Unmarshal(v, target)
+}
+
+// String returns the string a JSON value v stands for, v being one
+// Decode or Array has checked (a member's or an element's bytes, as a
+// json.Unmarshaler is handed them); ok is false if v is not a string.
+func String(v []byte) (s string, ok bool) {
+	if len(v) == 0 || v[0] != '"' {
+		return "", false
+	}
+	if s, ok := plainString(v); ok {
+		return s, true
+	}
+	var u string // escapes (json.Unmarshal takes its address): only here
+	if err := json.Unmarshal(v, &u); err != nil {
+		return "", false
+	}
+	return u, true
+}
+
+// Strings reads b, one JSON array of strings (whitespace around it
+// allowed); null is none (nil, true). An element that is not a string,
+// null included (encoding/json would read it as ""), makes ok false, as
+// does anything but an array or null.
+func Strings(b []byte) (ss []string, ok bool) {
+	i, err := start(b)
+	if err != nil {
+		return nil, false
+	}
+	if b[i] == 'n' {
+		return nil, true // null: start checked that b is one value
+	}
+	if b[i] != '[' {
+		return nil, false
+	}
+	ss = []string{}
+	err = elements(b, i, func(_ int, v []byte) error {
+		s, ok := String(v)
+		if !ok {
+			return ErrNotArray
+		}
+		ss = append(ss, s)
+		return nil
+	})
+	if err != nil {
+		return nil, false
+	}
+	return ss, true
 }
 
 // plainString returns the string a valid JSON string literal v stands
@@ -134,9 +184,9 @@ func plainString(v []byte) (string, bool) {
 // names is the set of member names seen so far: a short list for the few
 // members a message has, a map once a body lists many.
 type names struct {
-	small [namesListMax][]byte
-	list  [][]byte
-	set   map[string]struct{}
+	list [namesListMax][]byte // the first n names (no slice into itself, so a names stays on its caller's stack)
+	n    int
+	set  map[string]struct{}
 }
 
 const namesListMax = 8
@@ -149,13 +199,14 @@ func (n *names) add(name []byte) bool {
 		n.set[string(name)] = struct{}{}
 		return true
 	}
-	for _, s := range n.list {
+	for _, s := range n.list[:n.n] {
 		if bytes.Equal(s, name) {
 			return false
 		}
 	}
-	if len(n.list) < namesListMax {
-		n.list = append(n.list, name)
+	if n.n < namesListMax {
+		n.list[n.n] = name
+		n.n++
 		return true
 	}
 	n.set = make(map[string]struct{}, 4*namesListMax)
@@ -163,7 +214,6 @@ func (n *names) add(name []byte) bool {
 		n.set[string(s)] = struct{}{}
 	}
 	n.set[string(name)] = struct{}{}
-	n.list = nil
 	return true
 }
 
@@ -257,6 +307,11 @@ func Array(b []byte, elem func(i int, v []byte) error) error {
 	if b[i] != '[' {
 		return ErrNotArray
 	}
+	return elements(b, i, elem)
+}
+
+// elements is Array on b, known to be valid JSON, from its '[' at i.
+func elements(b []byte, i int, elem func(i int, v []byte) error) error {
 	i = skipSpace(b, i+1)
 	if b[i] == ']' {
 		return nil
@@ -291,12 +346,12 @@ func start(b []byte) (int, error) {
 	if i == len(b) {
 		return 0, ErrEmpty
 	}
-	if !json.Valid(b) {
+	if !valid(b) {
 		var v any
 		if err := json.Unmarshal(b, &v); err != nil {
 			return 0, err
 		}
-		return 0, errors.New("jsonobj: invalid JSON") // json.Valid and Unmarshal disagree: not expected
+		return 0, errors.New("jsonobj: invalid JSON") // valid and Unmarshal disagree: not expected (FuzzValid)
 	}
 	return i, nil
 }
