@@ -39,12 +39,10 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 	}
 	// Each message's topics, as Publish takes them: acquired (created if
 	// new, within MaxTopics), each named once.
-	tops := make([][]*topic, len(ms))
+	tops := newTopicLists(len(ms))
 	defer func() {
-		for _, ts := range tops {
-			for _, t := range ts {
-				e.release(t)
-			}
+		for _, t := range tops.all {
+			e.release(t)
 		}
 	}()
 	for i, m := range ms {
@@ -60,8 +58,9 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 			if t == nil {
 				return PublishResult{}, &BatchError{i, ErrTooManyTopics}
 			}
-			tops[i] = append(tops[i], t)
+			tops.all = append(tops.all, t)
 		}
+		tops.next()
 	}
 	sizes := make([]int64, len(ms))
 	limit := e.history.limit
@@ -71,7 +70,7 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 			continue // encoded under the lock, once its id is known
 		}
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
-		if sizes[i] = heldSize(m, len(tops[i])); limit > 0 && sizes[i] > limit {
+		if sizes[i] = heldSize(m, len(tops.list(i))); limit > 0 && sizes[i] > limit {
 			return PublishResult{}, &BatchError{i, ErrTooLarge}
 		}
 	}
@@ -81,12 +80,15 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 	// Each message's rings: its topics and the pattern topics they match
 	// (patindex.go), found under the lock as Publish finds them; each
 	// pattern ring's entry counts in the message's size.
-	rings := make([][]*topic, len(ms))
+	rings := newTopicLists(len(ms))
+	var scratch []*topic
 	var gaveID []bool // which messages got their auto id here, to take it back on refusal
 	for i, m := range ms {
-		rings[i] = e.withPatterns(make([]*topic, 0, len(tops[i])+1), tops[i])
+		scratch = e.withPatterns(scratch, tops.list(i))
+		rings.all = append(rings.all, scratch...)
+		rings.next()
 		if !auto(m) {
-			if sizes[i] += int64(len(rings[i])-len(tops[i])) * ringEntryOverhead; limit > 0 && sizes[i] > limit {
+			if sizes[i] += int64(len(scratch)-len(tops.list(i))) * ringEntryOverhead; limit > 0 && sizes[i] > limit {
 				e.pubMu.Unlock()
 				for j, gave := range gaveID {
 					if gave {
@@ -103,7 +105,7 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 		gaveID[i] = true
 		m.ID = strconv.FormatUint(seq+uint64(i)+1, 10)
 		m.Frame = AppendFrame(make([]byte, 0, frameSize(m)), m)
-		if sizes[i] = heldSize(m, len(rings[i])); limit > 0 && sizes[i] > limit {
+		if sizes[i] = heldSize(m, len(scratch)); limit > 0 && sizes[i] > limit {
 			e.pubMu.Unlock()
 			for j, gave := range gaveID {
 				if gave {
@@ -117,13 +119,13 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 	for i, m := range ms {
 		seq++
 		m.Seq = seq
-		for _, t := range rings[i] {
+		for _, t := range rings.list(i) {
 			if _, old, ok := t.ring.Append(m); ok {
 				e.history.overwritten(old)
 			}
 		}
 		emptied = e.history.trim(sizes[i], emptied)
-		e.history.add(m, rings[i], sizes[i])
+		e.history.add(m, rings.list(i), sizes[i])
 	}
 	e.seq = seq
 	e.counters.publishes.Add(uint64(len(ms)))
@@ -135,14 +137,34 @@ func (e *Engine) PublishBatch(ms []*Message) (PublishResult, error) {
 	// Each topic (and pattern topic) once: the answer and the wake-ups.
 	var res PublishResult
 	seen := make(map[*topic]bool)
-	for _, ts := range rings {
-		for _, t := range ts {
-			if seen[t] {
-				continue
-			}
+	for _, t := range rings.all {
+		if !seen[t] {
 			seen[t] = true
 			e.wake(t, &res)
 		}
 	}
 	return res, nil
+}
+
+// topicLists is one list of topics per message of a batch, kept in one
+// backing slice: two allocations per batch, not one per message.
+type topicLists struct {
+	all []*topic
+	end []int // list i is all[end[i-1]:end[i]], list 0 from 0
+}
+
+func newTopicLists(n int) topicLists {
+	return topicLists{all: make([]*topic, 0, n), end: make([]int, 0, n)}
+}
+
+// next ends the list being appended to all.
+func (l *topicLists) next() { l.end = append(l.end, len(l.all)) }
+
+// list is list i, capped so that an append to it cannot reach list i+1.
+func (l *topicLists) list(i int) []*topic {
+	start := 0
+	if i > 0 {
+		start = l.end[i-1]
+	}
+	return l.all[start:l.end[i]:l.end[i]]
 }
