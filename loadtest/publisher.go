@@ -275,14 +275,18 @@ func readResponse(br *bufio.Reader, body []byte) (status int, keepAlive bool, _ 
 	if err != nil {
 		return 0, false, body, err
 	}
-	f := bytes.Fields(line)
-	if len(f) < 2 || !bytes.HasPrefix(f[0], []byte("HTTP/1.")) {
+	// "HTTP/1.x NNN reason": read in place (the tool makes tens of
+	// thousands of these a second next to the server it measures).
+	proto, rest, _ := bytes.Cut(bytes.TrimLeft(line, " "), []byte(" "))
+	code, _, _ := bytes.Cut(bytes.TrimLeft(rest, " "), []byte(" "))
+	code = bytes.TrimRight(code, "\r\n")
+	if !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(code) == 0 {
 		return 0, false, body, fmt.Errorf("bad status line %q", line)
 	}
-	if status, err = strconv.Atoi(string(f[1])); err != nil {
+	if status, err = strconv.Atoi(string(code)); err != nil {
 		return 0, false, body, fmt.Errorf("bad status line %q", line)
 	}
-	keepAlive = bytes.HasPrefix(f[0], []byte("HTTP/1.1"))
+	keepAlive = bytes.HasPrefix(proto, []byte("HTTP/1.1"))
 	length, chunked := -1, false
 	for {
 		h, err := br.ReadSlice('\n')
@@ -313,6 +317,12 @@ func readResponse(br *bufio.Reader, body []byte) (status int, keepAlive bool, _ 
 	case chunked:
 		if _, err = io.Copy(w, httputil.NewChunkedReader(br)); err == nil {
 			err = skipTrailer(br)
+		}
+	case length >= 0 && length <= br.Size():
+		var b []byte
+		if b, err = br.Peek(length); err == nil { // the usual short answer, without a copy buffer
+			_, _ = w.Write(b)
+			_, err = br.Discard(length)
 		}
 	case length >= 0:
 		_, err = io.CopyN(w, br, int64(length))

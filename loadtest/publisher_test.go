@@ -23,6 +23,7 @@ func TestReadResponse(t *testing.T) {
 		{"close", "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", "{}", 400, false},
 		{"until close", "HTTP/1.1 202 Accepted\r\n\r\nbody", "bodyNEXT", 202, false},
 		{"1.0", "HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n", "", 202, false},
+		{"no reason", "HTTP/1.1 204\r\n\r\n", "", 204, true},
 		{"long", "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("y", 5000), strings.Repeat("y", maxBody), 200, true},
 	} {
 		br := bufio.NewReader(strings.NewReader(c.in + "NEXT"))
@@ -35,8 +36,10 @@ func TestReadResponse(t *testing.T) {
 			t.Errorf("%s: body not consumed exactly, left %q", c.name, rest)
 		}
 	}
-	if _, _, _, err := readResponse(bufio.NewReader(strings.NewReader("garbage\r\n\r\n")), nil); err == nil {
-		t.Error("garbage accepted")
+	for _, in := range []string{"garbage\r\n\r\n", "HTTP/1.1 abc OK\r\n\r\n", "HTTP/1.1\r\n\r\n", "HTTP/2 200\r\n\r\n"} {
+		if _, _, _, err := readResponse(bufio.NewReader(strings.NewReader(in)), nil); err == nil {
+			t.Errorf("%q accepted", in)
+		}
 	}
 }
 
