@@ -78,6 +78,11 @@ func TestWireRoundTrip(t *testing.T) {
 		{"s.x.a", `{"data":"x"}`},
 		{"s.t.a.b", `{"data":"x"}`},
 		{"s.t.~Z", `{"data":"x"}`},
+		{"s.t.a", `{"data":"x","comments":[null]}`},
+		{"s.t.a", `{"data":"x","comments":["c",null]}`},
+		{"s.t.a", `{"data":"x","comments":"c"}`},
+		{"s.m", `{"data":"x","topics":["a",null]}`},
+		{"s.m", `{"data":"x","topics":["a",1]}`},
 	} {
 		if _, _, err := decode("s", c.subj, []byte(c.payload)); err == nil {
 			t.Errorf("decode(%s, %s) accepted", c.subj, c.payload)
