@@ -119,20 +119,6 @@ func encode(m *engine.Message, state []byte) ([]byte, error) {
 	return json.Marshal(&w)
 }
 
-// wireStrings is a payload's list of strings: a null element is refused,
-// as the HTTP publish refuses it (encoding/json would read it as ""), and
-// null is none.
-type wireStrings []string
-
-func (l *wireStrings) UnmarshalJSON(b []byte) error {
-	ss, ok := jsonobj.Strings(b)
-	if !ok {
-		return errors.New("must be a list of strings")
-	}
-	*l = ss
-	return nil
-}
-
 // decode reads a message stored at subj in stream. Anything that can
 // publish to NATS may write there (nats pub tinysse.t.news '{"data":"hi"}'),
 // so the payload is checked like an HTTP publish by the engine later, and
@@ -148,10 +134,10 @@ func decode(stream, subj string, b []byte) (*engine.Message, json.RawMessage, er
 			return &w.Event
 		case "data":
 			return &w.Data
-		case "comments":
-			return (*wireStrings)(&w.Comments)
+		case "comments": // a null element refused, as the HTTP publish refuses it
+			return (*jsonobj.StringList)(&w.Comments)
 		case "topics":
-			return (*wireStrings)(&w.Topics)
+			return (*jsonobj.StringList)(&w.Topics)
 		case "state":
 			return &w.State
 		}

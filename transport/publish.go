@@ -228,20 +228,6 @@ func (l *stringList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// commentList accepts a JSON list of strings (null: none). A single
-// string is refused, as Tiny SSE refuses it (its comment is a
-// Vec<String>): a body it answers 400 is not accepted here either.
-type commentList []string
-
-func (l *commentList) UnmarshalJSON(b []byte) error {
-	ss, ok := jsonobj.Strings(b)
-	if !ok {
-		return errors.New("must be a list of strings")
-	}
-	*l = ss
-	return nil
-}
-
 // decodeJSON reads a JSON publish body. Member names are matched exactly
 // and each may be given once (jsonobj): "Data" is not data, and a body
 // naming data twice is refused rather than read one way here and another
@@ -269,7 +255,10 @@ func messageField(m *engine.Message, name []byte) any {
 	case "data":
 		return dataField{m}
 	case "comment":
-		return (*commentList)(&m.Comments)
+		// A list of strings only: a single string is refused, as Tiny
+		// SSE refuses it (its comment is a Vec<String>), so that a body
+		// it answers 400 is not accepted here either.
+		return (*jsonobj.StringList)(&m.Comments)
 	case "topic":
 		return (*stringList)(&m.Topics)
 	}

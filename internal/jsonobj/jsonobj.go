@@ -171,6 +171,20 @@ func Strings(b []byte) (ss []string, ok bool) {
 	return ss, true
 }
 
+// StringList is a []string read from a JSON list of strings by Strings'
+// rule: null is none; an element that is not a string (null included),
+// or anything but a list, is an error.
+type StringList []string
+
+func (l *StringList) UnmarshalJSON(b []byte) error {
+	ss, ok := Strings(b)
+	if !ok {
+		return errors.New("must be a list of strings")
+	}
+	*l = ss
+	return nil
+}
+
 // plainString returns the string a valid JSON string literal v stands
 // for when that is its bytes between the quotes: no escape and valid
 // UTF-8 (json.Unmarshal turns invalid UTF-8 into U+FFFD).
