@@ -418,7 +418,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.health(ctx)
 	case s.route(path) != nil:
 		s.route(path)(ctx)
-	case s.static != nil && (ctx.IsGet() || ctx.IsHead()) && hasPathPrefix(path, s.cfg.StaticPath):
+	case s.static != nil && hasPathPrefix(path, s.cfg.StaticPath):
+		if !ctx.IsGet() && !ctx.IsHead() {
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: static files take GET or HEAD")
+			return
+		}
 		s.serveStatic(ctx)
 	default:
 		writeError(ctx, fasthttp.StatusNotFound, "not found")

@@ -114,6 +114,17 @@ func TestStaticConfined(t *testing.T) {
 				if loc := a.Header.Get("Location"); a.Status != http.StatusFound || loc != prefix+"docs/" {
 					t.Errorf("GET %sdocs: %d Location %q, want 302 to %sdocs/", prefix, a.Status, loc, prefix)
 				}
+				// Static files take GET and HEAD only; anything else is 405
+				// naming them, whether or not the file exists.
+				for _, path := range []string{"ok.txt", "missing", ""} {
+					for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+						a := p.do(t, m, "http://"+addr+prefix+path, "x")
+						wantError(t, a, http.StatusMethodNotAllowed)
+						if allow := a.Header.Get("Allow"); allow != "GET, HEAD" {
+							t.Errorf("%s %s%s: Allow %q, want GET, HEAD", m, prefix, path, allow)
+						}
+					}
+				}
 				// fasthttp's own refusals come out as JSON too.
 				wantError(t, get("ok.txt", "Range", "bytes=100-200"), http.StatusRequestedRangeNotSatisfiable)
 				wantError(t, p.rawGet(t, addr, prefix+"ok%00.txt"), http.StatusBadRequest)
