@@ -14,42 +14,54 @@ import "time"
 // whole window, the last hardly at all). Order is unchanged: the pass
 // reads each ring in order, as it always does.
 //
-// The default (WriteCoalesce 0) is adaptive: a shard's passes start at
-// least a gap apart, the gap being the last pass's duration but no less
-// than AdaptiveCoalesceMin and no more than AdaptiveCoalesceMax. A shard
-// woken after the gap has passed (idle: fewer than about a thousand
-// wake-ups a second) delivers at once; one woken sooner waits out the
-// rest of the gap, so that the next pass carries what arrives meanwhile.
-// A message waits at most AdaptiveCoalesceMax, and most wait less: the
-// wait runs from the last pass's end, not from the wake-up. It buys fewer
-// system calls where they matter: a delivery's CPU is the kernel's
-// writev and the reader's wake-up, not the engine (profiles in
-// BENCHMARKS.md). Measured: scenario 2 (500 subscribers, 1,000 msg/s),
-// CPU per delivery 0.70x and a third of the p99 with the first version
-// (gap = the last pass's duration); single publishes to 10 subscribers
-// 1.20-1.22x the publishes/s with the 1 ms floor, p99 latency unchanged
-// (the load is queueing anyway), p50 +0.1-0.25 ms. Negative WriteCoalesce
-// turns it off (--write-coalesce off), the baseline beside it.
+// The default (WriteCoalesce 0) is adaptive, and looks at the last pass:
+//
+//   - A publish arrived while it ran, or while the shard held before it
+//     (its wake-up was waiting): more than one message came per pass, so
+//     the shard is busy.
+//     The next pass starts a gap after the last one ended, the gap being
+//     the last pass's duration but no less than AdaptiveCoalesceMin and no
+//     more than AdaptiveCoalesceMax, so that it carries what arrives
+//     meanwhile.
+//   - Otherwise, woken within the last pass's duration of its end, the
+//     shard waits that long (at most AdaptiveCoalesceMax): the first rule
+//     of this hold, for a wake-up that just missed the pass.
+//   - Otherwise it delivers at once. A publisher that waits for each
+//     message before it sends the next (request and answer over SSE)
+//     never publishes during a pass, and is never held.
+//
+// A message waits at most AdaptiveCoalesceMax, and under load most wait
+// less: the wait runs from the last pass's end, not from the wake-up. It
+// buys fewer system calls where they matter: a delivery's CPU is the
+// kernel's writev and the reader's wake-up, not the engine (profiles in
+// BENCHMARKS.md). Measured: scenario 2 (500 subscribers, 1,000 msg/s), CPU
+// per delivery 0.70x and a third of the p99 with the second rule alone;
+// single publishes to 10 subscribers, 1.15-1.2x the publishes/s with the
+// first. Negative WriteCoalesce turns it off (--write-coalesce off), the
+// baseline beside it.
 
 // AdaptiveCoalesceMin and AdaptiveCoalesceMax bound the adaptive gap
-// between passes.
+// between a busy shard's passes.
 const (
 	AdaptiveCoalesceMin = time.Millisecond
 	AdaptiveCoalesceMax = 2 * time.Millisecond
 )
 
 // holdFor is how long a shard woken at now waits before its pass, given
-// the window set (WriteCoalesce) and when its last pass ended and how long
-// it took (zero before the first).
-func holdFor(window time.Duration, now, lastEnd time.Time, lastDur time.Duration) time.Duration {
-	switch {
+// the window set (WriteCoalesce), when its last pass ended, how long it
+// took (zero before the first) and whether a publish arrived during it.
+func holdFor(window time.Duration, now, lastEnd time.Time, lastDur time.Duration, publishedDuring bool) time.Duration {
+	switch since := now.Sub(lastEnd); {
 	case window > 0:
 		return window
 	case window < 0 || lastDur <= 0:
 		return 0
+	case publishedDuring:
+		return max(0, min(max(lastDur, AdaptiveCoalesceMin), AdaptiveCoalesceMax)-since)
+	case since < lastDur:
+		return min(lastDur, AdaptiveCoalesceMax)
 	}
-	gap := min(max(lastDur, AdaptiveCoalesceMin), AdaptiveCoalesceMax)
-	return max(0, gap-now.Sub(lastEnd))
+	return 0
 }
 
 // maxWriteCoalesce bounds the window: a longer hold is a broken feed, not
@@ -63,9 +75,11 @@ type coalescer struct {
 }
 
 // wait holds the shard after a wake-up for holdFor's time (often none).
-// It returns false if stop was closed meanwhile.
+// It returns false if stop was closed meanwhile, and sets s.heldBusy when
+// a publish arrived during the hold.
 func (c *coalescer) wait(s *shard, stop <-chan struct{}) bool {
-	d := holdFor(s.e.cfg.WriteCoalesce, time.Now(), s.passEnd, s.passDur)
+	s.heldBusy = false
+	d := holdFor(s.e.cfg.WriteCoalesce, time.Now(), s.passEnd, s.passDur, s.passBusy)
 	if d <= 0 {
 		return true
 	}
@@ -87,6 +101,7 @@ func (c *coalescer) wait(s *shard, stop <-chan struct{}) bool {
 	// again for nothing.
 	select {
 	case <-s.wake:
+		s.heldBusy = true
 	default:
 	}
 	return true

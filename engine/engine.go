@@ -65,9 +65,11 @@ type Config struct {
 	// WriteCoalesce is how long a shard, woken by a publish, waits before
 	// its delivery pass, so that what is published meanwhile reaches each
 	// subscriber in the same write (see coalesce.go). 0, the default, is
-	// adaptive: a shard's passes start at least the last pass's duration
-	// apart, but no less than AdaptiveCoalesceMin and no more than
-	// AdaptiveCoalesceMax; an idle shard never waits. Negative: never wait.
+	// adaptive: after a pass that carried more than one wake-up's
+	// publishes (busy), the next starts at least the last pass's duration
+	// after it ended, but no less than AdaptiveCoalesceMin and no more
+	// than AdaptiveCoalesceMax; a publisher with one message in flight, or
+	// an idle shard, is never held. Negative: never wait.
 	WriteCoalesce time.Duration
 	// Hooks are the script's hook points; the zero value defines none.
 	Hooks Hooks

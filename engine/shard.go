@@ -53,10 +53,13 @@ type shard struct {
 	writeFn func(fd uintptr) bool // s.writev bound once, so a write allocates nothing
 
 	// passEnd and passDur are when the last delivery pass ended and how
-	// long it took, for the adaptive hold (coalesce.go). Shard goroutine
-	// only.
-	passEnd time.Time
-	passDur time.Duration
+	// long it took, and passBusy whether a publish woke the shard while it
+	// ran or while the shard held before it (heldBusy), for the adaptive
+	// hold (coalesce.go). Shard goroutine only.
+	passEnd  time.Time
+	passDur  time.Duration
+	passBusy bool
+	heldBusy bool
 	// cont is set by a pass that left a subscriber's pending messages
 	// behind at maxPassBytes (it marked their topic dirty again): the next
 	// pass then runs without the hold. Shard goroutine only.
@@ -142,13 +145,18 @@ func (s *shard) run(stop <-chan struct{}) {
 			// A pass that stopped at maxPassBytes goes on at once: the
 			// wait is for gathering new publishes, and this one's
 			// subscribers are still reading what it wrote.
-			if !s.cont && !hold.wait(s, stop) {
+			if s.cont {
+				s.heldBusy = false
+			} else if !hold.wait(s, stop) {
 				return
 			}
 			start := time.Now()
 			s.deliverDirty()
 			s.passEnd = time.Now()
 			s.passDur = s.passEnd.Sub(start)
+			// A publish during the pass left its wake-up (not taken here:
+			// the next receive takes it).
+			s.passBusy = s.heldBusy || len(s.wake) > 0
 		case now := <-tick.C:
 			s.sweep(now)
 		case <-stop:

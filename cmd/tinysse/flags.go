@@ -302,7 +302,7 @@ func addFlags(fs *pflag.FlagSet, o *options) *flagValues {
 	fs.Var(&v.maxAge, "cors-max-age", "Access-Control-Max-Age")
 	fs.BoolVar(&o.autoID, "auto-id", false, "give messages published without an id an increasing server id")
 	fs.Var(&v.writeTimeout, "write-timeout", "close a subscriber whose socket accepts nothing for this long")
-	fs.Var(&v.writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = adaptive: a busy shard's passes start 1-2ms apart, an idle one never waits; off = never; at most 1s)")
+	fs.Var(&v.writeCoalesce, "write-coalesce", "hold each delivery pass this long so that messages published meanwhile share one write per subscriber (0 = adaptive: a busy shard's passes start 1-2ms apart, one message at a time is never held; off = never; at most 1s)")
 	fs.Var(&v.readTimeout, "read-timeout", "cut off a client that takes longer than this to send its request")
 	fs.Var(&v.shutdownTimeout, "shutdown-timeout", "on SIGINT/SIGTERM, exit within this long")
 	fs.IntVar(&o.shards, "shards", 0, "delivery shards (0 = one per CPU less one, at least one)")
