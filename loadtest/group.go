@@ -68,6 +68,9 @@ func newGroup(cfg workerConfig) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ReadBuffer < minReadBuffer { // the flag refuses it; a worker's config is checked again
+		return nil, fmt.Errorf("read buffer of %d bytes: at least %d", cfg.ReadBuffer, minReadBuffer)
+	}
 	g := &group{
 		cfg:     cfg,
 		target:  t,

@@ -274,8 +274,8 @@ func (o *options) check() error {
 		return errors.New("--per-worker must be positive")
 	case o.workers < -1:
 		return errors.New("--workers must be -1 (auto), 0 (none) or more")
-	case o.readBuffer < 64:
-		return errors.New("--read-buffer must be at least 64")
+	case o.readBuffer < minReadBuffer:
+		return fmt.Errorf("--read-buffer must be at least %d", minReadBuffer)
 	case o.handshakeTimeout <= 0 || o.settle < 0 || o.drain < 0:
 		return errors.New("--handshake-timeout must be positive, --settle and --drain not negative")
 	case o.pid < 0:

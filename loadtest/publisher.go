@@ -277,9 +277,8 @@ func readResponse(br *bufio.Reader, body []byte) (status int, keepAlive bool, _ 
 	}
 	// "HTTP/1.x NNN reason": read in place (the tool makes tens of
 	// thousands of these a second next to the server it measures).
-	proto, rest, _ := bytes.Cut(bytes.TrimLeft(line, " "), []byte(" "))
-	code, _, _ := bytes.Cut(bytes.TrimLeft(rest, " "), []byte(" "))
-	code = bytes.TrimRight(code, "\r\n")
+	proto, rest := field(line)
+	code, _ := field(rest)
 	if !bytes.HasPrefix(proto, []byte("HTTP/1.")) || len(code) == 0 {
 		return 0, false, body, fmt.Errorf("bad status line %q", line)
 	}
@@ -332,6 +331,21 @@ func readResponse(br *bufio.Reader, body []byte) (status int, keepAlive bool, _ 
 		keepAlive = false
 	}
 	return status, keepAlive, w.b, err
+}
+
+// field splits b at its first run of white space after any leading one,
+// as the first element of bytes.Fields would, without the slice.
+func field(b []byte) (first, rest []byte) {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f' }
+	i := 0
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	j := i
+	for j < len(b) && !isSpace(b[j]) {
+		j++
+	}
+	return b[i:j], b[j:]
 }
 
 // capped keeps the first maxBody bytes written to it and drops the rest.

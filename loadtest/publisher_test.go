@@ -24,6 +24,7 @@ func TestReadResponse(t *testing.T) {
 		{"until close", "HTTP/1.1 202 Accepted\r\n\r\nbody", "bodyNEXT", 202, false},
 		{"1.0", "HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n", "", 202, false},
 		{"no reason", "HTTP/1.1 204\r\n\r\n", "", 204, true},
+		{"tabs", "HTTP/1.1\t200\tOK\r\nContent-Length: 2\r\n\r\nok", "ok", 200, true},
 		{"long", "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("y", 5000), strings.Repeat("y", maxBody), 200, true},
 	} {
 		br := bufio.NewReader(strings.NewReader(c.in + "NEXT"))

@@ -128,11 +128,20 @@ func (s *sub) read() error {
 	// The rest of the stream is read into a buffer of our own: it starts
 	// at --read-buffer, so that thousands of idle streams stay small, and
 	// doubles (to maxReadBuffer) whenever one read fills it, so that a
-	// busy stream takes one system call per many messages. Reads of at
-	// least br's size bypass br once its buffered bytes are gone.
+	// busy stream takes one system call per many messages. Without chunked
+	// framing br is done with once its buffered bytes are parsed (an idle
+	// stream then holds one buffer, not two).
+	var r io.Reader = br
+	if !chunked {
+		if n := br.Buffered(); n > 0 {
+			b, _ := br.Peek(n)
+			s.feed(b)
+		}
+		r = s.conn.(net.Conn)
+	}
 	buf := make([]byte, g.cfg.ReadBuffer)
 	for {
-		n, err := br.Read(buf)
+		n, err := r.Read(buf)
 		if n > 0 {
 			s.feed(buf[:n])
 		}
@@ -143,8 +152,12 @@ func (s *sub) read() error {
 	}
 }
 
-// maxReadBuffer bounds the growth of a busy stream's read buffer.
-const maxReadBuffer = 64 << 10
+// minReadBuffer and maxReadBuffer bound a stream's read buffer: the
+// first is the least --read-buffer takes, the second its growth.
+const (
+	minReadBuffer = 64
+	maxReadBuffer = 64 << 10
+)
 
 // grown is the buffer for the next read after one that gave n bytes into
 // buf: twice as large (at most maxReadBuffer) if that read filled it.

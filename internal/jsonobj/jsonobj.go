@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"unicode/utf8"
 )
 
@@ -119,16 +120,22 @@ func unmarshal(v []byte, target any) error {
 			return nil
 		}
 	case json.Unmarshaler:
-		return t.UnmarshalJSON(v)
+		if p := reflect.ValueOf(t); p.Kind() != reflect.Pointer || !p.IsNil() {
+			return t.UnmarshalJSON(v)
+		}
+		// A nil pointer: json.Unmarshal's error, not a nil dereference.
 	}
 	return json.Unmarshal(v, target)
 }
 
-// String returns the string a JSON value v stands for, v being one
-// Decode or Array has checked (a member's or an element's bytes, as a
-// json.Unmarshaler is handed them); ok is false if v is not a string.
+// String returns the string a JSON value v stands for (a member's or an
+// element's bytes, as a json.Unmarshaler is handed them); ok is false if
+// v is not exactly one JSON string.
 func String(v []byte) (s string, ok bool) {
 	if len(v) == 0 || v[0] != '"' {
+		return "", false
+	}
+	if end, ok := stringLit(v, 0); !ok || end != len(v) {
 		return "", false
 	}
 	if s, ok := plainString(v); ok {

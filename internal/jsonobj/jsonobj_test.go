@@ -345,9 +345,20 @@ func TestStrings(t *testing.T) {
 			t.Errorf("String(%q) = %q, %v; want %q", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{`1`, `null`, `["a"]`, ``} {
+	for _, in := range []string{`1`, `null`, `["a"]`, ``, `"`, `"abc`, `"a"b"`, `"a" `, "\"a\x01\"", `"\x"`, `"\u12"`, `"a\"`} {
 		if got, ok := String([]byte(in)); ok {
 			t.Errorf("String(%q) = %q, ok; want not a string", in, got)
 		}
+	}
+}
+
+// TestDecodeNilUnmarshaler: a field target that is a nil pointer to a
+// json.Unmarshaler is json.Unmarshal's error (a FieldError), not a nil
+// dereference. (Found by review.)
+func TestDecodeNilUnmarshaler(t *testing.T) {
+	err := Decode([]byte(`{"a":["x"]}`), func(name []byte) any { return (*StringList)(nil) })
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Name != "a" {
+		t.Errorf("Decode into a nil *StringList: %v, want a FieldError for a", err)
 	}
 }
