@@ -36,7 +36,7 @@ import "time"
 // kernel's writev and the reader's wake-up, not the engine (profiles in
 // BENCHMARKS.md). Measured: scenario 2 (500 subscribers, 1,000 msg/s), CPU
 // per delivery 0.70x and a third of the p99 with the second rule alone;
-// single publishes to 10 subscribers, 1.15-1.2x the publishes/s with the
+// single publishes to 10 subscribers, 1.26-1.30x the publishes/s with the
 // first. Negative WriteCoalesce turns it off (--write-coalesce off), the
 // baseline beside it.
 
