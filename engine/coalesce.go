@@ -16,9 +16,9 @@ import "time"
 //
 // The default (WriteCoalesce 0) is adaptive, and looks at the last pass:
 //
-//   - A publish arrived while it ran, or while the shard held before it
-//     (its wake-up was waiting): more than one message came per pass, so
-//     the shard is busy.
+//   - It wrote more than one message to a subscriber at once, or a
+//     publish arrived while the shard held before it: messages come
+//     faster than passes, so the shard is busy.
 //     The next pass starts a gap after the last one ended, the gap being
 //     the last pass's duration but no less than AdaptiveCoalesceMin and no
 //     more than AdaptiveCoalesceMax, so that it carries what arrives
@@ -49,14 +49,14 @@ const (
 
 // holdFor is how long a shard woken at now waits before its pass, given
 // the window set (WriteCoalesce), when its last pass ended, how long it
-// took (zero before the first) and whether a publish arrived during it.
-func holdFor(window time.Duration, now, lastEnd time.Time, lastDur time.Duration, publishedDuring bool) time.Duration {
+// took (zero before the first) and whether it found the shard busy.
+func holdFor(window time.Duration, now, lastEnd time.Time, lastDur time.Duration, busy bool) time.Duration {
 	switch since := now.Sub(lastEnd); {
 	case window > 0:
 		return window
 	case window < 0 || lastDur <= 0:
 		return 0
-	case publishedDuring:
+	case busy:
 		return max(0, min(max(lastDur, AdaptiveCoalesceMin), AdaptiveCoalesceMax)-since)
 	case since < lastDur:
 		return min(lastDur, AdaptiveCoalesceMax)

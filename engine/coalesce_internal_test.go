@@ -41,3 +41,35 @@ func TestHoldFor(t *testing.T) {
 		}
 	}
 }
+
+// TestPassBusy: a pass says the shard is busy (deliverDirty's multi) when
+// it wrote more than one message to a subscriber at once, and not when
+// each got one: a publisher with one message in flight never makes a
+// pass carry two.
+func TestPassBusy(t *testing.T) {
+	e := stillEngine(t, Config{Shards: 1, Capacity: 64, KeepAlive: -1})
+	subscribeDrained(t, e, 3)
+	tp := e.acquire("")
+	s := e.shards[0]
+	ms := prebuilt(3)
+	pass := func() bool {
+		s.markDirty(tp)
+		select {
+		case <-s.wake:
+		default:
+		}
+		return s.deliverDirty()
+	}
+	appendLocked(e, ms[0], tp)
+	if pass() {
+		t.Error("a pass of one message per subscriber: busy")
+	}
+	appendLocked(e, ms[1], tp)
+	appendLocked(e, ms[2], tp)
+	if !pass() {
+		t.Error("a pass of two messages per subscriber: not busy")
+	}
+	if pass() {
+		t.Error("a pass with nothing to write: busy")
+	}
+}

@@ -53,13 +53,18 @@ type shard struct {
 	writeFn func(fd uintptr) bool // s.writev bound once, so a write allocates nothing
 
 	// passEnd and passDur are when the last delivery pass ended and how
-	// long it took, and passBusy whether a publish woke the shard while it
-	// ran or while the shard held before it (heldBusy), for the adaptive
-	// hold (coalesce.go). Shard goroutine only.
+	// long it took, and passBusy whether it carried more than one message
+	// to a subscriber or a publish arrived while the shard held before it
+	// (heldBusy), for the adaptive hold (coalesce.go). Shard goroutine
+	// only.
 	passEnd  time.Time
 	passDur  time.Duration
 	passBusy bool
 	heldBusy bool
+	// passMulti is set by a pass that wrote more than one message to a
+	// subscriber in one write; owned by whoever holds mu, read and reset
+	// by deliverDirty.
+	passMulti bool
 	// cont is set by a pass that left a subscriber's pending messages
 	// behind at maxPassBytes (it marked their topic dirty again): the next
 	// pass then runs without the hold. Shard goroutine only.
@@ -151,12 +156,13 @@ func (s *shard) run(stop <-chan struct{}) {
 				return
 			}
 			start := time.Now()
-			s.deliverDirty()
+			multi := s.deliverDirty()
 			s.passEnd = time.Now()
 			s.passDur = s.passEnd.Sub(start)
-			// A publish during the pass left its wake-up (not taken here:
-			// the next receive takes it).
-			s.passBusy = s.heldBusy || len(s.wake) > 0
+			// Not "a publish arrived during the pass": a publisher with one
+			// message in flight sends its next as soon as it reads this
+			// one, which can be before the pass ends.
+			s.passBusy = s.heldBusy || multi
 		case now := <-tick.C:
 			s.sweep(now)
 		case <-stop:
@@ -179,8 +185,9 @@ func (s *shard) markDirty(t *topic) {
 }
 
 // deliverDirty runs one delivery pass over the subscribers of every dirty
-// topic. Only the shard goroutine calls it.
-func (s *shard) deliverDirty() {
+// topic, and says whether it wrote more than one message to a subscriber
+// at once. Only the shard goroutine calls it.
+func (s *shard) deliverDirty() (multi bool) {
 	s.dirtyMu.Lock()
 	list := s.dirty
 	s.dirty = s.spare[:0]
@@ -188,6 +195,7 @@ func (s *shard) deliverDirty() {
 
 	s.mu.Lock()
 	s.cont = false
+	s.passMulti = false
 	batch := s.enterHooks()
 	now := time.Now().UnixNano()
 	for _, t := range list {
@@ -221,9 +229,11 @@ func (s *shard) deliverDirty() {
 	}
 	s.leaveHooks(batch)
 	s.flushCount()
+	multi = s.passMulti
 	s.mu.Unlock()
 	clear(list)
 	s.spare = list
+	return multi
 }
 
 // deliver writes what sub has pending, up to maxBatch frames and
@@ -247,6 +257,9 @@ func (s *shard) deliver(sub *Subscriber, now int64, batch any) (wrote, more bool
 		return false, false
 	}
 	s.passFrames += len(frames)
+	if len(frames) > 1 {
+		s.passMulti = true
+	}
 	if !s.write(sub, frames, now) {
 		return true, false // handed to its goroutine
 	}
