@@ -132,18 +132,15 @@ func unmarshal(v []byte, target any) error {
 // element's bytes, as a json.Unmarshaler is handed them); ok is false if
 // v is not exactly one JSON string.
 func String(v []byte) (s string, ok bool) {
-	if len(v) == 0 || v[0] != '"' {
-		return "", false
-	}
-	if end, ok := stringLit(v, 0); !ok || end != len(v) {
-		return "", false
-	}
 	if s, ok := plainString(v); ok {
 		return s, true
 	}
+	if n := len(v); n < 2 || v[0] != '"' || v[n-1] != '"' {
+		return "", false // not a string, or something after it
+	}
 	var u string // escapes (json.Unmarshal takes its address): only here
 	if err := json.Unmarshal(v, &u); err != nil {
-		return "", false
+		return "", false // json.Unmarshal checks what plainString did not
 	}
 	return u, true
 }
@@ -192,14 +189,25 @@ func (l *StringList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// plainString returns the string a valid JSON string literal v stands
-// for when that is its bytes between the quotes: no escape and valid
-// UTF-8 (json.Unmarshal turns invalid UTF-8 into U+FFFD).
+// plainString returns the string a JSON string literal v stands for when
+// that is its bytes between the quotes: nothing escaped, no control
+// character, valid UTF-8 (json.Unmarshal turns invalid UTF-8 into
+// U+FFFD). One pass, and safe on unchecked input: anything else is
+// (nil, false).
 func plainString(v []byte) (string, bool) {
-	if v[0] != '"' || bytes.IndexByte(v, '\\') >= 0 || !utf8.Valid(v) {
+	n := len(v)
+	if n < 2 || v[0] != '"' || v[n-1] != '"' {
 		return "", false
 	}
-	return string(v[1 : len(v)-1]), true
+	for _, c := range v[1 : n-1] {
+		if !plainByte[c] {
+			return "", false
+		}
+	}
+	if !utf8.Valid(v) {
+		return "", false
+	}
+	return string(v[1 : n-1]), true
 }
 
 // names is the set of member names seen so far: a short list for the few
