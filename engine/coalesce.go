@@ -24,11 +24,12 @@ import "time"
 //     more than AdaptiveCoalesceMax, so that it carries what arrives
 //     meanwhile.
 //   - Otherwise, woken within the last pass's duration of its end, the
-//     shard waits that long (at most AdaptiveCoalesceMax): the first rule
-//     of this hold, for a wake-up that just missed the pass.
+//     shard waits that long (at most AdaptiveCoalesceMax): the original
+//     rule of this hold, for a wake-up that just missed the pass.
 //   - Otherwise it delivers at once. A publisher that waits for each
 //     message before it sends the next (request and answer over SSE)
-//     never publishes during a pass, and is never held.
+//     never has two messages in one pass nor publishes during a hold, so
+//     the gap never holds it (TestCoalesceOneAtATime).
 //
 // A message waits at most AdaptiveCoalesceMax, and under load most wait
 // less: the wait runs from the last pass's end, not from the wake-up. It
@@ -36,7 +37,7 @@ import "time"
 // kernel's writev and the reader's wake-up, not the engine (profiles in
 // BENCHMARKS.md). Measured: scenario 2 (500 subscribers, 1,000 msg/s), CPU
 // per delivery 0.70x and a third of the p99 with the second rule alone;
-// single publishes to 10 subscribers, 1.26-1.30x the publishes/s with the
+// single publishes to 10 subscribers, 1.2-1.3x the publishes/s with the
 // first. Negative WriteCoalesce turns it off (--write-coalesce off), the
 // baseline beside it.
 
@@ -75,13 +76,12 @@ type coalescer struct {
 }
 
 // wait holds the shard after a wake-up for holdFor's time (often none).
-// It returns false if stop was closed meanwhile, and sets s.heldBusy when
-// a publish arrived during the hold.
-func (c *coalescer) wait(s *shard, stop <-chan struct{}) bool {
-	s.heldBusy = false
+// ok is false if stop was closed meanwhile; published says a publish
+// arrived during the hold.
+func (c *coalescer) wait(s *shard, stop <-chan struct{}) (published, ok bool) {
 	d := holdFor(s.e.cfg.WriteCoalesce, time.Now(), s.passEnd, s.passDur, s.passBusy)
 	if d <= 0 {
-		return true
+		return false, true
 	}
 	if c.t == nil {
 		c.t = time.NewTimer(d)
@@ -92,7 +92,7 @@ func (c *coalescer) wait(s *shard, stop <-chan struct{}) bool {
 	case <-c.t.C:
 	case <-stop:
 		c.t.Stop()
-		return false
+		return false, false
 	}
 	// Publishes in the window left a wake-up behind. Their topics are on
 	// the dirty list already (markDirty appends before it wakes, and we
@@ -101,8 +101,8 @@ func (c *coalescer) wait(s *shard, stop <-chan struct{}) bool {
 	// again for nothing.
 	select {
 	case <-s.wake:
-		s.heldBusy = true
+		return true, true
 	default:
+		return false, true
 	}
-	return true
 }

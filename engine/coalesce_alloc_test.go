@@ -10,7 +10,7 @@ func TestCoalescerOff(t *testing.T) {
 	e := stillEngine(t, Config{Shards: 1})
 	var c coalescer
 	start := time.Now()
-	if !c.wait(e.shards[0], nil) || c.t != nil || time.Since(start) > 100*time.Millisecond {
+	if _, ok := c.wait(e.shards[0], nil); !ok || c.t != nil || time.Since(start) > 100*time.Millisecond {
 		t.Errorf("WriteCoalesce 0: wait held or made a timer (%v)", time.Since(start))
 	}
 }
@@ -37,7 +37,7 @@ func TestAllocsPerDeliveryCoalesced(t *testing.T) {
 			s.markDirty(tp)
 		}
 		<-s.wake // what run's select takes
-		if !hold.wait(s, stop) {
+		if _, ok := hold.wait(s, stop); !ok {
 			t.Fatal("wait: stopped")
 		}
 		s.deliverDirty()

@@ -65,9 +65,9 @@ type Config struct {
 	// WriteCoalesce is how long a shard, woken by a publish, waits before
 	// its delivery pass, so that what is published meanwhile reaches each
 	// subscriber in the same write (see coalesce.go). 0, the default, is
-	// adaptive: after a pass that carried more than one wake-up's
-	// publishes (busy), the next starts at least the last pass's duration
-	// after it ended, but no less than AdaptiveCoalesceMin and no more
+	// adaptive: after a pass that wrote more than one message to a
+	// subscriber at once, or a hold that saw a publish (busy), the next
+	// starts at least the last pass's duration after it ended, but no less than AdaptiveCoalesceMin and no more
 	// than AdaptiveCoalesceMax; a publisher with one message in flight, or
 	// an idle shard, is never held. Negative: never wait.
 	WriteCoalesce time.Duration

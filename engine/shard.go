@@ -54,13 +54,11 @@ type shard struct {
 
 	// passEnd and passDur are when the last delivery pass ended and how
 	// long it took, and passBusy whether it carried more than one message
-	// to a subscriber or a publish arrived while the shard held before it
-	// (heldBusy), for the adaptive hold (coalesce.go). Shard goroutine
-	// only.
+	// to a subscriber or a publish arrived while the shard held before it,
+	// for the adaptive hold (coalesce.go). Shard goroutine only.
 	passEnd  time.Time
 	passDur  time.Duration
 	passBusy bool
-	heldBusy bool
 	// passMulti is set by a pass that wrote more than one message to a
 	// subscriber in one write; owned by whoever holds mu, read and reset
 	// by deliverDirty.
@@ -150,10 +148,12 @@ func (s *shard) run(stop <-chan struct{}) {
 			// A pass that stopped at maxPassBytes goes on at once: the
 			// wait is for gathering new publishes, and this one's
 			// subscribers are still reading what it wrote.
-			if s.cont {
-				s.heldBusy = false
-			} else if !hold.wait(s, stop) {
-				return
+			held := false
+			if !s.cont {
+				var ok bool
+				if held, ok = hold.wait(s, stop); !ok {
+					return
+				}
 			}
 			start := time.Now()
 			multi := s.deliverDirty()
@@ -162,7 +162,7 @@ func (s *shard) run(stop <-chan struct{}) {
 			// Not "a publish arrived during the pass": a publisher with one
 			// message in flight sends its next as soon as it reads this
 			// one, which can be before the pass ends.
-			s.passBusy = s.heldBusy || multi
+			s.passBusy = held || multi
 		case now := <-tick.C:
 			s.sweep(now)
 		case <-stop:
