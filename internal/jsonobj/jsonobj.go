@@ -13,6 +13,7 @@ package jsonobj
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,15 +200,26 @@ func plainString(v []byte) (string, bool) {
 	if n < 2 || v[0] != '"' || v[n-1] != '"' {
 		return "", false
 	}
-	for _, c := range v[1 : n-1] {
-		if !plainByte[c] {
-			return "", false
-		}
-	}
-	if !utf8.Valid(v) {
+	if !plainBytes(v[1:n-1]) || !utf8.Valid(v) {
 		return "", false
 	}
 	return string(v[1 : n-1]), true
+}
+
+// plainBytes reports whether every byte of b is a plainByte (eight at a
+// time, plainWord).
+func plainBytes(b []byte) bool {
+	for ; len(b) >= 8; b = b[8:] {
+		if !plainWord(binary.LittleEndian.Uint64(b)) {
+			return false
+		}
+	}
+	for _, c := range b {
+		if !plainByte[c] {
+			return false
+		}
+	}
+	return true
 }
 
 // names is the set of member names seen so far: a short list for the few

@@ -362,3 +362,19 @@ func TestDecodeNilUnmarshaler(t *testing.T) {
 		t.Errorf("Decode into a nil *StringList: %v, want a FieldError for a", err)
 	}
 }
+
+// TestPlainBytes: the word-at-a-time scan says what the byte table says,
+// for every byte value at every place in and around a word.
+func TestPlainBytes(t *testing.T) {
+	for n := range 20 {
+		for pos := range n {
+			for c := range 256 {
+				b := bytes.Repeat([]byte{'a'}, n)
+				b[pos] = byte(c)
+				if got, want := plainBytes(b), plainByte[c]; got != want {
+					t.Fatalf("plainBytes(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
+}
