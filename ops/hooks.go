@@ -2,6 +2,7 @@ package ops
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,8 +77,25 @@ type timedBatch struct {
 // timed per batch (EnterShard to LeaveShard: how long the shard held the
 // script's VM, its socket writes in that pass included), not per call.
 func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
+	return hs.wrap(h, func(string) bool { return true })
+}
+
+// WrapScript is Wrap for a script's hooks: only the hooks the script
+// defines (lua.Runtime.Defined) are counted and timed. The runtime sets
+// some engine seams for hooks it does not have (Subscribe when only
+// unsubscribe or message is defined, to build the sub table; Publish for
+// message's pub table); those stay as they are, uncounted, so that
+// tinysse_hook_calls_total{hook="subscribe"} is not the number of
+// subscribes to a script without a subscribe hook.
+func (hs *HookStats) WrapScript(h engine.Hooks, defined []string) engine.Hooks {
+	return hs.wrap(h, func(hook string) bool { return slices.Contains(defined, hook) })
+}
+
+// wrap is Wrap for the hooks counted says to count; the others stay as
+// they are.
+func (hs *HookStats) wrap(h engine.Hooks, counted func(hook string) bool) engine.Hooks {
 	w := h
-	if f := h.Publish; f != nil {
+	if f := h.Publish; f != nil && counted("publish") {
 		st := hs.hooks["publish"]
 		w.Publish = func(r *engine.Request, m *engine.Message) (bool, error) {
 			start := time.Now()
@@ -86,7 +104,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			return ok, err
 		}
 	}
-	if f := h.Subscribe; f != nil {
+	if f := h.Subscribe; f != nil && counted("subscribe") {
 		st := hs.hooks["subscribe"]
 		w.Subscribe = func(s *engine.Subscriber) (bool, error) {
 			start := time.Now()
@@ -95,7 +113,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			return ok, err
 		}
 	}
-	if f := h.Catchup; f != nil {
+	if f := h.Catchup; f != nil && counted("catchup") {
 		st := hs.hooks["catchup"]
 		w.Catchup = func(s *engine.Subscriber, id string, has bool) ([]*engine.Message, error) {
 			start := time.Now()
@@ -104,7 +122,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			return msgs, err
 		}
 	}
-	if f := h.Timeout; f != nil {
+	if f := h.Timeout; f != nil && counted("timeout") {
 		st := hs.hooks["timeout"]
 		w.Timeout = func(s *engine.Subscriber, elapsed time.Duration) (time.Duration, bool) {
 			start := time.Now()
@@ -113,7 +131,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			return d, ok
 		}
 	}
-	if f := h.Unsubscribe; f != nil {
+	if f := h.Unsubscribe; f != nil && counted("unsubscribe") {
 		st := hs.hooks["unsubscribe"]
 		w.Unsubscribe = func(s *engine.Subscriber) {
 			start := time.Now()
@@ -121,7 +139,10 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			st.done(start, 1, nil)
 		}
 	}
-	if h.Message != nil && h.EnterShard != nil && h.LeaveShard != nil {
+	if h.Message == nil || !counted("message") {
+		return w
+	}
+	if h.EnterShard != nil && h.LeaveShard != nil {
 		msg, enter, leave := h.Message, h.EnterShard, h.LeaveShard
 		st := hs.hooks["message"]
 		w.EnterShard = func(shard int) any {
@@ -144,7 +165,7 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			tb.inner = nil
 			hs.pool.Put(tb)
 		}
-	} else if h.Message != nil {
+	} else {
 		// Without the batch brackets every call is its own batch.
 		msg := h.Message
 		st := hs.hooks["message"]
@@ -154,59 +175,6 @@ func (hs *HookStats) Wrap(h engine.Hooks) engine.Hooks {
 			st.done(start, 1, nil)
 			return f
 		}
-	}
-	return w
-}
-
-// WrapScript is Wrap for a script's hooks: only the hooks the script
-// defines (lua.Runtime.Defined) are counted and timed. The runtime sets
-// some engine seams for hooks it does not have (Subscribe when only
-// unsubscribe or message is defined, to build the sub table; Publish for
-// message's pub table); those stay as they are, uncounted, so that
-// tinysse_hook_calls_total{hook="subscribe"} is not the number of
-// subscribes to a script without a subscribe hook.
-func (hs *HookStats) WrapScript(h engine.Hooks, defined []string) engine.Hooks {
-	has := make(map[string]bool, len(defined))
-	for _, n := range defined {
-		has[n] = true
-	}
-	c := h
-	if !has["publish"] {
-		c.Publish = nil
-	}
-	if !has["subscribe"] {
-		c.Subscribe = nil
-	}
-	if !has["catchup"] {
-		c.Catchup = nil
-	}
-	if !has["timeout"] {
-		c.Timeout = nil
-	}
-	if !has["unsubscribe"] {
-		c.Unsubscribe = nil
-	}
-	if !has["message"] {
-		c.Message, c.EnterShard, c.LeaveShard = nil, nil, nil
-	}
-	w := hs.Wrap(c)
-	if c.Publish == nil {
-		w.Publish = h.Publish
-	}
-	if c.Subscribe == nil {
-		w.Subscribe = h.Subscribe
-	}
-	if c.Catchup == nil {
-		w.Catchup = h.Catchup
-	}
-	if c.Timeout == nil {
-		w.Timeout = h.Timeout
-	}
-	if c.Unsubscribe == nil {
-		w.Unsubscribe = h.Unsubscribe
-	}
-	if c.Message == nil {
-		w.Message, w.EnterShard, w.LeaveShard = h.Message, h.EnterShard, h.LeaveShard
 	}
 	return w
 }
